@@ -1,0 +1,95 @@
+"""What every command shares: the error boundary, the output sink and option aliases.
+
+A command parses its options, calls one library function, and renders the result with ``emit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from bitplan.atomic import atomic_write_text
+from bitplan.errors import BitplanError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OutputFormat(str, Enum):
+    """How a command renders its result."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    md = "md"
+
+
+class DebugState:
+    """Set by the global ``--debug`` flag: show tracebacks instead of one red paragraph."""
+
+    enabled = False
+
+
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
+OutputPath = Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file (atomically).")]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one red paragraph and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if not DebugState.enabled:
+        err_console.print("[dim](run with --debug for the full traceback)[/]")
+    raise typer.Exit(code)
+
+
+def guarded(command: F) -> F:
+    """Turn known errors into one clear paragraph and an exit code; ``--debug`` re-raises them."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BitplanError as error:
+            if DebugState.enabled:
+                raise
+            fail(str(error), error.exit_code)
+        except FileNotFoundError as error:
+            if DebugState.enabled:
+                raise
+            fail(f"file not found: {error.filename or error}. Check the path and try again.")
+        except KeyboardInterrupt:
+            fail("interrupted; files written so far are complete (writes are atomic).", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def to_json(result: BaseModel | list[BaseModel] | dict) -> str:
+    """Serialise a pydantic result (or a list of them) as indented JSON."""
+    if isinstance(result, BaseModel):
+        return result.model_dump_json(indent=2)
+    if isinstance(result, list):
+        return json.dumps([item.model_dump(mode="json") for item in result], indent=2)
+    return json.dumps(result, indent=2)
+
+
+def write_or_print(text: str, output: Path | None) -> None:
+    """Write ``text`` atomically to ``output``, or print it to stdout when no file is given."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    else:
+        atomic_write_text(output, text if text.endswith("\n") else text + "\n")
+        err_console.print(f"wrote {output}")

@@ -1,0 +1,138 @@
+"""The profile data model: one record per GEMM, Y[M×N] = X[M×K]·W[K×N], per group.
+
+Both front ends (torch, ONNX) emit these records; planning, training and reports only read them.
+Exact definitions of every field are in docs/concepts.md.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+class GemmOp(str, Enum):
+    """What kind of operator a GEMM came from."""
+
+    linear = "linear"
+    matmul = "matmul"
+    conv = "conv"
+    conv_transpose = "conv_transpose"
+    attention_qk = "attention_qk"
+    attention_av = "attention_av"
+    rnn_ih = "rnn_ih"
+    rnn_hh = "rnn_hh"
+
+
+class Tracer(str, Enum):
+    """Which front end produced a profile."""
+
+    export = "torch.export"
+    fx = "torch.fx"
+    dispatch = "dispatch"
+    onnx = "onnx"
+
+
+class GemmLayer(BaseModel):
+    """One GEMM: ``groups`` independent products of X[m×k] by W[k×n].
+
+    ``weight`` is the fully qualified parameter name of the W operand, or None when both operands
+    are activations (attention's QKᵀ and A·V, a matmul of two activations).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Module path of the op (plus a suffix when one module holds several GEMMs).")
+    weight: str | None = Field(description="Fully qualified parameter name of W; null for activation×activation GEMMs.")
+    op: GemmOp
+    m: int = Field(ge=1, description="Rows of X per group: how many times each W element is used.")
+    k: int = Field(ge=1, description="Reduction length: products summed into each output element.")
+    n: int = Field(ge=1, description="Columns of W per group: how many times each X element is used.")
+    groups: int = Field(ge=1, description="Independent GEMMs of this shape (conv groups, bmm batch).")
+    depth: int = Field(ge=1, description="1 + the largest depth among the GEMMs this one depends on.")
+    weight_shape: list[int] | None = Field(default=None, description="Shape of the weight parameter as stored.")
+    shared: bool = Field(default=False, description="The weight is also used by another op (tied embeddings).")
+
+    accumulation: int = Field(default=0, description="A: the reduction length K.")
+    weight_frequency: int = Field(default=0, description="F: uses of each weight element for the traced input (M).")
+    activation_frequency: int = Field(default=0, description="Uses of each input element (N, per group).")
+    params: int = Field(default=0, description="Weight elements of this GEMM: K·N·groups (0 without a weight).")
+    macs: int = Field(default=0, description="Multiply-accumulates: M·K·N·groups.")
+    grad_input_accumulation: int = Field(default=0, description="Reduction length of dX = dY·Wᵀ (N).")
+    grad_weight_accumulation: int = Field(default=0, description="Reduction length of dW = Xᵀ·dY (M).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive(cls, data: object) -> object:
+        """Fill the derived statistics from m, k, n, groups so front ends state only the shape."""
+        if not isinstance(data, dict):
+            return data
+        derived = derive_stats(data["m"], data["k"], data["n"], data["groups"], data.get("weight") is not None)
+        for key, value in derived.items():
+            if data.get(key) not in (None, 0) and data[key] != value:
+                raise ValueError(
+                    f"`{key}` is {data[key]} but m, k, n, groups give {value}; the profile was edited by hand"
+                )
+            data = {**data, key: value}
+        return data
+
+
+def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool) -> dict[str, int]:
+    """The statistics every GEMM record carries, from its shape (definitions: docs/concepts.md)."""
+    return {
+        "accumulation": k,
+        "weight_frequency": m,
+        "activation_frequency": n,
+        "params": k * n * groups if has_weight else 0,
+        "macs": m * k * n * groups,
+        "grad_input_accumulation": n,
+        "grad_weight_accumulation": m,
+    }
+
+
+class ModelProfile(BaseModel):
+    """Every GEMM of a model for one traced input, in graph (topological) order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = PROFILE_SCHEMA_VERSION
+    model: str = Field(description="The model spec or class name that was profiled.")
+    batch: int = Field(ge=1, description="Leading dimension of the first example input.")
+    tracer: Tracer
+    input_shapes: list[list[int]]
+    total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
+    layers: list[GemmLayer]
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> ModelProfile:
+        seen: set[str] = set()
+        for layer in self.layers:
+            if layer.name in seen:
+                raise ValueError(f"layer name `{layer.name}` appears twice; every GEMM needs a unique name")
+            seen.add(layer.name)
+        return self
+
+    @property
+    def weight_layers(self) -> list[GemmLayer]:
+        """GEMMs with a weight operand (the ones the paper plans)."""
+        return [layer for layer in self.layers if layer.weight is not None]
+
+    @property
+    def gemm_params(self) -> int:
+        """Weight elements covered by GEMMs, each shared weight counted once."""
+        return sum({layer.weight: layer.params for layer in self.weight_layers}.values())
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    def fingerprint(self) -> str:
+        """Hash of GEMM names and weight shapes: identifies the architecture, not the input size."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for layer in self.weight_layers:
+            digest.update(f"{layer.name}|{layer.weight}|{layer.weight_shape}\n".encode())
+        return digest.hexdigest()[:16]

@@ -1,0 +1,39 @@
+"""Every file format bitplan reads or writes, by name, so docs/schemas/ can be regenerated and checked.
+
+Run ``python -m bitplan.schemas`` to rewrite docs/schemas/*.json; a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+# name -> "module:ClassName"; imported lazily so this module stays cheap.
+SCHEMAS: dict[str, str] = {
+    "profile": "bitplan.profile.schema:ModelProfile",
+}
+
+
+def schema_of(name: str) -> dict:
+    """The JSON Schema of the pydantic model registered under ``name``."""
+    module_name, class_name = SCHEMAS[name].split(":")
+    model = getattr(importlib.import_module(module_name), class_name)
+    return model.model_json_schema()
+
+
+def write_all(directory: Path) -> list[Path]:
+    """Write one ``<name>.schema.json`` per registered model into ``directory``."""
+    from bitplan.atomic import atomic_write_text
+
+    written = []
+    for name in sorted(SCHEMAS):
+        path = directory / f"{name}.schema.json"
+        atomic_write_text(path, json.dumps(schema_of(name), indent=2, sort_keys=True) + "\n")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write_all(Path(__file__).resolve().parent.parent / "docs" / "schemas"):
+        print(path)
