@@ -29,9 +29,8 @@ class GemmOp(str, Enum):
 class Tracer(str, Enum):
     """Which front end produced a profile."""
 
-    export = "torch.export"
-    fx = "torch.fx"
-    dispatch = "dispatch"
+    record = "record"  # torch-function recording on meta tensors (fast; the default)
+    export = "torch.export"  # aten-level FX graph from torch.export
     onnx = "onnx"
 
 

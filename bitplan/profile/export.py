@@ -1,0 +1,65 @@
+"""The reference tracer: walk the aten-level FX graph that torch.export produces.
+
+Slower than recording (torch.export costs seconds even for small models) but independent of how
+the model calls torch; ``nn_module_stack`` gives module paths and the graph signature parameter names.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from bitplan.profile.builder import ProfileBuilder
+from bitplan.profile.gemms import TensorRef
+from bitplan.profile.tracking import meta_like, op_name_of, record_call
+
+
+def _module_path(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path = list(stack.values())[-1][0]
+    return path if isinstance(path, str) else ""
+
+
+def export_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
+    """Export ``model`` (non-strict) and collect its GEMMs.
+
+    torch.export propagates fake tensors, so real parameters and inputs are never computed on;
+    a model built on the meta device gets meta inputs to match.
+    """
+    inputs = tuple(example_inputs)
+    if any(p.device.type == "meta" for p in model.parameters()):
+        inputs = tree_map(lambda v: meta_like(v) if isinstance(v, torch.Tensor) else v, inputs)
+    program = torch.export.export(model, inputs, strict=False)
+    signature = program.graph_signature
+    parameters = {
+        spec.arg.name: spec.target
+        for spec in signature.input_specs
+        if spec.kind == torch.export.graph_signature.InputKind.PARAMETER
+    }
+    builder = ProfileBuilder()
+    refs: dict[str, TensorRef] = {}
+
+    def as_ref(value: object) -> object:
+        if isinstance(value, torch.fx.Node):
+            return refs.get(value.name, TensorRef(()))
+        return value
+
+    for node in program.graph.nodes:
+        value = node.meta.get("val")
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+        if node.op == "placeholder":
+            refs[node.name] = TensorRef(shape, 0, parameters.get(node.name))
+            continue
+        if node.op != "call_function":
+            continue
+        ref_args, ref_kwargs = tree_map(as_ref, node.args), tree_map(as_ref, dict(node.kwargs))
+        inputs = [leaf for leaf in tree_flatten((ref_args, ref_kwargs))[0] if isinstance(leaf, TensorRef)]
+        produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in tree_flatten(value)[0])
+        depth, origin = record_call(
+            builder, _module_path(node), op_name_of(node.target), ref_args, ref_kwargs, inputs, produces_tensor
+        )
+        refs[node.name] = TensorRef(shape, depth, origin)
+    return builder

@@ -1,0 +1,131 @@
+"""The fast tracer: run the model once on meta tensors and record every torch-level call.
+
+A ``TorchFunctionMode`` sees each call (``F.linear``, ``torch.conv2d``, ``x @ w``,
+``F.scaled_dot_product_attention``, ``_VF.lstm``, ...) with its arguments, including functional
+calls that module hooks never see; global module hooks give the module path. Parameters and
+inputs are replaced by meta tensors of the same shape, so no weight or activation memory is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_map  # public-in-practice pytree helpers used across torch
+
+from bitplan.profile.builder import ProfileBuilder
+from bitplan.profile.gemms import TensorRef
+from bitplan.profile.tracking import meta_like, op_name_of, record_call
+
+
+# Python-level torch functions that perform GEMMs internally; while the recorder handles a call the
+# mode is switched off, so their inner GEMMs would go unseen. torch.export sees through them.
+COMPOSITES = frozenset({"multi_head_attention_forward"})
+
+
+class _ModuleStack:
+    """Tracks the path of the module currently running, through global forward hooks."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._paths = {}
+        for path, module in model.named_modules(remove_duplicate=False):
+            self._paths.setdefault(id(module), path)
+        self.stack: list[str] = []
+
+    def __enter__(self) -> _ModuleStack:
+        register = nn.modules.module
+        self._handles = [
+            register.register_module_forward_pre_hook(self._push),
+            register.register_module_forward_hook(self._pop),
+        ]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _push(self, module: nn.Module, args: Any) -> None:
+        self.stack.append(self._paths.get(id(module), self.current))
+
+    def _pop(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.stack:
+            self.stack.pop()
+
+    @property
+    def current(self) -> str:
+        return self.stack[-1] if self.stack else ""
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self, builder: ProfileBuilder, modules: _ModuleStack, origins: dict[int, str]) -> None:
+        super().__init__()
+        self.builder = builder
+        self.modules = modules
+        # id(tensor) -> (depth, origin); tensors are kept alive so ids are never reused
+        self.known: dict[int, tuple[int, str | None]] = {}
+        self.alive: list[torch.Tensor] = []
+        for key, name in origins.items():
+            self.known[key] = (0, name)
+
+    def _ref(self, value: object) -> object:
+        if isinstance(value, torch.Tensor):
+            depth, origin = self.known.get(id(value), (0, None))
+            return TensorRef(tuple(value.shape), depth, origin)
+        return value
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = op_name_of(func)
+        if name in COMPOSITES:
+            raise NotImplementedError(
+                f"`{name}` runs its GEMMs inside Python code the recorder cannot see into; use torch.export"
+            )
+        out = func(*args, **kwargs)
+        ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)
+        inputs = [leaf for leaf in tree_flatten((ref_args, ref_kwargs))[0] if isinstance(leaf, TensorRef)]
+        if name == "__rmatmul__":
+            name, ref_args = "matmul", (ref_args[1], ref_args[0])
+        outputs = tree_flatten(out)[0]
+        produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in outputs)
+        depth, origin = record_call(
+            self.builder, self.modules.current, name, ref_args, ref_kwargs, inputs, produces_tensor
+        )
+        for leaf in outputs:
+            if isinstance(leaf, torch.Tensor):
+                self.known[id(leaf)] = (depth, origin)
+                self.alive.append(leaf)
+        return out
+
+
+def record_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
+    """Run ``model`` once on meta copies of its parameters and inputs, recording every GEMM.
+
+    Raises whatever the model raises on meta tensors (data-dependent control flow, ``.item()``);
+    the caller falls back to torch.export.
+    """
+    builder = ProfileBuilder()
+    state = {name: meta_like(t) for name, t in model.named_parameters()}
+    state.update({name: meta_like(t) for name, t in model.named_buffers()})
+    origins = {id(state[name]): name for name, _ in model.named_parameters()}
+    inputs = tree_map(lambda v: meta_like(v) if isinstance(v, torch.Tensor) else v, tuple(example_inputs))
+    with torch.no_grad(), _ModuleStack(model) as modules:
+        recorder = _Recorder(builder, modules, origins)
+        wrapper = _RecordingWrapper(model, recorder)
+        state = {f"inner.{name}": value for name, value in state.items()}
+        torch.func.functional_call(wrapper, state, inputs, strict=False, tie_weights=True)
+    return builder
+
+
+class _RecordingWrapper(nn.Module):
+    """Enters the recorder inside ``functional_call``, so its parameter swapping is not recorded."""
+
+    def __init__(self, inner: nn.Module, recorder: _Recorder) -> None:
+        super().__init__()
+        self.inner = inner
+        self._recorder = recorder
+
+    def forward(self, *args: Any) -> Any:
+        with self._recorder:
+            return self.inner(*args)

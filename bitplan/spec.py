@@ -1,0 +1,299 @@
+"""One resolver for every way a user names a model: ``zoo:``, files, modules, torchvision, hf, ONNX.
+
+``load_model`` is what every command and every user script calls, so a spec means the same model
+everywhere. ``profile_spec`` adds ONNX files and builds zoo models on the meta device.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import torch
+from torch import nn
+
+from bitplan.errors import SpecError
+from bitplan.profile.schema import ModelProfile
+
+_DTYPES = {
+    "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
+    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64, "int32": torch.int32,
+}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model, the positional inputs of one forward call, and the spec it came from."""
+
+    model: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    spec: str
+
+
+Resolver = Callable[[str, dict[str, str]], tuple[nn.Module, tuple | None]]
+_RESOLVERS: dict[str, Resolver] = {}
+
+
+def _resolver(prefix: str) -> Callable[[Resolver], Resolver]:
+    def register(function: Resolver) -> Resolver:
+        _RESOLVERS[prefix] = function
+        return function
+
+    return register
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``'zoo:mobilenet_v2?width=0.5'`` → (``'zoo:mobilenet_v2'``, ``{'width': '0.5'}``)."""
+    base, _, query = spec.partition("?")
+    try:
+        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise SpecError(
+            f"the options in `{spec}` are not `key=value` pairs joined by `&`; write e.g. `zoo:mobilenet_v2?width=0.5`"
+        ) from None
+    return base, options
+
+
+@_resolver("zoo")
+def _zoo(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
+    from bitplan import zoo
+
+    return zoo.build(name, options)
+
+
+@_resolver("torchvision")
+def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
+    try:
+        import torchvision
+    except ImportError:
+        raise SpecError(
+            f"`torchvision:{name}` needs the optional package torchvision, which is not installed; "
+            "install it (`pip install torchvision`) or use a `zoo:` model"
+        ) from None
+    try:
+        model = torchvision.models.get_model(name, weights=None, **_typed(options))
+    except ValueError as error:
+        raise SpecError(f"torchvision has no model `{name}` ({error}); see torchvision.models.list_models()") from None
+    size = 299 if name.startswith("inception") else 224
+    return model, (torch.zeros(1, 3, size, size),)
+
+
+@_resolver("hf")
+def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
+    """Build a transformers architecture from a locally constructed config; never downloads."""
+    try:
+        import transformers
+    except ImportError:
+        raise SpecError(
+            f"`hf:{name}` needs the optional package transformers, which is not installed; "
+            "install it (`pip install transformers`) or use `zoo:transformer_lm`"
+        ) from None
+    settings = _typed(options)
+    seq_len = int(settings.pop("seq_len", 128))
+    try:
+        config = transformers.AutoConfig.for_model(name, **settings)
+    except ValueError as error:
+        raise SpecError(f"transformers has no model type `{name}` ({error}); use e.g. `hf:gpt2` or `hf:llama`") from None
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    return model, (torch.zeros(1, seq_len, dtype=torch.int64),)
+
+
+def _typed(options: dict[str, str]) -> dict[str, object]:
+    """Turn option strings into ints, floats and booleans where they look like them."""
+    typed: dict[str, object] = {}
+    for key, value in options.items():
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            typed[key] = lowered == "true"
+            continue
+        for kind in (int, float):
+            try:
+                typed[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            typed[key] = value
+    return typed
+
+
+def _load_factory(target: str, attribute: str) -> Callable:
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise SpecError(f"model file `{target}` does not exist; check the path in `{target}:{attribute}`")
+        module_name = f"bitplan_user_{abs(hash(str(path.resolve())))}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as error:
+            raise SpecError(f"importing `{target}` raised {type(error).__name__}: {error}; fix the file") from error
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as error:
+            raise SpecError(
+                f"cannot import module `{target}` ({error}); check the spelling and that it is on PYTHONPATH"
+            ) from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        names = [n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")]
+        close = difflib.get_close_matches(attribute, names, n=3)
+        hint = f" Did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
+        raise SpecError(f"`{target}` has no callable `{attribute}`.{hint}")
+    return factory
+
+
+def _call_factory(spec: str, factory: Callable, options: dict[str, str]) -> tuple[nn.Module, tuple | None]:
+    try:
+        made = factory(**_typed(options))
+    except Exception as error:
+        raise SpecError(f"the factory `{spec}` raised {type(error).__name__}: {error}; fix the factory") from error
+    if isinstance(made, nn.Module):
+        return made, None
+    if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
+        inputs = made[1] if isinstance(made[1], tuple) else (made[1],)
+        return made[0], inputs
+    raise SpecError(
+        f"the factory `{spec}` returned {type(made).__name__}; it must return an nn.Module or "
+        "(module, example_inputs)"
+    )
+
+
+def parse_input_shape(text: str, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
+    """``'1x3x32x32'`` or ``'1x128:int64'`` (several joined by ``,``) → zero tensors of those shapes.
+
+    Raises:
+        SpecError: when a shape or dtype cannot be read.
+    """
+    tensors = []
+    for part in text.split(","):
+        shape_text, _, dtype_text = part.strip().partition(":")
+        try:
+            shape = [int(dim) for dim in shape_text.lower().split("x")]
+        except ValueError:
+            raise SpecError(
+                f"input shape `{part}` is not dimensions joined by `x`; write e.g. `1x3x32x32` or `1x128:int64`"
+            ) from None
+        if any(dim < 1 for dim in shape):
+            raise SpecError(f"input shape `{part}` has a dimension below 1; every dimension must be positive")
+        dtype = _DTYPES.get(dtype_text or "float32")
+        if dtype is None:
+            raise SpecError(f"unknown dtype `{dtype_text}` in `{part}`; use one of {', '.join(sorted(_DTYPES))}")
+        tensors.append(torch.zeros(shape, dtype=dtype, device=device))
+    return tuple(tensors)
+
+
+def _with_batch(inputs: tuple, batch: int) -> tuple:
+    if batch < 1:
+        raise SpecError(f"`--batch {batch}` must be at least 1")
+    return tuple(
+        t.new_zeros((batch, *t.shape[1:])) if isinstance(t, torch.Tensor) and t.dim() > 0 else t for t in inputs
+    )
+
+
+def load_model(
+    spec: str,
+    *,
+    input_shape: str | None = None,
+    batch: int | None = None,
+    options: dict[str, str] | None = None,
+    device: torch.device | str | None = None,
+) -> LoadedModel:
+    """Resolve a model spec to a module and its example inputs.
+
+    Args:
+        spec: ``zoo:NAME[?k=v&...]``, ``path/to/file.py:factory``, ``package.module:factory``,
+            ``torchvision:NAME`` or ``hf:MODEL_TYPE``.
+        input_shape: override the example inputs, e.g. ``'1x3x32x32'`` or ``'1x128:int64'``.
+        batch: replace the leading dimension of every example input.
+        options: extra options merged into the spec's query (e.g. ``num_classes`` from a dataset).
+        device: build the model under this default device (``'meta'`` allocates nothing).
+
+    Returns:
+        A ``LoadedModel(model, example_inputs, spec)``.
+
+    Raises:
+        SpecError: unknown spec or zoo name, missing file, factory that raises, bad option.
+
+    Example:
+        >>> loaded = load_model("zoo:resnet20", batch=2)  # doctest: +SKIP
+        >>> loaded.example_inputs[0].shape  # doctest: +SKIP
+        torch.Size([2, 3, 32, 32])
+    """
+    base, query = split_spec(spec)
+    merged = {**query, **(options or {})}
+    if base.endswith(".onnx"):
+        raise SpecError(
+            f"`{spec}` is an ONNX file: it can be profiled (`bitplan profile {spec}`) but not loaded as a "
+            "PyTorch module; pass a PyTorch spec such as `zoo:NAME` or `file.py:factory`"
+        )
+    prefix, _, rest = base.partition(":")
+    context = torch.device(device) if device is not None else nullcontext()
+    with context:
+        if prefix in _RESOLVERS and rest:
+            model, inputs = _RESOLVERS[prefix](rest, merged)
+        elif rest and (prefix.endswith(".py") or prefix.replace(".", "").replace("_", "").isalnum()):
+            model, inputs = _call_factory(spec, _load_factory(prefix, rest), merged)
+        else:
+            raise SpecError(_unknown_spec_message(spec))
+        if input_shape:
+            inputs = parse_input_shape(input_shape)
+    if inputs is None:
+        raise SpecError(
+            f"the factory `{spec}` returned only a module, so bitplan does not know its input; "
+            "pass `--input-shape` (e.g. `1x3x32x32`, or `1x128:int64` for token ids) or return (module, inputs)"
+        )
+    if batch is not None:
+        inputs = _with_batch(inputs, batch)
+    return LoadedModel(model, tuple(inputs), spec)
+
+
+def _unknown_spec_message(spec: str) -> str:
+    message = (
+        f"cannot resolve model spec `{spec}`: use `zoo:NAME`, `path/to/file.py:factory`, "
+        "`package.module:factory`, `torchvision:NAME`, `hf:MODEL_TYPE` or a `.onnx` file"
+    )
+    try:
+        from bitplan import zoo
+
+        close = difflib.get_close_matches(spec.split("?")[0].split(":")[-1], zoo.names(), n=3)
+    except ImportError:
+        close = []
+    if close:
+        message += f". Did you mean {', '.join(f'`zoo:{name}`' for name in close)}?"
+    return message
+
+
+def profile_spec(
+    spec: str,
+    *,
+    input_shape: str | None = None,
+    batch: int | None = None,
+    tracer: str = "auto",
+) -> ModelProfile:
+    """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device.
+
+    Raises:
+        SpecError, TraceError, OnnxError: see ``load_model``, ``profile_model`` and ``profile_onnx``.
+    """
+    base, _ = split_spec(spec)
+    if base.endswith(".onnx"):
+        from bitplan.profile.onnx_frontend import profile_onnx
+
+        shapes = [list(t.shape) for t in parse_input_shape(input_shape, "meta")] if input_shape else None
+        return profile_onnx(base, input_shapes=shapes, batch=batch, name=spec)
+    from bitplan.profile.trace import profile_model
+
+    builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
+    loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)
+    return profile_model(loaded.model, loaded.example_inputs, name=spec, tracer=tracer)
