@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
@@ -239,7 +240,8 @@ def load_model(
         )
     prefix, _, rest = base.partition(":")
     context = torch.device(device) if device is not None else nullcontext()
-    with context:
+    skip_init = _SkipMetaInit() if device is not None and torch.device(device).type == "meta" else nullcontext()
+    with context, skip_init:
         if prefix in _RESOLVERS and rest:
             model, inputs = _RESOLVERS[prefix](rest, merged)
         elif rest and (prefix.endswith(".py") or prefix.replace(".", "").replace("_", "").isalnum()):
@@ -256,6 +258,29 @@ def load_model(
     if batch is not None:
         inputs = _with_batch(inputs, batch)
     return LoadedModel(model, tuple(inputs), spec)
+
+
+class _SkipMetaInit(TorchFunctionMode):
+    """Skip in-place initialisers on meta tensors: they compute nothing, yet ``normal_`` on meta
+    loads torch's compiler stack (seconds) just to produce no values."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if (
+            getattr(func, "__name__", "") in _INITIALISERS
+            and args
+            and isinstance(args[0], torch.Tensor)
+            and args[0].device.type == "meta"
+        ):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+_INITIALISERS = frozenset(
+    {
+        "normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+        "xavier_normal_", "orthogonal_", "zeros_", "ones_", "constant_", "fill_", "zero_", "copy_",
+    }
+)
 
 
 def _unknown_spec_message(spec: str) -> str:

@@ -34,8 +34,9 @@ def export_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
         inputs = tree_map(lambda v: meta_like(v) if isinstance(v, torch.Tensor) else v, inputs)
     program = torch.export.export(model, inputs, strict=False)
     signature = program.graph_signature
+    canonical = _canonical_names(model)
     parameters = {
-        spec.arg.name: spec.target
+        spec.arg.name: canonical.get(spec.target, spec.target)
         for spec in signature.input_specs
         if spec.kind == torch.export.graph_signature.InputKind.PARAMETER
     }
@@ -63,3 +64,13 @@ def export_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
         )
         refs[node.name] = TensorRef(shape, depth, origin)
     return builder
+
+
+def _canonical_names(model: nn.Module) -> dict[str, str]:
+    """Map every name of a parameter (tied weights have several) to its first name, as
+    ``named_parameters()`` reports it, so both tracers name shared weights alike."""
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        aliases[name] = first.setdefault(id(parameter), name)
+    return aliases

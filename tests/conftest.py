@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny models with hand-checkable GEMMs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Branchy(nn.Module):
+    """Two parallel convs from the input, summed, then a linear: depths 1, 1, 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Conv2d(3, 4, 3, padding=1)
+        self.right = nn.Conv2d(3, 4, 1)
+        self.head = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((self.left(x) + self.right(x)).flatten(1))
+
+
+class TiedLM(nn.Module):
+    """Embedding whose weight the output projection reuses (tied embeddings)."""
+
+    def __init__(self, vocab: int = 11, dim: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.mix = nn.Linear(dim, dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(torch.relu(self.mix(self.embed(tokens))))
+
+
+class Attention(nn.Module):
+    """One head-split self-attention block calling scaled_dot_product_attention."""
+
+    def __init__(self, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).split(dim, dim=-1)
+        # [B, L, D] -> [B, H, L, D/H]
+        q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(attended.transpose(1, 2).reshape(batch, length, dim))
+
+
+@pytest.fixture
+def branchy() -> tuple[nn.Module, tuple]:
+    return Branchy(), (torch.zeros(2, 3, 8, 8),)
+
+
+@pytest.fixture
+def tied_lm() -> tuple[nn.Module, tuple]:
+    return TiedLM(), (torch.zeros(3, 5, dtype=torch.int64),)
+
+
+@pytest.fixture
+def attention() -> tuple[nn.Module, tuple]:
+    return Attention(), (torch.zeros(2, 5, 8),)
