@@ -149,6 +149,20 @@ def test_functional_matmuls(tracer: str) -> None:
     ]
 
 
+def test_multihead_attention_falls_back_to_export() -> None:
+    layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+    profile = profile_model(layer, torch.zeros(2, 5, 16))
+    assert profile.tracer is Tracer.export
+    assert [(l.name, l.m, l.k, l.n, l.groups, l.depth) for l in profile.layers] == [
+        ("self_attn.in_proj_weight", 10, 16, 48, 1, 1),
+        ("self_attn.attention_qk", 5, 8, 5, 4, 2),
+        ("self_attn.attention_av", 5, 5, 8, 4, 3),
+        ("self_attn.out_proj", 10, 16, 16, 1, 4),
+        ("linear1", 10, 16, 32, 1, 5),
+        ("linear2", 10, 32, 16, 1, 6),
+    ]
+
+
 def test_record_and_export_agree_on_zoo_models() -> None:
     from bitplan.spec import load_model
 

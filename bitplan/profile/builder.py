@@ -11,10 +11,10 @@ from bitplan.profile.schema import GemmLayer, ModelProfile, Tracer
 class ProfileBuilder:
     """Accumulates GEMMs in execution order, then names them and flags shared weights.
 
-    Naming: a GEMM whose weight is ``<module>.weight`` of the module that ran it is named after the
-    module (``layer1.0.conv1``); another parameter of that module keeps its attribute
-    (``lstm.weight_ih_l0``); a weight borrowed from elsewhere (tied embeddings) takes the running
-    module's path (``lm_head``); activation GEMMs append the op (``blocks.0.attn.attention_qk``).
+    Naming: a GEMM is named after its weight without ``.weight`` when the running module owns it
+    (``layer1.0.conv1``, ``lstm.weight_ih_l0``, ``self_attn.out_proj``); a weight borrowed from
+    elsewhere (tied embeddings) takes the running module's path (``lm_head``); activation GEMMs
+    append the op (``blocks.0.attn.attention_qk``).
     A repeated name gets ``#2``, ``#3``, ...
     """
 
@@ -69,11 +69,6 @@ def _gemm_name(module_path: str, gemm: Gemm) -> str:
         suffix = gemm.suffix or gemm.op.value
         return f"{module_path}.{suffix}" if module_path else suffix
     prefix = f"{module_path}." if module_path else ""
-    if gemm.weight.startswith(prefix) and "." not in gemm.weight[len(prefix) :]:
-        attribute = gemm.weight[len(prefix) :]
-        if attribute == "weight" and module_path:
-            return module_path
-        return gemm.weight
-    if module_path:
-        return module_path
-    return gemm.weight.removesuffix(".weight")
+    if gemm.weight.startswith(prefix):  # the running module (or a child) owns the weight
+        return gemm.weight.removesuffix(".weight") or module_path
+    return module_path or gemm.weight.removesuffix(".weight")
