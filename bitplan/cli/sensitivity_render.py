@@ -1,0 +1,44 @@
+"""Rich tables for a sensitivity report and its factor validation."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from bitplan.sensitivity_analysis.schema import SensitivityReport
+
+
+def render(report: SensitivityReport, console: Console) -> None:
+    table = Table(
+        title=f"{report.model} on {report.data}: {report.method.value} sensitivity at {report.bits} bits",
+        caption=f"{report.initialization.value} weights, {report.batches}×{report.batch_size} samples, {report.seconds:.1f} s",
+    )
+    for column in ("rank", "layer", "sensitivity", "SQNR dB", "A (K)", "F (M)", "D"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    order = sorted(range(len(report.layers)), key=lambda i: -report.layers[i].sensitivity)
+    rank = {index: position + 1 for position, index in enumerate(order)}
+    for index, layer in enumerate(report.layers):
+        table.add_row(
+            str(rank[index]), layer.name, f"{layer.sensitivity:.4g}",
+            "" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}",
+            f"{layer.accumulation:,}", f"{layer.weight_frequency:,}", str(layer.depth),
+        )
+    console.print(table)
+    if report.validation:
+        check = Table(title="Do the structural factors rank layers like the measure? (95% bootstrap CI)")
+        for column in ("factor", "Spearman ρ", "CI", "Kendall τ", "CI", "note"):
+            check.add_column(column)
+        for row in report.validation:
+            check.add_row(
+                row.factor, _number(row.spearman), _interval(row.spearman_ci), _number(row.kendall),
+                _interval(row.kendall_ci), row.note,
+            )
+        console.print(check)
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def _interval(bounds: tuple[float, float] | None) -> str:
+    return "—" if bounds is None else f"[{bounds[0]:+.2f}, {bounds[1]:+.2f}]"

@@ -1,0 +1,32 @@
+"""Measured per-layer sensitivity, budget-optimal plans from it, and validation of A/F/D against it.
+
+``bitplan.sensitivity(model, data, method=...)`` is ``measure_sensitivity``.
+"""
+
+from bitplan.sensitivity_analysis.knapsack import noise_scale, solve_mckp
+from bitplan.sensitivity_analysis.measure import measure_sensitivity
+from bitplan.sensitivity_analysis.schema import (
+    FactorCorrelation,
+    Initialization,
+    LayerSensitivity,
+    Method,
+    SensitivityReport,
+)
+from bitplan.sensitivity_analysis.validate import FACTORS, correlate, validate
+
+__all__ = [
+    # measuring
+    "measure_sensitivity",
+    "Method",
+    "SensitivityReport",
+    "LayerSensitivity",
+    "Initialization",
+    # validating the structural factors
+    "validate",
+    "correlate",
+    "FactorCorrelation",
+    "FACTORS",
+    # planning
+    "solve_mckp",
+    "noise_scale",
+]
