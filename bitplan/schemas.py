@@ -12,6 +12,10 @@ from pathlib import Path
 # name -> "module:ClassName"; imported lazily so this module stays cheap.
 SCHEMAS: dict[str, str] = {
     "profile": "bitplan.profile.schema:ModelProfile",
+    "sensitivity": "bitplan.sensitivity_analysis.schema:SensitivityReport",
+    "plan": "bitplan.plan.schema:BitPlan", "plan_grid": "bitplan.plan.grid:GridResult", "plan_check": "bitplan.plan.check:CheckReport",
+    "study": "bitplan.study.result:StudyResult",
+    "train_config": "bitplan.train.records:RunConfigFile", "train_metrics_line": "bitplan.train.records:MetricsLine", "train_final": "bitplan.train.records:RunResult", "train_summary": "bitplan.train.records:SeedsSummary", "apply_report": "bitplan.apply.export:ApplyReport",
 }
 
 

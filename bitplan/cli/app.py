@@ -20,6 +20,10 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "profile_cmd",
     "zoo_cmd",
+    "study_cmd",
+    "plan_cmd", "check_cmd",
+    "train_cmd", "apply_cmd",
+    "sensitivity_cmd",
 ]
 
 

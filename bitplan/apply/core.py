@@ -1,0 +1,305 @@
+"""``apply``: make a model compute every planned GEMM at the plan's bits; ``strip``: undo it.
+
+Both work in place by swapping module classes (see ``layers`` and ``scoped``), so parameter names,
+state_dict keys and the optimizer's parameter objects are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bitplan.apply.layers import channel_dim_of, twin_base, twin_class
+from bitplan.apply.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
+from bitplan.apply.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
+from bitplan.errors import PlanError
+from bitplan.plan import BitPlan, LayerPlan, load_plan, verify_fingerprint
+from bitplan.quant import ActivationObserver
+
+
+@dataclass
+class _ModuleTarget:
+    """Everything the plan asks of one module."""
+
+    path: str
+    module: nn.Module
+    twin_weights: dict[str, tuple[str, int]] = field(default_factory=dict)  # attribute -> (FQN, bits)
+    scoped_weights: list[tuple[str, int]] = field(default_factory=list)  # (FQN, bits) per GEMM entry
+    activation_entries: dict[str, int] = field(default_factory=dict)  # suffix -> bits
+
+
+def apply(
+    model: nn.Module,
+    plan: BitPlan | str | os.PathLike,
+    example_inputs: tuple | None = None,
+    *,
+    seed: int = 0,
+    forward_quant: ForwardQuant | str = ForwardQuant.uniform,
+    gradient_samples: int = 1,
+    verify: bool = True,
+) -> nn.Module:
+    """Quantize ``model``'s planned GEMMs in place: weights, inputs and output gradients.
+
+    Every planned GEMM with fewer than 32 bits computes with its weight fake-quantized to the plan's
+    bits (per output channel or per tensor, round to nearest, straight-through gradient), its input
+    quantized to ``plan.activation_bits`` and, in backward, the gradient at its output quantized to
+    ``plan.gradient_bits`` (``plan.gradient_quant``). Other layers stay in full precision.
+
+    Args:
+        model: The plain model (any device). Parameter names must match the plan's.
+        plan: A ``BitPlan`` or the path of a plan file.
+        example_inputs: Inputs of one forward call, used to fingerprint the model; None builds the
+            plan's model spec to get its default inputs.
+        seed: Seed of the stochastic-rounding generators (give each rank its own in DDP).
+        forward_quant: ``uniform`` (min/max, the default) or ``sawb`` (LUQ's 4-bit forward).
+        gradient_samples: LUQ's SMP: average this many gradient quantizations.
+        verify: Check the fingerprint (skip only when the caller has just checked it).
+
+    Returns:
+        ``model`` itself, quantized.
+
+    Raises:
+        PlanError: The plan was made for another architecture, names a weight or module the model
+            lacks, or the model is already quantized.
+
+    Example:
+        >>> model = apply(load_model("zoo:resnet20").model, "plans/resnet20_A_Cminus_4-8.json")  # doctest: +SKIP
+    """
+    if not isinstance(plan, BitPlan):
+        plan = load_plan(Path(plan))
+    if is_quantized(model):
+        raise PlanError("this model already has a plan applied; call `bitplan.strip(model)` before applying another")
+    if verify:
+        verify_plan(model, plan, example_inputs)
+    targets = _resolve(model, plan)
+    runtime = QuantRuntime(seed, gradient_samples=gradient_samples)
+    kind = ForwardQuant(forward_quant)
+    parameters = dict(model.named_parameters())
+    for target in targets:
+        _attach(target, plan, runtime, kind, parameters)
+    return model
+
+
+def strip(model: nn.Module) -> nn.Module:
+    """Undo ``apply`` in place: original classes back, quantizer state removed.
+
+    Returns:
+        ``model`` itself, computing in full precision again; its state_dict is unchanged.
+    """
+    for module in model.modules():
+        layer = module.__dict__.pop("bitplan_quant", None)
+        scope = module.__dict__.pop("bitplan_scope", None)
+        if scope is not None:
+            for handle in scope.hooks:
+                handle.remove()
+            layer = scope.layer
+        if layer is None:
+            continue
+        module.__class__ = layer.original_class
+        module.__dict__.pop("bitplan_substituting", None)
+        for name in (OBSERVER, OBSERVERS):
+            if hasattr(module, name):
+                delattr(module, name)
+    return model
+
+
+def is_quantized(model: nn.Module) -> bool:
+    """Whether ``apply`` has been called on ``model`` (and not undone)."""
+    return any(_layer_of(module) is not None for module in model.modules())
+
+
+def quant_runtime(model: nn.Module) -> QuantRuntime | None:
+    """The runtime (RNG, bit cap) shared by a quantized model's layers, None for a plain model."""
+    for module in model.modules():
+        layer = _layer_of(module)
+        if layer is not None:
+            return layer.runtime
+    return None
+
+
+def quant_state_dict(model: nn.Module) -> dict:
+    """Quantizer state outside the model's state_dict: generators and running activation ranges."""
+    runtime = quant_runtime(model)
+    ranges = {name: buffer.detach().clone() for name, buffer in model.named_buffers() if _is_observer_buffer(name)}
+    return {"generators": runtime.state_dict() if runtime else {}, "ranges": ranges}
+
+
+def _is_observer_buffer(name: str) -> bool:
+    return f".{OBSERVER}." in f".{name}" or f".{OBSERVERS}." in f".{name}"
+
+
+def load_quant_state_dict(model: nn.Module, state: dict) -> None:
+    """Restore what ``quant_state_dict`` saved (for resuming a run exactly)."""
+    runtime = quant_runtime(model)
+    if runtime is not None:
+        runtime.load_state_dict(state.get("generators", {}))
+    buffers = dict(model.named_buffers())
+    for name, value in state.get("ranges", {}).items():
+        if name in buffers:
+            buffers[name].copy_(value)
+
+
+def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -> None:
+    """Refuse a plan made for another architecture (fingerprint of GEMM names and weight shapes).
+
+    Raises:
+        PlanError: Fingerprints differ, or no example inputs can be found to fingerprint the model.
+    """
+    from bitplan.profile.trace import profile_model
+
+    if example_inputs is None:
+        example_inputs = _default_inputs(plan)
+    profile = profile_model(model, tuple(example_inputs), name=type(model).__name__)
+    verify_fingerprint(plan, profile)
+
+
+def _default_inputs(plan: BitPlan) -> tuple:
+    from bitplan.errors import SpecError
+    from bitplan.spec import load_model
+
+    try:
+        return load_model(plan.model, device="meta").example_inputs
+    except SpecError as error:
+        raise PlanError(
+            f"cannot build the plan's model `{plan.model}` to find example inputs ({error}); "
+            "pass `example_inputs` to `bitplan.apply` to fingerprint the model"
+        ) from None
+
+
+def _layer_of(module: nn.Module) -> LayerQuant | None:
+    if "bitplan_quant" in module.__dict__:
+        return module.__dict__["bitplan_quant"]
+    scope = module.__dict__.get("bitplan_scope")
+    return scope.layer if scope is not None else None
+
+
+def _resolve(model: nn.Module, plan: BitPlan) -> list[_ModuleTarget]:
+    """Match each quantized plan entry (bits < 32) to the module that runs its GEMM."""
+    modules = dict(model.named_modules())
+    parameters = dict(model.named_parameters())
+    targets: dict[str, _ModuleTarget] = {}
+
+    def target(path: str) -> _ModuleTarget:
+        if path not in targets:
+            targets[path] = _ModuleTarget(path, modules[path])
+        return targets[path]
+
+    for entry in plan.layers:
+        if entry.bits >= NOT_QUANTIZED:
+            continue
+        path = _running_module(entry, modules)
+        if entry.weight is None:
+            target(path).activation_entries[entry.name[len(path) + 1 if path else 0 :]] = entry.bits
+            continue
+        if entry.weight not in parameters:
+            raise PlanError(
+                f"the plan names weight `{entry.weight}` (layer `{entry.name}`) but the model has no such "
+                f"parameter; make the plan for this model with `bitplan plan`"
+            )
+        parameter = parameters[entry.weight]
+        module = modules[path]
+        attribute = _own_attribute(module, parameter)
+        if attribute is not None and twin_base(module) is not None:
+            target(path).twin_weights[attribute] = (entry.weight, entry.bits)
+        else:
+            target(path).scoped_weights.append((entry.weight, entry.bits))
+    for found in targets.values():
+        if found.twin_weights and (found.scoped_weights or found.activation_entries):
+            # a layer's own weights and other GEMMs in one module: the scope handles all of them
+            found.scoped_weights += list(found.twin_weights.values())
+            found.twin_weights = {}
+    return list(targets.values())
+
+
+def _running_module(entry: LayerPlan, modules: dict[str, nn.Module]) -> str:
+    """The module whose forward runs ``entry``'s GEMM: the entry name itself, or its parent path."""
+    name = entry.name.split("#", 1)[0]
+    if entry.weight is not None and name in modules:
+        return name
+    parent = name.rsplit(".", 1)[0] if "." in name else ""
+    if parent in modules:
+        return parent
+    raise PlanError(
+        f"the plan's layer `{entry.name}` names no module of this model; "
+        f"make the plan for this model with `bitplan plan`"
+    )
+
+
+def _own_attribute(module: nn.Module, parameter: nn.Parameter) -> str | None:
+    for name, candidate in module.named_parameters(recurse=False):
+        if candidate is parameter and (name == "weight" or name.startswith("weight_")):
+            return name
+    return None
+
+
+def _settings(plan: BitPlan, runtime: QuantRuntime, kind: ForwardQuant, cls: type, channel_dim: int | None) -> LayerQuant:
+    from bitplan.quant import GradQuant
+
+    method = GradQuant(plan.gradient_quant)
+    if plan.gradient_bits is None and method is GradQuant.sr:
+        method = GradQuant.none
+    return LayerQuant(
+        original_class=cls,
+        weight_bits={},
+        activation_bits=plan.activation_bits,
+        gradient_bits=plan.gradient_bits,
+        gradient_quant=method,
+        channel_dim=channel_dim if plan.weight_granularity == "channel" else None,
+        forward_quant=kind,
+        runtime=runtime,
+    )
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _attach(
+    target: _ModuleTarget,
+    plan: BitPlan,
+    runtime: QuantRuntime,
+    kind: ForwardQuant,
+    parameters: dict[str, nn.Parameter],
+) -> None:
+    module = target.module
+    cls = type(module)
+    device = _device_of(module)
+    if target.twin_weights:
+        base = twin_base(module)
+        layer = _settings(plan, runtime, kind, cls, channel_dim_of(base))
+        layer.weight_bits = {attribute: bits for attribute, (_, bits) in target.twin_weights.items()}
+        setattr(module, OBSERVER, ActivationObserver(persistent=False).to(device))
+        module.__dict__["bitplan_quant"] = layer
+        module.__class__ = twin_class(cls, base)
+        return
+    if isinstance(module, nn.MultiheadAttention):
+        raise PlanError(
+            f"module `{target.path}` is an nn.MultiheadAttention, whose fused functional hides its GEMMs "
+            "from bitplan; build attention from nn.Linear projections and F.scaled_dot_product_attention "
+            "(as zoo:transformer_lm does), or set its plan entries to 32 bits"
+        )
+    layer = _settings(plan, runtime, kind, cls, 0)
+    slots = 0
+    weight_slots: dict[str, list[Slot]] = defaultdict(list)
+    weights: dict[int, tuple[str, nn.Parameter, int]] = {}
+    for fqn, bits in target.scoped_weights:
+        weight_slots[fqn].append(Slot(slots, bits))
+        slots += 1
+        weights[id(parameters[fqn])] = (fqn, parameters[fqn], bits)
+    activation_slots = {}
+    for suffix, bits in target.activation_entries.items():
+        activation_slots[suffix] = Slot(slots, bits)
+        slots += 1
+    scope = ScopeQuant(layer, weights, dict(weight_slots), activation_slots)
+    track_children(module, scope)
+    observers = nn.ModuleList(ActivationObserver(persistent=False) for _ in range(2 * slots)).to(device)
+    setattr(module, OBSERVERS, observers)
+    module.__dict__["bitplan_scope"] = scope
+    module.__class__ = scoped_class(cls)

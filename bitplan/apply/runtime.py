@@ -1,0 +1,145 @@
+"""What a quantized layer computes with: its bits, its input-range observer, and the model's shared RNG.
+
+``apply`` attaches one ``LayerQuant`` to every planned module (as a plain attribute, so it never
+reaches the state_dict) and one ``QuantRuntime`` shared by all of them. The three quantization
+points of a GEMM Y = X·W live here, each a call into ``bitplan.quant``:
+
+- ``weight``: W fake-quantized to the planned bits (per output channel or per tensor, nearest, STE);
+- ``input``: X fake-quantized to the activation bits, range = batch min/max in training and the
+  running average (0.9·running + 0.1·batch) in eval;
+- ``output``: identity forward; in backward dL/dY quantized to the gradient bits (SR, LUQ or none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch import nn
+
+from bitplan import quant
+
+OBSERVER = "bitplan_observer"
+"""Attribute of a quantized layer's input observer (``quant.ActivationObserver``, non-persistent buffers)."""
+
+NOT_QUANTIZED = 32
+"""Bit-width meaning "keep in full precision" (plans use 32 for layers they leave alone)."""
+
+
+class ForwardQuant(str, Enum):
+    """How weights and activations are quantized in the forward pass."""
+
+    uniform = "uniform"
+    sawb = "sawb"
+
+
+class QuantRuntime:
+    """State shared by every quantized layer of one model: stochastic-rounding RNG and a bit cap.
+
+    One generator per device, seeded from ``seed``; distributed training passes a per-rank seed so
+    each rank draws its own stream. ``bit_cap`` (set by the cyclic-precision schedule) lowers every
+    planned weight/activation width to at most that many bits.
+    """
+
+    def __init__(self, seed: int, *, gradient_samples: int = 1) -> None:
+        self.seed = seed
+        self.gradient_samples = gradient_samples
+        self.bit_cap: int | None = None
+        self._generators: dict[str, torch.Generator] = {}
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        """The generator for tensors on ``device`` (created on first use)."""
+        key = _device_key(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=key).manual_seed(self.seed)
+        return self._generators[key]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Generator states by device, for checkpoints (resuming draws the same numbers)."""
+        return {key: generator.get_state() for key, generator in self._generators.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore generator states saved by ``state_dict``."""
+        for key, generator_state in state.items():
+            self.generator(torch.device(key)).set_state(generator_state)
+
+
+def _device_key(device: torch.device) -> str:
+    if device.type == "cuda" and device.index is None:
+        return f"cuda:{torch.cuda.current_device()}"
+    return str(device)
+
+
+@dataclass
+class LayerQuant:
+    """How one module's GEMMs are quantized (see the module docstring for the three points).
+
+    Attributes:
+        original_class: The module's class before ``apply`` (``strip`` restores it).
+        weight_bits: Planned bits per parameter attribute, e.g. ``{"weight": 4}`` or
+            ``{"weight_ih_l0": 6, "weight_hh_l0": 8}``; only widths below 32.
+        activation_bits: Bits of the GEMM input, None to keep it in full precision.
+        gradient_bits: Bits of dL/dY in backward (SR), None to keep it in full precision.
+        gradient_quant: Which gradient quantizer runs in backward.
+        channel_dim: Output-channel dimension of the weight for per-channel ranges, None per tensor.
+        forward_quant: Uniform min/max (Banner, CPT) or SAWB (LUQ's 4-bit forward).
+        runtime: The model's shared RNG and bit cap.
+    """
+
+    original_class: type[nn.Module]
+    weight_bits: dict[str, int]
+    activation_bits: int | None
+    gradient_bits: int | None
+    gradient_quant: quant.GradQuant
+    channel_dim: int | None
+    forward_quant: ForwardQuant
+    runtime: QuantRuntime
+
+    def capped(self, bits: int) -> int:
+        """``bits`` lowered to the runtime's cap (cyclic precision), never below 1."""
+        cap = self.runtime.bit_cap
+        return bits if cap is None else max(1, min(bits, cap))
+
+    def weight(self, module: nn.Module, name: str) -> torch.Tensor:
+        """The parameter ``name`` of ``module`` as the GEMM sees it (fake-quantized when planned)."""
+        tensor = getattr(module, name)
+        bits = self.weight_bits.get(name)
+        if bits is None:
+            return tensor
+        bits = self.capped(bits)
+        if self.forward_quant is ForwardQuant.sawb:
+            return quant.sawb_ste(tensor, bits)
+        return quant.fake_quant_ste(tensor, bits, channel_dim=self.channel_dim)
+
+    def input(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The GEMM input ``x`` (any shape) fake-quantized to the activation bits."""
+        if self.activation_bits is None or not x.is_floating_point():
+            return x
+        return quantize_activation(x, self.capped(self.activation_bits), getattr(module, OBSERVER), self.forward_quant)
+
+    def output(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` unchanged; its gradient is quantized in the backward pass."""
+        if self.gradient_quant is quant.GradQuant.none or not y.requires_grad:
+            return y
+        return quant.quantize_gradient(
+            y,
+            self.gradient_bits,
+            self.gradient_quant,
+            generator=self.runtime.generator(y.device),
+            samples=self.runtime.gradient_samples,
+        )
+
+
+def quantize_activation(
+    x: torch.Tensor, bits: int, observer: quant.ActivationObserver, forward_quant: ForwardQuant
+) -> torch.Tensor:
+    """Fake-quantize an activation per tensor (round to nearest, STE).
+
+    Uniform: over the batch range in training and the observer's running range in eval (the
+    observer follows its owner's train/eval mode). SAWB: over its clip value, computed per batch.
+    """
+    if forward_quant is ForwardQuant.sawb:
+        return quant.sawb_ste(x, bits)
+    low, high = observer(x)
+    return quant.fake_quant_ste(x, bits, x_min=low, x_max=high)

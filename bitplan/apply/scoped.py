@@ -1,0 +1,274 @@
+"""Quantization scoped to one module's forward, for GEMMs that are not a torch layer's own forward.
+
+Two kinds of planned GEMM need it:
+
+- activation×activation products: ``F.scaled_dot_product_attention`` (plan entries
+  ``<module>.attention_qk`` and ``<module>.attention_av``) and plain matmuls of two activations
+  (``<module>.matmul``); the n-th call of a kind inside the module's forward is the plan entry
+  ``<kind>`` (n = 1) or ``<kind>#n``, exactly as the profiler names them;
+- planned weights used functionally rather than by their layer's forward (``nn.MultiheadAttention``'s
+  ``in_proj_weight``, a tied embedding passed to ``F.linear``, a custom module's raw Parameter).
+
+The module's class is swapped for a subclass whose forward runs the original one inside a
+``TorchFunctionMode`` (public ``torch.overrides`` API). The mode sees each torch call made directly by
+the module's forward (calls inside its submodules are left to them; calls inside a Python-level torch
+function such as ``F.multi_head_attention_forward`` are not seen, so ``nn.MultiheadAttention`` is
+refused by ``apply``): a planned parameter, or a view of it, is replaced by its fake-quantized value
+(quantized once per forward), the other operand of a GEMM it enters is quantized as an activation,
+and the GEMM's output gradient is quantized. Attention is decomposed into QKᵀ, softmax and A·V so
+both products compute on quantized operands.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from bitplan.apply.runtime import ForwardQuant, LayerQuant, quantize_activation
+from bitplan.profile.tracking import VIEW_OPS, op_name_of
+
+OBSERVERS = "bitplan_observers"
+"""A scoped module's input observers: ``ModuleList`` of 2 per slot (GEMM operands), non-persistent."""
+
+
+def _operands_of_einsum(args: tuple, kwargs: dict) -> list[int]:
+    if len(args) == 2 and isinstance(args[1], (list, tuple)):
+        return []  # operand list form: left to the plain call (rare in models)
+    return [1, 2] if len(args) == 3 else []
+
+
+# op name -> positions (in args) of the two GEMM operands
+GEMM_OPERANDS: dict[str, Callable[[tuple, dict], list[int]]] = {
+    **{name: (lambda a, k: [0, 1]) for name in ("linear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm")},
+    **{name: (lambda a, k: [0, 1]) for name in ("conv1d", "conv2d", "conv3d")},
+    **{name: (lambda a, k: [0, 1]) for name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
+    "addmm": lambda a, k: [1, 2],
+    "baddbmm": lambda a, k: [1, 2],
+    "einsum": _operands_of_einsum,
+}
+ATTENTION = "scaled_dot_product_attention"
+
+
+@dataclass
+class Slot:
+    """One planned GEMM inside a scoped module: its bits and its pair of observers (2·index, 2·index + 1)."""
+
+    index: int
+    bits: int
+
+
+@dataclass
+class ScopeQuant:
+    """What a scoped module quantizes: planned parameters (by identity) and activation GEMMs by name.
+
+    Attributes:
+        layer: Activation/gradient settings and the shared runtime (its ``weight_bits`` is unused).
+        weights: ``id(parameter)`` -> (FQN, parameter, bits).
+        weight_slots: Weight FQN -> one slot per GEMM that reads it, in call order.
+        activation_slots: Entry suffix (``attention_qk``, ``attention_av#2``, ``matmul``) -> slot.
+        child_depth: > 0 while a submodule's forward runs (its calls are not this module's GEMMs).
+        hooks: Handles of the submodule hooks that maintain ``child_depth`` (removed by strip).
+    """
+
+    layer: LayerQuant
+    weights: dict[int, tuple[str, nn.Parameter, int]]
+    weight_slots: dict[str, list[Slot]]
+    activation_slots: dict[str, Slot]
+    child_depth: int = 0
+    hooks: list[Any] = field(default_factory=list)
+
+    @property
+    def slot_count(self) -> int:
+        return sum(len(slots) for slots in self.weight_slots.values()) + len(self.activation_slots)
+
+
+class ScopedForward:
+    """Mixin placed before the module's class: runs its forward inside a ``_ScopeMode``."""
+
+    bitplan_scope: ScopeQuant
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        scope = self.bitplan_scope
+        scope.child_depth = 0
+        with _ScopeMode(self, scope):
+            return super().forward(*args, **kwargs)
+
+
+class _ScopeMode(TorchFunctionMode):
+    """The per-forward interception state: quantized weights, tracked views, call counters."""
+
+    def __init__(self, module: nn.Module, scope: ScopeQuant) -> None:
+        super().__init__()
+        self.module = module
+        self.scope = scope
+        self.quantized: dict[int, torch.Tensor] = {}  # id(parameter) -> quantized value
+        self.derived: dict[int, tuple[str, torch.Tensor]] = {}  # id(view) -> (FQN, view); kept alive
+        self.calls: Counter[str] = Counter()
+
+    # --- operands -------------------------------------------------------------------------
+    def _source(self, value: object) -> str | None:
+        """The planned weight FQN ``value`` is (or views), else None."""
+        if not isinstance(value, torch.Tensor):
+            return None
+        if id(value) in self.scope.weights:
+            return self.scope.weights[id(value)][0]
+        entry = self.derived.get(id(value))
+        return entry[0] if entry is not None and entry[1] is value else None
+
+    def _weight_value(self, value: torch.Tensor) -> torch.Tensor:
+        planned = self.scope.weights.get(id(value))
+        if planned is None:
+            return value  # already a view of a quantized weight
+        if id(value) not in self.quantized:
+            fqn, parameter, bits = planned
+            self.quantized[id(value)] = _quantize_weight(self.scope.layer, parameter, bits)
+        return self.quantized[id(value)]
+
+    def _activation(self, x: object, slot: Slot, operand: int, bits: int) -> object:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            return x
+        layer = self.scope.layer
+        observer = getattr(self.module, OBSERVERS)[2 * slot.index + operand]
+        return quantize_activation(x, layer.capped(bits), observer, layer.forward_quant)
+
+    def _next(self, kind: str) -> str:
+        self.calls[kind] += 1
+        count = self.calls[kind]
+        return kind if count == 1 else f"{kind}#{count}"
+
+    # --- dispatch -------------------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.scope.child_depth > 0:
+            return func(*args, **kwargs)
+        name = op_name_of(func)
+        if name in VIEW_OPS and args and self._source(args[0]) is not None:
+            return self._view(func, args, kwargs)
+        if name == ATTENTION:
+            return self._attention(args, kwargs)
+        positions = GEMM_OPERANDS[name](args, kwargs) if name in GEMM_OPERANDS else []
+        if positions:
+            return self._gemm(func, name, list(args), kwargs, positions)
+        return func(*args, **kwargs)
+
+    def _view(self, func, args: tuple, kwargs: dict) -> Any:
+        fqn = self._source(args[0])
+        out = func(self._weight_value(args[0]), *args[1:], **kwargs)
+        for leaf in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(leaf, torch.Tensor):
+                self.derived[id(leaf)] = (fqn, leaf)
+        return out
+
+    def _gemm(self, func, name: str, args: list, kwargs: dict, positions: list[int]) -> Any:
+        sources = {i: self._source(args[i]) for i in positions}
+        weights = [i for i, fqn in sources.items() if fqn is not None]
+        if weights:
+            fqn = sources[weights[0]]
+            slots = self.scope.weight_slots.get(fqn, [])
+            use = self.calls[fqn]
+            self.calls[fqn] += 1
+            slot = slots[min(use, len(slots) - 1)] if slots else None
+            for i in positions:
+                if i in weights:
+                    args[i] = self._weight_value(args[i])
+                elif slot is not None and self.scope.layer.activation_bits is not None:
+                    args[i] = self._activation(args[i], slot, 0, self.scope.layer.activation_bits)
+            return self.scope.layer.output(func(*args, **kwargs))
+        slot = self.scope.activation_slots.get(self._next("matmul"))
+        if slot is None:
+            return func(*args, **kwargs)
+        for operand, i in enumerate(positions[:2]):
+            args[i] = self._activation(args[i], slot, operand, slot.bits)
+        return self.scope.layer.output(func(*args, **kwargs))
+
+    def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        qk = self.scope.activation_slots.get(self._next("attention_qk"))
+        av = self.scope.activation_slots.get(self._next("attention_av"))
+        if qk is None and av is None:
+            return F.scaled_dot_product_attention(*args, **kwargs)
+        return self._decomposed_attention(*args, **kwargs, qk=qk, av=av)
+
+    def _decomposed_attention(
+        self,
+        query: torch.Tensor,  # [..., L, E]
+        key: torch.Tensor,  # [..., S, E]
+        value: torch.Tensor,  # [..., S, Ev]
+        attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        is_causal: bool = False,
+        scale: float | None = None,
+        enable_gqa: bool = False,
+        *,
+        qk: Slot | None,
+        av: Slot | None,
+    ) -> torch.Tensor:
+        """softmax(QKᵀ·scale + mask)·V with each product on quantized operands (SDPA's semantics)."""
+        layer = self.scope.layer
+        length, source = query.shape[-2], key.shape[-2]
+        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+        if enable_gqa and key.dim() >= 3 and key.shape[-3] != query.shape[-3]:
+            repeats = query.shape[-3] // key.shape[-3]
+            key, value = key.repeat_interleave(repeats, -3), value.repeat_interleave(repeats, -3)
+        if qk is not None:
+            query, key = self._activation(query, qk, 0, qk.bits), self._activation(key, qk, 1, qk.bits)
+        scores = query @ key.transpose(-2, -1) * scale  # [..., L, S]
+        if qk is not None:
+            scores = layer.output(scores)
+        if is_causal:
+            keep = torch.ones(length, source, dtype=torch.bool, device=scores.device).tril()
+            scores = scores.masked_fill(~keep, float("-inf"))
+        if attn_mask is not None:
+            if attn_mask.dtype == torch.bool:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            else:
+                scores = scores + attn_mask
+        probs = torch.softmax(scores, dim=-1)
+        if dropout_p > 0:
+            probs = F.dropout(probs, dropout_p)
+        if av is not None:
+            probs, value = self._activation(probs, av, 0, av.bits), self._activation(value, av, 1, av.bits)
+        out = probs @ value  # [..., L, Ev]
+        return layer.output(out) if av is not None else out
+
+
+def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int) -> torch.Tensor:
+    from bitplan import quant
+
+    bits = layer.capped(bits)
+    if layer.forward_quant is ForwardQuant.sawb:
+        return quant.sawb_ste(parameter, bits)
+    channel_dim = 0 if layer.channel_dim is not None and parameter.dim() >= 2 else None
+    return quant.fake_quant_ste(parameter, bits, channel_dim=channel_dim)
+
+
+def scoped_class(cls: type[nn.Module]) -> type[nn.Module]:
+    """The scoped subclass of ``cls`` (cached per class)."""
+    if cls not in _scoped_classes:
+        _scoped_classes[cls] = type(f"Scoped{cls.__name__}", (ScopedForward, cls), {"__module__": __name__})
+    return _scoped_classes[cls]
+
+
+_scoped_classes: dict[type[nn.Module], type[nn.Module]] = {}
+
+
+def track_children(module: nn.Module, scope: ScopeQuant) -> None:
+    """Hook every submodule so the mode knows when a call belongs to a submodule, not to ``module``."""
+
+    def enter(child: nn.Module, args: Any) -> None:
+        scope.child_depth += 1
+
+    def leave(child: nn.Module, args: Any, output: Any) -> None:
+        scope.child_depth -= 1
+
+    for child in module.modules():
+        if child is not module:
+            scope.hooks.append(child.register_forward_pre_hook(enter))
+            scope.hooks.append(child.register_forward_hook(leave))

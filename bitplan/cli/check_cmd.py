@@ -1,0 +1,64 @@
+"""``bitplan check``: gate a plan file in CI (exit 0 valid, 1 violations, 2 usage errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bitplan.cli.common import JsonFlag, console, guarded, to_json, write_or_print
+
+VIOLATIONS_EXIT_CODE = 1
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bitplan check`` to ``app``."""
+    app.command("check")(check)
+
+
+@guarded
+def check(
+    plans: Annotated[list[Path], typer.Argument(help="Plan files to check (several for pre-commit).")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model spec to check against [default: the spec in the plan].")
+    ] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for specs that need one.")] = None,
+    max_mbit: Annotated[float | None, typer.Option("--max-mbit", help="Largest allowed model size in MBit.")] = None,
+    max_avg_bits: Annotated[
+        float | None, typer.Option("--max-avg-bits", help="Largest allowed parameter-weighted mean bits.")
+    ] = None,
+    min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
+    max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Validate plans: schema, fingerprint, coverage of every weight GEMM, bits and budgets.
+
+    Exit 0 when every plan passes, 1 when any has a violation (each is listed), 2 for usage errors.
+    """
+    from bitplan.plan.check import check_plans
+    from bitplan.plan.render import check_table
+
+    reports = check_plans(
+        plans,
+        model=model,
+        input_shape=input_shape,
+        max_mbit=max_mbit,
+        max_avg_bits=max_avg_bits,
+        min_bits=min_bits,
+        max_bitops=max_bitops,
+    )
+    if json_output:  # one object for one plan, a list for several
+        write_or_print(to_json(reports[0] if len(reports) == 1 else reports), None)
+    for report in [] if json_output else reports:
+        if report.ok:
+            console.print(
+                f"[green]ok[/]: {report.plan} fits {report.model}: {report.layers} GEMMs, "
+                f"{report.avg_bits:.3f} avg bits, {report.mbit:.4f} MBit, "
+                f"{report.bitops_forward / 1e9:.4g} forward GBitOPs, narrowest {report.min_bits} bits",
+                highlight=False,
+            )
+        else:
+            console.print(check_table(report))
+    if not all(report.ok for report in reports):
+        raise typer.Exit(VIOLATIONS_EXIT_CODE)

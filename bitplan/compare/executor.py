@@ -1,0 +1,91 @@
+"""Run a grid's pending training runs, one after another or in parallel processes.
+
+Parallel runs use a ``ProcessPoolExecutor`` with the ``spawn`` start method (no forked torch
+state) and give every worker ``max(1, cores // jobs)`` torch threads (``OMP_NUM_THREADS`` too, for
+anything the worker starts), so ``jobs`` runs never oversubscribe the machine's cores. The thread
+count is set on the worker, not in the run's ``TrainConfig``: it must not change a run's cache key,
+or a grid resumed with another ``--jobs`` would train everything again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+from bitplan.compare.runs import PlannedRun, RunState
+from bitplan.train import RunResult, TrainConfig, train_run
+
+OnFinished = Callable[[PlannedRun, RunResult], None]
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """``max(1, cores // jobs)``: torch threads each of ``jobs`` parallel runs gets.
+
+    Example:
+        >>> threads_per_job(2, cores=2), threads_per_job(3, cores=8), threads_per_job(4, cores=2)
+        (1, 2, 1)
+    """
+    return max(1, (cores if cores is not None else available_cores()) // max(jobs, 1))
+
+
+def execute(runs: Sequence[PlannedRun], *, jobs: int = 1, progress: bool = True, on_finished: OnFinished) -> None:
+    """Train every run in ``runs`` (resuming partial ones) and report each result as it ends.
+
+    Args:
+        runs: Runs that have not finished (the caller skips finished ones).
+        jobs: Processes to train in at once; 1 trains in this process (with the engine's progress bars).
+        progress: Show the train engine's progress bars (only when ``jobs`` is 1: parallel bars clash).
+        on_finished: Called in this process with each run and its ``RunResult``, in completion order.
+
+    Raises:
+        ValueError: ``jobs`` below 1.
+        SpecError, DataError, PlanError, TrainingError: From the train engine; pending parallel runs
+            are cancelled and running ones finish their current epoch's checkpoint on the next resume.
+    """
+    if jobs < 1:
+        raise ValueError(f"`jobs` must be at least 1, got {jobs}")
+    if jobs == 1 or len(runs) <= 1:
+        for run in runs:
+            result = train_run(run.config, resume=run.state() is not RunState.new, progress=progress)
+            on_finished(run, result)
+        return
+    threads = threads_per_job(jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+        pending: dict[Future, PlannedRun] = {
+            pool.submit(_train_in_worker, run.config.model_dump_json(), run.state() is not RunState.new): run
+            for run in runs
+        }
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    run = pending.pop(future)
+                    on_finished(run, RunResult.model_validate_json(future.result()))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: ``threads`` torch intra-op threads, and the same for OpenMP children."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _train_in_worker(config_json: str, resume: bool) -> str:
+    """One run in a worker process; JSON in and out so nothing torch-specific is pickled."""
+    result = train_run(TrainConfig.model_validate_json(config_json), resume=resume, progress=False)
+    return result.model_dump_json()

@@ -1,0 +1,306 @@
+"""``check_plan``: is this plan file valid, made for this model, and within these limits?
+
+Every problem becomes one ``Violation`` (what, where, how to fix) so CI can list them all at once.
+Usage errors (a missing file, a model spec that does not resolve) raise instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bitplan.errors import PlanError
+from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates
+from bitplan.plan.io import parse_plan
+from bitplan.plan.schema import BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
+from bitplan.plan.units import combined_factor_value
+from bitplan.profile.schema import ModelProfile
+
+RELATIVE_TOLERANCE = 1e-9
+
+
+class Violation(BaseModel):
+    """One thing wrong with a plan."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(description="Kind of violation, e.g. `fingerprint`, `missing`, `max_mbit`.")
+    message: str
+    layer: str | None = None
+
+
+class CheckReport(BaseModel):
+    """The result of ``bitplan check``: ok when there is no violation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    plan: str = Field(description="The plan file checked.")
+    model: str | None = Field(description="The model spec the plan was checked against (null if unreadable).")
+    ok: bool
+    violations: list[Violation]
+    layers: int | None = Field(default=None, description="GEMMs in the plan.")
+    avg_bits: float | None = None
+    mbit: float | None = None
+    bitops_forward: int | None = None
+    min_bits: int | None = None
+
+
+def check_plan(
+    path: str | os.PathLike,
+    *,
+    model: str | None = None,
+    profile: ModelProfile | None = None,
+    input_shape: str | None = None,
+    max_mbit: float | None = None,
+    max_avg_bits: float | None = None,
+    min_bits: int | None = None,
+    max_bitops: float | None = None,
+) -> CheckReport:
+    """Validate a plan file against its model and optional limits.
+
+    Checks, in order: JSON and schema (with field paths), fingerprint, every weight GEMM of the model
+    covered exactly once with its weight and factor value, bits consistent with the plan's strategy,
+    stored estimates equal to recomputed ones, the plan's own budget, then the given limits.
+
+    Args:
+        path: The plan file.
+        model: Model spec to check against (default: the spec recorded in the plan).
+        profile: An already computed profile (skips profiling; for tests and batch use).
+        input_shape: Input shape for specs that need one.
+        max_mbit: Largest allowed model size in MBit.
+        max_avg_bits: Largest allowed parameter-weighted mean bits.
+        min_bits: Smallest allowed width of any layer.
+        max_bitops: Largest allowed forward BitOPs.
+
+    Returns:
+        The report; ``ok`` is False when any violation was found.
+
+    Raises:
+        PlanError: The file does not exist.
+        SpecError, TraceError: The model spec cannot be profiled.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise PlanError(f"plan file `{file}` does not exist. Check the path (make one with `bitplan plan`).")
+    try:
+        plan = parse_plan(file.read_text(encoding="utf-8"), source=f"`{file}`")
+    except PlanError as error:
+        return CheckReport(
+            plan=str(file), model=model, ok=False, violations=[Violation(code="schema", message=str(error))]
+        )
+    if profile is None:
+        from bitplan.spec import profile_spec
+
+        profile = profile_spec(model or plan.model, input_shape=input_shape, batch=plan.batch)
+    estimates = plan_estimates(plan)
+    violations = [
+        *_model_violations(plan, profile),
+        *_strategy_violations(plan),
+        *_estimate_violations(plan.estimates, estimates),
+        *_limit_violations(plan, estimates, max_mbit, max_avg_bits, min_bits, max_bitops),
+    ]
+    return CheckReport(
+        plan=str(file),
+        model=model or plan.model,
+        ok=not violations,
+        violations=violations,
+        layers=len(plan.layers),
+        avg_bits=estimates.avg_bits,
+        mbit=estimates.mbit,
+        bitops_forward=estimates.bitops_forward,
+        min_bits=min((layer.bits for layer in plan.layers), default=None),
+    )
+
+
+def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None, **limits: Any) -> list[CheckReport]:
+    """``check_plan`` for several files, profiling each model spec once.
+
+    Args:
+        paths: Plan files.
+        model: Model spec to check every plan against (default: each plan's own spec).
+        **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
+
+    Returns:
+        One report per file, in order.
+    """
+    from bitplan.spec import profile_spec
+
+    profiles: dict[tuple[str, int], ModelProfile] = {}
+    reports = []
+    for path in paths:
+        profile = None
+        try:
+            plan = parse_plan(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
+        except PlanError:
+            plan = None  # check_plan reports it
+        if plan is not None:
+            key = (model or plan.model, plan.batch)
+            if key not in profiles:
+                profiles[key] = profile_spec(key[0], input_shape=limits.get("input_shape"), batch=plan.batch)
+            profile = profiles[key]
+        reports.append(check_plan(path, model=model, profile=profile, **limits))
+    return reports
+
+
+def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
+    found = []
+    if plan.fingerprint != profile.fingerprint():
+        found.append(
+            Violation(
+                code="fingerprint",
+                message=f"plan fingerprint {plan.fingerprint} (model `{plan.model}`) differs from the model's "
+                f"{profile.fingerprint()}: the plan was made for another architecture. Regenerate it with "
+                f"`bitplan plan {profile.model}`.",
+            )
+        )
+    gemms = {layer.name: layer for layer in profile.layers}
+    planned = {layer.name: layer for layer in plan.layers}
+    for layer in profile.weight_layers:
+        if layer.name not in planned:
+            found.append(
+                Violation(code="missing", layer=layer.name, message=f"weight GEMM `{layer.name}` has no entry in the plan.")
+            )
+    # F and MACs depend on the input; compare them only when the model was profiled on the same shapes
+    input_free = profile.input_shapes == plan.input_shapes or plan.factor in (Factor.A, Factor.D, Factor.capacity)
+    uses: dict[str, list] = {}
+    for layer in profile.weight_layers:
+        uses.setdefault(layer.weight, []).append(layer)
+    for entry in plan.layers:
+        gemm = gemms.get(entry.name)
+        if gemm is None:
+            found.append(
+                Violation(code="unknown_layer", layer=entry.name, message=f"`{entry.name}` is not a GEMM of the model.")
+            )
+            continue
+        if gemm.weight != entry.weight:
+            found.append(
+                Violation(
+                    code="weight",
+                    layer=entry.name,
+                    message=f"`{entry.name}` uses weight `{gemm.weight}` in the model but `{entry.weight}` in the plan.",
+                )
+            )
+            continue
+        members = uses.get(gemm.weight, [gemm]) if gemm.weight is not None else [gemm]
+        expected = combined_factor_value(plan.factor, members)
+        if input_free and entry.factor_value is not None and entry.factor_value != expected:
+            found.append(
+                Violation(
+                    code="factor_value",
+                    layer=entry.name,
+                    message=f"`{entry.name}` records {plan.factor.value} = {entry.factor_value:g} but the model "
+                    f"gives {expected:g}.",
+                )
+            )
+    return found
+
+
+def _strategy_violations(plan: BitPlan) -> list[Violation]:
+    """Bits that the plan's own strategy cannot produce (a hand-edited or tampered plan)."""
+    ranked = [layer for layer in plan.layers if not layer.kept]
+    found = []
+    allowed = {plan.uniform_bits} if plan.strategy is Strategy.U else set(plan.levels)
+    for layer in ranked:
+        if layer.bits not in allowed:
+            found.append(
+                Violation(
+                    code="level",
+                    layer=layer.name,
+                    message=f"`{layer.name}` has {layer.bits} bits, not one of {sorted(allowed)} that a "
+                    f"{plan.strategy.value} plan on {plan.levels} allows.",
+                )
+            )
+    for layer in plan.layers:
+        if layer.kept and layer.bits != plan.keep_bits:
+            found.append(
+                Violation(
+                    code="level",
+                    layer=layer.name,
+                    message=f"kept layer `{layer.name}` has {layer.bits} bits, not keep_bits {plan.keep_bits}.",
+                )
+            )
+    if plan.strategy in (Strategy.C_plus, Strategy.C_minus):
+        direction = 1 if plan.strategy is Strategy.C_plus else -1
+        ordered = sorted(
+            (layer for layer in ranked if layer.factor_value is not None), key=lambda layer: layer.factor_value
+        )
+        for low, high in zip(ordered, ordered[1:]):
+            tie = low.factor_value == high.factor_value
+            if (tie and low.bits != high.bits) or (not tie and direction * (high.bits - low.bits) < 0):
+                rule = "equal factor values need equal bits" if tie else (
+                    "C+ needs bits non-decreasing in the factor" if direction > 0
+                    else "C- needs bits non-increasing in the factor"
+                )
+                found.append(
+                    Violation(
+                        code="order",
+                        layer=high.name,
+                        message=f"`{low.name}` ({plan.factor.value} = {low.factor_value:g}, {low.bits} bits) and "
+                        f"`{high.name}` ({high.factor_value:g}, {high.bits} bits): {rule}.",
+                    )
+                )
+    return found
+
+
+def _estimate_violations(stored: PlanEstimates, actual: PlanEstimates) -> list[Violation]:
+    different = [
+        name
+        for name, value in actual.model_dump().items()
+        if not _close(value, getattr(stored, name))
+    ]
+    if not different:
+        return []
+    return [
+        Violation(
+            code="estimates",
+            message=f"stored estimates ({', '.join(different)}) do not match the per-layer bits; the file was "
+            "edited after planning. Regenerate it with `bitplan plan`.",
+        )
+    ]
+
+
+def _limit_violations(
+    plan: BitPlan,
+    estimates: PlanEstimates,
+    max_mbit: float | None,
+    max_avg_bits: float | None,
+    min_bits: int | None,
+    max_bitops: float | None,
+) -> list[Violation]:
+    found = []
+    limits: list[tuple[str, float | None, float, Callable[[float], str]]] = [
+        ("max_mbit", max_mbit, estimates.mbit, lambda v: f"{v:.6g} MBit"),
+        ("max_avg_bits", max_avg_bits, estimates.avg_bits, lambda v: f"{v:.6g} avg bits"),
+        ("max_bitops", max_bitops, float(estimates.bitops_forward), lambda v: f"{v:.6g} forward BitOPs"),
+    ]
+    if plan.budget is not None:
+        own = {
+            BudgetKind.avg_bits: estimates.avg_bits,
+            BudgetKind.mbit: estimates.size_bits / BITS_PER_MBIT,
+            BudgetKind.bitops: float(estimates.bitops_forward),
+        }[plan.budget.kind]
+        limits.append(("budget", plan.budget.value, own, lambda v: f"{v:.6g} ({plan.budget.kind.value})"))
+    for code, limit, value, show in limits:
+        if limit is not None and value > limit * (1 + RELATIVE_TOLERANCE):
+            found.append(Violation(code=code, message=f"the plan needs {show(value)}, above the limit {show(limit)}."))
+    if min_bits is not None:
+        for layer in plan.layers:
+            if layer.bits < min_bits:
+                found.append(
+                    Violation(
+                        code="min_bits",
+                        layer=layer.name,
+                        message=f"`{layer.name}` has {layer.bits} bits, below --min-bits {min_bits}.",
+                    )
+                )
+    return found
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(float(a) - float(b)) <= RELATIVE_TOLERANCE * max(1.0, abs(float(a)))
+    return a == b

@@ -1,0 +1,101 @@
+"""Reading and writing plan files, and matching a plan to the model it is applied to."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bitplan.atomic import atomic_write_text
+from bitplan.errors import PlanError
+from bitplan.plan.schema import PLAN_SCHEMA_VERSION, BitPlan
+from bitplan.profile.schema import ModelProfile
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per pydantic error: the dotted field path, then the message."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"{path}: {item['msg']}")
+    return lines
+
+
+def parse_plan(text: str, source: str = "plan") -> BitPlan:
+    """Validate plan JSON text.
+
+    Args:
+        text: The JSON document.
+        source: Where it came from, for messages.
+
+    Returns:
+        The validated plan.
+
+    Raises:
+        PlanError: Not JSON, an unknown ``schema_version``, or a field that fails validation (the message
+            names the field path, e.g. ``layers.3.bits``).
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PlanError(
+            f"{source} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}). "
+            "Regenerate it with `bitplan plan` or fix the syntax."
+        ) from None
+    if not isinstance(data, dict):
+        raise PlanError(f"{source} must hold a JSON object (a plan), not {type(data).__name__}.")
+    version = data.get("schema_version")
+    if version != PLAN_SCHEMA_VERSION:
+        raise PlanError(
+            f"{source} has schema_version {version!r}, but this bitplan reads version {PLAN_SCHEMA_VERSION}. "
+            "Regenerate the plan with this version of `bitplan plan`."
+        )
+    try:
+        return BitPlan.model_validate(data)
+    except ValidationError as error:
+        details = "; ".join(format_validation_error(error))
+        raise PlanError(f"{source} is not a valid plan: {details}. Fix these fields or regenerate the plan.") from None
+
+
+def load_plan(path: str | os.PathLike) -> BitPlan:
+    """Read a plan file written by ``save_plan`` (or ``bitplan plan -o``).
+
+    Example:
+        >>> plan = load_plan("plans/resnet20_A_Cminus_4-8.json")  # doctest: +SKIP
+        >>> plan.bits_by_weight()["conv1.weight"]  # doctest: +SKIP
+        8
+
+    Raises:
+        PlanError: The file is missing, not JSON, of an unknown schema version, or malformed.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise PlanError(f"plan file `{file}` does not exist. Make one with `bitplan plan MODEL -o {file}`.")
+    return parse_plan(file.read_text(encoding="utf-8"), source=f"plan file `{file}`")
+
+
+def plan_to_json(plan: BitPlan) -> str:
+    """The canonical text of a plan file (stable, so committed plans diff cleanly)."""
+    return plan.model_dump_json(indent=2) + "\n"
+
+
+def save_plan(plan: BitPlan, path: str | os.PathLike) -> Path:
+    """Write ``plan`` as JSON atomically and return the path."""
+    return atomic_write_text(path, plan_to_json(plan))
+
+
+def verify_fingerprint(plan: BitPlan, profile: ModelProfile) -> None:
+    """Refuse a plan made for another architecture.
+
+    Raises:
+        PlanError: ``plan.fingerprint`` differs from ``profile.fingerprint()``.
+    """
+    actual = profile.fingerprint()
+    if plan.fingerprint != actual:
+        raise PlanError(
+            f"the plan was made for model `{plan.model}` (fingerprint {plan.fingerprint}) but this model "
+            f"`{profile.model}` has fingerprint {actual}: their GEMM names or weight shapes differ. "
+            f"Make a plan for this model with `bitplan plan {profile.model}`."
+        )

@@ -1,0 +1,404 @@
+"""``make_plan``: a profile, a factor and a strategy in; a per-layer bit-width plan out.
+
+Pure and deterministic: the same profile and arguments always give the same plan (R is seeded).
+The rules are Section 4.1 of the seed paper; exact definitions are in docs/planning.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from fractions import Fraction
+from enum import Enum
+from typing import TypeVar
+
+from bitplan.errors import PlanError
+from bitplan.plan.budget import BudgetSearchTooLarge, solve_monotone
+from bitplan.plan.estimates import FP32, Precision, compute_estimates
+from bitplan.plan.mapping import level_indices, level_positions
+from bitplan.plan.schema import (
+    NOT_QUANTIZED_BITS,
+    BitPlan,
+    Budget,
+    BudgetKind,
+    CapacityMeasure,
+    Factor,
+    LayerPlan,
+    Mapping,
+    Preset,
+    Strategy,
+)
+from bitplan.plan.units import PlanUnit, collect_units
+from bitplan.profile.schema import ModelProfile
+
+DEFAULT_BITS = (4, 8)
+GRADIENT_QUANTIZERS = ("sr", "luq", "none")
+WEIGHT_GRANULARITIES = ("tensor", "channel")
+
+
+DPC_FACTORS = {
+    CapacityMeasure.params: Factor.capacity,
+    CapacityMeasure.macs: Factor.macs,
+    CapacityMeasure.accumulation: Factor.A,
+}
+
+E = TypeVar("E", bound=Enum)
+
+
+def parse_choice(kind: type[E], value: E | str, what: str) -> E:
+    """``kind(value)`` with a PlanError listing the valid choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise PlanError(f"unknown {what} `{value}`; choose one of {choices}.") from None
+
+
+def parse_bits_range(text: str) -> tuple[int, int]:
+    """``"4-8"`` -> (4, 8); a single number means a one-level range.
+
+    Raises:
+        PlanError: Not of the form LOW-HIGH.
+    """
+    parts = text.replace(" ", "").split("-")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise PlanError(f"bit range `{text}` is not of the form LOW-HIGH, e.g. `4-8` or `8-16`.") from None
+    if len(numbers) == 1:
+        return numbers[0], numbers[0]
+    if len(numbers) != 2:
+        raise PlanError(f"bit range `{text}` is not of the form LOW-HIGH, e.g. `4-8` or `8-16`.")
+    return numbers[0], numbers[1]
+
+
+def parse_levels(text: str) -> list[int]:
+    """``"8,10,12"`` -> [8, 10, 12] (validated later by ``resolve_levels``)."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise PlanError(f"levels `{text}` must be comma-separated integers, e.g. `8,10,12,14,16`.") from None
+
+
+def resolve_levels(bits: tuple[int, int] | None, levels: Sequence[int] | None) -> list[int]:
+    """The bit levels b_0 < … < b_{L−1} from a range or an explicit list.
+
+    Raises:
+        PlanError: Reversed range, bits outside 1..32, or levels not strictly increasing.
+    """
+    if levels is not None:
+        chosen = list(levels)
+        if not chosen:
+            raise PlanError("--levels is empty; give at least one bit-width, e.g. `--levels 8,10,12`.")
+        source = f"levels {chosen}"
+    else:
+        low, high = bits if bits is not None else DEFAULT_BITS
+        if low > high:
+            raise PlanError(f"bit range {low}-{high} is reversed; write the smaller width first: {high}-{low}.")
+        chosen = list(range(low, high + 1))
+        source = f"bit range {low}-{high}"
+    if not all(1 <= b <= NOT_QUANTIZED_BITS for b in chosen):
+        raise PlanError(f"{source} leaves 1..{NOT_QUANTIZED_BITS}; every width must be between 1 and 32 bits.")
+    if any(a >= b for a, b in zip(chosen, chosen[1:])):
+        raise PlanError(f"{source} must be strictly increasing without repeats, e.g. `8,10,12`.")
+    return chosen
+
+
+def default_uniform_bits(levels: Sequence[int]) -> int:
+    """The middle of the range, rounded half up: 6 for 4–8, 7 for 6–8, 12 for 8–16."""
+    return (levels[0] + levels[-1] + 1) // 2
+
+
+def make_plan(
+    profile: ModelProfile,
+    *,
+    factor: Factor | str | None = None,
+    strategy: Strategy | str | None = None,
+    bits: tuple[int, int] | None = DEFAULT_BITS,
+    levels: Sequence[int] | None = None,
+    seed: int = 0,
+    mapping: Mapping | str = Mapping.rank,
+    uniform_bits: int | None = None,
+    budget: Budget | None = None,
+    keep: Sequence[str] = (),
+    keep_bits: int = 8,
+    include_activation_gemms: bool = False,
+    activation_bits: int | None = 8,
+    gradient_bits: int | None = 8,
+    gradient_quant: str = "sr",
+    weight_granularity: str = "channel",
+    preset: Preset | str | None = None,
+    capacity: CapacityMeasure | str = CapacityMeasure.params,
+    model: str | None = None,
+) -> BitPlan:
+    """Plan the bit-width of every weight-bearing GEMM of ``profile``.
+
+    Args:
+        profile: The model profile (``bitplan.spec.profile_spec`` or ``bitplan.profile_model``).
+        factor: A, F, D, capacity or macs (profile fields accumulation, weight_frequency, depth,
+            params, macs).
+        strategy: U (one width), C+ (bits rise with the factor), C- (bits fall), R (random).
+        bits: Inclusive range of widths (ignored when ``levels`` is given).
+        levels: Explicit strictly increasing widths.
+        seed: Seed of R.
+        mapping: rank, log or quantile (see ``bitplan.plan.mapping``).
+        uniform_bits: U's width (default: middle of the range); also the reference for ratios.
+        budget: Choose the order-preserving plan of largest size (or forward BitOPs) within it.
+        keep: ``first``, ``last``, GEMM names, weight FQNs or globs pinned at ``keep_bits``.
+        keep_bits: Width of kept layers (32 = not quantized).
+        include_activation_gemms: Also plan activation×activation GEMMs (attention's QKᵀ, A·V).
+        activation_bits: Plan-wide activation bits for training (None = fp32).
+        gradient_bits: Plan-wide gradient bits for training (None = fp32).
+        gradient_quant: sr, luq or none.
+        weight_granularity: channel or tensor.
+        preset: ``dpc`` = C- on capacity (``capacity`` picks params, macs or accumulation).
+        capacity: DPC's capacity measure.
+        model: The model spec to record (default ``profile.model``).
+
+    Returns:
+        The plan, with per-layer entries in graph order and its estimates.
+
+    Raises:
+        PlanError: Unknown factor or strategy, bad bits, a model without GEMMs, a keep pattern that
+            matches nothing, or an unreachable budget (the message gives the reachable sizes).
+
+    Example:
+        >>> plan = make_plan(profile, factor="A", strategy="C-", bits=(4, 8))  # doctest: +SKIP
+        >>> plan.bits_by_weight()["conv1.weight"]  # doctest: +SKIP
+        8
+    """
+    factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
+    mapping = parse_choice(Mapping, mapping, "mapping")
+    chosen_levels = resolve_levels(bits, levels)
+    uniform = default_uniform_bits(chosen_levels) if uniform_bits is None else uniform_bits
+    for name, value in (("uniform_bits", uniform), ("keep_bits", keep_bits)):
+        _check_width(name, value)
+    for name, value in (("activation_bits", activation_bits), ("gradient_bits", gradient_bits)):
+        if value is not None:
+            _check_width(name, value)
+    if gradient_quant not in GRADIENT_QUANTIZERS:
+        raise PlanError(f"unknown gradient quantizer `{gradient_quant}`; choose one of {', '.join(GRADIENT_QUANTIZERS)}.")
+    if weight_granularity not in WEIGHT_GRANULARITIES:
+        raise PlanError(f"unknown weight granularity `{weight_granularity}`; choose tensor or channel.")
+    precision = Precision(activation_bits, gradient_bits, gradient_quant)
+
+    units, left_out = collect_units(profile, factor, include_activation_gemms=include_activation_gemms, keep=keep)
+    planned = [unit for unit in units if not unit.kept]
+    if budget is None:
+        planned_bits = _unbudgeted_bits(planned, strategy, chosen_levels, mapping, seed, uniform)
+    else:
+        planned_bits = _budgeted_bits(
+            budget, units, planned, strategy, chosen_levels, mapping, seed, keep_bits, precision, profile, left_out
+        )
+    bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
+    layers = []
+    for unit in units:
+        for layer in unit.layers:
+            layers.append(
+                LayerPlan(
+                    name=layer.name,
+                    weight=layer.weight,
+                    op=layer.op,
+                    bits=keep_bits if unit.kept else bits_of[unit.key],
+                    factor_value=None if unit.kept else unit.factor_value,
+                    params=layer.params,
+                    macs=layer.macs,
+                    kept=unit.kept,
+                )
+            )
+    order = {layer.name: position for position, layer in enumerate(profile.layers)}
+    layers.sort(key=lambda entry: order[entry.name])
+    unplanned_macs = sum(layer.macs for layer in left_out)
+    return BitPlan(
+        model=model or profile.model,
+        fingerprint=profile.fingerprint(),
+        batch=profile.batch,
+        input_shapes=profile.input_shapes,
+        factor=factor,
+        strategy=strategy,
+        levels=chosen_levels,
+        uniform_bits=uniform,
+        seed=seed,
+        mapping=mapping,
+        preset=preset,
+        budget=budget,
+        keep=list(keep),
+        keep_bits=keep_bits,
+        include_activation_gemms=include_activation_gemms,
+        activation_bits=activation_bits,
+        gradient_bits=gradient_bits,
+        gradient_quant=gradient_quant,
+        weight_granularity=weight_granularity,
+        total_params=profile.total_params,
+        unplanned_macs=unplanned_macs,
+        layers=layers,
+        estimates=compute_estimates(
+            layers,
+            total_params=profile.total_params,
+            unplanned_macs=unplanned_macs,
+            uniform_bits=uniform,
+            precision=precision,
+        ),
+    )
+
+
+def _resolve_rule(
+    factor: Factor | str | None,
+    strategy: Strategy | str | None,
+    preset: Preset | str | None,
+    capacity: CapacityMeasure | str,
+) -> tuple[Factor, Strategy, Preset | None]:
+    if preset is not None:
+        preset = parse_choice(Preset, preset, "preset")
+        preset_factor = DPC_FACTORS[parse_choice(CapacityMeasure, capacity, "capacity measure")]
+        for given, implied, flag in ((factor, preset_factor, "--factor"), (strategy, Strategy.C_minus, "--strategy")):
+            if given is not None and given != implied and given != implied.value:
+                raise PlanError(
+                    f"--preset dpc means --factor {preset_factor.value} --strategy C- (choose the capacity "
+                    f"measure with --capacity); drop {flag} {given}."
+                )
+        return preset_factor, Strategy.C_minus, preset
+    if factor is None or strategy is None:
+        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (U, C+, C-, R), or --preset dpc.")
+    return parse_choice(Factor, factor, "factor"), parse_choice(Strategy, strategy, "strategy"), None
+
+
+def _check_width(name: str, value: int) -> None:
+    if not 1 <= value <= NOT_QUANTIZED_BITS:
+        raise PlanError(f"`{name}` is {value}; a bit-width must be between 1 and 32 (32 = not quantized).")
+
+
+def _unbudgeted_bits(
+    planned: list[PlanUnit], strategy: Strategy, levels: list[int], mapping: Mapping, seed: int, uniform: int
+) -> list[int]:
+    """The paper's rule: U one width; C+/C- by the mapping; R a seeded shuffle of C+."""
+    if strategy is Strategy.U:
+        return [uniform] * len(planned)
+    indices = level_indices([unit.factor_value for unit in planned], len(levels), mapping)
+    if strategy is Strategy.C_minus:
+        return [levels[len(levels) - 1 - index] for index in indices]
+    rising = [levels[index] for index in indices]
+    if strategy is Strategy.R:
+        random.Random(seed).shuffle(rising)
+    return rising
+
+
+class _BudgetTerms:
+    """A budget as a capacity on Σ weight × level value over the planned units, and back to user units."""
+
+    def __init__(
+        self,
+        budget: Budget,
+        units: list[PlanUnit],
+        planned: list[PlanUnit],
+        levels: list[int],
+        keep_bits: int,
+        precision: Precision,
+        profile: ModelProfile,
+        unplanned_macs: int,
+    ) -> None:
+        kept = [unit for unit in units if unit.kept]
+        value = Fraction(repr(budget.value))
+        self.kind = budget.kind
+        self.budget = budget.value
+        if budget.kind is BudgetKind.bitops:
+            self.weights = [unit.macs for unit in planned]
+            self.values = [precision.forward_cost(b) for b in levels]
+            self.fixed = sum(unit.macs for unit in kept) * precision.forward_cost(keep_bits)
+            self.fixed += unplanned_macs * FP32 * FP32
+            self.scale = Fraction(1)
+        else:
+            self.weights = [unit.params for unit in planned]
+            self.values = list(levels)
+            if budget.kind is BudgetKind.mbit:
+                self.fixed = sum(unit.params for unit in kept) * keep_bits
+                self.fixed += (profile.total_params - sum(unit.params for unit in units)) * FP32
+                self.scale = Fraction(10**6)
+            else:  # the mean over the weights the strategy assigns; kept layers are outside it
+                self.fixed = 0
+                self.scale = Fraction(sum(self.weights))
+                if not self.scale:
+                    raise PlanError("--budget-avg-bits needs at least one planned weight that is not kept.")
+        self.capacity = int(value * self.scale) - self.fixed
+
+    def user(self, cost: int) -> float:
+        """A cost as the user wrote the budget (avg bits, MBit or BitOPs)."""
+        return float((cost + self.fixed) / self.scale)
+
+    def describe(self, cost: int) -> str:
+        unit = {BudgetKind.avg_bits: "avg bits", BudgetKind.mbit: "MBit", BudgetKind.bitops: "BitOPs"}[self.kind]
+        return f"{self.user(cost):.6g} {unit}"
+
+
+def _budgeted_bits(
+    budget: Budget,
+    units: list[PlanUnit],
+    planned: list[PlanUnit],
+    strategy: Strategy,
+    levels: list[int],
+    mapping: Mapping,
+    seed: int,
+    keep_bits: int,
+    precision: Precision,
+    profile: ModelProfile,
+    left_out: list,
+) -> list[int]:
+    """The order-preserving assignment of largest cost within the budget (exact; see budget.py)."""
+    terms = _BudgetTerms(budget, units, planned, levels, keep_bits, precision, profile, sum(l.macs for l in left_out))
+    total = sum(terms.weights)
+    smallest, largest = terms.values[0] * total, terms.values[-1] * total
+    flag = f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g}"
+    reach = (
+        f"reachable sizes run from {terms.describe(smallest)} (every planned layer at {levels[0]} bits) "
+        f"to {terms.describe(largest)} (every planned layer at {levels[-1]} bits)"
+    )
+    if terms.capacity < smallest:
+        raise PlanError(f"{flag} is below every plan in range {levels}: {reach}. Raise the budget or lower --bits.")
+    if terms.capacity > largest:
+        raise PlanError(f"{flag} is above every plan in range {levels}: {reach}. Lower the budget or raise --bits.")
+    chain, positions = _chain(planned, strategy, len(levels), mapping, seed)
+    group_weights = [sum(terms.weights[i] for i in group) for group in chain]
+    if strategy is Strategy.U:
+        fitting = [j for j, v in enumerate(terms.values) if v * total <= terms.capacity]
+        group_levels = [fitting[-1]]
+    else:
+        try:
+            group_levels = solve_monotone(group_weights, terms.values, terms.capacity, positions=positions)
+        except BudgetSearchTooLarge as error:
+            raise PlanError(
+                f"{flag}: the exact search for the largest {strategy.value} plan within the budget gave up "
+                f"after its node limit (best found {terms.describe(smallest + error.best)}). Use a budget "
+                "equal to a uniform width, or fewer levels."
+            ) from None
+    bits = [0] * len(planned)
+    for group, level in zip(chain, group_levels):
+        for index in group:
+            bits[index] = levels[level]
+    return bits
+
+
+def _chain(
+    planned: list[PlanUnit], strategy: Strategy, n_levels: int, mapping: Mapping, seed: int
+) -> tuple[list[list[int]], list[float]]:
+    """Groups of unit indices that must share a level, in the order levels may only rise.
+
+    C+: distinct factor values ascending; C-: descending; R: a seeded random order of single units;
+    U: one group. Also returns each group's preferred level position (the unbudgeted mapping).
+    """
+    count = len(planned)
+    if strategy is Strategy.U:
+        return [list(range(count))], [0.0]
+    if strategy is Strategy.R:
+        order = list(range(count))
+        random.Random(seed).shuffle(order)
+        spread = max(count - 1, 1)
+        return [[i] for i in order], [g * (n_levels - 1) / spread for g in range(count)]
+    values = [unit.factor_value for unit in planned]
+    position_of = dict(zip(values, level_positions(values, n_levels, mapping)))
+    members: dict[float, list[int]] = {}
+    for index, value in enumerate(values):
+        members.setdefault(value, []).append(index)
+    ordered = sorted(members, reverse=strategy is Strategy.C_minus)
+    if strategy is Strategy.C_minus:
+        return [members[v] for v in ordered], [n_levels - 1 - position_of[v] for v in ordered]
+    return [members[v] for v in ordered], [position_of[v] for v in ordered]

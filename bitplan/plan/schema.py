@@ -1,0 +1,190 @@
+"""The plan file: which bit-width every planned GEMM trains with, and why.
+
+A plan is made once from a profile (``bitplan plan``), committed, checked in CI (``bitplan check``) and read
+by training (``bitplan train``). Definitions of every field and estimate are in docs/planning.md.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bitplan.profile.schema import GemmOp
+
+PLAN_SCHEMA_VERSION = 1
+NOT_QUANTIZED_BITS = 32
+
+
+class Factor(str, Enum):
+    """The profile statistic a plan ranks layers by (Section 4.1 of the seed paper, plus DPC's capacity)."""
+
+    A = "A"
+    F = "F"
+    D = "D"
+    capacity = "capacity"
+    macs = "macs"
+
+    @property
+    def field(self) -> str:
+        """The ``GemmLayer`` field this factor reads."""
+        return _FACTOR_FIELDS[self]
+
+
+_FACTOR_FIELDS = {
+    Factor.A: "accumulation",
+    Factor.F: "weight_frequency",
+    Factor.D: "depth",
+    Factor.capacity: "params",
+    Factor.macs: "macs",
+}
+
+
+class Strategy(str, Enum):
+    """How bits follow the factor: one width, rising with it, falling with it, or random."""
+
+    U = "U"
+    C_plus = "C+"
+    C_minus = "C-"
+    R = "R"
+
+
+class Mapping(str, Enum):
+    """How factor values become bit levels (definitions in docs/planning.md)."""
+
+    rank = "rank"
+    log = "log"
+    quantile = "quantile"
+
+
+class Preset(str, Enum):
+    """Named planning rules from the literature."""
+
+    dpc = "dpc"
+
+
+class CapacityMeasure(str, Enum):
+    """What DPC's "layer capacity" is taken to mean (the paper does not publish its measure)."""
+
+    params = "params"
+    macs = "macs"
+    accumulation = "accumulation"
+
+
+class BudgetKind(str, Enum):
+    """What a budget bounds: mean bits per planned parameter, model size, or forward compute."""
+
+    avg_bits = "avg_bits"
+    mbit = "mbit"
+    bitops = "bitops"
+
+
+class Budget(BaseModel):
+    """An upper bound the plan's size (or compute) must not exceed; the largest such plan is chosen."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: BudgetKind
+    value: float = Field(gt=0, description="avg bits, MBit (10^6 bits), or forward BitOPs, by `kind`.")
+
+
+class LayerPlan(BaseModel):
+    """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="GEMM name from the profile (module path).")
+    weight: str | None = Field(description="Weight parameter FQN; null for an activation×activation GEMM.")
+    op: GemmOp
+    bits: int = Field(ge=1, le=NOT_QUANTIZED_BITS, description="Training bit-width; 32 means not quantized.")
+    factor_value: float | None = Field(description="The factor value the planner ranked (null when kept).")
+    params: int = Field(ge=0, description="Weight elements of this GEMM (a shared weight repeats them).")
+    macs: int = Field(ge=0, description="Multiply-accumulates of this GEMM for the profiled input.")
+    kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
+
+
+class PlanEstimates(BaseModel):
+    """Model size and compute of a plan, beside fp32 and the uniform plan at the same range."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    planned_params: int = Field(description="Parameters of the planned weights, each shared weight once.")
+    other_params: int = Field(description="Every other parameter (biases, norms, unplanned weights): 32 bits.")
+    avg_bits: float = Field(description="Parameter-weighted mean bits over the weights the strategy assigns (not kept).")
+    size_bits: int = Field(description="Σ planned params × bits + other params × 32.")
+    mbit: float = Field(description="size_bits / 10^6.")
+    mbit_fp32: float
+    mbit_uniform: float
+    size_ratio_fp32: float
+    size_ratio_uniform: float
+    bitops_forward: int = Field(description="Σ MACs × b_w × b_a over every GEMM of the profile.")
+    bitops_training: int = Field(description="Forward plus dX (b_w·b_g) and dW (b_a·b_g) GEMMs.")
+    bitops_forward_fp32: int
+    bitops_training_fp32: int
+    bitops_forward_uniform: int
+    bitops_training_uniform: int
+    bitops_forward_ratio_fp32: float
+    bitops_training_ratio_fp32: float
+    bitops_forward_ratio_uniform: float
+    bitops_training_ratio_uniform: float
+    histogram: dict[int, int] = Field(description="Bits -> number of planned GEMMs at that width.")
+
+
+class BitPlan(BaseModel):
+    """A per-layer bit-width plan for one model architecture (identified by its fingerprint)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = PLAN_SCHEMA_VERSION
+    model: str = Field(description="The model spec that was profiled.")
+    fingerprint: str = Field(description="ModelProfile.fingerprint(): hash of GEMM names and weight shapes.")
+    batch: int = Field(ge=1, description="Batch of the profiled input (MACs and F are counted for it).")
+    input_shapes: list[list[int]] = Field(description="Shapes of the profiled inputs.")
+    factor: Factor
+    strategy: Strategy
+    levels: list[int] = Field(min_length=1, description="Allowed bit levels, strictly increasing.")
+    uniform_bits: int = Field(ge=1, le=NOT_QUANTIZED_BITS, description="Width of U (and of the reference plan).")
+    seed: int = 0
+    mapping: Mapping = Mapping.rank
+    preset: Preset | None = None
+    budget: Budget | None = None
+    keep: list[str] = Field(default_factory=list, description="--keep patterns (first, last, names, globs).")
+    keep_bits: int = Field(default=8, ge=1, le=NOT_QUANTIZED_BITS)
+    include_activation_gemms: bool = False
+    activation_bits: int | None = Field(default=8, ge=1, le=NOT_QUANTIZED_BITS)
+    gradient_bits: int | None = Field(default=8, ge=1, le=NOT_QUANTIZED_BITS)
+    gradient_quant: Literal["sr", "luq", "none"] = "sr"
+    weight_granularity: Literal["tensor", "channel"] = "channel"
+    total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
+    unplanned_macs: int = Field(default=0, ge=0, description="MACs of GEMMs the plan leaves out (run at 32×32).")
+    layers: list[LayerPlan]
+    estimates: PlanEstimates
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BitPlan:
+        if self.schema_version != PLAN_SCHEMA_VERSION:
+            raise ValueError(f"`schema_version` {self.schema_version} is not {PLAN_SCHEMA_VERSION}")
+        if any(low >= high for low, high in zip(self.levels, self.levels[1:])):
+            raise ValueError(f"`levels` {self.levels} must be strictly increasing")
+        if not all(1 <= level <= NOT_QUANTIZED_BITS for level in self.levels):
+            raise ValueError(f"`levels` {self.levels} must lie within 1..{NOT_QUANTIZED_BITS}")
+        names: set[str] = set()
+        weight_bits: dict[str, int] = {}
+        for layer in self.layers:
+            if layer.name in names:
+                raise ValueError(f"layer `{layer.name}` appears twice in `layers`")
+            names.add(layer.name)
+            if layer.weight is not None and weight_bits.setdefault(layer.weight, layer.bits) != layer.bits:
+                raise ValueError(
+                    f"weight `{layer.weight}` is shared by several GEMMs with different bits; a weight has one width"
+                )
+        return self
+
+    def bits_by_weight(self) -> dict[str, int]:
+        """Weight FQN -> bits, for every planned weight (a shared weight appears once)."""
+        return {layer.weight: layer.bits for layer in self.layers if layer.weight is not None}
+
+    def bits_by_name(self) -> dict[str, int]:
+        """GEMM name -> bits, including activation×activation GEMMs when the plan covers them."""
+        return {layer.name: layer.bits for layer in self.layers}

@@ -1,0 +1,133 @@
+"""Planning units: what gets one bit-width.
+
+A unit is one weight parameter (all the GEMMs that use it, e.g. tied embeddings) or, with
+``include_activation_gemms``, one activation×activation GEMM. A shared weight gets one factor value
+formed over its uses (docs/planning.md, "Shared weights").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from bitplan.errors import PlanError
+from bitplan.plan.schema import Factor
+from bitplan.profile.schema import GemmLayer, ModelProfile
+
+KEEP_FIRST = "first"
+KEEP_LAST = "last"
+
+
+@dataclass(frozen=True)
+class PlanUnit:
+    """One thing that gets one bit-width.
+
+    Attributes:
+        key: The weight FQN, or the GEMM name of an activation×activation GEMM.
+        weight: The weight FQN, or None.
+        layers: Every GEMM that uses the weight, in graph order.
+        factor_value: The factor value the planner ranks (combined over uses).
+        params: Weight elements, counted once.
+        macs: MACs summed over uses.
+        kept: Pinned by ``--keep``.
+    """
+
+    key: str
+    weight: str | None
+    layers: tuple[GemmLayer, ...]
+    factor_value: float
+    params: int
+    macs: int
+    kept: bool = False
+
+
+def combined_factor_value(factor: Factor, layers: Sequence[GemmLayer]) -> float:
+    """The factor value of a unit used by ``layers``.
+
+    A shared weight is as sensitive as its most sensitive use, so accumulation and depth take the
+    minimum; frequency and MACs add up over uses (every use touches every element); capacity is the
+    weight's size, counted once.
+    """
+    field = factor.field
+    if len(layers) == 1:
+        return float(getattr(layers[0], field))
+    return float(_COMBINE[factor]([getattr(layer, field) for layer in layers]))
+
+
+_COMBINE = {Factor.A: min, Factor.D: min, Factor.capacity: max, Factor.F: sum, Factor.macs: sum}
+
+
+def collect_units(
+    profile: ModelProfile,
+    factor: Factor,
+    *,
+    include_activation_gemms: bool = False,
+    keep: Sequence[str] = (),
+) -> tuple[list[PlanUnit], list[GemmLayer]]:
+    """Group the profile's GEMMs into planning units.
+
+    Args:
+        profile: The model profile.
+        factor: Which factor value each unit carries.
+        include_activation_gemms: Also plan activation×activation GEMMs (one unit each).
+        keep: Patterns pinning units: ``first``/``last`` (the first/last unit in graph order), or an
+            ``fnmatch`` glob matched against GEMM names and weight FQNs.
+
+    Returns:
+        The units in graph order of first use, and the GEMMs left out of the plan.
+
+    Raises:
+        PlanError: The profile has no weight GEMM, or a keep pattern matches nothing.
+    """
+    if not profile.weight_layers:
+        raise PlanError(
+            f"model `{profile.model}` has no GEMM with a weight operand, so there is nothing to plan. "
+            "Check the model spec and input shape (`bitplan profile MODEL` lists its GEMMs)."
+        )
+    groups: dict[str, list[GemmLayer]] = {}
+    left_out: list[GemmLayer] = []
+    for layer in profile.layers:
+        if layer.weight is not None:
+            groups.setdefault(layer.weight, []).append(layer)
+        elif include_activation_gemms:
+            groups[layer.name] = [layer]
+        else:
+            left_out.append(layer)
+    keys = list(groups)
+    kept = _resolve_keep(keep, keys, groups)
+    units = [
+        PlanUnit(
+            key=key,
+            weight=members[0].weight,
+            layers=tuple(members),
+            factor_value=combined_factor_value(factor, members),
+            params=members[0].params if len(members) == 1 else max(layer.params for layer in members),
+            macs=members[0].macs if len(members) == 1 else sum(layer.macs for layer in members),
+            kept=key in kept,
+        )
+        for key, members in groups.items()
+    ]
+    return units, left_out
+
+
+def _resolve_keep(patterns: Sequence[str], keys: list[str], groups: dict[str, list[GemmLayer]]) -> set[str]:
+    kept: set[str] = set()
+    for pattern in patterns:
+        if pattern == KEEP_FIRST:
+            matched = {keys[0]}
+        elif pattern == KEEP_LAST:
+            matched = {keys[-1]}
+        else:
+            matched = {
+                key
+                for key in keys
+                if fnmatchcase(key, pattern) or any(fnmatchcase(layer.name, pattern) for layer in groups[key])
+            }
+        if not matched:
+            raise PlanError(
+                f"--keep pattern `{pattern}` matches no planned GEMM or weight. Use `first`, `last`, a GEMM "
+                f"name such as `{groups[keys[0]][0].name}`, a weight FQN, or a glob such as `layer1.*`."
+            )
+        kept |= matched
+    return kept

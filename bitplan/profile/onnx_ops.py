@@ -1,0 +1,331 @@
+"""ONNX operators as GEMMs: each handler maps one node to its Y[M×N] = X[M×K]·W[K×N] products.
+
+Handlers are registered per op type with ``@handles``; nodes of other types (and of other domains) are not
+GEMMs. Definitions match the PyTorch front end (docs/concepts.md, docs/onnx.md); shapes come from ONNX
+shape inference through ``OnnxGraph.static_shape``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from onnx import NodeProto, helper
+
+from bitplan.profile.onnx_graph import STANDARD_DOMAINS, OnnxGraph, WeightRef
+from bitplan.profile.onnx_torch_names import rnn_weight_fqn, torch_scope
+from bitplan.profile.schema import GemmOp
+
+# Elementwise ops that sit between QKᵀ and its softmax (scale, mask, bias) or after the softmax (dropout).
+SCORE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Where", "Cast", "Dropout", "Identity", "Reshape"})
+RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+LINEAR_CALL = "target=torch.ops.aten.linear."
+
+
+@dataclass(frozen=True)
+class GemmDraft:
+    """One GEMM found in a node, before names, depth and sharing are settled.
+
+    ``step`` orders GEMMs chained inside one node (Attention: QKᵀ is step 0, A·V step 1); ``name`` is set
+    by handlers that know the final name (RNNs name each GEMM after its weight).
+    """
+
+    op: GemmOp
+    m: int
+    k: int
+    n: int
+    groups: int
+    weight: WeightRef | None = None
+    name: str | None = None
+    step: int = 0
+
+
+Handler = Callable[[NodeProto, OnnxGraph], list[GemmDraft]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*op_types: str) -> Callable[[Handler], Handler]:
+    """Register a handler for the given standard-domain op types."""
+
+    def register(handler: Handler) -> Handler:
+        for op_type in op_types:
+            HANDLERS[op_type] = handler
+        return handler
+
+    return register
+
+
+def gemms_of(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """Every GEMM ``node`` computes (empty for non-GEMM ops and ops of custom domains)."""
+    if node.domain not in STANDARD_DOMAINS or node.op_type not in HANDLERS:
+        return []
+    return HANDLERS[node.op_type](node, graph)
+
+
+def attribute(node: NodeProto, name: str, default: object) -> object:
+    for attr in node.attribute:
+        if attr.name == name:
+            value = helper.get_attribute_value(attr)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+# Where X and W sit among a conv-like op's inputs.
+CONV_OPERANDS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
+
+
+@handles(*CONV_OPERANDS)
+def conv(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """Conv of any spatial rank: X[N, C_in, *S] * W[C_out, C_in/g, *kernel] -> Y[N, C_out, *S_out].
+
+    Per group: M = N·prod(S_out) output positions, K = C_in/g·prod(kernel), N = C_out/g.
+    """
+    x_index, w_index = CONV_OPERANDS[node.op_type]
+    w = graph.static_shape(node.input[w_index], node)
+    y = graph.static_shape(node.output[0], node)
+    groups = int(attribute(node, "group", 1))
+    return [
+        GemmDraft(
+            op=GemmOp.conv, m=y[0] * math.prod(y[2:]), k=w[1] * math.prod(w[2:]), n=w[0] // groups,
+            groups=groups, weight=graph.resolve_weight(node.input[w_index], node),
+        )
+    ]
+
+
+@handles("ConvTranspose")
+def conv_transpose(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """ConvTranspose in its col2im form: X[N, C_in, *S] * W[C_in, C_out/g, *kernel].
+
+    Per group: each input position's C_in/g channels are multiplied by W into C_out/g·prod(kernel) columns,
+    then scattered into the output, so M = N·prod(S) input positions, K = C_in/g, N = C_out/g·prod(kernel).
+    M·K·N·g equals the MACs torch's FlopCounterMode reports for conv_transpose.
+    """
+    x = graph.static_shape(node.input[0], node)
+    w = graph.static_shape(node.input[1], node)
+    groups = int(attribute(node, "group", 1))
+    return [
+        GemmDraft(
+            op=GemmOp.conv_transpose, m=x[0] * math.prod(x[2:]), k=w[0] // groups, n=w[1] * math.prod(w[2:]),
+            groups=groups, weight=graph.resolve_weight(node.input[1], node),
+        )
+    ]
+
+
+@handles("Gemm")
+def gemm(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """Y = A'·B' (+C) with A' = A or Aᵀ [M×K] and B' = B or Bᵀ [K×N]."""
+    a = graph.static_shape(node.input[0], node)
+    b = graph.static_shape(node.input[1], node)
+    m, k = reversed(a) if attribute(node, "transA", 0) else a
+    n = b[0] if attribute(node, "transB", 0) else b[1]
+    return [_product(node, graph, node.input[0], node.input[1], m=m, k=k, n=n, a_groups=1, b_groups=1, total=1)]
+
+
+# Where A and B sit among a matmul-like op's inputs.
+MATMUL_OPERANDS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3)}
+
+
+@handles(*MATMUL_OPERANDS)
+def matmul(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """numpy matmul: A[*batch_a, M, K] · B[*batch_b, K, N] with broadcast batch dims (1-D operands promoted)."""
+    a_index, b_index = MATMUL_OPERANDS[node.op_type]
+    a = graph.static_shape(node.input[a_index], node)
+    b = graph.static_shape(node.input[b_index], node)
+    a = [1, *a] if len(a) == 1 else a  # [K] -> [1, K]
+    b = [*b, 1] if len(b) == 1 else b  # [K] -> [K, 1]
+    batch = _broadcast(a[:-2], b[:-2])
+    return [
+        _product(node, graph, node.input[a_index], node.input[b_index], m=a[-2], k=a[-1], n=b[-1],
+                 a_groups=math.prod(a[:-2]), b_groups=math.prod(b[:-2]), total=math.prod(batch))
+    ]
+
+
+@handles("Einsum")
+def einsum(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """Two-operand einsum as a batched GEMM: shared output labels batch, shared summed labels reduce.
+
+    Labels only in A and the output make M, only in B and the output make N. Einsums with another number
+    of operands, or with nothing to sum, are not GEMMs.
+    """
+    if len(node.input) != 2:
+        return []
+    a = graph.static_shape(node.input[0], node)
+    b = graph.static_shape(node.input[1], node)
+    terms, output = _parse_equation(str(attribute(node, "equation", "")), [len(a), len(b)])
+    sizes_a, sizes_b = dict(zip(terms[0], a)), dict(zip(terms[1], b))
+    size = {label: max(sizes_a.get(label, 1), sizes_b.get(label, 1)) for label in [*terms[0], *terms[1]]}
+    batch = [label for label in sizes_a if label in sizes_b and label in output]
+    reduced = [label for label in sizes_a if label in sizes_b and label not in output]
+    if not reduced:
+        return []
+
+    def product(labels: list[str], sizes: dict[str, int]) -> int:
+        return math.prod(sizes[label] for label in labels)
+
+    m_labels = [label for label in sizes_a if label not in sizes_b and label in output]
+    n_labels = [label for label in sizes_b if label not in sizes_a and label in output]
+    return [
+        _product(node, graph, node.input[0], node.input[1], m=product(m_labels, size), k=product(reduced, size),
+                 n=product(n_labels, size), a_groups=product(batch, sizes_a), b_groups=product(batch, sizes_b),
+                 total=product(batch, size))
+    ]
+
+
+@handles(*RNN_GATES)
+def rnn(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """LSTM/GRU/RNN: per direction an input–hidden GEMM (K = input size) and a hidden–hidden GEMM (K = hidden).
+
+    Both run once per time step for the whole batch, so M = batch·seq_len; N = gates·hidden.
+    """
+    x = graph.static_shape(node.input[0], node)
+    w = graph.static_shape(node.input[1], node)  # [directions, gates·hidden, input]
+    r = graph.static_shape(node.input[2], node)  # [directions, gates·hidden, hidden]
+    seq_len, batch = (x[1], x[0]) if attribute(node, "layout", 0) else (x[0], x[1])
+    direction = str(attribute(node, "direction", "forward"))
+    drafts: list[GemmDraft] = []
+    for d in range(w[0]):
+        reverse = direction == "reverse" or (direction == "bidirectional" and d == 1)
+        for hidden, index, shape in ((False, 1, w), (True, 2, r)):
+            weight = _rnn_weight(node, graph, index, d, w[0], hidden=hidden, reverse=reverse)
+            drafts.append(
+                GemmDraft(op=GemmOp.rnn_hh if hidden else GemmOp.rnn_ih, m=batch * seq_len, k=shape[2],
+                          n=shape[1], groups=1, weight=weight, name=weight.name if weight else None)
+            )
+    return drafts
+
+
+@handles("Attention")
+def attention(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+    """ONNX Attention (opset 23): QKᵀ then A·V per batch and query head, as two activation GEMMs.
+
+    Q/K/V are [B, heads, S, D] (4-D) or [B, S, heads·D] (3-D, heads from q_num_heads/kv_num_heads);
+    a past key (input 4) lengthens the key sequence.
+    """
+    q = graph.static_shape(node.input[0], node)
+    k = graph.static_shape(node.input[1], node)
+    v = graph.static_shape(node.input[2], node)
+    if len(q) == 4:
+        batch, heads, seq_q, head_dim = q
+        seq_kv, value_dim = k[2], v[3]
+    else:
+        heads = int(attribute(node, "q_num_heads", 1))
+        kv_heads = int(attribute(node, "kv_num_heads", 1))
+        batch, seq_q, head_dim = q[0], q[1], q[2] // heads
+        seq_kv, value_dim = k[1], v[2] // kv_heads
+    if len(node.input) > 4 and node.input[4]:
+        seq_kv += graph.static_shape(node.input[4], node)[2]
+    groups = batch * heads
+    return [
+        GemmDraft(op=GemmOp.attention_qk, m=seq_q, k=head_dim, n=seq_kv, groups=groups, step=0),
+        GemmDraft(op=GemmOp.attention_av, m=seq_q, k=seq_kv, n=value_dim, groups=groups, step=1),
+    ]
+
+
+def _product(node: NodeProto, graph: OnnxGraph, a_name: str, b_name: str, *, m: int, k: int, n: int,
+             a_groups: int, b_groups: int, total: int) -> GemmDraft:
+    """A[M×K]·B[K×N] repeated ``total`` times (batch), with whichever operand is a weight as W.
+
+    A weight with G stacked matrices is G groups, each used total/G times as often as one product uses it.
+    When the weight is the left operand, Y = W·X is read as Yᵀ = Xᵀ·Wᵀ, so M and N swap: each weight
+    element is then used once per column of X.
+    """
+    weight_b = graph.resolve_weight(b_name, node)
+    weight_a = graph.resolve_weight(a_name, node) if weight_b is None else None
+    if weight_b is not None:
+        return GemmDraft(op=_weight_op(node), m=total // b_groups * m, k=k, n=n, groups=b_groups, weight=weight_b)
+    if weight_a is not None:
+        return GemmDraft(op=_weight_op(node), m=total // a_groups * n, k=k, n=m, groups=a_groups, weight=weight_a)
+    return GemmDraft(op=_activation_op(node, graph, a_name), m=m, k=k, n=n, groups=total)
+
+
+def _weight_op(node: NodeProto) -> GemmOp:
+    """linear for what came from a linear layer, matmul for a product with a parameter written by hand.
+
+    The torch exporter's metadata says which aten op a node implements; without it, Gemm and MatMul
+    (how every exporter writes a linear layer) are linear and Einsum is matmul, as in the torch front end.
+    """
+    scope = torch_scope(node)
+    if node.op_type == "Gemm" or (scope is not None and LINEAR_CALL in scope.call):
+        return GemmOp.linear
+    return GemmOp.linear if scope is None and node.op_type in MATMUL_OPERANDS else GemmOp.matmul
+
+
+def _activation_op(node: NodeProto, graph: OnnxGraph, a_name: str) -> GemmOp:
+    """attention_qk when the product feeds a softmax, attention_av when its left operand comes from one."""
+    if _reaches_softmax(node.output[0], graph, forward=True):
+        return GemmOp.attention_qk
+    if _reaches_softmax(a_name, graph, forward=False):
+        return GemmOp.attention_av
+    return GemmOp.matmul
+
+
+def _reaches_softmax(name: str, graph: OnnxGraph, *, forward: bool, hops: int = 4) -> bool:
+    """Whether a Softmax is within ``hops`` elementwise ops of ``name`` (after it, or before it)."""
+    if hops == 0:
+        return False
+    if forward:
+        nodes = [consumer for consumer, _ in graph.consumers.get(name, [])]
+    else:
+        nodes = [graph.producer[name]] if name in graph.producer else []
+    for node in nodes:
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            return True
+        if node.op_type in SCORE_OPS:
+            names = node.output if forward else [i for i in node.input[:1] if i]
+            if any(_reaches_softmax(other, graph, forward=forward, hops=hops - 1) for other in names):
+                return True
+    return False
+
+
+def _rnn_weight(node: NodeProto, graph: OnnxGraph, index: int, direction: int, directions: int, *,
+                hidden: bool, reverse: bool) -> WeightRef | None:
+    """The weight of one direction of an RNN: torch's own name when the exporter recorded it.
+
+    Without torch metadata the name is the initializer's, with ``[d]`` for one direction of a
+    bidirectional stack ([directions, gates·hidden, size] holds both directions' matrices).
+    """
+    ref = graph.resolve_weight(node.input[index], node)
+    if ref is None:
+        return None
+    scope = torch_scope(node)
+    if scope is not None and scope.call:  # torch's own parameter: one direction's [gates·hidden, size]
+        name, shape = rnn_weight_fqn(scope, graph.call_index(node), hidden=hidden, reverse=reverse), ref.shape[1:]
+    elif directions > 1:
+        name, shape = f"{ref.source}[{direction}]", ref.shape[1:]
+    else:
+        name, shape = ref.source, ref.shape
+    return WeightRef(name=name, shape=shape, initializer=ref.initializer, source=ref.source)
+
+
+def _broadcast(a: list[int], b: list[int]) -> list[int]:
+    """numpy broadcasting of two batch shapes."""
+    width = max(len(a), len(b))
+    a, b = [1] * (width - len(a)) + a, [1] * (width - len(b)) + b
+    return [max(x, y) if 1 in (x, y) else x for x, y in zip(a, b)]
+
+
+def _parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
+    """Split an einsum equation into per-operand label lists and the output's, expanding ``...``.
+
+    Ellipsis dims get labels ".0", ".1"... aligned from the right, as numpy broadcasts them.
+    """
+    equation = equation.replace(" ", "")
+    lhs, _, rhs = equation.partition("->")
+    widths = [rank - (len(term) - 3) if "..." in term else 0 for term, rank in zip(lhs.split(","), ranks)]
+    ellipsis = max(widths, default=0)
+
+    def labels(term: str, width: int) -> list[str]:
+        head, dots, tail = term.partition("...")
+        middle = [f".{i}" for i in range(ellipsis - width, ellipsis)] if dots else []
+        return [*head, *middle, *tail]
+
+    terms = [labels(term, width) for term, width in zip(lhs.split(","), widths)]
+    if "->" in equation:
+        output = labels(rhs, ellipsis)
+    else:  # implicit output: broadcast dims, then labels that appear once, alphabetically
+        counts = [label for term in terms for label in term]
+        output = [f".{i}" for i in range(ellipsis)] + sorted(
+            label for label in set(counts) if counts.count(label) == 1 and not label.startswith(".")
+        )
+    return terms, output

@@ -1,0 +1,268 @@
+"""Elementwise quantizer kernels: written once in torch, run eagerly or as one fused compiled loop.
+
+A quantizer is a reduction (min/max, max|x|, ...) followed by an elementwise recipe. The recipes
+below are plain torch functions written in place on a single temporary, so that
+
+- eagerly they allocate one output (allocating is what makes ``torch.clone`` of a large tensor
+  slow: first-touch page faults) and make a few in-cache passes over it;
+- under ``torch.compile`` they fuse into one vectorized loop that reads ``x`` once and writes the
+  output once, noise included.
+
+``run`` picks the path: the compiled kernel for tensors of at least ``KernelPolicy.min_numel``
+elements (where the one-time compile, ~2–20 s, pays off), the eager recipe otherwise, when
+compilation is disabled or fails (a warning, then eager for good), and inside an outer
+``torch.compile`` (which then fuses the recipe itself). Both paths compute the same elementwise
+operations in the same order and give bit-identical results (SAWB's clip is a sum, accumulated in
+float64 so the two summation orders agree); dynamo caches one compiled graph per dtype/device.
+
+Stochastic rounding draws its noise from a counter-based hash of (seed, element index) rather than
+``torch.rand``: the hash fuses into the kernel for free, while CPU ``torch.rand`` costs more than
+the whole quantizer (~100 M numbers/s). Seeds come from a ``torch.Generator``, so runs are
+reproducible and the generator advances the same way on every path.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+_HASH_MULTIPLIER = 0x45D9F3B  # 32-bit integer hash constant (two xorshift-multiply rounds)
+_NOISE_BITS = 24  # uniform noise resolution: r = k · 2^-24, k in [0, 2^24)
+_MAX_NUMEL = 2**31 - 1  # the element index is hashed as int32
+
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class KernelPolicy:
+    """When ``run`` uses a compiled kernel.
+
+    Attributes:
+        compile: Whether compiled kernels may be used at all (env ``BITPLAN_QUANT_COMPILE=0``
+            turns them off by default).
+        min_numel: Smallest tensor (elements) worth a compiled kernel; smaller ones run eagerly.
+    """
+
+    compile: bool = os.environ.get("BITPLAN_QUANT_COMPILE", "1") != "0"
+    min_numel: int = 1 << 18
+
+    def __post_init__(self) -> None:
+        if self.min_numel < 0:
+            raise ValueError(f"`min_numel` must be >= 0, got {self.min_numel}.")
+
+
+_policy = KernelPolicy()
+_compiled: dict[Callable[..., object], Callable[..., object]] = {}
+_failed: set[tuple[str, torch.dtype, str]] = set()
+
+
+def get_kernel_policy() -> KernelPolicy:
+    """The policy ``run`` currently follows."""
+    return _policy
+
+
+def set_kernel_policy(*, compile: bool | None = None, min_numel: int | None = None) -> KernelPolicy:
+    """Change when compiled kernels are used; returns the previous policy (to restore it).
+
+    Args:
+        compile: Allow compiled kernels (None keeps the current setting).
+        min_numel: Element count from which tensors use them (None keeps the current setting).
+
+    Returns:
+        The policy in force before the call.
+
+    Example:
+        >>> previous = set_kernel_policy(compile=False)
+        >>> _ = set_kernel_policy(compile=previous.compile, min_numel=previous.min_numel)
+    """
+    global _policy
+    previous = _policy
+    changes = {key: value for key, value in (("compile", compile), ("min_numel", min_numel)) if value is not None}
+    _policy = replace(_policy, **changes)
+    return previous
+
+
+@contextmanager
+def kernel_policy(*, compile: bool | None = None, min_numel: int | None = None) -> Iterator[KernelPolicy]:
+    """Context manager form of ``set_kernel_policy`` (restores the previous policy on exit)."""
+    previous = set_kernel_policy(compile=compile, min_numel=min_numel)
+    try:
+        yield _policy
+    finally:
+        set_kernel_policy(compile=previous.compile, min_numel=previous.min_numel)
+
+
+def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
+    """Apply ``recipe(x, *args)``, compiled when the policy says so, eagerly otherwise.
+
+    Args:
+        recipe: One of this module's recipes.
+        x: The tensor quantized (decides the path by its size, dtype and device).
+        *args: The recipe's remaining arguments (tensors, so one compiled graph serves every
+            bit-width and range).
+
+    Returns:
+        The recipe's result (identical on both paths).
+    """
+    key = (recipe.__name__, x.dtype, x.device.type)
+    if _wants_compiled(x) and key not in _failed:
+        compiled = _compiled.get(recipe)
+        if compiled is None:
+            compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
+        try:
+            return compiled(x, *args)
+        except Exception as error:  # noqa: BLE001 - compile can fail many ways (no C++ compiler, no triton); eager is always right
+            _failed.add(key)
+            warnings.warn(
+                f"bitplan.quant: compiling the `{recipe.__name__}` kernel for {x.dtype} on {x.device.type} failed "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); using the eager "
+                "kernel from now on (same results, slower). Set BITPLAN_QUANT_COMPILE=0 to skip compiling.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return recipe(x, *args)
+
+
+def _wants_compiled(x: Tensor) -> bool:
+    return (
+        _policy.compile
+        and x.numel() >= _policy.min_numel
+        and x.device.type in ("cpu", "cuda")
+        and not torch.compiler.is_compiling()
+    )
+
+
+# --- noise ---------------------------------------------------------------------------------
+
+
+def draw_seeds(count: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """``count`` int32 seeds for ``counter_uniform``, drawn from ``generator`` (or the default one).
+
+    Returns:
+        Tensor [count] of int32 on ``device``.
+    """
+    source = generator.device if generator is not None else device
+    seeds = torch.randint(0, 2**31 - 1, (count,), generator=generator, device=source, dtype=torch.int64)
+    return seeds.to(device=device, dtype=torch.int32)
+
+
+def counter_uniform(like: Tensor, seed: Tensor) -> Tensor:
+    """Uniform noise r = k·2^-24 in [0, 1), one value per element of ``like``, from a hash of (seed, index).
+
+    The hash is two xorshift-multiply rounds on 32-bit integers (wrapping arithmetic) of
+    ``index XOR seed``; its top 24 bits are the noise. Stateless, so it fuses into a kernel.
+
+    Args:
+        like: Any tensor; only its shape and device are used.
+        seed: int32 scalar tensor (from ``draw_seeds``).
+
+    Returns:
+        float32 tensor shaped like ``like``.
+    """
+    if like.numel() > _MAX_NUMEL:
+        raise ValueError(f"stochastic rounding supports tensors of up to 2^31 - 1 elements, got {like.numel()}.")
+    k = torch.arange(like.numel(), dtype=torch.int32, device=like.device).view(like.shape)
+    k.bitwise_xor_(seed)
+    k.bitwise_xor_((k >> 16) & 0xFFFF).mul_(_HASH_MULTIPLIER)  # >> is arithmetic: mask the sign copies
+    k.bitwise_xor_((k >> 16) & 0xFFFF).mul_(_HASH_MULTIPLIER)
+    k.bitwise_xor_((k >> 16) & 0xFFFF)
+    k.bitwise_right_shift_(32 - _NOISE_BITS).bitwise_and_((1 << _NOISE_BITS) - 1)
+    return k.to(torch.float32).mul_(2.0**-_NOISE_BITS)
+
+
+def _round_stochastic_(v: Tensor, seeds: Tensor) -> Tensor:
+    """Average over ``seeds`` of floor(v) + [r < frac(v)]: rounds up with probability frac(v).
+
+    Comparing r with the fraction (instead of floor(v + r)) keeps every draw on one of the two
+    neighbouring integers even where v + r would round up in floating point. Consumes ``v``.
+    """
+    low = torch.floor(v)
+    fraction = v.sub_(low)  # in [0, 1)
+    ups = counter_uniform(fraction, seeds[0]) < fraction
+    count = ups.to(fraction.dtype)
+    for sample in range(1, seeds.shape[0]):
+        count.add_(counter_uniform(fraction, seeds[sample]) < fraction)
+    if seeds.shape[0] > 1:
+        count.div_(seeds.shape[0])
+    return low.add_(count)
+
+
+# --- recipes -------------------------------------------------------------------------------
+# x: the quantized tensor (any float dtype, a canonical view); other tensors are in the compute
+# dtype (float32, or float64 for float64 x) and broadcast against x.
+
+
+def affine_codes(x: Tensor, low: Tensor, scale: Tensor, qmax: Tensor) -> Tensor:
+    """q = clamp(round((x − low)/scale), 0, qmax), as floats of the compute dtype."""
+    q = torch.sub(x.to(low.dtype), low)
+    return q.div_(scale).round_().clamp_(min=0).clamp_(max=qmax)
+
+
+def affine_nearest(x: Tensor, low: Tensor, scale: Tensor, qmax: Tensor) -> Tensor:
+    """GEMMLOWP fake quantization, round to nearest: q·scale + low."""
+    return affine_codes(x, low, scale, qmax).mul_(scale).add_(low).to(x.dtype)
+
+
+def affine_stochastic(x: Tensor, low: Tensor, scale: Tensor, qmax: Tensor, seeds: Tensor) -> Tensor:
+    """GEMMLOWP fake quantization with stochastic rounding (averaged over ``seeds`` when several)."""
+    v = torch.sub(x.to(low.dtype), low).div_(scale)
+    q = _round_stochastic_(v, seeds)
+    return q.clamp_(min=0).clamp_(max=qmax).mul_(scale).add_(low).to(x.dtype)
+
+
+def channel_range(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel min and max of x [outer, C, inner], each [1, C, 1]: one fused pass when compiled.
+
+    (Eagerly, amin then amax beats ``aminmax(dim=...)``, several times slower on CPU.)
+    """
+    return x.amin(dim=(0, 2), keepdim=True), x.amax(dim=(0, 2), keepdim=True)
+
+
+def abs_moments(x: Tensor) -> Tensor:
+    """[max|x|, Σx², Σ|x|] of x, in x's compute dtype: one fused pass when compiled.
+
+    The sums accumulate in float64: compiled and eager code sum in different orders, and float64
+    makes their float32 results agree (short of a one-in-10^9 tie), besides being accurate.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    moments = torch.stack(
+        [
+            torch.linalg.vector_norm(x, float("inf"), dtype=torch.float64),
+            torch.linalg.vector_norm(x, 2, dtype=torch.float64).square(),
+            torch.linalg.vector_norm(x, 1, dtype=torch.float64),
+        ]
+    )
+    return moments.to(dtype)
+
+
+def symmetric_nearest(x: Tensor, step: Tensor, qlim: Tensor) -> Tensor:
+    """Symmetric fake quantization: clamp(round(x/step), −qlim, qlim)·step."""
+    q = torch.div(x.to(step.dtype), step)
+    return q.round_().clamp_(min=-qlim).clamp_(max=qlim).mul_(step).to(x.dtype)
+
+
+LUQ_EXPONENTS = 8
+"""LUQ magnitudes are α·2^k for k = 0..7 (3 exponent bits), plus 0."""
+
+
+def luq_levels(x: Tensor, alpha: Tensor, seeds: Tensor) -> Tensor:
+    """LUQ: sign(x)·lower·(stochastic rounding of |x|/lower), lower = α·2^floor(log2(|x|/α)) in [α, 2^7·α].
+
+    For |x| < α the ratio is below 1 (stochastic underflow to 0 or α); otherwise it is in [1, 2]
+    and rounds to lower or 2·lower with probability proportional to the distance. The exponent is
+    found by comparisons with the exact levels α·2^k, not by log2, so no level is ever skipped.
+    """
+    magnitude = x.to(alpha.dtype).abs()
+    lower = torch.empty_like(magnitude).copy_(alpha)
+    for k in range(1, LUQ_EXPONENTS):
+        level = alpha * 2.0**k
+        lower.masked_fill_(magnitude >= level, level)
+    q = _round_stochastic_(magnitude.div_(lower), seeds)
+    return q.mul_(lower).copysign_(x).to(x.dtype)

@@ -1,0 +1,153 @@
+"""LUQ (Chmiel et al., "Accurate neural training with 4-bit matrix multiplications at standard formats").
+
+Two quantizers that LUQ pairs:
+
+- ``luq_quantize`` — the backward pass's neural-gradient format, radix-2 FP4: 1 sign bit and 3
+  exponent bits, magnitudes α·2^k (k = 0..7) and 0. α = max|x|/2^7, as in the reference code, so
+  the largest magnitude is exactly max|x| and nothing clips. Below α, stochastic underflow: |x|
+  becomes α with probability |x|/α, else 0. Between 2^n·α and 2^(n+1)·α, logarithmic stochastic
+  rounding: up with probability (|x| − 2^n·α)/(2^n·α). Both are unbiased, E[q(x)] = x. SMP
+  averages ``samples`` independent quantizations (variance / samples).
+- ``sawb_quantize`` — the forward pass's INT4 weights/activations: SAWB's clip
+  12.1·√mean(x²) − 12.2·mean|x| per tensor, symmetric levels, round to nearest, STE.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bitplan.quant import kernels
+from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
+from bitplan.quant.uniform import SCALE_FLOOR, check_float, compute_dtype
+
+LUQ_RANGE = 2.0 ** (kernels.LUQ_EXPONENTS - 1)
+"""max|x|/α: the largest FP4 magnitude is α·2^7."""
+
+SAWB_COEFFICIENTS: dict[int, tuple[float, float]] = {4: (12.1, 12.2)}
+"""(c1, c2) of clip = c1·√mean(x²) − c2·mean|x| by bit-width: LUQ's 4-bit values."""
+
+
+def luq_quantize(x: Tensor, *, generator: torch.Generator | None = None, samples: int = 1) -> Tensor:
+    """Quantize ``x`` to LUQ's radix-2 FP4 levels {0, ±α·2^k : k = 0..7}, α = max|x|/2^7, unbiased.
+
+    Not differentiable (it is applied to gradients in the backward pass).
+
+    Args:
+        x: Floating-point tensor of any shape.
+        generator: Source of the rounding seeds (default: the global generator of ``x``'s device).
+        samples: SMP: average this many independent quantizations (1 = plain LUQ; the paper uses 2).
+
+    Returns:
+        Tensor with ``x``'s shape and dtype. With ``samples=1`` every element is 0 or ±α·2^k; with
+        more, the mean of that many such draws.
+
+    Raises:
+        ValueError: Non-float ``x`` or ``samples`` < 1.
+
+    Example:
+        >>> luq_quantize(torch.tensor([-128.0, 64.0, 1.0, 0.0]))
+        tensor([-128.,   64.,    1.,    0.])
+    """
+    check_float(x)
+    samples = check_samples(samples)
+    if x.numel() == 0:
+        return x.clone()
+    with torch.no_grad():
+        view = x.reshape(-1) if x.is_contiguous() else x
+        low, high = torch.aminmax(view)  # max|x| without an |x| temporary
+        peak = torch.maximum(-low, high).to(compute_dtype(x))
+        # An all-zero tensor has no scale: any α > 0 maps it to zeros.
+        alpha = torch.where(peak > 0, peak / LUQ_RANGE, torch.ones_like(peak))
+        seeds = kernels.draw_seeds(samples, generator, x.device)
+        out = kernels.run(kernels.luq_levels, view, alpha, seeds)
+    return out.view(x.shape)
+
+
+def sawb_clip(x: Tensor, bits: int = 4, *, coefficients: tuple[float, float] | None = None) -> Tensor:
+    """SAWB's clipping value c1·√mean(x²) − c2·mean|x| (float32/float64 scalar tensor).
+
+    The fit assumes bell-shaped data; where it is not positive (e.g. a constant tensor gives
+    −0.1·|c|) or no coefficients exist for ``bits``, the clip is max|x| (no clipping). It is never
+    below 1e−8.
+
+    Args:
+        x: Floating-point tensor.
+        bits: Width the coefficients belong to (``SAWB_COEFFICIENTS``).
+        coefficients: ``(c1, c2)`` overriding the table.
+
+    Returns:
+        Scalar tensor on ``x``'s device.
+    """
+    coefficients = coefficients if coefficients is not None else SAWB_COEFFICIENTS.get(bits)
+    view = x.reshape(-1) if x.is_contiguous() else x
+    peak, square_sum, abs_sum = kernels.run(kernels.abs_moments, view)  # one fused pass when compiled
+    if coefficients is None:
+        return peak.clamp_min(SCALE_FLOOR)
+    c1, c2 = coefficients
+    clip = c1 * (square_sum / x.numel()).sqrt() - c2 * abs_sum / x.numel()
+    return torch.where(clip > 0, clip, peak).clamp_min(SCALE_FLOOR)
+
+
+def sawb_quantize(x: Tensor, bits: int = 4, *, coefficients: tuple[float, float] | None = None) -> Tensor:
+    """Symmetric per-tensor fake quantization with SAWB's clip, round to nearest.
+
+    Levels are k·Δ, Δ = clip/(2^(bits−1) − 1), k = −(2^(bits−1) − 1) .. 2^(bits−1) − 1 (15 levels
+    at 4 bits, zero included); values beyond ±clip saturate. SAWB's coefficients are published for
+    4 bits (LUQ); at other widths the clip is max|x| unless ``coefficients`` are given.
+
+    Args:
+        x: Floating-point tensor.
+        bits: 2–32; 32 returns ``x`` itself.
+        coefficients: ``(c1, c2)`` for the clip, overriding ``SAWB_COEFFICIENTS``.
+
+    Returns:
+        Tensor with ``x``'s shape and dtype.
+
+    Raises:
+        ValueError: Non-float ``x`` or bits outside 2–32.
+
+    Example:
+        >>> sawb_quantize(torch.tensor([-1.0, 0.5, 1.0]), 4, coefficients=(1.0, 0.0))
+        tensor([-0.8660,  0.4949,  0.8660])
+    """
+    check_float(x)
+    if check_bits(bits) == FULL_PRECISION_BITS:
+        return x
+    if bits < 2:
+        raise ValueError("`bits` must be at least 2 for symmetric SAWB levels (1 bit leaves only zero).")
+    if x.numel() == 0:
+        return x.clone()
+    with torch.no_grad():
+        view = x.reshape(-1) if x.is_contiguous() else x
+        qlim = torch.full((), 2 ** (bits - 1) - 1, dtype=compute_dtype(x), device=x.device)
+        step = sawb_clip(view, bits, coefficients=coefficients) / qlim
+        out = kernels.run(kernels.symmetric_nearest, view, step, qlim)
+    return out.view(x.shape)
+
+
+class _SawbSTE(torch.autograd.Function):
+    """sawb_quantize forward; straight-through backward."""
+
+    @staticmethod
+    def forward(ctx, x, bits, coefficients):  # noqa: ANN001
+        return sawb_quantize(x, bits, coefficients=coefficients)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001
+        return grad, None, None
+
+
+def sawb_ste(x: Tensor, bits: int = 4, *, coefficients: tuple[float, float] | None = None) -> Tensor:
+    """``sawb_quantize`` with a straight-through gradient (dL/dx = dL/dx̂); 32 bits returns ``x``.
+
+    Example:
+        >>> w = torch.randn(16, requires_grad=True)
+        >>> sawb_ste(w).sum().backward()
+        >>> bool((w.grad == 1).all())
+        True
+    """
+    check_float(x)
+    if check_bits(bits) == FULL_PRECISION_BITS:
+        return x
+    return _SawbSTE.apply(x, bits, coefficients)

@@ -1,0 +1,275 @@
+"""GEMMLOWP-style uniform affine quantization (Banner et al. 2018; CPT, Fu et al. 2021).
+
+With b bits and a range [min, max] (of the tensor, of each channel, or given):
+
+    scale = max((max − min)/(2^b − 1), 1e−8)
+    q     = clamp(round((x − min)/scale), 0, 2^b − 1)        round to nearest (ties to even), or
+    q     = clamp(floor(v) + [r < v − floor(v)], 0, 2^b − 1)   stochastic, v = (x − min)/scale, r ~ U[0, 1)
+    x̂     = q·scale + min
+
+The zero point is min itself (a float, not rounded to an integer), so min is always exactly
+representable. Stochastic rounding goes up with probability frac(v): the same law as METHODS.md's
+round(v + u), u ~ U(−½, ½), and unbiased, E[q] = v. Arithmetic is in float32 (float64 for float64
+inputs); the result has the input's dtype. 32 bits means full precision: the input is returned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bitplan.quant import kernels
+from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
+
+SCALE_FLOOR = 1e-8
+"""Smallest scale (METHODS.md): a constant tensor quantizes to itself instead of dividing by zero."""
+
+Bound = float | Tensor | None
+
+
+@dataclass(frozen=True)
+class _Affine:
+    """A tensor's canonical view and the quantizer parameters that broadcast against it."""
+
+    view: Tensor  # [N] per tensor (contiguous input), [outer, C, inner] per channel, else the input
+    low: Tensor  # [] or [1, C, 1], compute dtype
+    scale: Tensor  # like low
+    qmax: Tensor  # [], compute dtype
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 for float64 tensors, float32 for every other floating dtype."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_float(x: Tensor, name: str = "x") -> None:
+    """Raise ValueError unless ``x`` is a floating-point tensor."""
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        found = x.dtype if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"`{name}` must be a floating-point tensor, got {found}; convert it with `.float()`.")
+
+
+def uniform_quantize(
+    x: Tensor,
+    bits: int,
+    *,
+    channel_dim: int | None = None,
+    stochastic: bool = False,
+    generator: torch.Generator | None = None,
+    x_min: Bound = None,
+    x_max: Bound = None,
+    samples: int = 1,
+) -> Tensor:
+    """Fake-quantize ``x`` to ``bits`` with the GEMMLOWP affine quantizer (dequantized values).
+
+    Not differentiable; ``fake_quant_ste`` is the autograd version.
+
+    Args:
+        x: Floating-point tensor of any shape (float32, float64, bfloat16, float16; CPU or CUDA).
+        bits: 1–32; 32 returns ``x`` itself.
+        channel_dim: Dimension whose slices get their own range (e.g. 0 for conv/linear output
+            channels); None for one range over the whole tensor.
+        stochastic: Stochastic rounding instead of round-to-nearest.
+        generator: Source of the stochastic-rounding seeds (default: the global generator of
+            ``x``'s device).
+        x_min: Lower end of the range instead of the data's minimum: a float, a scalar tensor, or
+            with ``channel_dim`` a tensor of one value per channel.
+        x_max: Upper end of the range, like ``x_min``.
+        samples: With ``stochastic``, average this many independent roundings (SMP).
+
+    Returns:
+        Tensor with ``x``'s shape and dtype holding at most 2^bits distinct values per range.
+
+    Raises:
+        ValueError: Non-float ``x``, bits outside 1–32, a bad ``channel_dim`` or bound shape.
+
+    Example:
+        >>> uniform_quantize(torch.tensor([0.0, 0.3, 1.0]), 2)
+        tensor([0.0000, 0.3333, 1.0000])
+    """
+    check_float(x)
+    check_bits(bits)
+    samples = check_samples(samples)
+    if bits == FULL_PRECISION_BITS:
+        return x
+    if x.numel() == 0:
+        return x.clone()
+    with torch.no_grad():
+        p = _affine(x, bits, channel_dim, x_min, x_max)
+        if stochastic:
+            seeds = kernels.draw_seeds(samples, generator, x.device)
+            out = kernels.run(kernels.affine_stochastic, p.view, p.low, p.scale, p.qmax, seeds)
+        else:
+            out = kernels.run(kernels.affine_nearest, p.view, p.low, p.scale, p.qmax)
+    return out.view(x.shape)
+
+
+def uniform_codes(x: Tensor, bits: int, *, channel_dim: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Integer codes of ``x`` (round to nearest) with the scale and zero point that decode them.
+
+    ``dequantize_codes(*uniform_codes(x, b))`` equals ``uniform_quantize(x, b)`` bit for bit
+    (for bfloat16/float16 ``x`` after casting back to its dtype).
+
+    Args:
+        x: Floating-point tensor.
+        bits: 1–31 (codes must fit an integer type).
+        channel_dim: As in ``uniform_quantize``.
+
+    Returns:
+        ``(codes, scale, zero_point)``: codes shaped like ``x`` in the smallest integer type that
+        holds 0..2^bits−1 (uint8 up to 8 bits, int16 up to 15, else int32); scale and zero point
+        (= the range minimum) in float32 (float64 for float64 ``x``), shaped to broadcast against
+        ``x``: ``[]`` per tensor, ``[1, .., C, .., 1]`` per channel.
+
+    Raises:
+        ValueError: As ``uniform_quantize``, or ``bits`` = 32.
+
+    Example:
+        >>> codes, scale, zero_point = uniform_codes(torch.tensor([0.0, 0.25, 1.0]), 8)
+        >>> codes
+        tensor([  0,  64, 255], dtype=torch.uint8)
+    """
+    check_float(x)
+    if check_bits(bits) == FULL_PRECISION_BITS:
+        raise ValueError("`bits` must be below 32 for integer codes; 32-bit weights are stored as floats.")
+    code_dtype = torch.uint8 if bits <= 8 else torch.int16 if bits <= 15 else torch.int32
+    broadcast = _broadcast_shape(x, channel_dim)
+    if x.numel() == 0:
+        dtype = compute_dtype(x)
+        scale = torch.full(broadcast, SCALE_FLOOR, dtype=dtype, device=x.device)
+        return torch.empty(x.shape, dtype=code_dtype, device=x.device), scale, torch.zeros_like(scale)
+    with torch.no_grad():
+        p = _affine(x, bits, channel_dim, None, None)
+        codes = kernels.run(kernels.affine_codes, p.view, p.low, p.scale, p.qmax)
+    return codes.to(code_dtype).view(x.shape), p.scale.reshape(broadcast), p.low.reshape(broadcast)
+
+
+def dequantize_codes(codes: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
+    """Decode integer codes: codes·scale + zero_point (the GEMMLOWP dequantization).
+
+    Args:
+        codes: Integer tensor from ``uniform_codes``.
+        scale: Scale broadcastable against ``codes``.
+        zero_point: Range minimum, broadcastable against ``codes``.
+
+    Returns:
+        Float tensor (``scale``'s dtype) shaped like ``codes``.
+    """
+    return codes.to(scale.dtype).mul_(scale).add_(zero_point)
+
+
+class _FakeQuantSTE(torch.autograd.Function):
+    """uniform_quantize forward; straight-through estimator backward (gradient passes unchanged)."""
+
+    @staticmethod
+    def forward(ctx, x, bits, channel_dim, stochastic, generator, x_min, x_max, samples):  # noqa: ANN001
+        return uniform_quantize(
+            x,
+            bits,
+            channel_dim=channel_dim,
+            stochastic=stochastic,
+            generator=generator,
+            x_min=x_min,
+            x_max=x_max,
+            samples=samples,
+        )
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001
+        return grad, None, None, None, None, None, None, None
+
+
+def fake_quant_ste(
+    x: Tensor,
+    bits: int,
+    *,
+    channel_dim: int | None = None,
+    stochastic: bool = False,
+    generator: torch.Generator | None = None,
+    x_min: Bound = None,
+    x_max: Bound = None,
+    samples: int = 1,
+) -> Tensor:
+    """``uniform_quantize`` with a straight-through gradient: dL/dx = dL/dx̂, unchanged.
+
+    Takes the same arguments as ``uniform_quantize``; at 32 bits returns ``x`` itself. Bounds
+    given as tensors are treated as constants (no gradient flows to them).
+
+    Example:
+        >>> w = torch.randn(8, 4, requires_grad=True)
+        >>> fake_quant_ste(w, 4, channel_dim=0).sum().backward()
+        >>> bool((w.grad == 1).all())
+        True
+    """
+    check_float(x)
+    if check_bits(bits) == FULL_PRECISION_BITS:
+        return x
+    x_min = x_min.detach() if isinstance(x_min, Tensor) else x_min
+    x_max = x_max.detach() if isinstance(x_max, Tensor) else x_max
+    return _FakeQuantSTE.apply(x, bits, channel_dim, stochastic, generator, x_min, x_max, samples)
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+def _affine(x: Tensor, bits: int, channel_dim: int | None, x_min: Bound, x_max: Bound) -> _Affine:
+    dtype = compute_dtype(x)
+    if channel_dim is None:
+        view = x.reshape(-1) if x.is_contiguous() else x  # 1-D: one compiled graph for every shape
+        low, high = _tensor_range(view, x_min, x_max)
+        channels = None
+    else:
+        dim = _check_channel_dim(x, channel_dim)
+        channels = x.shape[dim]
+        view = x.reshape(math.prod(x.shape[:dim]), channels, -1)  # [outer, C, inner]
+        low, high = _channel_range(view, x_min, x_max)
+    low = _bound(low, dtype, x.device, channels, "x_min")
+    high = _bound(high, dtype, x.device, channels, "x_max")
+    qmax = torch.full((), 2**bits - 1, dtype=dtype, device=x.device)
+    scale = (high - low).div_(qmax).clamp_min_(SCALE_FLOOR)
+    return _Affine(view, low, scale, qmax)
+
+
+def _tensor_range(view: Tensor, x_min: Bound, x_max: Bound) -> tuple[Bound, Bound]:
+    if x_min is not None and x_max is not None:
+        return x_min, x_max
+    if x_min is None and x_max is None:
+        return torch.aminmax(view)
+    return (view.amin() if x_min is None else x_min), (view.amax() if x_max is None else x_max)
+
+
+def _channel_range(view: Tensor, x_min: Bound, x_max: Bound) -> tuple[Bound, Bound]:
+    # view: [outer, C, inner] -> ranges [1, C, 1]
+    if x_min is not None and x_max is not None:
+        return x_min, x_max
+    low, high = kernels.run(kernels.channel_range, view)
+    return (low if x_min is None else x_min), (high if x_max is None else x_max)
+
+
+def _bound(value: Bound, dtype: torch.dtype, device: torch.device, channels: int | None, name: str) -> Tensor:
+    tensor = torch.as_tensor(value, dtype=dtype, device=device)
+    if tensor.numel() == 1:
+        return tensor.reshape(() if channels is None else (1, 1, 1))
+    if channels is not None and tensor.numel() == channels:
+        return tensor.reshape(1, channels, 1)
+    expected = "one value" if channels is None else f"one value or {channels} (one per channel)"
+    raise ValueError(f"`{name}` must hold {expected}, got shape {tuple(tensor.shape)}.")
+
+
+def _check_channel_dim(x: Tensor, channel_dim: int) -> int:
+    if isinstance(channel_dim, bool) or not isinstance(channel_dim, int) or not -x.dim() <= channel_dim < x.dim():
+        raise ValueError(
+            f"`channel_dim` must be a dimension of the {x.dim()}-d tensor (from {-x.dim()} to {x.dim() - 1}), "
+            f"got {channel_dim!r}; use None for one range over the whole tensor."
+        )
+    return channel_dim % x.dim()
+
+
+def _broadcast_shape(x: Tensor, channel_dim: int | None) -> tuple[int, ...]:
+    if channel_dim is None:
+        return ()
+    dim = _check_channel_dim(x, channel_dim)
+    return tuple(size if axis == dim else 1 for axis, size in enumerate(x.shape))

@@ -1,0 +1,34 @@
+"""Quantized training against a plan: one seed (``train_run``), several (``train_seeds``), distributed.
+
+A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` and ``final.json``;
+several seeds add ``seed-<s>/`` folders and ``summary.json`` (docs/training.md).
+"""
+
+from bitplan.train.config import Device, Granularity, GradQuantChoice, Optimizer, Schedule, TrainConfig
+from bitplan.train.distributed import Job, launch
+from bitplan.train.loop import train_run
+from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, SeedsSummary, SeedStatus
+from bitplan.train.seeds import summarize, train_seeds
+
+__all__ = [
+    # running
+    "train_run",
+    "train_seeds",
+    "launch",
+    "Job",
+    # configuration
+    "TrainConfig",
+    "Optimizer",
+    "Schedule",
+    "Device",
+    "Granularity",
+    "GradQuantChoice",
+    # files
+    "RunConfigFile",
+    "MetricsLine",
+    "RunResult",
+    "SeedsSummary",
+    "SeedStatus",
+    "MetricName",
+    "summarize",
+]

@@ -1,0 +1,331 @@
+"""``train_run``: one seed, from a config to a run directory — the epoch loop, evaluation, resume.
+
+Each step: forward (planned GEMMs quantized by ``bitplan.apply``), loss, backward (gradients
+quantized at every planned GEMM's output), optional gradient clipping, optimizer and scheduler
+step. A loss that turns non-finite stops the run at once: the last good checkpoint stays, and
+``final.json`` says ``failed`` with the epoch and batch. After every epoch the test split is
+evaluated, a line is added to ``metrics.jsonl`` and ``checkpoint.pt`` is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from bitplan.apply import quant_runtime
+from bitplan.atomic import atomic_write_text
+from bitplan.data import Task, make_loader, set_epoch
+from bitplan.errors import TrainingError
+from bitplan.train import distributed
+from bitplan.train.config import Optimizer, Schedule, TrainConfig
+from bitplan.train.progress import TrainingProgress
+from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
+from bitplan.train.setup import build_run, resolve_device
+from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+FINAL_FILE = "final.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def sr_seed(seed: int, rank: int) -> int:
+    """Seed of a rank's stochastic-rounding stream: distinct per (seed, rank), stable across runs."""
+    return seed * 1_000_003 + rank
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's recipe) or AdamW, decaying every parameter."""
+    if config.optimizer is Optimizer.adamw:
+        return torch.optim.AdamW(
+            model.parameters(), lr=config.lr, betas=(config.momentum, 0.999), weight_decay=config.weight_decay
+        )
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def lr_factor(schedule: Schedule, step: int, total: int) -> float:
+    """Multiplier of the peak learning rate after ``step`` of ``total`` steps (see ``Schedule``)."""
+    progress = min(step / max(total, 1), 1.0)
+    if schedule is Schedule.cosine:
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule is Schedule.step:
+        return 0.1 ** min(int(progress * 3), 2)
+    if schedule is Schedule.multistep:
+        return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+    return 1.0
+
+
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    """A per-step ``LambdaLR`` following ``config.schedule``."""
+    schedule = config.schedule
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(schedule, step, total_steps))
+
+
+def batch_loss(output: object, target: torch.Tensor, task: Task) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean cross-entropy, number of correct predictions (classification) and of predictions.
+
+    Classification: output [B, C], target [B]. Language model: output [B, T, V], target [B, T].
+    """
+    logits = output[0] if isinstance(output, (tuple, list)) else output
+    if task is Task.language_model:
+        logits, target = logits.flatten(0, -2), target.flatten()  # [B·T, V], [B·T]
+    loss = F.cross_entropy(logits, target)
+    correct = (logits.detach().argmax(-1) == target).sum()
+    return loss, correct, target.numel()
+
+
+def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -> float:
+    """Accuracy (%) or perplexity from summed loss (per prediction), correct count and count."""
+    if name is MetricName.perplexity:
+        return math.exp(min(loss_sum / max(count, 1), 50.0))
+    return 100.0 * correct / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device) -> tuple[float, float]:
+    """Test loss and metric, each rank on its shard, summed across ranks."""
+    model.eval()
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    for inputs, target in loader:
+        inputs, target = inputs.to(device), target.to(device)
+        loss, correct, count = batch_loss(model(inputs), target, task)
+        totals += torch.stack([loss.double() * count, correct.double(), torch.tensor(count, dtype=torch.float64, device=device)])
+    loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
+    model.train()
+    return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
+
+
+def _versions() -> Versions:
+    import platform
+
+    import numpy
+
+    from bitplan import __version__
+
+    return Versions(python=platform.python_version(), torch=torch.__version__, bitplan=__version__, numpy=numpy.__version__)
+
+
+def _fail(out: Path, result: RunResult) -> RunResult:
+    if distributed.is_main():
+        atomic_write_text(out / FINAL_FILE, result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def _config_key(config: TrainConfig) -> dict:
+    """The parts of a config a checkpoint must agree with to be resumed (all but where it lives)."""
+    return config.model_dump(mode="json", exclude={"out"})
+
+
+def train_run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> RunResult:
+    """Train one seed (``config.seed``) and write its run directory ``config.out``.
+
+    Files: ``config.json``, ``metrics.jsonl`` (one ``MetricsLine`` per epoch), ``checkpoint.pt``
+    (every epoch, atomically) and ``final.json`` (``RunResult``). Under torchrun the ranks train
+    together and only rank 0 writes.
+
+    Args:
+        config: The run.
+        resume: Continue from ``checkpoint.pt`` if present (a finished run is returned as is).
+        progress: Show rich progress bars on stderr (rank 0 only).
+
+    Returns:
+        The ``RunResult``; ``status`` is ``failed`` when the loss turned non-finite.
+
+    Raises:
+        SpecError, DataError, PlanError: The model, data or plan cannot be used.
+        TrainingError: A checkpoint to resume from belongs to another configuration.
+
+    Example:
+        >>> result = train_run(TrainConfig.example(epochs=1, out=Path("runs/demo")))  # doctest: +SKIP
+        >>> result.status, result.metric_name.value  # doctest: +SKIP
+        ('ok', 'accuracy')
+    """
+    device = resolve_device(config)
+    with distributed.process_group(device.type):
+        return _train(config, device, resume=resume, progress=progress)
+
+
+def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:
+    out = config.out
+    main = distributed.is_main()
+    rank, world = distributed.rank(), distributed.world_size()
+    if resume and (out / FINAL_FILE).is_file():
+        return RunResult.model_validate_json((out / FINAL_FILE).read_text(encoding="utf-8"))
+    if config.batch_size % world:
+        raise TrainingError(
+            f"`--batch-size {config.batch_size}` is the global batch and must divide evenly over "
+            f"{world} processes; use a multiple of {world}"
+        )
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+
+    setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank))
+    model, data = setup.model, setup.data
+    train_loader = make_loader(
+        data.train, batch_size=config.batch_size // world, shuffle=True, seed=config.seed, distributed=world > 1
+    )
+    test_shard = Subset(data.test, range(rank, len(data.test), world))
+    # evaluation batches as large as training ones: same memory, and the same quantizer kernels
+    test_loader = make_loader(test_shard, batch_size=config.batch_size // world, shuffle=False, seed=config.seed)
+    steps_per_epoch = len(train_loader)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer, total_steps)
+    runtime = quant_runtime(model)
+
+    trained: nn.Module = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if config.compile:
+        trained = torch.compile(trained)
+
+    start_epoch, metrics, seconds = 0, [], 0.0
+    checkpoint_path = out / CHECKPOINT_FILE
+    if resume and checkpoint_path.is_file():
+        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+        if checkpoint["config"] != _config_key(config):
+            raise TrainingError(
+                f"`{checkpoint_path}` was written by a run with other settings; resume with the same "
+                "arguments, or pass a new `--out` to start a fresh run"
+            )
+        restore(checkpoint, rank=rank, model=model, optimizer=optimizer, scheduler=scheduler, loader=train_loader)
+        start_epoch, metrics, seconds = checkpoint["epoch"], list(checkpoint["metrics"]), checkpoint["seconds"]
+    elif main:
+        record = RunConfigFile(
+            config=config.model_copy(update={"plan": setup.plan, "factor": None}),
+            seed=config.seed,
+            model_options=setup.model_options,
+            device=str(device),
+            world_size=world,
+            threads=torch.get_num_threads(),
+            versions=_versions(),
+            argv=list(sys.argv),
+        )
+        atomic_write_text(out / CONFIG_FILE, record.model_dump_json(indent=2) + "\n")
+        atomic_write_text(out / METRICS_FILE, "")
+
+    name = setup.metric_name
+    task = data.task
+    title = f"seed {config.seed}"
+    with TrainingProgress(
+        enabled=progress and main, title=title, epochs=config.epochs, start_epoch=start_epoch, batches=steps_per_epoch
+    ) as bar:
+        for epoch in range(start_epoch, config.epochs):
+            began = time.perf_counter()
+            bar.start_epoch(epoch + 1)
+            set_epoch(train_loader, epoch)
+            trained.train()
+            totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
+            for step, (inputs, target) in enumerate(train_loader):
+                if runtime is not None and config.cyclic is not None:
+                    runtime.bit_cap = cyclic_cap(config, epoch * steps_per_epoch + step, total_steps)
+                inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
+                loss, correct, count = batch_loss(trained(inputs), target, task)
+                stats = distributed.sum_across_ranks(
+                    torch.stack([loss.detach().double() * count, correct.double(), torch.tensor(float(count), dtype=torch.float64, device=loss.device)])
+                ).tolist()
+                batch_mean = stats[0] / stats[2]
+                if not math.isfinite(batch_mean):
+                    message = (
+                        f"the training loss became {batch_mean} at epoch {epoch + 1}, batch {step + 1}; "
+                        f"the run stopped and its last good checkpoint ({_last_good(checkpoint_path, epoch)}) is "
+                        "kept. Lower the learning rate (`--lr`) or raise the bits (`--bits`, `--grad-bits`)"
+                    )
+                    return _fail(out, _result(config, "failed", name, metrics, seconds, message))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                totals = [a + b for a, b in zip(totals, stats)]
+                bar.batch(batch_mean)
+            test_loss, metric = evaluate(model, test_loader, task, name, device)
+            if not math.isfinite(test_loss):
+                message = (
+                    f"the test loss became {test_loss} after epoch {epoch + 1}; the run stopped and its last "
+                    f"good checkpoint ({_last_good(checkpoint_path, epoch)}) is kept. Lower the learning rate (`--lr`)"
+                )
+                return _fail(out, _result(config, "failed", name, metrics, seconds, message))
+            seconds += time.perf_counter() - began
+            line = MetricsLine(
+                epoch=epoch + 1,
+                train_loss=totals[0] / totals[2],
+                train_metric=metric_of(name, *totals),
+                test_loss=test_loss,
+                metric=metric,
+                lr=scheduler.get_last_lr()[0],
+                seconds=time.perf_counter() - began,
+            )
+            metrics.append(line.model_dump(mode="json"))
+            _end_of_epoch(config, setup, model, optimizer, scheduler, train_loader, metrics, seconds, epoch + 1)
+            label = f"{name.value} {metric:.2f}" if name is MetricName.accuracy else f"ppl {metric:.2f}"
+            bar.end_epoch(f"test loss {test_loss:.4f}, {label}")
+    result = _result(config, "ok", name, metrics, seconds, "")
+    if main:
+        atomic_write_text(out / FINAL_FILE, result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def cyclic_cap(config: TrainConfig, step: int, total_steps: int) -> int:
+    """CPT's cyclic bit-width at ``step`` (``config.cyclic_cycles`` cosine cycles over training)."""
+    from bitplan.quant import cyclic_bits
+
+    low, high = config.cyclic
+    period = max(total_steps // config.cyclic_cycles, 1)
+    return cyclic_bits(step, period, low, high)
+
+
+def _last_good(checkpoint: Path, epoch: int) -> str:
+    return f"`{checkpoint}`, epoch {epoch}" if epoch > 0 else "none: no epoch finished"
+
+
+def _end_of_epoch(config, setup, model, optimizer, scheduler, loader, metrics, seconds, epoch) -> None:
+    """Every rank contributes its RNG and quantizer state; rank 0 writes metrics and the checkpoint."""
+    rng_per_rank = distributed.gather_to_all(rng_state(loader))
+    quant_per_rank = distributed.gather_to_all(quant_state(model))
+    if distributed.is_main():
+        out = config.out
+        text = "".join(json.dumps(line) + "\n" for line in metrics)
+        atomic_write_text(out / METRICS_FILE, text)
+        save_checkpoint(
+            out / CHECKPOINT_FILE,
+            epoch=epoch,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            rng_per_rank=rng_per_rank,
+            quant_per_rank=quant_per_rank,
+            metrics=metrics,
+            seconds=seconds,
+            config=_config_key(config),
+            model_spec=config.model,
+            model_options=setup.model_options,
+        )
+    distributed.barrier()
+
+
+def _result(config: TrainConfig, status: str, name: MetricName, metrics: list[dict], seconds: float, message: str) -> RunResult:
+    last = metrics[-1] if metrics else None
+    return RunResult(
+        status=status,
+        seed=config.seed,
+        metric_name=name,
+        metric=last["metric"] if last else None,
+        train_loss=last["train_loss"] if last else None,
+        test_loss=last["test_loss"] if last else None,
+        epochs_done=len(metrics),
+        epochs=config.epochs,
+        seconds=seconds,
+        message=message,
+        out=str(config.out),
+    )

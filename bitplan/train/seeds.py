@@ -1,0 +1,96 @@
+"""``train_seeds``: the same run for several seeds, and the mean and variance of their final metric."""
+
+from __future__ import annotations
+
+import statistics
+
+from bitplan.atomic import atomic_write_text
+from bitplan.train import distributed
+from bitplan.train.config import TrainConfig
+from bitplan.train.loop import train_run
+from bitplan.train.setup import resolve_device
+from bitplan.train.records import MetricName, RunResult, SeedsSummary, SeedStatus
+
+SUMMARY_FILE = "summary.json"
+
+
+def seed_dir_name(seed: int) -> str:
+    """``seed-<s>``: where seed ``s`` of a multi-seed run lives inside ``out``."""
+    return f"seed-{seed}"
+
+
+def summarize(results: list[RunResult], out: str) -> SeedsSummary:
+    """Mean and population variance (ddof = 0) of the final metric over the seeds that finished ok.
+
+    Example:
+        >>> summarize([], "runs/x").mean is None
+        True
+    """
+    good = [result.metric for result in results if result.status == "ok" and result.metric is not None]
+    mean = statistics.fmean(good) if good else None
+    variance = statistics.pvariance(good, mu=mean) if good else None
+    name = results[0].metric_name if results else MetricName.accuracy
+    return SeedsSummary(
+        metric_name=name,
+        mean=mean,
+        variance=variance,
+        std=variance**0.5 if variance is not None else None,
+        ok=sum(result.status == "ok" for result in results),
+        failed=sum(result.status == "failed" for result in results),
+        seeds=[
+            SeedStatus(
+                seed=result.seed,
+                status=result.status,
+                metric=result.metric,
+                epochs_done=result.epochs_done,
+                message=result.message,
+                out=result.out,
+            )
+            for result in results
+        ],
+        out=out,
+    )
+
+
+def train_seeds(
+    config: TrainConfig, seeds: list[int], *, resume: bool = False, progress: bool = True
+) -> SeedsSummary:
+    """Run ``config`` once per seed in ``config.out/seed-<s>/`` and write ``config.out/summary.json``.
+
+    A seed that fails (non-finite loss) is recorded as failed and the remaining seeds still run.
+
+    Args:
+        config: The run; its ``seed`` is replaced by each of ``seeds``.
+        seeds: Seeds to run, in order (e.g. ``[0, 1, 2, 3]``, the paper's four runs).
+        resume: Skip finished seeds and continue interrupted ones from their checkpoints.
+        progress: Show progress bars (rank 0 only).
+
+    Returns:
+        The ``SeedsSummary`` also written to ``summary.json``.
+
+    Raises:
+        ValueError: ``seeds`` is empty or repeats a seed.
+        SpecError, DataError, PlanError, TrainingError: As ``train_run``.
+
+    Example:
+        >>> summary = train_seeds(TrainConfig.example(epochs=2), [0, 1])  # doctest: +SKIP
+        >>> summary.ok, round(summary.mean, 1)  # doctest: +SKIP
+        (2, 96.4)
+    """
+    if not seeds:
+        raise ValueError("`seeds` is empty; give at least one seed, e.g. [0]")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"`seeds` repeats a seed: {seeds}")
+    results: list[RunResult] = []
+    with distributed.process_group(resolve_device(config).type):  # one group for all seeds
+        for seed in seeds:
+            seed_config = config.model_copy(update={"seed": seed, "out": config.out / seed_dir_name(seed)})
+            results.append(train_run(seed_config, resume=resume, progress=progress))
+            _write_summary(results, config)
+    return summarize(results, str(config.out))
+
+
+def _write_summary(results: list[RunResult], config: TrainConfig) -> None:
+    if results and distributed.is_main():
+        summary = summarize(results, str(config.out))
+        atomic_write_text(config.out / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")

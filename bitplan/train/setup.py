@@ -1,0 +1,134 @@
+"""From a ``TrainConfig`` to a ready model: data, model sized to the data, effective plan, applied.
+
+The model is sized from the data (``num_classes``/``in_channels``/``input_size`` for classifiers,
+``vocab``/``seq_len`` for language models) through ``load_model(spec, options=...)``; options the
+spec already sets win. The effective plan is the given plan (or one made from the config's recipe)
+with the config's overrides folded in, so ``config.json`` records exactly what was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bitplan.apply import apply
+from bitplan.data import DataBundle, Task, load_data
+from bitplan.plan import BitPlan
+from bitplan.spec import load_model, split_spec
+from bitplan.train.config import MAX_BITS, TrainConfig
+from bitplan.train.records import MetricName
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """A model ready to train (on ``device``, plan applied) and the data it trains on."""
+
+    model: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    data: DataBundle
+    plan: BitPlan | None
+    model_options: dict[str, str]
+    metric_name: MetricName
+
+
+def resolve_device(config: TrainConfig) -> torch.device:
+    """``auto`` → CUDA when available (this rank's GPU under torchrun), else CPU."""
+    from bitplan.errors import TrainingError
+
+    wanted = config.device.value
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("`--device cuda` was given but CUDA is not available here; use `--device cpu`")
+        from bitplan.train.distributed import local_rank
+
+        return torch.device("cuda", local_rank())
+    return torch.device("cpu")
+
+
+def model_options(spec: str, data: DataBundle) -> dict[str, str]:
+    """Options that size a zoo model to ``data`` (only those the model accepts and the spec leaves unset).
+
+    Example:
+        >>> model_options("zoo:resnet20?num_classes=100", load_data("digits"))  # doctest: +SKIP
+        {'in_channels': '1', 'input_size': '8'}
+    """
+    base, given = split_spec(spec)
+    prefix, _, name = base.partition(":")
+    if prefix != "zoo":
+        return {}
+    from bitplan.zoo.registry import entry  # importing the zoo registers its models
+
+    accepted = set(entry(name).config_type.model_fields)
+    if data.task is Task.language_model:
+        wanted = {"vocab": data.vocab_size, "seq_len": data.input_shape[-1]}
+    else:
+        wanted = {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
+        if len(data.input_shape) == 3 and data.input_shape[1] == data.input_shape[2]:
+            wanted["input_size"] = data.input_shape[1]
+    return {key: str(value) for key, value in wanted.items() if value is not None and key in accepted and key not in given}
+
+
+def effective_plan(config: TrainConfig, model: nn.Module, example_inputs: tuple) -> BitPlan | None:
+    """The plan to train with: given or made from the recipe, with the config's overrides applied."""
+    plan = config.plan
+    if plan is None and config.factor is not None:
+        from bitplan.plan import make_plan
+        from bitplan.profile.trace import profile_model
+
+        profile = profile_model(model, example_inputs, name=config.model)
+        plan = make_plan(profile, factor=config.factor, strategy=config.strategy, bits=config.bits)
+    if plan is None:
+        return None
+    update: dict[str, object] = {}
+    if config.activation_bits is not None:
+        update["activation_bits"] = None if config.activation_bits >= MAX_BITS else config.activation_bits
+    if config.gradient_bits is not None:
+        update["gradient_bits"] = None if config.gradient_bits >= MAX_BITS else config.gradient_bits
+    if config.gradient_quant is not None:
+        update["gradient_quant"] = config.gradient_quant.value
+    if config.weight_granularity is not None:
+        update["weight_granularity"] = config.weight_granularity.value
+    if config.keep_last_fp32:
+        weighted = [i for i, layer in enumerate(plan.layers) if layer.weight is not None]
+        if weighted:
+            layers = list(plan.layers)
+            layers[weighted[-1]] = layers[weighted[-1]].model_copy(update={"bits": MAX_BITS})
+            update["layers"] = layers
+    return plan.model_copy(update=update) if update else plan
+
+
+def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> RunSetup:
+    """Load data and model, apply the effective plan, move to ``device``.
+
+    Args:
+        config: The run's configuration (its ``seed`` seeds initialisation and data).
+        device: Where the model goes.
+        sr_seed: Seed of the stochastic-rounding generators (differs per rank).
+
+    Raises:
+        SpecError, DataError, PlanError: From the model, data or plan.
+    """
+    on_meta = split_spec(config.model)[0].startswith("zoo:")
+    probe = load_model(config.model, device="meta" if on_meta else None)
+    data = load_data(config.data, seed=config.seed, example_inputs=probe.example_inputs)
+    options = model_options(config.model, data)
+    torch.manual_seed(config.seed)  # initialisation depends on the seed only
+    loaded = load_model(config.model, options=options)
+    plan = effective_plan(config, loaded.model, loaded.example_inputs)
+    model = loaded.model
+    if plan is not None:
+        apply(
+            model,
+            plan,
+            loaded.example_inputs,
+            seed=sr_seed,
+            forward_quant=config.forward_quant,
+            gradient_samples=config.gradient_samples,
+            verify=config.plan is not None,
+        )
+    metric = MetricName.perplexity if data.task is Task.language_model else MetricName.accuracy
+    return RunSetup(model.to(device), loaded.example_inputs, data, plan, options, metric)

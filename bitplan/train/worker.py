@@ -1,0 +1,22 @@
+"""The process ``bitplan train --nproc N`` starts N times under torchrun: ``python -m bitplan.train.worker JOB``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bitplan.train.distributed import Job, is_main
+from bitplan.train.seeds import train_seeds
+
+
+def main(argv: list[str]) -> int:
+    """Run the job file's seeds; rank 0 prints the summary JSON when asked. Exit 1 if a seed failed."""
+    job = Job.model_validate_json(Path(argv[0]).read_text(encoding="utf-8"))
+    summary = train_seeds(job.config, job.seeds, resume=job.resume, progress=job.progress)
+    if job.print_json and is_main():
+        sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

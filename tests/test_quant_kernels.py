@@ -1,0 +1,96 @@
+"""Kernel plumbing: the counter-based noise, the compile policy, compiled == eager, and the fallback."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bitplan import quant
+from bitplan.quant import kernels
+
+
+def test_noise_is_uniform_on_a_24_bit_grid() -> None:
+    n = 1 << 16
+    r = kernels.counter_uniform(torch.empty(n), torch.tensor(12345, dtype=torch.int32)).double()
+    assert r.dtype == torch.float64 and float(r.min()) >= 0.0 and float(r.max()) < 1.0
+    assert torch.equal(r * 2**24, torch.round(r * 2**24))
+    # chi-square over 64 equal bins: 63 degrees of freedom, 99.99th percentile ≈ 113
+    counts = torch.bincount((r * 64).long(), minlength=64).double()
+    chi2 = float(((counts - n / 64) ** 2 / (n / 64)).sum())
+    assert chi2 < 113
+    assert float(r.mean()) == pytest.approx(0.5, abs=5 * math.sqrt(1 / 12 / n))
+
+
+def test_noise_streams_are_uncorrelated() -> None:
+    like = torch.empty(1 << 16)
+    a = kernels.counter_uniform(like, torch.tensor(1, dtype=torch.int32))
+    b = kernels.counter_uniform(like, torch.tensor(2, dtype=torch.int32))
+    neighbours = torch.corrcoef(torch.stack([a[:-1], a[1:]]))[0, 1]
+    across = torch.corrcoef(torch.stack([a, b]))[0, 1]
+    assert abs(float(neighbours)) < 5 / math.sqrt(len(a)) and abs(float(across)) < 5 / math.sqrt(len(a))
+
+
+def test_seeds_follow_the_generator() -> None:
+    first = kernels.draw_seeds(3, torch.Generator().manual_seed(4), torch.device("cpu"))
+    assert first.dtype == torch.int32 and first.shape == (3,)
+    assert torch.equal(first, kernels.draw_seeds(3, torch.Generator().manual_seed(4), torch.device("cpu")))
+
+
+def test_policy_context_restores_and_validates() -> None:
+    before = quant.get_kernel_policy()
+    with quant.kernel_policy(compile=False, min_numel=5) as inside:
+        assert inside == quant.KernelPolicy(compile=False, min_numel=5) == quant.get_kernel_policy()
+    assert quant.get_kernel_policy() == before
+    with pytest.raises(ValueError, match="`min_numel` must be >= 0"):
+        quant.KernelPolicy(min_numel=-1)
+
+
+def test_failed_compile_warns_once_and_falls_back_to_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        def compiled(*call_args: object) -> object:
+            raise RuntimeError("no C++ compiler")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(kernels, "_compiled", {})
+    monkeypatch.setattr(kernels, "_failed", set())
+    x = torch.randn(64, dtype=torch.float64)
+    with quant.kernel_policy(compile=True, min_numel=0):
+        with pytest.warns(RuntimeWarning, match="compiling the `affine_nearest` kernel for torch.float64 on cpu failed"):
+            out = quant.uniform_quantize(x, 4)
+        with quant.kernel_policy(compile=False):
+            assert torch.equal(out, quant.uniform_quantize(x, 4))
+        assert torch.equal(quant.uniform_quantize(x, 4), out)  # no second warning: eager from now on
+
+
+@pytest.mark.slow
+def test_compiled_kernels_equal_eager_bit_for_bit() -> None:
+    # one compiled graph per recipe (warm inductor cache: ~1 s each; cold: up to ~20 s in total)
+    x = torch.randn(2048, generator=torch.Generator().manual_seed(0))
+    calls = {
+        "nearest": lambda: quant.uniform_quantize(x, 4),
+        "stochastic": lambda: quant.uniform_quantize(x, 4, stochastic=True, generator=torch.Generator().manual_seed(1)),
+        "luq": lambda: quant.luq_quantize(x, generator=torch.Generator().manual_seed(1)),
+    }
+    for name, call in calls.items():
+        with quant.kernel_policy(compile=False):
+            eager = call()
+        with quant.kernel_policy(compile=True, min_numel=0):
+            compiled = call()
+        assert torch.equal(compiled, eager), name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_quantizers_never_modify_their_input(dtype: torch.dtype) -> None:
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0)).to(dtype)
+    original = x.clone()
+    with quant.kernel_policy(compile=False):
+        quant.uniform_quantize(x, 3)
+        quant.uniform_quantize(x, 3, channel_dim=1, stochastic=True, samples=2)
+        quant.uniform_codes(x, 3, channel_dim=0)
+        quant.luq_quantize(x, samples=2)
+        quant.sawb_quantize(x)
+    assert torch.equal(x, original)
