@@ -239,6 +239,9 @@ def load_model(
             "PyTorch module; pass a PyTorch spec such as `zoo:NAME` or `file.py:factory`"
         )
     prefix, _, rest = base.partition(":")
+    override = parse_input_shape(input_shape, "meta") if input_shape else None
+    if prefix == "zoo" and override:
+        merged = {**_sized_to(rest, override[0]), **merged}
     context = torch.device(device) if device is not None else nullcontext()
     skip_init = _SkipMetaInit() if device is not None and torch.device(device).type == "meta" else nullcontext()
     with context, skip_init:
@@ -281,6 +284,24 @@ _INITIALISERS = frozenset(
         "xavier_normal_", "orthogonal_", "zeros_", "ones_", "constant_", "fill_", "zero_", "copy_",
     }
 )
+
+
+def _sized_to(name: str, example: torch.Tensor) -> dict[str, str]:
+    """Zoo options that make the model accept ``example``: token ids set ``seq_len``; a square image
+    sets ``in_channels`` and ``input_size`` (the linear head of e.g. alexnet_cifar depends on it)."""
+    from bitplan.zoo.registry import entry
+
+    try:
+        accepted = entry(name).config_type.model_fields
+    except Exception:  # an unknown zoo name is reported by the zoo itself, with suggestions
+        return {}
+    if not example.is_floating_point() and example.dim() == 2:
+        wanted = {"seq_len": example.shape[1]}
+    elif example.dim() == 4 and example.shape[2] == example.shape[3]:
+        wanted = {"in_channels": example.shape[1], "input_size": example.shape[2]}
+    else:
+        wanted = {}
+    return {key: str(value) for key, value in wanted.items() if key in accepted}
 
 
 def _unknown_spec_message(spec: str) -> str:

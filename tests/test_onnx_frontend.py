@@ -21,7 +21,13 @@ from torch.utils.flop_counter import conv_flop_count
 
 from bitplan.errors import OnnxError
 from bitplan.profile.onnx_frontend import profile_onnx
-from bitplan.profile.onnx_torch_names import is_generated_name, recovered_weight_fqn, rnn_weight_fqn, torch_scope
+from bitplan.profile.onnx_torch_names import (
+    is_generated_name,
+    reads_parameter,
+    recovered_weight_fqn,
+    rnn_weight_fqn,
+    torch_scope,
+)
 from bitplan.profile.schema import GemmLayer, GemmOp, ModelProfile, Tracer
 
 RNG = np.random.default_rng(0)
@@ -453,6 +459,7 @@ def test_torch_names_from_exporter_metadata() -> None:
     scope = torch_scope(_node_with_scope(["", "blocks", "blocks.0", "blocks.0.fc", "linear_2"], call))
     assert (scope.module_path, scope.leaf) == ("blocks.0.fc", "linear_2")
     assert recovered_weight_fqn(scope) == "blocks.0.fc.weight"
+    assert reads_parameter(scope, "blocks.0.fc.bias") and not reads_parameter(scope, "x")
     assert rnn_weight_fqn(scope, 1, hidden=True, reverse=True) == "blocks.0.fc.weight_hh_l1_reverse"
     assert torch_scope(helper.make_node("Relu", ["x"], ["y"])) is None
     names = ("val_12", "onnx::MatMul_7", "fc.weight", "value")

@@ -54,7 +54,7 @@ def test_options_are_passed_through(calls: list, tmp_path: Path) -> None:
         "strategy": Strategy.C_plus,
         "preset": None,
         "capacity": "params",
-        "bits": (4, 8),
+        "bits": None,
         "levels": [4, 6, 8],
         "uniform_bits": 5,
         "seed": 3,

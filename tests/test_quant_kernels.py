@@ -68,12 +68,13 @@ def test_failed_compile_warns_once_and_falls_back_to_the_same_result(monkeypatch
 
 @pytest.mark.slow
 def test_compiled_kernels_equal_eager_bit_for_bit() -> None:
-    # one compiled graph per recipe (warm inductor cache: ~1 s each; cold: up to ~20 s in total)
+    # Two compiled graphs: stochastic rounding (noise hash, compare, clamp, affine) and LUQ. The
+    # first compile in a process costs ~5 s with a warm inductor cache (~20 s cold); the benchmark
+    # checks every kernel at full size.
     x = torch.randn(2048, generator=torch.Generator().manual_seed(0))
     calls = {
-        "nearest": lambda: quant.uniform_quantize(x, 4),
         "stochastic": lambda: quant.uniform_quantize(x, 4, stochastic=True, generator=torch.Generator().manual_seed(1)),
-        "luq": lambda: quant.luq_quantize(x, generator=torch.Generator().manual_seed(1)),
+        "luq": lambda: quant.luq_quantize(x, generator=torch.Generator().manual_seed(1), samples=2),
     }
     for name, call in calls.items():
         with quant.kernel_policy(compile=False):

@@ -79,3 +79,11 @@ def test_unknown_spec_suggests_zoo_names() -> None:
 def test_options_override_zoo_defaults() -> None:
     loaded = load_model("zoo:resnet20", options={"num_classes": "7"}, batch=4)
     assert loaded.model(torch.zeros(4, 3, 32, 32)).shape == (4, 7)
+
+
+def test_input_shape_resizes_zoo_models() -> None:
+    profile = profile_spec("zoo:transformer_lm", input_shape="2x256:int64")
+    assert profile.layers[0].m == 2 * 256
+    # alexnet_cifar's first linear layer depends on the image size: 64×64 gives K = 256·4·4
+    fc1 = next(l for l in profile_spec("zoo:alexnet_cifar", input_shape="1x3x64x64").layers if l.name == "fc1")
+    assert fc1.k == 4096

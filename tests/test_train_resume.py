@@ -21,7 +21,7 @@ def build(num_classes: int = 4, hidden: int = 16):
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
     return model, (torch.zeros(1, 3, 2, 2),)
 '''
-EPOCHS = 4
+EPOCHS = 3
 DATA = "synthetic?classes=4&n=4096&test_n=64"
 
 
@@ -51,7 +51,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path):
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "the first epoch never finished"
         time.sleep(0.05)
-    time.sleep(0.3)  # well inside epoch 2 (an epoch is 256 batches)
+    time.sleep(0.2)  # inside epoch 2 (an epoch is 256 batches)
     process.kill()  # SIGKILL: no cleanup code runs
     process.wait()
     assert not (run / "final.json").exists(), "the run finished before it could be killed"

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "plan_cmd", "check_cmd",
     "train_cmd", "apply_cmd",
     "sensitivity_cmd",
+    "compare_cmd", "report_cmd",
 ]
 
 

@@ -30,7 +30,7 @@ def plan(
     model: Annotated[str, typer.Argument(help="Model spec (zoo:resnet20, file.py:factory, model.onnx, ...) or a profile JSON.")],
     factor: Annotated[Factor | None, typer.Option("--factor", help="Factor to rank layers by.")] = None,
     strategy: Annotated[Strategy | None, typer.Option("--strategy", help="U, C+ (rise with factor), C- (fall), R.")] = None,
-    bits: Annotated[str | None, typer.Option("--bits", help="Range of widths LOW-HIGH [default: 4-8].")] = None,
+    bits: Annotated[str | None, typer.Option("--bits", help="Range of widths LOW-HIGH, e.g. 6-8 [default: 4-8].")] = None,
     levels: Annotated[str | None, typer.Option("--levels", help="Explicit widths, e.g. 8,10,12,14,16.")] = None,
     uniform_bits: Annotated[
         int | None, typer.Option("--uniform-bits", help="Width of U and of the reference plan [default: middle of range].")
@@ -95,7 +95,7 @@ def plan(
     if any(budget.value <= 0 for budget in budgets):
         raise PlanError("a budget must be positive.")
     options = dict(
-        bits=parse_bits_range(bits) if bits is not None else (4, 8),
+        bits=parse_bits_range(bits) if bits is not None else None,
         levels=parse_levels(levels) if levels is not None else None,
         uniform_bits=uniform_bits,
         seed=seed,

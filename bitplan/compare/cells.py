@@ -16,6 +16,7 @@ import torch
 from bitplan.compare.config import GridConfig
 from bitplan.plan import BitPlan, Budget, BudgetKind, Factor, Strategy, make_plan
 from bitplan.profile.schema import ModelProfile
+from bitplan.train import MetricName
 
 STRATEGY_SLUGS = {Strategy.U: "U", Strategy.C_plus: "Cplus", Strategy.C_minus: "Cminus", Strategy.R: "R"}
 
@@ -40,13 +41,16 @@ class Cell:
         return self.strategy.value if self.factor is None else f"{self.factor.value} {self.strategy.value}"
 
 
-def grid_profile(config: GridConfig) -> ModelProfile:
+def grid_profile(config: GridConfig) -> tuple[ModelProfile, MetricName]:
     """Profile the grid's model as training will build it (sized to the data), on the meta device.
+
+    Returns:
+        The profile, and the metric the runs will report (accuracy, or perplexity for language models).
 
     Raises:
         SpecError, DataError, TraceError: The model or data cannot be loaded or traced.
     """
-    from bitplan.data import load_data
+    from bitplan.data import Task, load_data
     from bitplan.profile.trace import profile_model
     from bitplan.spec import load_model, split_spec
     from bitplan.train.setup import model_options
@@ -56,9 +60,10 @@ def grid_profile(config: GridConfig) -> ModelProfile:
     probe = load_model(spec, device="meta" if on_meta else None)
     data = load_data(config.train.data, seed=config.seeds[0], example_inputs=probe.example_inputs)
     options = model_options(spec, data)
+    metric = MetricName.perplexity if data.task is Task.language_model else MetricName.accuracy
     with torch.no_grad():
         loaded = load_model(spec, options=options, device="meta" if on_meta else None)
-        return profile_model(loaded.model, loaded.example_inputs, name=spec)
+        return profile_model(loaded.model, loaded.example_inputs, name=spec), metric
 
 
 def plan_cells(config: GridConfig, profile: ModelProfile) -> list[Cell]:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitplan.atomic import atomic_write_text
+from bitplan.errors import PlanError
 from bitplan.plan.io import save_plan
 from bitplan.plan.planner import make_plan
 from bitplan.plan.schema import BitPlan, Budget, Factor, Strategy
@@ -94,6 +95,8 @@ def make_grid(
     Returns:
         The plans in factor-major order and the comparison table.
     """
+    if not factors or not strategies:
+        raise PlanError("a grid needs at least one factor and one strategy.")
     plans = [
         make_plan(profile, factor=factor, strategy=strategy, **plan_options)
         for factor in factors

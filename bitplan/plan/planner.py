@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from fractions import Fraction
 from enum import Enum
 from typing import TypeVar
 
 from bitplan.errors import PlanError
-from bitplan.plan.budget import BudgetSearchTooLarge, solve_monotone
-from bitplan.plan.estimates import FP32, Precision, compute_estimates
-from bitplan.plan.mapping import level_indices, level_positions
+from bitplan.plan.estimates import Precision, compute_estimates
+from bitplan.plan.mapping import level_indices
 from bitplan.plan.schema import (
     NOT_QUANTIZED_BITS,
     BitPlan,
     Budget,
-    BudgetKind,
     CapacityMeasure,
     Factor,
     LayerPlan,
@@ -28,6 +25,7 @@ from bitplan.plan.schema import (
     Preset,
     Strategy,
 )
+from bitplan.plan.sizing import budgeted_bits
 from bitplan.plan.units import PlanUnit, collect_units
 from bitplan.profile.schema import ModelProfile
 
@@ -187,8 +185,17 @@ def make_plan(
     if budget is None:
         planned_bits = _unbudgeted_bits(planned, strategy, chosen_levels, mapping, seed, uniform)
     else:
-        planned_bits = _budgeted_bits(
-            budget, units, planned, strategy, chosen_levels, mapping, seed, keep_bits, precision, profile, left_out
+        planned_bits = budgeted_bits(
+            budget,
+            units,
+            strategy,
+            chosen_levels,
+            mapping=mapping,
+            seed=seed,
+            keep_bits=keep_bits,
+            precision=precision,
+            other_params=profile.total_params - sum(unit.params for unit in units),
+            unplanned_macs=sum(layer.macs for layer in left_out),
         )
     bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
     layers = []
@@ -281,124 +288,3 @@ def _unbudgeted_bits(
     if strategy is Strategy.R:
         random.Random(seed).shuffle(rising)
     return rising
-
-
-class _BudgetTerms:
-    """A budget as a capacity on Σ weight × level value over the planned units, and back to user units."""
-
-    def __init__(
-        self,
-        budget: Budget,
-        units: list[PlanUnit],
-        planned: list[PlanUnit],
-        levels: list[int],
-        keep_bits: int,
-        precision: Precision,
-        profile: ModelProfile,
-        unplanned_macs: int,
-    ) -> None:
-        kept = [unit for unit in units if unit.kept]
-        value = Fraction(repr(budget.value))
-        self.kind = budget.kind
-        self.budget = budget.value
-        if budget.kind is BudgetKind.bitops:
-            self.weights = [unit.macs for unit in planned]
-            self.values = [precision.forward_cost(b) for b in levels]
-            self.fixed = sum(unit.macs for unit in kept) * precision.forward_cost(keep_bits)
-            self.fixed += unplanned_macs * FP32 * FP32
-            self.scale = Fraction(1)
-        else:
-            self.weights = [unit.params for unit in planned]
-            self.values = list(levels)
-            if budget.kind is BudgetKind.mbit:
-                self.fixed = sum(unit.params for unit in kept) * keep_bits
-                self.fixed += (profile.total_params - sum(unit.params for unit in units)) * FP32
-                self.scale = Fraction(10**6)
-            else:  # the mean over the weights the strategy assigns; kept layers are outside it
-                self.fixed = 0
-                self.scale = Fraction(sum(self.weights))
-                if not self.scale:
-                    raise PlanError("--budget-avg-bits needs at least one planned weight that is not kept.")
-        self.capacity = int(value * self.scale) - self.fixed
-
-    def user(self, cost: int) -> float:
-        """A cost as the user wrote the budget (avg bits, MBit or BitOPs)."""
-        return float((cost + self.fixed) / self.scale)
-
-    def describe(self, cost: int) -> str:
-        unit = {BudgetKind.avg_bits: "avg bits", BudgetKind.mbit: "MBit", BudgetKind.bitops: "BitOPs"}[self.kind]
-        return f"{self.user(cost):.6g} {unit}"
-
-
-def _budgeted_bits(
-    budget: Budget,
-    units: list[PlanUnit],
-    planned: list[PlanUnit],
-    strategy: Strategy,
-    levels: list[int],
-    mapping: Mapping,
-    seed: int,
-    keep_bits: int,
-    precision: Precision,
-    profile: ModelProfile,
-    left_out: list,
-) -> list[int]:
-    """The order-preserving assignment of largest cost within the budget (exact; see budget.py)."""
-    terms = _BudgetTerms(budget, units, planned, levels, keep_bits, precision, profile, sum(l.macs for l in left_out))
-    total = sum(terms.weights)
-    smallest, largest = terms.values[0] * total, terms.values[-1] * total
-    flag = f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g}"
-    reach = (
-        f"reachable sizes run from {terms.describe(smallest)} (every planned layer at {levels[0]} bits) "
-        f"to {terms.describe(largest)} (every planned layer at {levels[-1]} bits)"
-    )
-    if terms.capacity < smallest:
-        raise PlanError(f"{flag} is below every plan in range {levels}: {reach}. Raise the budget or lower --bits.")
-    if terms.capacity > largest:
-        raise PlanError(f"{flag} is above every plan in range {levels}: {reach}. Lower the budget or raise --bits.")
-    chain, positions = _chain(planned, strategy, len(levels), mapping, seed)
-    group_weights = [sum(terms.weights[i] for i in group) for group in chain]
-    if strategy is Strategy.U:
-        fitting = [j for j, v in enumerate(terms.values) if v * total <= terms.capacity]
-        group_levels = [fitting[-1]]
-    else:
-        try:
-            group_levels = solve_monotone(group_weights, terms.values, terms.capacity, positions=positions)
-        except BudgetSearchTooLarge as error:
-            raise PlanError(
-                f"{flag}: the exact search for the largest {strategy.value} plan within the budget gave up "
-                f"after its node limit (best found {terms.describe(smallest + error.best)}). Use a budget "
-                "equal to a uniform width, or fewer levels."
-            ) from None
-    bits = [0] * len(planned)
-    for group, level in zip(chain, group_levels):
-        for index in group:
-            bits[index] = levels[level]
-    return bits
-
-
-def _chain(
-    planned: list[PlanUnit], strategy: Strategy, n_levels: int, mapping: Mapping, seed: int
-) -> tuple[list[list[int]], list[float]]:
-    """Groups of unit indices that must share a level, in the order levels may only rise.
-
-    C+: distinct factor values ascending; C-: descending; R: a seeded random order of single units;
-    U: one group. Also returns each group's preferred level position (the unbudgeted mapping).
-    """
-    count = len(planned)
-    if strategy is Strategy.U:
-        return [list(range(count))], [0.0]
-    if strategy is Strategy.R:
-        order = list(range(count))
-        random.Random(seed).shuffle(order)
-        spread = max(count - 1, 1)
-        return [[i] for i in order], [g * (n_levels - 1) / spread for g in range(count)]
-    values = [unit.factor_value for unit in planned]
-    position_of = dict(zip(values, level_positions(values, n_levels, mapping)))
-    members: dict[float, list[int]] = {}
-    for index, value in enumerate(values):
-        members.setdefault(value, []).append(index)
-    ordered = sorted(members, reverse=strategy is Strategy.C_minus)
-    if strategy is Strategy.C_minus:
-        return [members[v] for v in ordered], [n_levels - 1 - position_of[v] for v in ordered]
-    return [members[v] for v in ordered], [position_of[v] for v in ordered]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitplan.errors import OnnxError
-from bitplan.profile.onnx_torch_names import is_generated_name, recovered_weight_fqn, torch_scope
+from bitplan.profile.onnx_torch_names import is_generated_name, reads_parameter, recovered_weight_fqn, torch_scope
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto
@@ -176,7 +176,12 @@ class OnnxGraph:
             or (node.op_type == "Add" and any(other in biased_gemm_outputs for other in node.input))
             for node, index in uses
         )
-        return feeds_slot or (len(tensor.dims) > 0 and not is_generated_name(name))
+        if feeds_slot:
+            return True
+        scopes = [scope for scope in (torch_scope(node) for node, _ in uses) if scope is not None and scope.call]
+        if scopes:  # the torch exporter says whether the ops read it as a parameter
+            return any(reads_parameter(scope, name) for scope in scopes)
+        return len(tensor.dims) > 0 and not is_generated_name(name)
 
     def numel(self, name: str) -> int:
         return math.prod(self.initializers[name].dims)

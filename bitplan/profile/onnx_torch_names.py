@@ -80,6 +80,14 @@ def recovered_weight_fqn(scope: TorchScope | None) -> str | None:
     return f"{scope.module_path}.{suffix}" if scope.module_path else suffix
 
 
+def reads_parameter(scope: TorchScope, name: str) -> bool:
+    """Whether the aten call behind a node reads torch parameter ``name`` (as placeholder ``%p_<name>``).
+
+    A folded value (``slice_1``: a buffer or parameter sliced at export) appears as ``%slice_1`` instead.
+    """
+    return f"%p_{_mangle(name)}".lower() in scope.call.lower()
+
+
 def rnn_weight_fqn(scope: TorchScope, layer: int, hidden: bool, reverse: bool) -> str:
     """The torch name of one RNN weight: ``{module}.weight_{ih|hh}_l{layer}[_reverse]``."""
     name = f"weight_{'hh' if hidden else 'ih'}_l{layer}{'_reverse' if reverse else ''}"

@@ -1,0 +1,139 @@
+"""``results.md`` and ``results.csv``: the grid as the paper's Tables 1 and 2, and one long table.
+
+Markdown shows (1) the outcome per strategy with one column per factor (Table 1: mean, variance),
+(2) the model size per strategy and factor (Table 2: MBit), and (3) every number of every cell.
+The best mean of each factor column is bold (highest accuracy, lowest perplexity).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from bitplan.compare.result import CellRow, GridResult
+from bitplan.plan import Strategy
+from bitplan.train import MetricName
+
+CSV_COLUMNS = (
+    "factor", "strategy", "bits", "metric", "mean", "variance", "std", "ok", "failed", "pending", "avg_bits",
+    "mbit", "size_ratio_fp32", "size_ratio_uniform", "bitops_forward_ratio_fp32", "bitops_training_ratio_fp32",
+    "bitops_training_ratio_uniform", "seeds", "plan_file",
+)
+
+
+def metric_short(name: MetricName) -> str:
+    """``Acc`` or ``PPL``: the column prefix the paper uses (Acc-A, Acc-F, ...)."""
+    return "Acc" if name is MetricName.accuracy else "PPL"
+
+
+def best_rows(result: GridResult) -> set[tuple[str, str]]:
+    """(factor, strategy) of the best mean in each factor: highest accuracy or lowest perplexity."""
+    best: dict[str, CellRow] = {}
+    higher = result.metric_name is MetricName.accuracy
+    for row in result.rows:
+        if row.mean is None:
+            continue
+        current = best.get(row.factor.value)
+        if current is None or (row.mean > current.mean if higher else row.mean < current.mean):
+            best[row.factor.value] = row
+    return {(row.factor.value, row.strategy.value) for row in best.values()}
+
+
+def _outcome(row: CellRow | None, bold: bool) -> str:
+    if row is None:
+        return ""
+    if row.mean is None:
+        return "pending" if row.pending else "failed"
+    text = f"{row.mean:.2f}"
+    text = f"**{text}**" if bold else text
+    return f"{text} ({row.variance:.3f})"
+
+
+def _strategy_rows(result: GridResult) -> list[tuple[Strategy, dict[str, CellRow]]]:
+    """Rows of the wide tables: each strategy with its cell per factor."""
+    table = []
+    for strategy in result.config.strategies:
+        cells = {row.factor.value: row for row in result.rows if row.strategy is strategy}
+        table.append((strategy, cells))
+    return table
+
+
+def markdown(result: GridResult) -> str:
+    """The three tables of ``results.md`` with a header saying what was run and how variance is defined."""
+    config = result.config
+    short = metric_short(result.metric_name)
+    direction = "higher" if result.metric_name is MetricName.accuracy else "lower"
+    factors = [factor.value for factor in config.factors]
+    best = best_rows(result)
+    lines = [
+        f"# {result.model} on {result.data}",
+        "",
+        f"Seeds {', '.join(map(str, config.seeds))}; {config.train.epochs} epoch(s), batch {config.train.batch_size}, "
+        f"lr {config.train.lr:g}, {config.train.optimizer.value}, {config.train.schedule.value} schedule"
+        f"{'; strategies matched to U’s average bits (`--match-size`)' if config.match_size else ''}.",
+        f"Runs finished: {result.runs_finished} of {result.runs_total}.",
+        f"Metric: test {result.metric_name.value} ({direction} is better); in parentheses the {result.variance}. "
+        "Bold: best mean of each factor.",
+        "",
+        f"## {short} per strategy and factor (Table 1)",
+        "",
+        "| #Bit | Strategy | " + " | ".join(f"{short}-{f}" for f in factors) + " |",
+        "|---|---|" + "---|" * len(factors),
+    ]
+    for strategy, cells in _strategy_rows(result):
+        any_row = next(iter(cells.values()), None)
+        outcomes = [_outcome(cells.get(f), (f, strategy.value) in best) for f in factors]
+        lines.append(f"| {any_row.bits if any_row else ''} | {strategy.value} | " + " | ".join(outcomes) + " |")
+    lines += [
+        "",
+        "## Model size in MBit per strategy and factor (Table 2)",
+        "",
+        "| #Bit | Strategy | " + " | ".join(f"Size-{f}" for f in factors) + " |",
+        "|---|---|" + "---|" * len(factors),
+    ]
+    for strategy, cells in _strategy_rows(result):
+        any_row = next(iter(cells.values()), None)
+        sizes = [f"{cells[f].mbit:.4g}" if f in cells else "" for f in factors]
+        lines.append(f"| {any_row.bits if any_row else ''} | {strategy.value} | " + " | ".join(sizes) + " |")
+    lines += [
+        "",
+        "## Every cell",
+        "",
+        "| Factor | Strategy | #Bit | mean | variance | std | ok/failed/pending | avg bits | MBit | size ×U "
+        "| train BitOPs ×fp32 | train BitOPs ×U |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result.rows:
+        mean = "" if row.mean is None else f"{row.mean:.3f}"
+        variance = "" if row.variance is None else f"{row.variance:.4f}"
+        std = "" if row.std is None else f"{row.std:.4f}"
+        lines.append(
+            f"| {row.factor.value} | {row.strategy.value}{' (shared)' if row.shared else ''} | {row.bits} | {mean} "
+            f"| {variance} | {std} | {row.ok}/{row.failed}/{row.pending} | {row.avg_bits:.3f} | {row.mbit:.4f} "
+            f"| {row.size_ratio_uniform:.3f} | {row.bitops_training_ratio_fp32:.4f} "
+            f"| {row.bitops_training_ratio_uniform:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(result: GridResult) -> str:
+    """One CSV line per factor × strategy (U repeated per factor); ``seeds`` lists seed:metric pairs."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in result.rows:
+        seeds = " ".join(f"{run.seed}:{'' if run.metric is None else repr(run.metric)}:{run.status}" for run in row.runs)
+        writer.writerow(
+            [
+                row.factor.value, row.strategy.value, row.bits, result.metric_name.value,
+                _number(row.mean), _number(row.variance), _number(row.std), row.ok, row.failed, row.pending,
+                repr(row.avg_bits), repr(row.mbit), repr(row.size_ratio_fp32), repr(row.size_ratio_uniform),
+                repr(row.bitops_forward_ratio_fp32), repr(row.bitops_training_ratio_fp32),
+                repr(row.bitops_training_ratio_uniform), seeds, row.plan_file,
+            ]
+        )
+    return buffer.getvalue()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(value)
