@@ -19,6 +19,7 @@ from bitplan.atomic import atomic_write_text
 from bitplan.quant import kernel_policy, uniform_quantize
 from bitplan.study import StudyConfig, StudyFactor, sample_operands
 from bitplan.study.experiments import product_points
+from bitplan.study.runner import cpu_threads
 
 
 def looped_distances(x: torch.Tensor, w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -64,7 +65,7 @@ def main() -> None:
 
     device = torch.device("cpu")
     rows = []
-    with kernel_policy(compile=False):  # as run_study does
+    with kernel_policy(compile=False), cpu_threads(1):  # as run_study does by default
         for k in (9, 144, 2304):
             rows.append(compare(k, args.trials, args.size, device))
 

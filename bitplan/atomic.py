@@ -23,6 +23,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; users expect an ordinary file
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -45,3 +46,9 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
     import torch
 
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -56,3 +56,14 @@ def test_bad_inputs_exit_2_with_one_paragraph() -> None:
         assert result.exit_code == 2, (args, result.output)
         assert expected in result.output
         assert "Traceback" not in result.output
+
+
+def test_written_files_get_ordinary_permissions(tmp_path) -> None:
+    import os
+
+    from bitplan.atomic import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "x.txt", "hi")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -51,14 +51,14 @@ def test_solver_prefers_the_assignment_nearest_the_mapping_among_equal_costs() -
 def test_solver_reports_a_search_that_is_too_large() -> None:
     weights = [1000 + 7919 * g % 9973 for g in range(400)]
     with pytest.raises(BudgetSearchTooLarge):
-        solve_monotone(weights, [4, 5, 6, 7, 8, 9, 10], 6 * sum(weights) + 1, node_limit=3)
+        solve_monotone(weights, [4, 5, 6, 7, 8, 9, 10], 6 * sum(weights) + 1, work_limit=3)
 
 
 @pytest.mark.parametrize("mean", [4.3, 6.3, 7.9])
 def test_solver_handles_large_profiles_quickly(mean: float) -> None:
     weights = [(g * 7919) % 1000 + 1 for g in range(10_000)]
     capacity = int(mean * sum(weights))
-    levels = solve_monotone(weights, [4, 5, 6, 7, 8], capacity, node_limit=2_000)
+    levels = solve_monotone(weights, [4, 5, 6, 7, 8], capacity, work_limit=200_000)
     assert cost_of(levels, weights, [4, 5, 6, 7, 8]) == capacity  # gcd 1: the budget itself is reachable
 
 

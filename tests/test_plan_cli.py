@@ -139,3 +139,23 @@ def test_end_to_end_unknown_model_exits_2() -> None:
     result = runner.invoke(app, ["plan", "zoo:no_such_model", "--factor", "A", "--strategy", "U"])
     assert result.exit_code == 2
     assert "no_such_model" in result.output
+
+
+def test_a_saved_profile_is_a_model_and_an_empty_one_is_refused(tmp_path: Path) -> None:
+    saved = tmp_path / "profile.json"
+    saved.write_text(RESNET20.model_dump_json())
+    result = runner.invoke(app, ["plan", str(saved), "--factor", "A", "--strategy", "C-", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["fingerprint"] == RESNET20.fingerprint()
+    empty = tmp_path / "empty.json"
+    empty.write_text(RESNET20.model_copy(update={"layers": []}).model_dump_json())
+    result = runner.invoke(app, ["plan", str(empty), "--factor", "A", "--strategy", "C-"])
+    assert result.exit_code == 2
+    assert "has no GEMM with a weight operand" in " ".join(result.output.split())
+    broken = tmp_path / "broken.json"
+    data = json.loads(saved.read_text())
+    data["layers"][0]["name"] = 3
+    broken.write_text(json.dumps(data))
+    result = runner.invoke(app, ["plan", str(broken), "--factor", "A", "--strategy", "C-"])
+    assert result.exit_code == 2
+    assert "layers.0.name" in result.output

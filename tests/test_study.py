@@ -184,3 +184,14 @@ def test_json_files_round_trip(tmp_path):
 def test_invalid_config_names_the_field(options, message):
     with pytest.raises(ValidationError, match=message):
         StudyConfig(**options)
+
+
+def test_thread_setting_is_restored():
+    before = torch.get_num_threads()
+    seen = []
+    run_study(
+        StudyConfig(factors=["depth"], trials=2, size=4, threads=1),
+        on_progress=lambda done, total, name: seen.append((done, total, name, torch.get_num_threads())),
+    )
+    assert seen == [(1, 3, "depth", 1), (2, 3, "depth", 1), (3, 3, "depth", 1)]
+    assert torch.get_num_threads() == before

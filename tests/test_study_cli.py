@@ -54,14 +54,14 @@ def test_options_reach_the_library(monkeypatch):
     monkeypatch.setattr(bitplan.study, "run_study", recording_run)
     arguments = [
         "study", "frequency", "--bits", "8,3", "--trials", "3", "--dist", "relu", "--quantize", "both",
-        "--seed", "7", "--size", "5", "--frequency", "16,4", "--device", "cpu",
+        "--seed", "7", "--size", "5", "--frequency", "16,4", "--device", "cpu", "--threads", "2",
     ]
     outcome = runner.invoke(app, arguments)
     assert outcome.exit_code == 0, outcome.output
     assert seen == [
         StudyConfig(
             factors=["frequency"], bits=[8, 3], trials=3, distribution="relu", quantize="both", seed=7,
-            size=5, frequency=[16, 4], device="cpu",
+            size=5, frequency=[16, 4], device="cpu", threads=2,
         )
     ]
     table_rows = [line.split() for line in outcome.stdout.splitlines() if line.count("│") >= 6]

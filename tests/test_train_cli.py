@@ -118,3 +118,9 @@ def test_help_lists_the_options():
     for option in ("--plan", "--factor", "--seeds", "--resume", "--nproc", "--grad-quant", "--compile", "--json"):
         assert option in result.output
 
+
+
+def test_invalid_option_is_one_clear_error(calls):
+    result = runner.invoke(app, ["train", "--bits", "8-4"])
+    assert result.exit_code == 2
+    assert "`bits`" in result.output

@@ -19,7 +19,7 @@ from bitplan.apply.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQu
 from bitplan.apply.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
 from bitplan.errors import PlanError
 from bitplan.plan import BitPlan, LayerPlan, load_plan, verify_fingerprint
-from bitplan.quant import ActivationObserver
+from bitplan.quant import ActivationObserver, GradQuant
 
 
 @dataclass
@@ -238,8 +238,6 @@ def _own_attribute(module: nn.Module, parameter: nn.Parameter) -> str | None:
 
 
 def _settings(plan: BitPlan, runtime: QuantRuntime, kind: ForwardQuant, cls: type, channel_dim: int | None) -> LayerQuant:
-    from bitplan.quant import GradQuant
-
     method = GradQuant(plan.gradient_quant)
     if plan.gradient_bits is None and method is GradQuant.sr:
         method = GradQuant.none

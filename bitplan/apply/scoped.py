@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from bitplan import quant
 from bitplan.apply.runtime import ForwardQuant, LayerQuant, quantize_activation
 from bitplan.profile.tracking import VIEW_OPS, op_name_of
 
@@ -240,8 +241,6 @@ class _ScopeMode(TorchFunctionMode):
 
 
 def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int) -> torch.Tensor:
-    from bitplan import quant
-
     bits = layer.capped(bits)
     if layer.forward_quant is ForwardQuant.sawb:
         return quant.sawb_ste(parameter, bits)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
 from bitplan.atomic import atomic_write_text
 from bitplan.errors import BitplanError
@@ -49,7 +50,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 
 def fail(message: str, code: int = 2) -> None:
     """Print one red paragraph and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if not DebugState.enabled:
         err_console.print("[dim](run with --debug for the full traceback)[/]")
     raise typer.Exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,21 @@ import typer
 
 from bitplan.cli.common import JsonFlag, console, err_console, guarded, to_json, write_or_print
 from bitplan.plan.schema import CapacityMeasure, Factor, Mapping, Preset, Strategy
+
+
+class GradientQuantChoice(str, Enum):
+    """The plan's ``gradient_quant`` values."""
+
+    sr = "sr"
+    luq = "luq"
+    none = "none"
+
+
+class GranularityChoice(str, Enum):
+    """The plan's ``weight_granularity`` values."""
+
+    channel = "channel"
+    tensor = "tensor"
 
 
 def register(app: typer.Typer) -> None:
@@ -30,10 +46,10 @@ def plan(
     model: Annotated[str, typer.Argument(help="Model spec (zoo:resnet20, file.py:factory, model.onnx, ...) or a profile JSON.")],
     factor: Annotated[Factor | None, typer.Option("--factor", help="Factor to rank layers by.")] = None,
     strategy: Annotated[Strategy | None, typer.Option("--strategy", help="U, C+ (rise with factor), C- (fall), R.")] = None,
-    bits: Annotated[str | None, typer.Option("--bits", help="Range of widths LOW-HIGH, e.g. 6-8 [default: 4-8].")] = None,
+    bits: Annotated[str | None, typer.Option("--bits", help="Range of widths LOW-HIGH, e.g. 6-8 (default 4-8).")] = None,
     levels: Annotated[str | None, typer.Option("--levels", help="Explicit widths, e.g. 8,10,12,14,16.")] = None,
     uniform_bits: Annotated[
-        int | None, typer.Option("--uniform-bits", help="Width of U and of the reference plan [default: middle of range].")
+        int | None, typer.Option("--uniform-bits", help="Width of U and of the reference plan (default: middle of the range).")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of R.")] = 0,
     mapping: Annotated[Mapping, typer.Option("--mapping", help="How factor values become levels.")] = Mapping.rank,
@@ -61,10 +77,12 @@ def plan(
     ] = False,
     activation_bits: Annotated[int, typer.Option("--activation-bits", help="Activation bits for training (32 = fp32).")] = 8,
     gradient_bits: Annotated[int, typer.Option("--gradient-bits", help="Gradient bits for training (32 = fp32).")] = 8,
-    gradient_quant: Annotated[str, typer.Option("--gradient-quant", help="Gradient quantizer: sr, luq or none.")] = "sr",
+    gradient_quant: Annotated[
+        GradientQuantChoice, typer.Option("--gradient-quant", help="Gradient quantizer for training.")
+    ] = GradientQuantChoice.sr,
     weight_granularity: Annotated[
-        str, typer.Option("--weight-granularity", help="Weight min/max per channel or per tensor.")
-    ] = "channel",
+        GranularityChoice, typer.Option("--weight-granularity", help="Weight min/max per channel or per tensor.")
+    ] = GranularityChoice.channel,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for specs that need one.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Batch to profile at (F and MACs scale with it).")] = None,
     output: Annotated[
@@ -106,8 +124,8 @@ def plan(
         include_activation_gemms=include_activation_gemms,
         activation_bits=_fp32_as_none(activation_bits),
         gradient_bits=_fp32_as_none(gradient_bits),
-        gradient_quant=gradient_quant,
-        weight_granularity=weight_granularity,
+        gradient_quant=gradient_quant.value,
+        weight_granularity=weight_granularity.value,
     )
     if grid:
         if preset is not None:

@@ -77,6 +77,7 @@ def study(
     ] = None,
     depth: Annotated[int | None, typer.Option("--depth", help="Matrices in the depth chain (default 3).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Torch device (default cuda if available).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads while running (default 1).")] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write CSV, JSON and PNG files into this folder.")
     ] = None,
@@ -99,6 +100,7 @@ def study(
         "frequency": parse_int_list(frequency, "--frequency") if frequency is not None else None,
         "depth": depth,
         "device": device,
+        "threads": threads,
         "out": out,
         "plots": plots,
     }

@@ -82,7 +82,7 @@ def train(
 ) -> None:
     """Train with fake-quantized weights, activations and gradients (no plan = fp32 baseline)."""
     from bitplan.plan import load_plan
-    from bitplan.train import Job, TrainConfig, launch, train_seeds
+    from bitplan.train import Job, launch, make_config, train_seeds
 
     given = {
         "model": model, "data": data, "factor": factor, "strategy": strategy, "epochs": epochs,
@@ -98,7 +98,7 @@ def train(
     }
     given = {key: value for key, value in given.items() if value is not None}
     bare = not any(key in given for key in ("model", "data", "plan", "factor"))
-    config = TrainConfig.example(**given) if bare else TrainConfig(**given)
+    config = make_config(given, example=bare)
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
     if nproc > 1:
         code = launch(Job(config=config, seeds=seed_list, resume=resume, progress=progress, print_json=json), nproc)

@@ -49,7 +49,7 @@ def execute(runs: Sequence[PlannedRun], *, jobs: int = 1, progress: bool = True,
     Raises:
         ValueError: ``jobs`` below 1.
         SpecError, DataError, PlanError, TrainingError: From the train engine; pending parallel runs
-            are cancelled and running ones finish their current epoch's checkpoint on the next resume.
+            are cancelled; an interrupted run resumes from its last epoch's checkpoint next time.
     """
     if jobs < 1:
         raise ValueError(f"`jobs` must be at least 1, got {jobs}")
@@ -72,8 +72,7 @@ def execute(runs: Sequence[PlannedRun], *, jobs: int = 1, progress: bool = True,
                     run = pending.pop(future)
                     on_finished(run, RunResult.model_validate_json(future.result()))
         except BaseException:
-            for future in pending:
-                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)  # queued runs never start; running ones end
             raise
 
 

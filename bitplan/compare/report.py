@@ -103,7 +103,8 @@ def render_report(directory: str | Path) -> GridResult:
     """
     folder = Path(directory)
     stored = load_grid(folder)
-    result = summarize_grid(stored.config, cells_of(stored), folder, metric_name=stored.metric_name)
+    config = stored.config.model_copy(update={"out": folder})  # the grid may have been moved or copied
+    result = summarize_grid(config, cells_of(stored), folder, metric_name=stored.metric_name)
     write_report(result, folder)
     return result
 

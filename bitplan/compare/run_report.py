@@ -76,8 +76,8 @@ def render_run_report(directory: str | Path) -> RunReport:
             f"`{folder}` holds no metrics.jsonl (nor seed-*/metrics.jsonl); pass a run directory written by "
             "`bitplan train --out DIR` or a grid written by `bitplan compare --out DIR`"
         )
-    series = {_label(run, folder): read_metrics(run) for run in runs}
-    results = {_label(run, folder): read_result(run) for run in runs}
+    series = {run.name: read_metrics(run) for run in runs}
+    results = {run.name: read_result(run) for run in runs}
     metric = next((result.metric_name for result in results.values() if result is not None), MetricName.accuracy)
     png = curves_figure(series, metric)
     written = [atomic_write_bytes(folder / CURVES_FILE, png)]
@@ -90,10 +90,6 @@ def render_run_report(directory: str | Path) -> RunReport:
         final={label: (result.metric if result else None) for label, result in results.items()},
         files=[str(path) for path in written],
     )
-
-
-def _label(run: Path, root: Path) -> str:
-    return run.name if run != root else "run"
 
 
 def _page(folder: Path, series: dict[str, list[dict]], results: dict[str, RunResult | None], metric: MetricName, png: bytes) -> str:

@@ -10,16 +10,19 @@ We want the largest cost not above the capacity. Choosing L−1 values of S unde
 k-SUM-type problem, so no known algorithm is both exact and fast on every input; this one is exact
 and fast on the inputs planning meets:
 
-- branch and bound over the thresholds from the top level down, pruned by the cheapest and the
-  dearest completion of each partial choice;
-- the last two thresholds in one vectorised step (all t_2 at once, t_1 by binary search);
+- branch and bound over the thresholds one at a time, pruned by the cheapest and the dearest
+  completion of each partial choice;
+- the last two thresholds in one vectorised step (every value of one at once, the other by binary
+  search); the search runs top-down (t_{L−1} first, t_2 and t_1 vectorised) and bottom-up (t_1
+  first, t_{L−2} and t_{L−1} vectorised) in turn on growing work allowances, so it costs about as
+  much as the faster of the two;
 - it stops as soon as it reaches the largest cost that any assignment could have below the
   capacity (every cost is a multiple of gcd(v_j − v_{j−1})·gcd(w_g)), which on large profiles is
   found within the first few branches;
 - it explores thresholds outward from a preferred assignment (the unbudgeted mapping shifted to
   the budget), so among equal-cost optima it returns one close to that mapping.
 
-A node limit guards the rare input that would need a long exhaustive search (``BudgetSearchTooLarge``).
+A work limit guards the rare input that would need a long exhaustive search (``BudgetSearchTooLarge``).
 """
 
 from __future__ import annotations
@@ -31,15 +34,19 @@ from itertools import accumulate
 
 import numpy as np
 
-DEFAULT_NODE_LIMIT = 200_000
+DEFAULT_WORK_LIMIT = 20_000_000  # partial and complete assignments examined; a few seconds at most
+SLICE = 20_000  # steps one search runs before the other takes its turn
 
 
 class BudgetSearchTooLarge(Exception):
-    """The exact search exceeded its node limit; ``best`` is the largest cost found so far."""
+    """The exact search exceeded its work limit; ``best`` is the largest cost found so far."""
 
     def __init__(self, best: int) -> None:
         super().__init__(best)
         self.best = best
+
+
+Node = tuple[int, int, int]  # (threshold index to choose next, its bound, cost of the chosen ones)
 
 
 class _Optimal(Exception):
@@ -84,7 +91,7 @@ def solve_monotone(
     capacity: int,
     *,
     positions: Sequence[float] | None = None,
-    node_limit: int = DEFAULT_NODE_LIMIT,
+    work_limit: int = DEFAULT_WORK_LIMIT,
     order: str = "auto",
 ) -> list[int] | None:
     """The non-decreasing level assignment of largest cost not above ``capacity``.
@@ -95,16 +102,17 @@ def solve_monotone(
         capacity: The budget in the same units as Σ weights·values.
         positions: Preferred continuous level position of each group (non-decreasing), used to pick
             among equal-cost optima; default: spread evenly by chain index.
-        node_limit: Branch-and-bound nodes before giving up.
-        order: ``top-down``, ``bottom-up`` or ``auto`` (by where the preferred thresholds lie); both
-            are exact, they differ only in speed and in which of several equal-cost optima they return.
+        work_limit: Assignments (branch-and-bound nodes plus vectorised candidates) to examine before
+            giving up.
+        order: ``top-down``, ``bottom-up`` or ``auto`` (both side by side; the first to finish wins);
+            all are exact, they differ only in speed and in which of several equal-cost optima they return.
 
     Returns:
         Level index per group, or None when even all groups at the lowest level exceed ``capacity``.
         When everything at the top level fits, that is the answer.
 
     Raises:
-        BudgetSearchTooLarge: The exact search needed more than ``node_limit`` nodes.
+        BudgetSearchTooLarge: The exact search needed more than ``work_limit`` steps.
 
     Example:
         >>> solve_monotone([3, 1, 2], [4, 5, 6], 29)
@@ -119,22 +127,35 @@ def solve_monotone(
     if positions is None:
         positions = [g * (n_levels - 1) / max(count - 1, 1) for g in range(count)]
     preferred = preferred_thresholds(weights, values, capacity, positions)
-    # Vectorise the two thresholds with the widest ranges: the top ones when the preferred plan puts
-    # most groups high (thresholds near the start of the chain), the bottom ones otherwise.
-    searches = {"top-down": _TopDown, "bottom-up": _BottomUp}
-    if order == "auto":
-        order = "bottom-up" if 2 * sum(preferred) < count * len(preferred) else "top-down"
-    search = searches[order]
-    thresholds = search(weights, values, capacity, preferred, node_limit).run()
+    orders = {"top-down": [_TopDown], "bottom-up": [_BottomUp], "auto": [_TopDown, _BottomUp]}[order]
+    searches = [search(weights, values, capacity, preferred) for search in orders]
+    thresholds = _interleave(searches, work_limit)
     return [bisect_right(thresholds, g) for g in range(count)]
+
+
+def _interleave(searches: list[_ThresholdSearch], work_limit: int) -> list[int]:
+    """Advance the searches in turn, a slice of work each, until one finishes (each is exact alone).
+
+    Running both orders side by side costs about twice the faster one, whichever input it is; the
+    result is deterministic because slices count steps, not time.
+    """
+    running = [(search, search.steps()) for search in searches]
+    while True:
+        for search, steps in running:
+            stop = search.work + min(SLICE, work_limit)
+            try:
+                while search.work < stop:
+                    next(steps)
+            except StopIteration:
+                return search.best_thresholds
+        if sum(search.work for search, _ in running) > work_limit:
+            raise BudgetSearchTooLarge(max(search.best for search, _ in running))
 
 
 class _ThresholdSearch:
     """Branch and bound over the thresholds t_1 ≤ … ≤ t_{L−1}; subclasses fix the order."""
 
-    def __init__(
-        self, weights: Sequence[int], values: Sequence[int], capacity: int, preferred: list[int], node_limit: int
-    ) -> None:
+    def __init__(self, weights: Sequence[int], values: Sequence[int], capacity: int, preferred: list[int]) -> None:
         self.count = len(weights)
         self.top = len(values) - 1  # index of the last threshold, t_{L−1}
         self.suffix = list(accumulate(reversed(weights), initial=0))[::-1]  # S(t), t = 0..R
@@ -144,8 +165,7 @@ class _ThresholdSearch:
         step = math.gcd(*self.deltas[1:]) * math.gcd(*[w for w in weights if w] or [1])
         self.ceiling = self.room // step * step  # no assignment can cost more than this and fit
         self.preferred = [0] + preferred
-        self.node_limit = node_limit
-        self.nodes = 0
+        self.work = 0
         self.best = -1
         self.best_thresholds: list[int] = []
         self.chosen = [0] * len(values)  # chosen[j] = t_j
@@ -154,20 +174,29 @@ class _ThresholdSearch:
         self.negated_suffix = [-s for s in self.suffix]  # ascending, for bisect
         self.negated_array = np.asarray(self.negated_suffix, dtype=self.suffix_array.dtype)
 
-    def run(self) -> list[int]:
+    def steps(self) -> Iterator[None]:
+        """Run the search depth first, yielding after every node; ``best_thresholds`` is the answer at the end."""
+        stack: list[Iterator[Node]] = [iter([self._root()])]
         try:
-            self._start()
+            while stack:
+                node = next(stack[-1], None)
+                if node is None:
+                    stack.pop()
+                    continue
+                self.work += 1
+                children = self._expand(*node)
+                if children is not None:
+                    stack.append(children)
+                yield
         except _Optimal:
             pass
-        return self.best_thresholds
 
-    def _start(self) -> None:
+    def _root(self) -> Node:
         raise NotImplementedError
 
-    def _visit(self) -> None:
-        self.nodes += 1
-        if self.nodes > self.node_limit:
-            raise BudgetSearchTooLarge(self.best)
+    def _expand(self, level: int, bound: int, partial: int) -> Iterator[Node] | None:
+        """Settle a node (record, prune, or solve its last two thresholds) or return its children."""
+        raise NotImplementedError
 
     def _record(self, cost: int, thresholds: list[int]) -> None:
         if cost > self.best:
@@ -195,31 +224,33 @@ class _ThresholdSearch:
 class _TopDown(_ThresholdSearch):
     """Choose t_{L−1}, …, t_3 in turn; then every t_2 at once with t_1 by binary search."""
 
-    def _start(self) -> None:
+    def _root(self) -> Node:
         self.reach = list(accumulate(self.deltas))  # D_j = Δ_1 + … + Δ_j
-        self._search(self.top, self.count, 0)
+        return self.top, self.count, 0
 
-    def _search(self, level: int, upper: int, partial: int) -> None:
-        """Choose t_level ≤ upper given t_{level+1..} fixed (their contribution is ``partial``)."""
-        self._visit()
+    def _expand(self, level: int, upper: int, partial: int) -> Iterator[Node] | None:
+        """Node: t_level ≤ upper is next, t_{level+1..} are fixed and add ``partial``."""
         reach = self.reach[level]
         if partial + reach * self.suffix[upper] > self.room:
-            return
+            return None
         if partial + reach * self.total <= self.room:  # everything below may sit at t = 0
             self._record(partial + reach * self.total, [0] * level + self.chosen[level + 1 :])
-            return
+            return None
         if partial + reach * self.total <= self.best:
-            return
+            return None
         if level <= 2:
             self._solve_last_two(level, upper, partial)
-            return
+            return None
+        return self._children(level, upper, partial)
+
+    def _children(self, level: int, upper: int, partial: int) -> Iterator[Node]:
         delta, below = self.deltas[level], self.reach[level - 1]
-        lowest = self._lowest_fitting(reach, self.room - partial)
+        lowest = self._lowest_fitting(self.reach[level], self.room - partial)
         for t in _outward(lowest, upper, self.preferred[level]):
             if partial + delta * self.suffix[t] + below * self.total <= self.best:
                 continue  # even the dearest completion cannot beat the best found
             self.chosen[level] = t
-            self._search(level - 1, t, partial + delta * self.suffix[t])
+            yield level - 1, t, partial + delta * self.suffix[t]
 
     def _solve_last_two(self, level: int, upper: int, partial: int) -> None:
         d1 = self.deltas[1]
@@ -228,6 +259,7 @@ class _TopDown(_ThresholdSearch):
             self._record(partial + d1 * self.suffix[t1], [t1] + self.chosen[2:])
             return
         lowest = self._lowest_fitting(self.reach[2], self.room - partial)
+        self.work += upper + 1 - lowest
         t2 = np.arange(lowest, upper + 1)
         with_t2 = partial + self.deltas[2] * self.suffix_array[lowest : upper + 1]
         # smallest t1 with Δ_1·S(t1) ≤ what is left; t1 ≤ t2 holds because S(t2) fits already
@@ -241,31 +273,33 @@ class _TopDown(_ThresholdSearch):
 class _BottomUp(_ThresholdSearch):
     """Choose t_1, …, t_{L−3} in turn; then every t_{L−2} at once with t_{L−1} by binary search."""
 
-    def _start(self) -> None:
+    def _root(self) -> Node:
         self.above = list(accumulate(reversed(self.deltas)))[::-1] + [0]  # A_j = Δ_j + … + Δ_{L−1}
-        self._search(1, 0, 0)
+        return 1, 0, 0
 
-    def _search(self, level: int, lower: int, partial: int) -> None:
-        """Choose t_level ≥ lower given t_1..t_{level−1} fixed (their contribution is ``partial``)."""
-        self._visit()
+    def _expand(self, level: int, lower: int, partial: int) -> Iterator[Node] | None:
+        """Node: t_level ≥ lower is next, t_1..t_{level−1} are fixed and add ``partial``."""
         if partial > self.room:
-            return
+            return None
         dearest = partial + self.above[level] * self.suffix[lower]
         if dearest <= self.room:  # everything above may sit at t = lower
             self._record(dearest, self.chosen[1:level] + [lower] * (self.top - level + 1))
-            return
+            return None
         if dearest <= self.best:
-            return
+            return None
         if level >= self.top - 1:
             self._solve_last_two(level, lower, partial)
-            return
+            return None
+        return self._children(level, lower, partial)
+
+    def _children(self, level: int, lower: int, partial: int) -> Iterator[Node]:
         delta, rest = self.deltas[level], self.above[level + 1]
         lowest = max(lower, self._lowest_fitting(delta, self.room - partial))
         for t in _outward(lowest, self.count, self.preferred[level]):
             if partial + (delta + rest) * self.suffix[t] <= self.best:
                 continue  # even the dearest completion cannot beat the best found
             self.chosen[level] = t
-            self._search(level + 1, t, partial + delta * self.suffix[t])
+            yield level + 1, t, partial + delta * self.suffix[t]
 
     def _solve_last_two(self, level: int, lower: int, partial: int) -> None:
         d_top = self.deltas[self.top]
@@ -274,6 +308,7 @@ class _BottomUp(_ThresholdSearch):
             self._record(partial + d_top * self.suffix[t], self.chosen[1 : self.top] + [t])
             return
         lowest = max(lower, self._lowest_fitting(self.deltas[level], self.room - partial))
+        self.work += self.count + 1 - lowest
         t_low = np.arange(lowest, self.count + 1)
         with_low = partial + self.deltas[level] * self.suffix_array[lowest:]
         t_high = np.maximum(t_low, self._fitting_array(d_top, self.room - with_low))

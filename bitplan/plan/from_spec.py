@@ -29,6 +29,8 @@ def load_profile(model: str, *, input_shape: str | None = None, batch: int | Non
         except ValidationError as error:
             details = "; ".join(format_validation_error(error))
             raise PlanError(f"`{path}` is not a valid profile: {details}. Regenerate it with `bitplan profile`.") from None
+        except (KeyError, TypeError) as error:  # a layer record missing its shape fields
+            raise PlanError(f"`{path}` is not a valid profile ({error!r}). Regenerate it with `bitplan profile`.") from None
     from bitplan.spec import profile_spec
 
     return profile_spec(model, input_shape=input_shape, batch=batch)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bitplan.plan.grid import plan_filename
-from bitplan.plan.io import plan_to_json, save_plan
+from bitplan.atomic import atomic_write_text
+from bitplan.plan.io import plan_to_json
 from bitplan.plan.planner import make_plan
 from bitplan.plan.schema import BitPlan, Factor, Strategy
 from bitplan.profile.schema import ModelProfile
@@ -80,13 +81,11 @@ def drift(directory: Path = PLANS_DIR, profiles: Mapping[str, ModelProfile] | No
 
 def regenerate(directory: Path = PLANS_DIR) -> list[Path]:
     """Rewrite every committed plan; remove plan files no plan set produces."""
-    from bitplan.plan.io import parse_plan
-
     expected = committed_plans()
     for path in directory.glob("*.json"):
         if path.name not in expected:
             path.unlink()
-    return [save_plan(parse_plan(text), directory / name) for name, text in expected.items()]
+    return [atomic_write_text(directory / name, text) for name, text in expected.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

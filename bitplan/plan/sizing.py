@@ -86,7 +86,7 @@ def budgeted_bits(
 
     Raises:
         PlanError: The budget is below the smallest or above the largest reachable size (both stated),
-            or the exact search hit its node limit.
+            or the exact search hit its work limit.
     """
     assigned = [unit for unit in units if not unit.kept]
     terms = BudgetTerms(
@@ -119,7 +119,7 @@ def budgeted_bits(
     except BudgetSearchTooLarge as error:
         raise PlanError(
             f"{flag}: the exact search for the largest {strategy.value} plan within the budget gave up at its "
-            f"node limit (best found {terms.describe(smallest + error.best)}). Use a budget equal to a "
+            f"work limit (best found {terms.describe(smallest + error.best)}). Use a budget equal to a "
             "uniform width, or fewer levels."
         ) from None
     bits = [0] * len(assigned)

@@ -86,6 +86,13 @@ class StudyConfig(BaseModel):
     )
     depth: int = Field(default=3, ge=1, le=16, description="Matrices W1..W_D in the depth chain.")
     device: str | None = Field(default=None, description="Torch device; default CUDA when available, else CPU.")
+    threads: int | None = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="CPU threads while the study runs (None keeps torch's setting). One is fastest for the "
+        "default sizes: the work is memory-bound, and extra threads mostly wait, badly so on a busy machine.",
+    )
     out: Path | None = Field(default=None, description="Directory for CSV/JSON/PNG files; None writes nothing.")
     plots: bool = Field(default=True, description="Draw a PNG per factor when writing files.")
 

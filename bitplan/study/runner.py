@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -31,6 +32,18 @@ def resolve_device(config: StudyConfig) -> torch.device:
             "pass --device cpu or leave the device unset to use CUDA only when it is present."
         )
     return device
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with ``threads`` intra-op CPU threads (None: unchanged), then restore the setting."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def run_factor(
@@ -82,7 +95,7 @@ def run_study(config: StudyConfig, *, on_progress: ProgressCallback | None = Non
     factors = []
     # The quantizer's compiled kernels give bit-identical results, but compiling them takes longer
     # (seconds per dtype) than the whole default study spends quantizing eagerly.
-    with kernel_policy(compile=False):
+    with kernel_policy(compile=False), cpu_threads(config.threads):
         for factor in config.factors:
 
             def advance(name: str = factor.value) -> None:

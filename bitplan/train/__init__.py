@@ -4,7 +4,7 @@ A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` and 
 several seeds add ``seed-<s>/`` folders and ``summary.json`` (docs/training.md).
 """
 
-from bitplan.train.config import Device, Granularity, GradQuantChoice, Optimizer, Schedule, TrainConfig
+from bitplan.train.config import Device, Granularity, GradQuantChoice, Optimizer, Schedule, TrainConfig, make_config
 from bitplan.train.distributed import Job, launch
 from bitplan.train.loop import train_run
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, SeedsSummary, SeedStatus
@@ -18,6 +18,7 @@ __all__ = [
     "Job",
     # configuration
     "TrainConfig",
+    "make_config",
     "Optimizer",
     "Schedule",
     "Device",

@@ -89,7 +89,7 @@ class TrainConfig(BaseModel):
     factor: Factor | None = Field(default=None, description="Make a plan by this factor when `plan` is None.")
     strategy: Strategy = Field(default=DEFAULT_STRATEGY, description="Strategy of the plan made from `factor`.")
     bits: tuple[int, int] = Field(default=DEFAULT_BITS, description="Bit range of the plan made from `factor`.")
-    epochs: int = Field(default=12, ge=1, description="Passes over the training split.")
+    epochs: int = Field(default=6, ge=1, description="Passes over the training split.")
     batch_size: int = Field(default=32, ge=1, description="Global batch (split across ranks when distributed).")
     lr: float = Field(default=0.05, gt=0, description="Peak learning rate.")
     optimizer: Optimizer = Optimizer.sgd
@@ -130,7 +130,36 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def example(cls, **overrides: object) -> TrainConfig:
-        """The embedded default: digits CNN, digits, C− A 4–8 plan (what `bitplan train` runs bare)."""
-        values: dict[str, object] = {"factor": DEFAULT_FACTOR, "strategy": DEFAULT_STRATEGY, "bits": DEFAULT_BITS}
+        """The embedded default: digits CNN, digits, C− A 4–8 plan (what `bitplan train` runs bare).
+
+        One thread: the model is tiny, and a second thread only adds synchronisation (and stalls
+        badly when the cores are shared).
+        """
+        values: dict[str, object] = {
+            "factor": DEFAULT_FACTOR, "strategy": DEFAULT_STRATEGY, "bits": DEFAULT_BITS, "threads": 1,
+        }
         values.update(overrides)
         return cls(**values)
+
+
+def make_config(options: dict[str, object], *, example: bool = False) -> TrainConfig:
+    """A ``TrainConfig`` from user options, with one clear error for invalid ones.
+
+    Args:
+        options: Field values the user gave (absent fields keep their defaults).
+        example: Start from ``TrainConfig.example()`` instead of the plain defaults.
+
+    Raises:
+        TrainingError: An option is invalid; the message names each offending field.
+    """
+    from pydantic import ValidationError
+
+    from bitplan.errors import TrainingError
+
+    try:
+        return TrainConfig.example(**options) if example else TrainConfig(**options)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"`{'.'.join(str(part) for part in item['loc']) or 'options'}`: {item['msg']}" for item in error.errors()
+        )
+        raise TrainingError(f"invalid training options: {problems}. Fix them and run again.") from None
