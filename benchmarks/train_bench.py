@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bitplan.apply import apply
+from bitplan.apply import apply, quant_runtime
 from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec
 
@@ -53,6 +53,8 @@ def build_variants(batch: int, compiled: bool) -> dict[str, tuple]:
         model.load_state_dict(initial)
         if settings is not None:
             apply(model, plan.model_copy(update=settings), loaded.example_inputs, seed=0)
+        if compiled and settings is not None:
+            quant_runtime(model).global_rng = True  # compile cannot trace a torch.Generator
         runner = torch.compile(model) if compiled else model
         variants[name] = (runner, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
     return variants

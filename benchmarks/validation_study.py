@@ -3,7 +3,8 @@
 For each zoo model on the embedded digits data: train a full-precision checkpoint (seed 0), then
 measure every method (fisher, loss-delta, sqnr, hessian) at ``--bits`` on the trained weights and on
 the random initialisation the training started from, and rank-correlate each structural factor (A,
-F, D, capacity, MACs) with the measure (Spearman ρ, Kendall τ, 95% paired bootstrap CIs over layers).
+F, D, capacity, MACs) with the measure (Spearman ρ, Kendall τ, 95% paired bootstrap CIs over layers),
+over all weight GEMMs and over the interior ones (first and last left out).
 
     python benchmarks/validation_study.py --out runs/validation --img-dir docs/img
 
@@ -11,6 +12,7 @@ Writes into ``--out``: one training run per model (``<model>/seed-0/``, reused w
 one sensitivity report per model × weights × method (``<model>/<weights>-<method>.json``, with its
 validation), ``validation.json`` (everything) and ``validation.md`` (the tables of
 docs/validation.md); one scatter grid per model × weights (methods × factors) into ``--img-dir``.
+``--reuse`` reads reports an earlier run left in ``--out`` instead of measuring again (to re-render).
 Runs with one torch thread by default: on a shared two-core machine, two threads contend and small
 convolutions get an order of magnitude slower.
 """
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from bitplan.atomic import atomic_write, atomic_write_text
-from bitplan.sensitivity_analysis import FACTORS, Method, SensitivityReport, measure_sensitivity, validate
+from bitplan.sensitivity_analysis import FACTORS, Method, SensitivityReport, correlate, measure_sensitivity, validate
 from bitplan.train import TrainConfig, train_seeds
 
 DEFAULT_MODELS = (
@@ -42,7 +44,7 @@ WEIGHTS = ("trained", "random")
 # The paper's rules as signs of the rank correlation between a factor and sensitivity:
 # C− on A (more accumulation, fewer bits) means a large A is LESS sensitive; C+ on F means a
 # frequently used weight is MORE sensitive; depth has no clear effect.
-EXPECTED_SIGN = {"A": -1, "F": +1}
+RULES = {"A": "C−: ρ < 0", "F": "C+: ρ > 0", "D": "none: ρ ≈ 0"}
 
 
 def slug(spec: str) -> str:
@@ -61,14 +63,28 @@ def train_checkpoint(spec: str, data: str, out: Path, epochs: int, threads: int)
             "epochs": final["epochs_done"], "train_seconds": final["seconds"]}
 
 
-def sign_verdict(ci: tuple[float, float] | None, expected: int) -> str:
-    """``supports`` / ``contradicts`` when the whole CI lies on one side of zero, else ``inconclusive``."""
-    if ci is None:
-        return "inconclusive"
-    low, high = ci
-    if low > 0 or high < 0:
-        return "supports" if (1 if low > 0 else -1) == expected else "contradicts"
-    return "inconclusive"
+def side(ci: tuple[float, float] | None) -> str:
+    """Where a 95% CI lies: ``negative`` or ``positive`` when it excludes zero, else ``spans 0``."""
+    if ci is None or ci[0] <= 0 <= ci[1]:
+        return "spans 0"
+    return "positive" if ci[0] > 0 else "negative"
+
+
+def interior(report: SensitivityReport, resamples: int) -> list[dict]:
+    """Spearman ρ of A, F, D over the layers between the first and the last weight GEMM.
+
+    The stem and the classifier are often kept at high precision and differ from every other
+    layer in A and F at once; without them the interior layers show whether a factor ranks the
+    layers a plan really has to choose among.
+    """
+    layers = report.layers[1:-1]
+    sensitivity = np.array([layer.sensitivity for layer in layers])
+    records = []
+    for factor in RULES:
+        values = np.array([getattr(layer, FACTORS[factor]) for layer in layers], dtype=float)
+        rho, rho_ci, _, _, note = correlate(values, sensitivity, resamples=resamples, seed=0)
+        records.append({"factor": factor, "spearman": rho, "spearman_ci": rho_ci, "note": note})
+    return records
 
 
 def method_agreement(reports: dict[str, SensitivityReport]) -> dict[str, dict[str, float | None]]:
@@ -156,6 +172,12 @@ def markdown(summary: dict) -> str:
                 cells = [_interval(c[statistic], c[f"{statistic}_ci"]) for c in run["validation"]]
                 lines.append(f"| {run['weights']} | {run['method']} | " + " | ".join(cells) + f" | {run['seconds']:.1f} |")
             lines.append("")
+        lines += ["Interior layers only (first and last weight GEMM left out), Spearman ρ [95% CI]:", "",
+                  "| weights | method | " + " | ".join(RULES) + " |", "|---|---|" + "---|" * len(RULES)]
+        for run in model["runs"]:
+            cells = [_interval(c["spearman"], c["spearman_ci"]) for c in run["interior"]]
+            lines.append(f"| {run['weights']} | {run['method']} | " + " | ".join(cells) + " |")
+        lines.append("")
         lines += ["Agreement between methods (Spearman ρ of the per-layer scores; trained above the "
                   "diagonal, random init below):", "", "| | " + " | ".join(METHODS) + " |",
                   "|---|" + "---|" * len(METHODS)]
@@ -167,30 +189,39 @@ def markdown(summary: dict) -> str:
                 cells.append("" if i == j else ("—" if value is None else f"{value:+.2f}"))
             lines.append(f"| {first} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["### Tally over all models, weights and methods", "",
-              "A measurement *supports* a rule when the whole 95% CI has the rule's sign, *contradicts* it when "
-              "the whole CI has the opposite sign, and is *inconclusive* otherwise.", "",
-              "| factor | rule | weights | supports | inconclusive | contradicts |", "|---|---|---|---:|---:|---:|"]
+    lines += ["### Tally over all models and methods", "",
+              "Number of measurements (model × method) whose 95% CI of Spearman ρ lies wholly below zero, "
+              "spans zero, or lies wholly above zero.", "",
+              "| factor | paper's rule | layers | weights | ρ < 0 | CI spans 0 | ρ > 0 |", "|---|---|---|---|---:|---:|---:|"]
     for row in summary["tally"]:
-        lines.append(f"| {row['factor']} | {row['rule']} | {row['weights']} | {row['supports']} | "
-                     f"{row['inconclusive']} | {row['contradicts']} |")
+        lines.append(f"| {row['factor']} | {row['rule']} | {row['layers']} | {row['weights']} | {row['negative']} | "
+                     f"{row['spans 0']} | {row['positive']} |")
     return "\n".join(lines) + "\n"
 
 
 def tally(models: list[dict]) -> list[dict]:
-    """Count supports/inconclusive/contradicts per factor rule and kind of weights (Spearman CIs)."""
+    """Per factor, layer set and kind of weights: how many Spearman CIs lie below, across, above zero."""
     rows = []
-    for factor, sign in EXPECTED_SIGN.items():
-        rule = "C− (ρ < 0)" if sign < 0 else "C+ (ρ > 0)"
-        for weights in WEIGHTS:
-            counts = {"supports": 0, "inconclusive": 0, "contradicts": 0}
-            for model in models:
-                for run in model["runs"]:
-                    if run["weights"] == weights:
-                        record = next(c for c in run["validation"] if c["factor"] == factor)
-                        counts[sign_verdict(record["spearman_ci"], sign)] += 1
-            rows.append({"factor": factor, "rule": rule, "weights": weights, **counts})
+    for factor, rule in RULES.items():
+        for layer_set, key in (("all", "validation"), ("interior", "interior")):
+            for weights in WEIGHTS:
+                counts = {"negative": 0, "spans 0": 0, "positive": 0}
+                for model in models:
+                    for run in model["runs"]:
+                        if run["weights"] == weights:
+                            record = next(c for c in run[key] if c["factor"] == factor)
+                            counts[side(record["spearman_ci"])] += 1
+                rows.append({"factor": factor, "rule": rule, "layers": layer_set, "weights": weights, **counts})
     return rows
+
+
+def stored_report(path: Path, args: argparse.Namespace) -> SensitivityReport | None:
+    """A validated report from an earlier run with the same measuring settings, else None."""
+    if not path.is_file():
+        return None
+    report = SensitivityReport.model_validate_json(path.read_text())
+    same = (report.bits, report.batch_size, report.validation is not None) == (args.bits, args.batch_size, True)
+    return report if same and report.batches == args.batches else None
 
 
 def main() -> None:
@@ -208,11 +239,13 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="Bootstrap resamples per CI.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dpi", type=int, default=70)
+    parser.add_argument("--reuse", action="store_true",
+                        help="Read reports already in OUT (same bits, batches, batch size) instead of measuring again.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     img_dir = args.img_dir or args.out / "img"
     methods = args.methods.split(",")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     models = []
     for spec in args.models.split(","):
         name = slug(spec)
@@ -221,16 +254,21 @@ def main() -> None:
         runs, reports = [], {weights: {} for weights in WEIGHTS}
         for weights in WEIGHTS:
             for method in methods:
-                report = measure_sensitivity(
-                    spec, args.data, method=method, bits=args.bits, batches=args.batches, batch_size=args.batch_size,
-                    seed=0, checkpoint=trained["checkpoint"] if weights == "trained" else None, probes=args.probes,
-                )
-                report = report.model_copy(update={"validation": validate(report, resamples=args.resamples, seed=0)})
-                atomic_write_text(args.out / name / f"{weights}-{method}.json", report.model_dump_json(indent=2))
+                path = args.out / name / f"{weights}-{method}.json"
+                report = stored_report(path, args) if args.reuse else None
+                if report is None:
+                    report = measure_sensitivity(
+                        spec, args.data, method=method, bits=args.bits, batches=args.batches,
+                        batch_size=args.batch_size, seed=0, probes=args.probes,
+                        checkpoint=trained["checkpoint"] if weights == "trained" else None,
+                    )
+                    report = report.model_copy(update={"validation": validate(report, resamples=args.resamples, seed=0)})
+                    atomic_write_text(path, report.model_dump_json(indent=2))
                 reports[weights][method] = report
                 runs.append({"weights": weights, "method": method, "seconds": report.seconds,
                              "sensitivity": report.by_name(),
-                             "validation": [c.model_dump(mode="json") for c in report.validation]})
+                             "validation": [c.model_dump(mode="json") for c in report.validation],
+                             "interior": interior(report, args.resamples)})
                 print(f"  {weights:7s} {method:10s} {report.seconds:6.1f} s  ρ_A={_interval(report.validation[0].spearman, report.validation[0].spearman_ci)}", flush=True)
         images = [img_dir / f"validation-{name}-{weights}.png" for weights in WEIGHTS]
         for weights, image in zip(WEIGHTS, images):
@@ -243,13 +281,14 @@ def main() -> None:
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
         "machine": {"torch": torch.__version__, "python": platform.python_version(), "threads": args.threads},
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
         "models": models,
         "tally": tally(models),
     }
     atomic_write_text(args.out / "validation.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(args.out / "validation.md", markdown(summary))
     print(markdown(summary))
-    print(f"total {summary['seconds']:.0f} s; wrote {args.out / 'validation.json'} and {args.out / 'validation.md'}")
+    print(f"total {summary['seconds']:.0f} s ({summary['cpu_seconds']:.0f} s CPU); wrote {args.out / 'validation.json'} and {args.out / 'validation.md'}")
 
 
 if __name__ == "__main__":

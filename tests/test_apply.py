@@ -229,54 +229,6 @@ def test_recurrent_weights_quantized_per_plan_entry(cell):
     assert model.rnn.weight_hh_l1.grad is not None
 
 
-class SelfAttention(nn.Module):
-    def __init__(self, dim: int = 8, heads: int = 2) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-
-    def forward(self, x):  # x: [B, L, D]
-        batch, length, dim = x.shape
-        q, k, v = (t.view(batch, length, self.heads, -1).transpose(1, 2) for t in self.qkv(x).split(dim, -1))
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, L, D/H]
-
-
-def test_attention_products_quantized_when_planned():
-    torch.manual_seed(3)
-    model, x = SelfAttention(), torch.randn(2, 5, 8)
-    plan = plan_for(model, (x,), default=8, include_activation_gemms=True, gradient_quant="none")
-    names = {layer.name for layer in plan.layers}
-    assert {"attention_qk", "attention_av"} <= names
-    plan = plan.model_copy(update={"layers": [
-        layer.model_copy(update={"bits": {"attention_qk": 4, "attention_av": 3}.get(layer.name, layer.bits)})
-        for layer in plan.layers
-    ]})
-    reference = SelfAttention()
-    reference.load_state_dict(model.state_dict())
-    apply(model, plan, (x,))
-    qkv = F.linear(reference_quant(x, 8), reference_quant(reference.qkv.weight, 8, dim=0), reference.qkv.bias)
-    q, k, v = (t.view(2, 5, 2, 4).transpose(1, 2) for t in qkv.split(8, -1))
-    scores = reference_quant(q, 4) @ reference_quant(k, 4).transpose(-2, -1) / 2.0  # sqrt(head dim 4)
-    scores = scores.masked_fill(~torch.ones(5, 5, dtype=torch.bool).tril(), float("-inf"))
-    expected = reference_quant(scores.softmax(-1), 3) @ reference_quant(v, 3)
-    torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
-    strip(model)
-    torch.testing.assert_close(model(x), reference(x))
-
-
-def test_transformer_lm_trains_with_attention_planned():
-    from bitplan.spec import load_model
-
-    loaded = load_model("zoo:transformer_lm?d_model=32&n_layers=1&n_heads=2&vocab=50&seq_len=8")
-    model, inputs = loaded.model, loaded.example_inputs
-    plan = plan_for(model, inputs, include_activation_gemms=True)
-    apply(model, plan, inputs)
-    assert any(type(module).__name__.startswith("Scoped") for module in model.modules())
-    logits = model(*inputs)
-    F.cross_entropy(logits.flatten(0, 1), inputs[0].flatten()).backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
-
 def test_tied_output_projection_is_quantized_in_place():
     torch.manual_seed(4)
     embed, head = nn.Embedding(11, 6), nn.Linear(6, 11, bias=False)
@@ -323,20 +275,3 @@ def test_apply_reads_a_plan_file_and_fingerprints_with_the_spec_inputs(tmp_path)
     model = load_model("zoo:digits_cnn").model
     apply(model, path)
     assert model.conv3.bitplan_quant.weight_bits == {"weight": plan.bits_by_weight()["conv3.weight"]}
-
-
-def test_multihead_attention_is_refused():
-    model = nn.MultiheadAttention(8, 2, batch_first=True)
-    x = torch.randn(2, 5, 8)
-
-    class Wrapper(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.attn = model
-
-        def forward(self, x):
-            return self.attn(x, x, x, need_weights=False)[0]
-
-    wrapper = Wrapper()
-    with pytest.raises(PlanError, match="MultiheadAttention"):
-        apply(wrapper, plan_for(wrapper, (x,)), (x,))

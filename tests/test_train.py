@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 import torch
 
 from bitplan.train import RunConfigFile, RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
-from bitplan.train.loop import lr_factor
 from bitplan.train.config import Schedule
+from bitplan.train.loop import lr_factor
 from bitplan.train.records import MetricsLine
 
 TINY_FACTORY = '''
@@ -180,3 +181,14 @@ def _any_plan():
     from bitplan.spec import profile_spec
 
     return make_plan(profile_spec("zoo:digits_cnn"), factor="A", strategy="U", bits=(8, 8))
+
+
+def test_luq_gradients_sawb_forward_and_cyclic_precision_train(tiny_spec, tmp_path):
+    config = tiny_config(
+        tiny_spec, tmp_path / "luq", epochs=1, gradient_quant="luq", forward_quant="sawb", gradient_samples=2,
+        cyclic=(3, 8), cyclic_cycles=2,
+    )
+    result = train_run(config, progress=False)
+    record = RunConfigFile.model_validate_json((tmp_path / "luq" / "config.json").read_text())
+    assert result.status == "ok" and math.isfinite(result.train_loss)
+    assert record.config.plan.gradient_quant == "luq" and record.config.forward_quant.value == "sawb"

@@ -213,6 +213,12 @@ def _resolve(model: nn.Module, plan: BitPlan) -> list[_ModuleTarget]:
             # a layer's own weights and other GEMMs in one module: the scope handles all of them
             found.scoped_weights += list(found.twin_weights.values())
             found.twin_weights = {}
+        if not found.twin_weights and isinstance(found.module, nn.MultiheadAttention):
+            raise PlanError(
+                f"module `{found.path}` is an nn.MultiheadAttention, whose fused functional hides its GEMMs "
+                "from bitplan; build attention from nn.Linear projections and F.scaled_dot_product_attention "
+                "(as zoo:transformer_lm does), or set its plan entries to 32 bits"
+            )
     return list(targets.values())
 
 
@@ -277,12 +283,6 @@ def _attach(
         module.__dict__["bitplan_quant"] = layer
         module.__class__ = twin_class(cls, base)
         return
-    if isinstance(module, nn.MultiheadAttention):
-        raise PlanError(
-            f"module `{target.path}` is an nn.MultiheadAttention, whose fused functional hides its GEMMs "
-            "from bitplan; build attention from nn.Linear projections and F.scaled_dot_product_attention "
-            "(as zoo:transformer_lm does), or set its plan entries to 32 bits"
-        )
     layer = _settings(plan, runtime, kind, cls, 0)
     slots = 0
     weight_slots: dict[str, list[Slot]] = defaultdict(list)

@@ -38,18 +38,24 @@ class QuantRuntime:
     """State shared by every quantized layer of one model: stochastic-rounding RNG and a bit cap.
 
     One generator per device, seeded from ``seed``; distributed training passes a per-rank seed so
-    each rank draws its own stream. ``bit_cap`` (set by the cyclic-precision schedule) lowers every
-    planned weight/activation width to at most that many bits.
+    each rank draws its own stream. ``global_rng`` makes rounding draw from torch's global
+    generator instead: ``torch.compile`` cannot trace a ``torch.Generator`` argument (each use
+    would split the compiled graph), so compiled training sets it and seeds the global generator
+    per rank. ``bit_cap`` (set by the cyclic-precision schedule) lowers every planned
+    weight/activation width to at most that many bits.
     """
 
     def __init__(self, seed: int, *, gradient_samples: int = 1) -> None:
         self.seed = seed
         self.gradient_samples = gradient_samples
         self.bit_cap: int | None = None
+        self.global_rng = False
         self._generators: dict[str, torch.Generator] = {}
 
-    def generator(self, device: torch.device) -> torch.Generator:
-        """The generator for tensors on ``device`` (created on first use)."""
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """The generator for tensors on ``device`` (created on first use); None with ``global_rng``."""
+        if self.global_rng:
+            return None
         key = _device_key(device)
         if key not in self._generators:
             self._generators[key] = torch.Generator(device=key).manual_seed(self.seed)
@@ -62,7 +68,7 @@ class QuantRuntime:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore generator states saved by ``state_dict``."""
         for key, generator_state in state.items():
-            self.generator(torch.device(key)).set_state(generator_state)
+            self._generators.setdefault(key, torch.Generator(device=key)).set_state(generator_state)
 
 
 def _device_key(device: torch.device) -> str:

@@ -55,6 +55,12 @@ GEMM_OPERANDS: dict[str, Callable[[tuple, dict], list[int]]] = {
     "baddbmm": lambda a, k: [1, 2],
     "einsum": _operands_of_einsum,
 }
+# the profiler's op name for a GEMM of two activations (matmul, mm, bmm, einsum, ... are "matmul")
+GEMM_KINDS = {
+    "linear": "linear",
+    **{f"conv{d}d": "conv" for d in (1, 2, 3)},
+    **{f"conv_transpose{d}d": "conv_transpose" for d in (1, 2, 3)},
+}
 ATTENTION = "scaled_dot_product_attention"
 
 
@@ -74,7 +80,7 @@ class ScopeQuant:
         layer: Activation/gradient settings and the shared runtime (its ``weight_bits`` is unused).
         weights: ``id(parameter)`` -> (FQN, parameter, bits).
         weight_slots: Weight FQN -> one slot per GEMM that reads it, in call order.
-        activation_slots: Entry suffix (``attention_qk``, ``attention_av#2``, ``matmul``) -> slot.
+        activation_slots: Entry suffix (``attention_qk``, ``attention_av#2``, ``matmul``, ...) -> slot.
         child_depth: > 0 while a submodule's forward runs (its calls are not this module's GEMMs).
         hooks: Handles of the submodule hooks that maintain ``child_depth`` (removed by strip).
     """
@@ -85,10 +91,6 @@ class ScopeQuant:
     activation_slots: dict[str, Slot]
     child_depth: int = 0
     hooks: list[Any] = field(default_factory=list)
-
-    @property
-    def slot_count(self) -> int:
-        return sum(len(slots) for slots in self.weight_slots.values()) + len(self.activation_slots)
 
 
 class ScopedForward:
@@ -157,7 +159,7 @@ class _ScopeMode(TorchFunctionMode):
             return self._attention(args, kwargs)
         positions = GEMM_OPERANDS[name](args, kwargs) if name in GEMM_OPERANDS else []
         if positions:
-            return self._gemm(func, name, list(args), kwargs, positions)
+            return self._gemm(func, GEMM_KINDS.get(name, "matmul"), list(args), kwargs, positions)
         return func(*args, **kwargs)
 
     def _view(self, func, args: tuple, kwargs: dict) -> Any:
@@ -168,7 +170,8 @@ class _ScopeMode(TorchFunctionMode):
                 self.derived[id(leaf)] = (fqn, leaf)
         return out
 
-    def _gemm(self, func, name: str, args: list, kwargs: dict, positions: list[int]) -> Any:
+    def _gemm(self, func, kind: str, args: list, kwargs: dict, positions: list[int]) -> Any:
+        """A GEMM call: on a planned weight (quantize the other operand), or on two activations (``kind``)."""
         sources = {i: self._source(args[i]) for i in positions}
         weights = [i for i, fqn in sources.items() if fqn is not None]
         if weights:
@@ -183,7 +186,7 @@ class _ScopeMode(TorchFunctionMode):
                 elif slot is not None and self.scope.layer.activation_bits is not None:
                     args[i] = self._activation(args[i], slot, 0, self.scope.layer.activation_bits)
             return self.scope.layer.output(func(*args, **kwargs))
-        slot = self.scope.activation_slots.get(self._next("matmul"))
+        slot = self.scope.activation_slots.get(self._next(kind))
         if slot is None:
             return func(*args, **kwargs)
         for operand, i in enumerate(positions[:2]):

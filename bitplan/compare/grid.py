@@ -25,7 +25,7 @@ from bitplan.compare.result import GridResult
 from bitplan.compare.runs import PlannedRun, RunState, plan_runs
 from bitplan.compare.summarize import CellRuns, summarize_grid
 from bitplan.plan import save_plan
-from bitplan.train import MetricName, RunResult
+from bitplan.train import RunResult
 
 PLANS_DIR = "plans"
 
@@ -79,7 +79,7 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
         value = "-" if result.metric is None else f"{result.metric:.3f}"
         console.print(
             f"[{done}/{len(runs)}] {run.cell.label} seed {run.seed}: {result.status}, "
-            f"{_metric_word(result.metric_name)} {value} ({result.seconds:.0f} s)"
+            f"{result.metric_name.value} {value} ({result.seconds:.0f} s)"
         )
         write_tables(summarize_grid(config, stored, out, metric_name=metric_name), out)
 
@@ -96,7 +96,3 @@ def _store_cell(cell: Cell, runs: list[PlannedRun], out: Path) -> CellRuns:
     save_plan(cell.plan, out / relative)
     directories = tuple((run.seed, run.directory.relative_to(out).as_posix()) for run in runs)
     return CellRuns(factor=cell.factor, strategy=cell.strategy, plan_file=relative, runs=directories)
-
-
-def _metric_word(name: MetricName) -> str:
-    return "accuracy" if name is MetricName.accuracy else "perplexity"

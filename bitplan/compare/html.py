@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from bitplan.compare.result import GridResult
-from bitplan.compare.tables import best_rows, metric_short
+from bitplan.compare.tables import best_rows, metric_short, twin_notes
 
 SECTIONS_DIR = "sections"
 
@@ -117,7 +117,8 @@ def grid_tables(result: GridResult) -> str:
         "Highlighted: best mean of each factor.</p>"
         "<h2>Model size in MBit (Table 2)</h2>"
         f'<table><tr><th class="left">#Bit</th><th class="left">Strategy</th>{size_head}</tr>{"".join(size_rows)}</table>'
-        "<h2>Every cell</h2>"
+        + "".join(f'<p class="meta">Note: {escape(note)}</p>' for note in twin_notes(result))
+        + "<h2>Every cell</h2>"
         '<table><tr><th class="left">Factor</th><th class="left">Strategy</th><th class="left">#Bit</th><th>mean</th>'
         "<th>variance</th><th>ok/failed/pending</th><th>avg bits</th><th>MBit</th><th>size ×U</th>"
         f"<th>train BitOPs ×fp32</th><th>train BitOPs ×U</th></tr>{''.join(detail_rows)}</table>"

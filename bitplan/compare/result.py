@@ -59,6 +59,10 @@ class CellRow(BaseModel):
     bitops_training_ratio_fp32: float
     bitops_training_ratio_uniform: float
     histogram: dict[int, int] = Field(description="Bits -> planned GEMMs at that width.")
+    same_bits_as: list[str] = Field(
+        default_factory=list,
+        description="Other cells whose plan gives every layer the same bits (e.g. an R plan that happens to equal C-).",
+    )
     runs: list[SeedRun]
 
 

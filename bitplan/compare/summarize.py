@@ -52,7 +52,26 @@ def seed_run(seed: int, run_dir: str, result: RunResult | None) -> SeedRun:
     )
 
 
-def cell_row(factor: Factor, cell: CellRuns, plan: BitPlan, results: list[RunResult | None]) -> CellRow:
+def cell_label(cell: CellRuns) -> str:
+    """``U`` for the shared uniform cell, else ``A C-``."""
+    return cell.strategy.value if cell.factor is None else f"{cell.factor.value} {cell.strategy.value}"
+
+
+def twins(cells: list[CellRuns], plans: dict[str, BitPlan]) -> dict[str, list[str]]:
+    """Plan file -> labels of the other cells whose plans assign every layer the same bits."""
+    layout = {cell.plan_file: tuple(layer.bits for layer in plans[cell.plan_file].layers) for cell in cells}
+    return {
+        cell.plan_file: [
+            cell_label(other) for other in cells
+            if other.plan_file != cell.plan_file and layout[other.plan_file] == layout[cell.plan_file]
+        ]
+        for cell in cells
+    }
+
+
+def cell_row(
+    factor: Factor, cell: CellRuns, plan: BitPlan, results: list[RunResult | None], same_bits_as: list[str]
+) -> CellRow:
     """The row of ``cell`` under ``factor``: mean and population variance over ok seeds, plan estimates."""
     finished = [result for result in results if result is not None]
     stats = summarize(finished, "")
@@ -77,6 +96,7 @@ def cell_row(factor: Factor, cell: CellRuns, plan: BitPlan, results: list[RunRes
         bitops_training_ratio_fp32=estimates.bitops_training_ratio_fp32,
         bitops_training_ratio_uniform=estimates.bitops_training_ratio_uniform,
         histogram=estimates.histogram,
+        same_bits_as=same_bits_as,
         runs=[seed_run(seed, run_dir, result) for (seed, run_dir), result in zip(cell.runs, results)],
     )
 
@@ -102,13 +122,15 @@ def summarize_grid(
     finished = [result for outcomes in results.values() for result in outcomes if result is not None]
     if finished:
         metric_name = finished[0].metric_name
+    same = twins(cells, plans)
     by_key = {(cell.factor, cell.strategy): cell for cell in cells}
     rows = []
     for factor in config.factors:
         for strategy in config.strategies:
             cell = by_key.get((None, strategy)) if strategy is Strategy.U else by_key.get((factor, strategy))
             if cell is not None:
-                rows.append(cell_row(factor, cell, plans[cell.plan_file], results[cell.plan_file]))
+                plan_file = cell.plan_file
+                rows.append(cell_row(factor, cell, plans[plan_file], results[plan_file], same[plan_file]))
     return GridResult(
         bitplan_version=__version__,
         config=config,

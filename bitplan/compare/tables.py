@@ -27,16 +27,29 @@ def metric_short(name: MetricName) -> str:
 
 
 def best_rows(result: GridResult) -> set[tuple[str, str]]:
-    """(factor, strategy) of the best mean in each factor: highest accuracy or lowest perplexity."""
-    best: dict[str, CellRow] = {}
-    higher = result.metric_name is MetricName.accuracy
+    """(factor, strategy) of the best mean in each factor (ties all count): highest accuracy, lowest perplexity."""
+    sign = 1.0 if result.metric_name is MetricName.accuracy else -1.0
+    best: dict[str, float] = {}
     for row in result.rows:
-        if row.mean is None:
-            continue
-        current = best.get(row.factor.value)
-        if current is None or (row.mean > current.mean if higher else row.mean < current.mean):
-            best[row.factor.value] = row
-    return {(row.factor.value, row.strategy.value) for row in best.values()}
+        if row.mean is not None:
+            best[row.factor.value] = max(best.get(row.factor.value, -float("inf")), sign * row.mean)
+    return {
+        (row.factor.value, row.strategy.value)
+        for row in result.rows
+        if row.mean is not None and sign * row.mean >= best[row.factor.value] - 1e-9
+    }
+
+
+def twin_notes(result: GridResult) -> list[str]:
+    """One sentence per cell whose plan assigns the same bits as another cell's (listed once per pair)."""
+    notes, seen = [], set()
+    for row in result.rows:
+        label = row.strategy.value if row.shared else f"{row.factor.value} {row.strategy.value}"
+        if row.same_bits_as and label not in seen:
+            seen.update([label, *row.same_bits_as])
+            notes.append(f"{label} assigns every layer the same bits as {', '.join(row.same_bits_as)}, so their "
+                         "runs train the same plan (up to its name) and their results coincide.")
+    return notes
 
 
 def _outcome(row: CellRow | None, bold: bool) -> str:
@@ -95,6 +108,9 @@ def markdown(result: GridResult) -> str:
         any_row = next(iter(cells.values()), None)
         sizes = [f"{cells[f].mbit:.4g}" if f in cells else "" for f in factors]
         lines.append(f"| {any_row.bits if any_row else ''} | {strategy.value} | " + " | ".join(sizes) + " |")
+    notes = twin_notes(result)
+    if notes:
+        lines += ["", "Note: " + " ".join(notes)]
     lines += [
         "",
         "## Every cell",

@@ -13,16 +13,18 @@ and fast on the inputs planning meets:
 - branch and bound over the thresholds one at a time, pruned by the cheapest and the dearest
   completion of each partial choice;
 - the last two thresholds in one vectorised step (every value of one at once, the other by binary
-  search); the search runs top-down (t_{L−1} first, t_2 and t_1 vectorised) and bottom-up (t_1
-  first, t_{L−2} and t_{L−1} vectorised) in turn on growing work allowances, so it costs about as
-  much as the faster of the two;
+  search; the last three on chains of up to ``SHORT_CHAIN`` groups); the search runs top-down
+  (t_{L−1} first) and bottom-up (t_1 first) side by side in slices of work, and the first to finish
+  answers, so it costs about twice the faster of the two;
 - it stops as soon as it reaches the largest cost that any assignment could have below the
   capacity (every cost is a multiple of gcd(v_j − v_{j−1})·gcd(w_g)), which on large profiles is
   found within the first few branches;
 - it explores thresholds outward from a preferred assignment (the unbudgeted mapping shifted to
   the budget), so among equal-cost optima it returns one close to that mapping.
 
-A work limit guards the rare input that would need a long exhaustive search (``BudgetSearchTooLarge``).
+Short chains with many levels (8–16 bits on a ResNet-50) go to an exhaustive meet-in-the-middle
+search instead (``meet_in_middle.py``), where branch and bound would have to prove optimality node by
+node. A work limit guards the rare input that would need a long exhaustive search (``BudgetSearchTooLarge``).
 """
 
 from __future__ import annotations
@@ -34,8 +36,12 @@ from itertools import accumulate
 
 import numpy as np
 
-DEFAULT_WORK_LIMIT = 20_000_000  # partial and complete assignments examined; a few seconds at most
+from bitplan.plan.meet_in_middle import MAX_PAIRS, meet_in_middle, pairing_cost
+
+DEFAULT_WORK_LIMIT = 30_000_000  # in candidate evaluations; a few seconds of CPU at most
+NODE_COST = 100  # a branch-and-bound node costs about as much time as 100 vectorised candidates
 SLICE = 20_000  # steps one search runs before the other takes its turn
+SHORT_CHAIN = 400  # up to this many groups, top-down search vectorises its last three thresholds
 
 
 class BudgetSearchTooLarge(Exception):
@@ -102,10 +108,12 @@ def solve_monotone(
         capacity: The budget in the same units as Σ weights·values.
         positions: Preferred continuous level position of each group (non-decreasing), used to pick
             among equal-cost optima; default: spread evenly by chain index.
-        work_limit: Assignments (branch-and-bound nodes plus vectorised candidates) to examine before
-            giving up.
-        order: ``top-down``, ``bottom-up`` or ``auto`` (both side by side; the first to finish wins);
-            all are exact, they differ only in speed and in which of several equal-cost optima they return.
+        work_limit: Work before giving up, counted in vectorised candidates (a branch-and-bound
+            node counts as ``NODE_COST`` of them).
+        order: ``top-down`` or ``bottom-up`` branch and bound, ``meet-in-middle`` (exhaustive, for
+            short chains; needs L ≥ 4), or ``auto``: meet in the middle when that is cheap, else both
+            branch-and-bound orders side by side (the first to finish wins). All are exact; they differ
+            in speed and in which of several equal-cost optima they return.
 
     Returns:
         Level index per group, or None when even all groups at the lowest level exceed ``capacity``.
@@ -127,6 +135,14 @@ def solve_monotone(
     if positions is None:
         positions = [g * (n_levels - 1) / max(count - 1, 1) for g in range(count)]
     preferred = preferred_thresholds(weights, values, capacity, positions)
+    if order == "auto" and len(values) >= 4 and sum(values) * total < 2**62:
+        if pairing_cost(count, len(values)) <= MAX_PAIRS:
+            order = "meet-in-middle"
+    if order == "meet-in-middle":
+        deltas = [high - low for low, high in zip(values, values[1:])]
+        suffix = list(accumulate(reversed(weights), initial=0))[::-1]
+        thresholds = meet_in_middle(suffix, deltas, capacity - values[0] * total, preferred)
+        return [bisect_right(thresholds, g) for g in range(count)]
     orders = {"top-down": [_TopDown], "bottom-up": [_BottomUp], "auto": [_TopDown, _BottomUp]}[order]
     searches = [search(weights, values, capacity, preferred) for search in orders]
     thresholds = _interleave(searches, work_limit)
@@ -183,7 +199,7 @@ class _ThresholdSearch:
                 if node is None:
                     stack.pop()
                     continue
-                self.work += 1
+                self.work += NODE_COST
                 children = self._expand(*node)
                 if children is not None:
                     stack.append(children)
@@ -241,6 +257,9 @@ class _TopDown(_ThresholdSearch):
         if level <= 2:
             self._solve_last_two(level, upper, partial)
             return None
+        if level == 3 and upper <= SHORT_CHAIN:
+            self._solve_last_three(upper, partial)
+            return None
         return self._children(level, upper, partial)
 
     def _children(self, level: int, upper: int, partial: int) -> Iterator[Node]:
@@ -268,6 +287,26 @@ class _TopDown(_ThresholdSearch):
         pick = self._pick(cost, t2, 2)
         if pick is not None:
             self._record(int(cost[pick]), [int(t1[pick]), int(t2[pick])] + self.chosen[3:])
+
+
+    def _solve_last_three(self, upper: int, partial: int) -> None:
+        """On short chains, every (t_3, t_2) pair at once, t_1 by binary search: R times fewer nodes."""
+        d1, d2, d3 = self.deltas[1], self.deltas[2], self.deltas[3]
+        lowest = self._lowest_fitting(self.reach[3], self.room - partial)
+        t2, t3 = np.triu_indices(upper + 1)  # every pair t2 ≤ t3 ≤ upper
+        keep = t3 >= lowest
+        t2, t3 = t2[keep], t3[keep]
+        self.work += len(t3)
+        with_two = partial + d3 * self.suffix_array[t3] + d2 * self.suffix_array[t2]
+        fits = with_two + d1 * self.suffix_array[t2] <= self.room  # t1 = t2 is the cheapest completion
+        t2, t3, with_two = t2[fits], t3[fits], with_two[fits]
+        if not len(t3):
+            return
+        t1 = self._fitting_array(d1, self.room - with_two)
+        cost = with_two + d1 * self.suffix_array[t1]
+        pick = self._pick(cost, t2, 2)
+        if pick is not None:
+            self._record(int(cost[pick]), [int(t1[pick]), int(t2[pick]), int(t3[pick])] + self.chosen[4:])
 
 
 class _BottomUp(_ThresholdSearch):

@@ -198,23 +198,7 @@ def make_plan(
             unplanned_macs=sum(layer.macs for layer in left_out),
         )
     bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
-    layers = []
-    for unit in units:
-        for layer in unit.layers:
-            layers.append(
-                LayerPlan(
-                    name=layer.name,
-                    weight=layer.weight,
-                    op=layer.op,
-                    bits=keep_bits if unit.kept else bits_of[unit.key],
-                    factor_value=None if unit.kept else unit.factor_value,
-                    params=layer.params,
-                    macs=layer.macs,
-                    kept=unit.kept,
-                )
-            )
-    order = {layer.name: position for position, layer in enumerate(profile.layers)}
-    layers.sort(key=lambda entry: order[entry.name])
+    layers = _layer_plans(profile, units, bits_of, keep_bits)
     unplanned_macs = sum(layer.macs for layer in left_out)
     return BitPlan(
         model=model or profile.model,
@@ -247,6 +231,27 @@ def make_plan(
             precision=precision,
         ),
     )
+
+
+def _layer_plans(
+    profile: ModelProfile, units: list[PlanUnit], bits_of: dict[str, int], keep_bits: int
+) -> list[LayerPlan]:
+    """One entry per planned GEMM, in the profile's graph order; a unit's GEMMs share its bits."""
+    entries = {
+        layer.name: LayerPlan(
+            name=layer.name,
+            weight=layer.weight,
+            op=layer.op,
+            bits=keep_bits if unit.kept else bits_of[unit.key],
+            factor_value=None if unit.kept else unit.factor_value,
+            params=layer.params,
+            macs=layer.macs,
+            kept=unit.kept,
+        )
+        for unit in units
+        for layer in unit.layers
+    }
+    return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 
 
 def _resolve_rule(

@@ -68,6 +68,9 @@ class GemmLayer(BaseModel):
         """Fill the derived statistics from m, k, n, groups so front ends state only the shape."""
         if not isinstance(data, dict):
             return data
+        missing = [key for key in ("m", "k", "n", "groups") if key not in data]
+        if missing:
+            raise ValueError(f"a GEMM record needs {', '.join(f'`{key}`' for key in missing)}")
         derived = derive_stats(data["m"], data["k"], data["n"], data["groups"], data.get("weight") is not None)
         for key, value in derived.items():
             if data.get(key) not in (None, 0) and data[key] != value:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from bitplan.quant.luq import luq_quantize
 from bitplan.quant.options import FULL_PRECISION_BITS, GradQuant, check_bits, check_samples
@@ -29,12 +30,14 @@ DEFAULT_GRADIENT_BITS = 8
 
 class _QuantizeGradient(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, method, bits, generator, samples):  # noqa: ANN001
+    def forward(
+        ctx: FunctionCtx, y: Tensor, method: GradQuant, bits: int, generator: torch.Generator | None, samples: int
+    ) -> Tensor:
         ctx.settings = (method, bits, generator, samples)
         return y.detach()  # same storage, a fresh autograd output (not a view of the input)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         method, bits, generator, samples = ctx.settings
         if method is GradQuant.luq:
             quantized = luq_quantize(grad, generator=generator, samples=samples)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from bitplan.quant import kernels
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
@@ -130,11 +131,11 @@ class _SawbSTE(torch.autograd.Function):
     """sawb_quantize forward; straight-through backward."""
 
     @staticmethod
-    def forward(ctx, x, bits, coefficients):  # noqa: ANN001
+    def forward(ctx: FunctionCtx, x: Tensor, bits: int, coefficients: tuple[float, float] | None) -> Tensor:
         return sawb_quantize(x, bits, coefficients=coefficients)
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         return grad, None, None
 
 

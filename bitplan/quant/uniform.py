@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx
 
 from bitplan.quant import kernels
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
@@ -165,7 +166,17 @@ class _FakeQuantSTE(torch.autograd.Function):
     """uniform_quantize forward; straight-through estimator backward (gradient passes unchanged)."""
 
     @staticmethod
-    def forward(ctx, x, bits, channel_dim, stochastic, generator, x_min, x_max, samples):  # noqa: ANN001
+    def forward(
+        ctx: FunctionCtx,
+        x: Tensor,
+        bits: int,
+        channel_dim: int | None,
+        stochastic: bool,
+        generator: torch.Generator | None,
+        x_min: Bound,
+        x_max: Bound,
+        samples: int,
+    ) -> Tensor:
         return uniform_quantize(
             x,
             bits,
@@ -178,7 +189,7 @@ class _FakeQuantSTE(torch.autograd.Function):
         )
 
     @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
         return grad, None, None, None, None, None, None, None
 
 

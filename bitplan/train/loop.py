@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,11 +25,12 @@ from bitplan.apply import quant_runtime
 from bitplan.atomic import atomic_write_text
 from bitplan.data import Task, make_loader, set_epoch
 from bitplan.errors import TrainingError
+from bitplan.quant import cyclic_bits
 from bitplan.train import distributed
 from bitplan.train.config import Optimizer, Schedule, TrainConfig
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
-from bitplan.train.setup import build_run, resolve_device
+from bitplan.train.setup import RunSetup, build_run, resolve_device
 from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -90,14 +92,16 @@ def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
+) -> tuple[float, float]:
     """Test loss and metric, each rank on its shard, summed across ranks."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     for inputs, target in loader:
         inputs, target = inputs.to(device), target.to(device)
         loss, correct, count = batch_loss(model(inputs), target, task)
-        totals += torch.stack([loss.double() * count, correct.double(), torch.tensor(count, dtype=torch.float64, device=device)])
+        totals += _stats(loss * count, correct, count)
     loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
     model.train()
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
@@ -110,13 +114,9 @@ def _versions() -> Versions:
 
     from bitplan import __version__
 
-    return Versions(python=platform.python_version(), torch=torch.__version__, bitplan=__version__, numpy=numpy.__version__)
-
-
-def _fail(out: Path, result: RunResult) -> RunResult:
-    if distributed.is_main():
-        atomic_write_text(out / FINAL_FILE, result.model_dump_json(indent=2) + "\n")
-    return result
+    return Versions(
+        python=platform.python_version(), torch=torch.__version__, bitplan=__version__, numpy=numpy.__version__
+    )
 
 
 def _config_key(config: TrainConfig) -> dict:
@@ -153,12 +153,31 @@ def train_run(config: TrainConfig, *, resume: bool = False, progress: bool = Tru
         return _train(config, device, resume=resume, progress=progress)
 
 
-def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:
-    out = config.out
-    main = distributed.is_main()
+@dataclass
+class _Run:
+    """One seed's training objects, shared by the epoch loop's steps."""
+
+    config: TrainConfig
+    setup: RunSetup
+    device: torch.device
+    model: nn.Module  # the quantized model (checkpointed, evaluated)
+    trained: nn.Module  # what training calls: the model, wrapped in DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_loader: DataLoader
+    test_loader: DataLoader
+    metrics: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    start_epoch: int = 0
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.config.out / CHECKPOINT_FILE
+
+
+def _prepare(config: TrainConfig, device: torch.device) -> _Run:
+    """Data, model, plan, loaders, optimizer and schedule for this rank."""
     rank, world = distributed.rank(), distributed.world_size()
-    if resume and (out / FINAL_FILE).is_file():
-        return RunResult.model_validate_json((out / FINAL_FILE).read_text(encoding="utf-8"))
     if config.batch_size % world:
         raise TrainingError(
             f"`--batch-size {config.batch_size}` is the global batch and must divide evenly over "
@@ -166,120 +185,144 @@ def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress:
         )
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-
     setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank))
-    model, data = setup.model, setup.data
+    per_rank = config.batch_size // world
     train_loader = make_loader(
-        data.train, batch_size=config.batch_size // world, shuffle=True, seed=config.seed, distributed=world > 1
+        setup.data.train, batch_size=per_rank, shuffle=True, seed=config.seed, distributed=world > 1
     )
-    test_shard = Subset(data.test, range(rank, len(data.test), world))
-    # evaluation batches as large as training ones: same memory, and the same quantizer kernels
-    test_loader = make_loader(test_shard, batch_size=config.batch_size // world, shuffle=False, seed=config.seed)
-    steps_per_epoch = len(train_loader)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = make_optimizer(config, model)
-    scheduler = make_scheduler(config, optimizer, total_steps)
-    runtime = quant_runtime(model)
-
-    trained: nn.Module = model
+    # each rank evaluates every world-th test sample, in batches as large as the training ones
+    test_shard = Subset(setup.data.test, range(rank, len(setup.data.test), world))
+    test_loader = make_loader(test_shard, batch_size=per_rank, shuffle=False, seed=config.seed)
+    optimizer = make_optimizer(config, setup.model)
+    scheduler = make_scheduler(config, optimizer, len(train_loader) * config.epochs)
+    trained: nn.Module = setup.model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
-        trained = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        trained = nn.parallel.DistributedDataParallel(trained, device_ids=ids)
     if config.compile:
+        runtime = quant_runtime(setup.model)
+        if runtime is not None:  # rounding seeds from the global generator, seeded per rank (see QuantRuntime)
+            runtime.global_rng = True
+            torch.manual_seed(sr_seed(config.seed, rank))
         trained = torch.compile(trained)
+    return _Run(config, setup, device, setup.model, trained, optimizer, scheduler, train_loader, test_loader)
 
-    start_epoch, metrics, seconds = 0, [], 0.0
-    checkpoint_path = out / CHECKPOINT_FILE
-    if resume and checkpoint_path.is_file():
-        checkpoint = load_checkpoint(checkpoint_path, map_location=device)
+
+def _resume_or_start(run: _Run, resume: bool) -> None:
+    """Load the checkpoint when resuming (refusing one from other settings), else write config.json."""
+    config = run.config
+    if resume and run.checkpoint.is_file():
+        checkpoint = load_checkpoint(run.checkpoint, map_location=run.device)
         if checkpoint["config"] != _config_key(config):
             raise TrainingError(
-                f"`{checkpoint_path}` was written by a run with other settings; resume with the same "
+                f"`{run.checkpoint}` was written by a run with other settings; resume with the same "
                 "arguments, or pass a new `--out` to start a fresh run"
             )
-        restore(checkpoint, rank=rank, model=model, optimizer=optimizer, scheduler=scheduler, loader=train_loader)
-        start_epoch, metrics, seconds = checkpoint["epoch"], list(checkpoint["metrics"]), checkpoint["seconds"]
-    elif main:
+        restore(
+            checkpoint, rank=distributed.rank(), model=run.model, optimizer=run.optimizer,
+            scheduler=run.scheduler, loader=run.train_loader,
+        )
+        run.start_epoch, run.seconds = checkpoint["epoch"], checkpoint["seconds"]
+        run.metrics = list(checkpoint["metrics"])
+    elif distributed.is_main():
         record = RunConfigFile(
-            config=config.model_copy(update={"plan": setup.plan, "factor": None}),
+            config=config.model_copy(update={"plan": run.setup.plan, "factor": None}),
             seed=config.seed,
-            model_options=setup.model_options,
-            device=str(device),
-            world_size=world,
+            model_options=run.setup.model_options,
+            device=str(run.device),
+            world_size=distributed.world_size(),
             threads=torch.get_num_threads(),
             versions=_versions(),
             argv=list(sys.argv),
         )
-        atomic_write_text(out / CONFIG_FILE, record.model_dump_json(indent=2) + "\n")
-        atomic_write_text(out / METRICS_FILE, "")
+        atomic_write_text(config.out / CONFIG_FILE, record.model_dump_json(indent=2) + "\n")
+        atomic_write_text(config.out / METRICS_FILE, "")
 
-    name = setup.metric_name
-    task = data.task
-    title = f"seed {config.seed}"
+
+def _train_epoch(run: _Run, epoch: int, bar: TrainingProgress) -> list[float] | str:
+    """One pass over this rank's batches: summed (loss, correct, count) over all ranks, or why it failed."""
+    config, task = run.config, run.setup.data.task
+    runtime = quant_runtime(run.model)
+    steps = len(run.train_loader)
+    set_epoch(run.train_loader, epoch)
+    run.trained.train()
+    totals = [0.0, 0.0, 0.0]
+    for step, (inputs, target) in enumerate(run.train_loader):
+        if runtime is not None and config.cyclic is not None:
+            runtime.bit_cap = cyclic_cap(config, epoch * steps + step, steps * config.epochs)
+        inputs, target = inputs.to(run.device, non_blocking=True), target.to(run.device, non_blocking=True)
+        loss, correct, count = batch_loss(run.trained(inputs), target, task)
+        # summed over ranks, so every rank sees the same loss and stops together when it is not finite
+        stats = distributed.sum_across_ranks(_stats(loss.detach() * count, correct, count)).tolist()
+        batch_mean = stats[0] / stats[2]
+        if not math.isfinite(batch_mean):
+            return (
+                f"the training loss became {batch_mean} at epoch {epoch + 1}, batch {step + 1}; the run stopped "
+                f"and its last good checkpoint ({_last_good(run.checkpoint, epoch)}) is kept. Lower the learning "
+                "rate (`--lr`) or raise the bits (`--bits`, `--grad-bits`)"
+            )
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(run.model.parameters(), config.clip_grad_norm)
+        run.optimizer.step()
+        run.scheduler.step()
+        totals = [a + b for a, b in zip(totals, stats)]
+        bar.batch(batch_mean)
+    return totals
+
+
+def _stats(loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> torch.Tensor:
+    """[loss sum, correct, count] as one float64 tensor (one all-reduce for all three)."""
+    count_tensor = torch.tensor(float(count), dtype=torch.float64, device=correct.device)
+    return torch.stack([loss_sum.double(), correct.double(), count_tensor])
+
+
+def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:
+    if resume and (config.out / FINAL_FILE).is_file():
+        return RunResult.model_validate_json((config.out / FINAL_FILE).read_text(encoding="utf-8"))
+    run = _prepare(config, device)
+    _resume_or_start(run, resume)
+    name = run.setup.metric_name
     with TrainingProgress(
-        enabled=progress and main, title=title, epochs=config.epochs, start_epoch=start_epoch, batches=steps_per_epoch
+        enabled=progress and distributed.is_main(), title=f"seed {config.seed}", epochs=config.epochs,
+        start_epoch=run.start_epoch, batches=len(run.train_loader),
     ) as bar:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(run.start_epoch, config.epochs):
             began = time.perf_counter()
             bar.start_epoch(epoch + 1)
-            set_epoch(train_loader, epoch)
-            trained.train()
-            totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
-            for step, (inputs, target) in enumerate(train_loader):
-                if runtime is not None and config.cyclic is not None:
-                    runtime.bit_cap = cyclic_cap(config, epoch * steps_per_epoch + step, total_steps)
-                inputs, target = inputs.to(device, non_blocking=True), target.to(device, non_blocking=True)
-                loss, correct, count = batch_loss(trained(inputs), target, task)
-                stats = distributed.sum_across_ranks(
-                    torch.stack([loss.detach().double() * count, correct.double(), torch.tensor(float(count), dtype=torch.float64, device=loss.device)])
-                ).tolist()
-                batch_mean = stats[0] / stats[2]
-                if not math.isfinite(batch_mean):
-                    message = (
-                        f"the training loss became {batch_mean} at epoch {epoch + 1}, batch {step + 1}; "
-                        f"the run stopped and its last good checkpoint ({_last_good(checkpoint_path, epoch)}) is "
-                        "kept. Lower the learning rate (`--lr`) or raise the bits (`--bits`, `--grad-bits`)"
-                    )
-                    return _fail(out, _result(config, "failed", name, metrics, seconds, message))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                totals = [a + b for a, b in zip(totals, stats)]
-                bar.batch(batch_mean)
-            test_loss, metric = evaluate(model, test_loader, task, name, device)
+            totals = _train_epoch(run, epoch, bar)
+            if isinstance(totals, str):
+                return _finish(run, "failed", totals)
+            test_loss, metric = evaluate(run.model, run.test_loader, run.setup.data.task, name, device)
             if not math.isfinite(test_loss):
-                message = (
-                    f"the test loss became {test_loss} after epoch {epoch + 1}; the run stopped and its last "
-                    f"good checkpoint ({_last_good(checkpoint_path, epoch)}) is kept. Lower the learning rate (`--lr`)"
-                )
-                return _fail(out, _result(config, "failed", name, metrics, seconds, message))
-            seconds += time.perf_counter() - began
+                return _finish(run, "failed", (
+                    f"the test loss became {test_loss} after epoch {epoch + 1}; the run stopped and its last good "
+                    f"checkpoint ({_last_good(run.checkpoint, epoch)}) is kept. Lower the learning rate (`--lr`)"
+                ))
+            elapsed = time.perf_counter() - began
+            run.seconds += elapsed
             line = MetricsLine(
-                epoch=epoch + 1,
-                train_loss=totals[0] / totals[2],
-                train_metric=metric_of(name, *totals),
-                test_loss=test_loss,
-                metric=metric,
-                lr=scheduler.get_last_lr()[0],
-                seconds=time.perf_counter() - began,
+                epoch=epoch + 1, train_loss=totals[0] / totals[2], train_metric=metric_of(name, *totals),
+                test_loss=test_loss, metric=metric, lr=run.scheduler.get_last_lr()[0], seconds=elapsed,
             )
-            metrics.append(line.model_dump(mode="json"))
-            _end_of_epoch(config, setup, model, optimizer, scheduler, train_loader, metrics, seconds, epoch + 1)
-            label = f"{name.value} {metric:.2f}" if name is MetricName.accuracy else f"ppl {metric:.2f}"
+            run.metrics.append(line.model_dump(mode="json"))
+            _end_of_epoch(run, epoch + 1)
+            label = f"accuracy {metric:.2f}" if name is MetricName.accuracy else f"ppl {metric:.2f}"
             bar.end_epoch(f"test loss {test_loss:.4f}, {label}")
-    result = _result(config, "ok", name, metrics, seconds, "")
-    if main:
-        atomic_write_text(out / FINAL_FILE, result.model_dump_json(indent=2) + "\n")
+    return _finish(run, "ok", "")
+
+
+def _finish(run: _Run, status: str, message: str) -> RunResult:
+    """Write ``final.json`` (rank 0) and return it."""
+    result = _result(run.config, status, run.setup.metric_name, run.metrics, run.seconds, message)
+    if distributed.is_main():
+        atomic_write_text(run.config.out / FINAL_FILE, result.model_dump_json(indent=2) + "\n")
     return result
 
 
 def cyclic_cap(config: TrainConfig, step: int, total_steps: int) -> int:
     """CPT's cyclic bit-width at ``step`` (``config.cyclic_cycles`` cosine cycles over training)."""
-    from bitplan.quant import cyclic_bits
-
     low, high = config.cyclic
     period = max(total_steps // config.cyclic_cycles, 1)
     return cyclic_bits(step, period, low, high)
@@ -289,32 +332,33 @@ def _last_good(checkpoint: Path, epoch: int) -> str:
     return f"`{checkpoint}`, epoch {epoch}" if epoch > 0 else "none: no epoch finished"
 
 
-def _end_of_epoch(config, setup, model, optimizer, scheduler, loader, metrics, seconds, epoch) -> None:
+def _end_of_epoch(run: _Run, epoch: int) -> None:
     """Every rank contributes its RNG and quantizer state; rank 0 writes metrics and the checkpoint."""
-    rng_per_rank = distributed.gather_to_all(rng_state(loader))
-    quant_per_rank = distributed.gather_to_all(quant_state(model))
+    rng_per_rank = distributed.gather_to_all(rng_state(run.train_loader))
+    quant_per_rank = distributed.gather_to_all(quant_state(run.model))
     if distributed.is_main():
-        out = config.out
-        text = "".join(json.dumps(line) + "\n" for line in metrics)
-        atomic_write_text(out / METRICS_FILE, text)
+        out = run.config.out
+        atomic_write_text(out / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in run.metrics))
         save_checkpoint(
-            out / CHECKPOINT_FILE,
+            run.checkpoint,
             epoch=epoch,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
             rng_per_rank=rng_per_rank,
             quant_per_rank=quant_per_rank,
-            metrics=metrics,
-            seconds=seconds,
-            config=_config_key(config),
-            model_spec=config.model,
-            model_options=setup.model_options,
+            metrics=run.metrics,
+            seconds=run.seconds,
+            config=_config_key(run.config),
+            model_spec=run.config.model,
+            model_options=run.setup.model_options,
         )
     distributed.barrier()
 
 
-def _result(config: TrainConfig, status: str, name: MetricName, metrics: list[dict], seconds: float, message: str) -> RunResult:
+def _result(
+    config: TrainConfig, status: str, name: MetricName, metrics: list[dict], seconds: float, message: str
+) -> RunResult:
     last = metrics[-1] if metrics else None
     return RunResult(
         status=status,
