@@ -27,6 +27,26 @@ class GranularityChoice(str, Enum):
     tensor = "tensor"
 
 
+class ObjectiveChoice(str, Enum):
+    """What ``--objective`` optimises."""
+
+    min_sensitivity = "min-sensitivity"
+
+
+def _load_sensitivity(path: Path):
+    from pydantic import ValidationError
+
+    from bitplan.errors import PlanError
+    from bitplan.sensitivity_analysis.schema import SensitivityReport
+
+    try:
+        return SensitivityReport.model_validate_json(path.read_text())
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise PlanError(f"`{path}` is not a sensitivity report: `{where}`: {first['msg']}. Write one with `bitplan sensitivity`.") from None
+
+
 def register(app: typer.Typer) -> None:
     """Add ``bitplan plan`` to ``app``."""
     app.command("plan")(plan)
@@ -88,6 +108,13 @@ def plan(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the plan here (with --grid: a folder for all plans).")
     ] = None,
+    sensitivity: Annotated[
+        Path | None, typer.Option("--sensitivity", help="A `bitplan sensitivity` report: the values of --factor S.")
+    ] = None,
+    objective: Annotated[
+        ObjectiveChoice | None,
+        typer.Option("--objective", help="min-sensitivity: the exact least-noise bits within the budget (needs --sensitivity)."),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates."""
@@ -97,6 +124,7 @@ def plan(
     from bitplan.plan.planner import parse_bits_range, parse_levels
     from bitplan.plan.render import grid_table, layers_table, summary_table
 
+    report = _load_sensitivity(sensitivity) if sensitivity is not None else None
     if bits is not None and levels is not None:
         raise PlanError("give either --bits LOW-HIGH or --levels A,B,C, not both.")
     budgets = [
@@ -134,8 +162,9 @@ def plan(
             model,
             input_shape=input_shape,
             batch=batch,
-            factors=[factor] if factor else list(Factor),
-            strategies=[strategy] if strategy else list(Strategy),
+            factors=[factor] if factor else [f for f in Factor if f.structural],
+            strategies=[strategy] if strategy else Strategy.paper(),
+            sensitivity=report,
             **options,
         )
         if output is not None:
@@ -156,6 +185,8 @@ def plan(
         strategy=strategy,
         preset=preset,
         capacity=capacity,
+        sensitivity=report,
+        objective=objective.value if objective is not None else None,
         **options,
     )
     if output is not None:

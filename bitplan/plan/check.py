@@ -185,6 +185,8 @@ def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
                 )
             )
             continue
+        if not plan.factor.structural:
+            continue  # S values come from a sensitivity report, not from the model
         members = uses.get(gemm.weight, [gemm]) if gemm.weight is not None else [gemm]
         expected = combined_factor_value(plan.factor, members)
         if input_free and entry.factor_value is not None and entry.factor_value != expected:

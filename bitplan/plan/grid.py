@@ -80,8 +80,8 @@ def plan_filename(plan: BitPlan) -> str:
 def make_grid(
     profile: ModelProfile,
     *,
-    factors: Sequence[Factor | str] = tuple(Factor),
-    strategies: Sequence[Strategy | str] = tuple(Strategy),
+    factors: Sequence[Factor | str] = tuple(f for f in Factor if f.structural),
+    strategies: Sequence[Strategy | str] = tuple(Strategy.paper()),
     **plan_options: Any,
 ) -> tuple[list[BitPlan], GridResult]:
     """Plan every factor × strategy combination with the same options.

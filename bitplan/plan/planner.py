@@ -14,6 +14,7 @@ from typing import TypeVar
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import Precision, compute_estimates
 from bitplan.plan.mapping import level_indices
+from bitplan.plan.objective import optimal_bits
 from bitplan.plan.schema import (
     NOT_QUANTIZED_BITS,
     BitPlan,
@@ -28,6 +29,7 @@ from bitplan.plan.schema import (
 from bitplan.plan.sizing import budgeted_bits
 from bitplan.plan.units import PlanUnit, collect_units
 from bitplan.profile.schema import ModelProfile
+from bitplan.sensitivity_analysis.schema import SensitivityReport
 
 DEFAULT_BITS = (4, 8)
 GRADIENT_QUANTIZERS = ("sr", "luq", "none")
@@ -128,6 +130,8 @@ def make_plan(
     preset: Preset | str | None = None,
     capacity: CapacityMeasure | str = CapacityMeasure.params,
     model: str | None = None,
+    sensitivity: SensitivityReport | None = None,
+    objective: str | None = None,
 ) -> BitPlan:
     """Plan the bit-width of every weight-bearing GEMM of ``profile``.
 
@@ -152,6 +156,9 @@ def make_plan(
         preset: ``dpc`` = C- on capacity (``capacity`` picks params, macs or accumulation).
         capacity: DPC's capacity measure.
         model: The model spec to record (default ``profile.model``).
+        sensitivity: A ``bitplan sensitivity`` report of this model: the values of factor ``S``.
+        objective: ``min-sensitivity``: ignore the strategy and choose, exactly, the bits that
+            minimise sensitivity-weighted quantization noise within ``budget`` (factor S, strategy opt).
 
     Returns:
         The plan, with per-layer entries in graph order and its estimates.
@@ -165,6 +172,22 @@ def make_plan(
         >>> plan.bits_by_weight()["conv1.weight"]  # doctest: +SKIP
         8
     """
+    if objective is not None:
+        if objective != "min-sensitivity":
+            raise PlanError(f"unknown objective `{objective}`; the one objective is min-sensitivity.")
+        if sensitivity is None or budget is None:
+            raise PlanError(
+                "--objective min-sensitivity needs --sensitivity sens.json and one budget "
+                "(--budget-avg-bits, --budget-mbit or --budget-bitops)."
+            )
+        factor, strategy = Factor.S, Strategy.opt
+    elif strategy in (Strategy.opt, Strategy.opt.value):
+        raise PlanError("strategy opt comes from --objective min-sensitivity; choose U, C+, C- or R.")
+    if sensitivity is not None and sensitivity.fingerprint != profile.fingerprint():
+        raise PlanError(
+            f"the sensitivity report was measured on another model (`{sensitivity.model}`, fingerprint "
+            f"{sensitivity.fingerprint}) than `{profile.model}` ({profile.fingerprint()}); measure this model."
+        )
     factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
     mapping = parse_choice(Mapping, mapping, "mapping")
     chosen_levels = resolve_levels(bits, levels)
@@ -180,9 +203,24 @@ def make_plan(
         raise PlanError(f"unknown weight granularity `{weight_granularity}`; choose tensor or channel.")
     precision = Precision(activation_bits, gradient_bits, gradient_quant)
 
-    units, left_out = collect_units(profile, factor, include_activation_gemms=include_activation_gemms, keep=keep)
+    scores = sensitivity.by_name() if sensitivity is not None else None
+    units, left_out = collect_units(
+        profile, factor, include_activation_gemms=include_activation_gemms, keep=keep, sensitivity=scores
+    )
     planned = [unit for unit in units if not unit.kept]
-    if budget is None:
+    objective_value = None
+    if objective is not None:
+        planned_bits, objective_value = optimal_bits(
+            budget,
+            units,
+            chosen_levels,
+            measured_bits=sensitivity.bits,
+            keep_bits=keep_bits,
+            precision=precision,
+            other_params=profile.total_params - sum(unit.params for unit in units),
+            unplanned_macs=sum(layer.macs for layer in left_out),
+        )
+    elif budget is None:
         planned_bits = _unbudgeted_bits(planned, strategy, chosen_levels, mapping, seed, uniform)
     else:
         planned_bits = budgeted_bits(
@@ -222,6 +260,10 @@ def make_plan(
         weight_granularity=weight_granularity,
         total_params=profile.total_params,
         unplanned_macs=unplanned_macs,
+        sensitivity_method=sensitivity.method.value if sensitivity is not None and factor is Factor.S else None,
+        sensitivity_bits=sensitivity.bits if sensitivity is not None and factor is Factor.S else None,
+        objective=objective,
+        objective_value=objective_value,
         layers=layers,
         estimates=compute_estimates(
             layers,

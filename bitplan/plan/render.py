@@ -17,6 +17,8 @@ def _g(bitops: int) -> str:
 def plan_title(plan: BitPlan) -> str:
     rule = f"DPC (C- on {plan.factor.value})" if plan.preset else f"{plan.strategy.value} on {plan.factor.value}"
     budget = f", budget {plan.budget.kind.value} ≤ {plan.budget.value:g}" if plan.budget else ""
+    if plan.objective is not None:
+        return f"{plan.model}: {plan.objective} = {plan.objective_value:.6g} (exact), levels {plan.levels}{budget}"
     return f"{plan.model}: {rule}, levels {plan.levels}, {plan.mapping.value} mapping{budget}"
 
 

@@ -25,11 +25,17 @@ class Factor(str, Enum):
     D = "D"
     capacity = "capacity"
     macs = "macs"
+    S = "S"  # measured sensitivity, from a `bitplan sensitivity` report
 
     @property
     def field(self) -> str:
-        """The ``GemmLayer`` field this factor reads."""
+        """The ``GemmLayer`` field this factor reads (S has none: it comes from a sensitivity report)."""
         return _FACTOR_FIELDS[self]
+
+    @property
+    def structural(self) -> bool:
+        """Read off the profile (A, F, D, capacity, macs), as opposed to measured (S)."""
+        return self in _FACTOR_FIELDS
 
 
 _FACTOR_FIELDS = {
@@ -48,6 +54,12 @@ class Strategy(str, Enum):
     C_plus = "C+"
     C_minus = "C-"
     R = "R"
+    opt = "opt"  # the exact optimum of an objective under a budget (--objective), not a ranking rule
+
+    @classmethod
+    def paper(cls) -> list[Strategy]:
+        """The four strategies of Section 4.1, which a grid compares."""
+        return [cls.U, cls.C_plus, cls.C_minus, cls.R]
 
 
 class Mapping(str, Enum):
@@ -158,6 +170,12 @@ class BitPlan(BaseModel):
     weight_granularity: Literal["tensor", "channel"] = "channel"
     total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
     unplanned_macs: int = Field(default=0, ge=0, description="MACs of GEMMs the plan leaves out (run at 32×32).")
+    sensitivity_method: str | None = Field(default=None, description="Method of the sensitivity report (factor S).")
+    sensitivity_bits: int | None = Field(default=None, description="Bits the sensitivity was measured at.")
+    objective: Literal["min-sensitivity"] | None = Field(
+        default=None, description="min-sensitivity: Σ s·((2^b0−1)/(2^b−1))² minimised exactly under the budget."
+    )
+    objective_value: float | None = Field(default=None, description="The objective at the chosen bits.")
     layers: list[LayerPlan]
     estimates: PlanEstimates
 

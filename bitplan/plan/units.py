@@ -7,7 +7,7 @@ formed over its uses (docs/planning.md, "Shared weights").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -42,13 +42,17 @@ class PlanUnit:
     kept: bool = False
 
 
-def combined_factor_value(factor: Factor, layers: Sequence[GemmLayer]) -> float:
+def combined_factor_value(
+    factor: Factor, layers: Sequence[GemmLayer], sensitivity: Mapping[str, float] | None = None
+) -> float:
     """The factor value of a unit used by ``layers``.
 
     A shared weight is as sensitive as its most sensitive use, so accumulation and depth take the
     minimum; frequency and MACs add up over uses (every use touches every element); capacity is the
     weight's size, counted once.
     """
+    if factor is Factor.S:
+        return measured_sensitivity(layers, sensitivity)
     field = factor.field
     if len(layers) == 1:
         return float(getattr(layers[0], field))
@@ -58,12 +62,27 @@ def combined_factor_value(factor: Factor, layers: Sequence[GemmLayer]) -> float:
 _COMBINE = {Factor.A: min, Factor.D: min, Factor.capacity: max, Factor.F: sum, Factor.macs: sum}
 
 
+def measured_sensitivity(layers: Sequence[GemmLayer], sensitivity: Mapping[str, float] | None) -> float:
+    """Factor S of a unit: the measured sensitivity summed over the GEMMs that use its weight
+    (the quantization noise of a shared weight reaches every use)."""
+    if sensitivity is None:
+        raise PlanError("--factor S needs measured sensitivities: pass --sensitivity sens.json (from `bitplan sensitivity`).")
+    missing = [layer.name for layer in layers if layer.name not in sensitivity]
+    if missing:
+        raise PlanError(
+            f"the sensitivity report has no entry for `{missing[0]}`; measure it on the same model "
+            "(`bitplan sensitivity MODEL ...`) or plan by a structural factor."
+        )
+    return float(sum(sensitivity[layer.name] for layer in layers))
+
+
 def collect_units(
     profile: ModelProfile,
     factor: Factor,
     *,
     include_activation_gemms: bool = False,
     keep: Sequence[str] = (),
+    sensitivity: Mapping[str, float] | None = None,
 ) -> tuple[list[PlanUnit], list[GemmLayer]]:
     """Group the profile's GEMMs into planning units.
 
@@ -101,7 +120,7 @@ def collect_units(
             key=key,
             weight=members[0].weight,
             layers=tuple(members),
-            factor_value=combined_factor_value(factor, members),
+            factor_value=combined_factor_value(factor, members, sensitivity),
             params=members[0].params if len(members) == 1 else max(layer.params for layer in members),
             macs=members[0].macs if len(members) == 1 else sum(layer.macs for layer in members),
             kept=key in kept,
