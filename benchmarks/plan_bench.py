@@ -49,9 +49,9 @@ def main() -> None:
     rows = []
     print(f"profile: {len(profile.layers)} GEMMs, built in {build_seconds:.2f} s; target {TARGET_SECONDS:.0f} s per plan")
     print(f"{'factor':>9} {'strategy':>8} {'distinct':>8} {'plan s':>8} {'budget s':>9} {'plan/target':>12} {'budget/target':>14}")
-    for factor in Factor:
+    for factor in (f for f in Factor if f.structural):
         distinct = len({getattr(layer, factor.field) for layer in profile.layers})
-        for strategy in Strategy:
+        for strategy in Strategy.paper():
             plain = median_seconds(lambda: make_plan(profile, factor=factor, strategy=strategy), args.repeats)
             budgeted_plan = make_plan(profile, factor=factor, strategy=strategy, budget=budget)
             budgeted = median_seconds(

@@ -67,6 +67,8 @@ def test_options_are_passed_through(calls: list, tmp_path: Path) -> None:
         "gradient_bits": 6,
         "gradient_quant": "luq",
         "weight_granularity": "tensor",
+        "sensitivity": None,
+        "objective": None,
     }
     assert load_plan(tmp_path / "p.json").gradient_quant == "luq"
 
@@ -84,7 +86,7 @@ def test_grid_writes_every_plan_and_one_table(calls: list, tmp_path: Path) -> No
     result = runner.invoke(app, ["plan", "zoo:resnet20", "--grid", "--factor", "A", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     _, options = calls[0]
-    assert options["factors"] == [Factor.A] and options["strategies"] == list(Strategy)
+    assert options["factors"] == [Factor.A] and options["strategies"] == Strategy.paper()
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names == sorted(
         ["grid.json"] + [f"resnet20_A_{s}_4-8.json" for s in ("U", "Cplus", "Cminus", "R")]

@@ -54,7 +54,7 @@ def test_invalid_field_shows_the_pydantic_path(tmp_path: Path) -> None:
     with pytest.raises(PlanError) as error:
         load_plan(write(tmp_path, data))
     assert "layers.3.bits: Input should be less than or equal to 32" in str(error.value)
-    assert "strategy: Input should be 'U', 'C+', 'C-' or 'R'" in str(error.value)
+    assert "strategy: Input should be 'U', 'C+', 'C-', 'R' or 'opt'" in str(error.value)
 
 
 def test_unknown_fields_are_refused(tmp_path: Path) -> None:

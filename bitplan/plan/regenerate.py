@@ -47,7 +47,7 @@ def plans_of(plan_set: PlanSet, profile: ModelProfile | None = None) -> Iterator
 
         profile = profile_spec(plan_set.model)
     for factor in PAPER_FACTORS:
-        for strategy in Strategy:
+        for strategy in Strategy.paper():
             yield make_plan(profile, factor=factor, strategy=strategy, bits=plan_set.bits, **plan_set.options)
     for capacity in plan_set.dpc_capacities:
         yield make_plan(profile, preset="dpc", capacity=capacity, bits=plan_set.bits, **plan_set.options)
