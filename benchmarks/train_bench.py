@@ -7,8 +7,9 @@ Variants (each its own copy of one initial model, all in this process):
 - ``w+a8+g8sr``: plus 8-bit activations and 8-bit stochastically rounded output gradients;
 - ``w+a8+luq``: plus 8-bit activations and LUQ (radix-2 FP4) output gradients.
 
-Steps are interleaved (one step of every variant, then the next round), which cancels the slow
-drift of a shared machine; the median per variant is reported with its ratio to fp32. The
+Steps are interleaved (one step of every variant, then the next round, in rotating order), which
+cancels the slow drift of a shared machine; the median per variant is reported with its ratio to
+fp32. The
 targets (issue 4) are ≤ 1.05×, ≤ 1.35× and ≤ 1.5×; a naive eager fake-quant measured 1.02×,
 1.19× and 1.62× here. ``--compile`` adds the same variants under ``torch.compile``.
 
@@ -73,9 +74,11 @@ def measure(variants: dict[str, tuple], x: torch.Tensor, y: torch.Tensor, steps:
     """Median step time per variant over interleaved rounds, and the ratio to fp32."""
     warm_seconds = {name: sum(step(*variants[name], x, y) for _ in range(warmup)) for name in variants}
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(steps):
-        for name, (runner, optimizer) in variants.items():
-            times[name].append(step(runner, optimizer, x, y))
+    names = list(variants)
+    for round_index in range(steps):
+        shift = round_index % len(names)  # rotate the order: no variant always follows the same one
+        for name in names[shift:] + names[:shift]:
+            times[name].append(step(*variants[name], x, y))
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {
         name: {

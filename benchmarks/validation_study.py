@@ -45,6 +45,9 @@ WEIGHTS = ("trained", "random")
 # C− on A (more accumulation, fewer bits) means a large A is LESS sensitive; C+ on F means a
 # frequently used weight is MORE sensitive; depth has no clear effect.
 RULES = {"A": "C−: ρ < 0", "F": "C+: ρ > 0", "D": "none: ρ ≈ 0"}
+# Below this many layers a percentile bootstrap over layers is too coarse to mean much (with 3
+# layers every resample of a monotone triple gives ρ = ±1): such sets are shown but not tallied.
+MIN_LAYERS = 10
 
 
 def slug(spec: str) -> str:
@@ -71,7 +74,7 @@ def side(ci: tuple[float, float] | None) -> str:
 
 
 def interior(report: SensitivityReport, resamples: int) -> list[dict]:
-    """Spearman ρ of A, F, D over the layers between the first and the last weight GEMM.
+    """Spearman ρ of A, F, D over the layers between the first and the last weight GEMM (profile order).
 
     The stem and the classifier are often kept at high precision and differ from every other
     layer in A and F at once; without them the interior layers show whether a factor ranks the
@@ -81,9 +84,13 @@ def interior(report: SensitivityReport, resamples: int) -> list[dict]:
     sensitivity = np.array([layer.sensitivity for layer in layers])
     records = []
     for factor in RULES:
+        if len(layers) < MIN_LAYERS:
+            records.append({"factor": factor, "spearman": None, "spearman_ci": None, "layers": len(layers),
+                            "note": f"only {len(layers)} interior layers"})
+            continue
         values = np.array([getattr(layer, FACTORS[factor]) for layer in layers], dtype=float)
         rho, rho_ci, _, _, note = correlate(values, sensitivity, resamples=resamples, seed=0)
-        records.append({"factor": factor, "spearman": rho, "spearman_ci": rho_ci, "note": note})
+        records.append({"factor": factor, "spearman": rho, "spearman_ci": rho_ci, "layers": len(layers), "note": note})
     return records
 
 
@@ -118,7 +125,9 @@ def scatter_grid(reports: dict[str, SensitivityReport], title: str, path: Path, 
     from matplotlib.ticker import NullFormatter
     from PIL import Image
 
-    figure, axes = plt.subplots(len(reports), len(FACTORS), figsize=(2.3 * len(FACTORS), 1.9 * len(reports)))
+    figure, axes = plt.subplots(
+        len(reports), len(FACTORS), figsize=(2.3 * len(FACTORS), 1.9 * len(reports)), squeeze=False
+    )
     for row, (method, report) in enumerate(reports.items()):
         correlations = {c.factor: c for c in report.validation}
         sensitivity = np.array([layer.sensitivity for layer in report.layers])
@@ -149,6 +158,10 @@ def scatter_grid(reports: dict[str, SensitivityReport], title: str, path: Path, 
     atomic_write(path, lambda handle: small.save(handle, format="PNG", optimize=True))
 
 
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
 def _interval(value: float | None, ci: tuple[float, float] | None) -> str:
     if value is None:
         return "—"
@@ -172,26 +185,33 @@ def markdown(summary: dict) -> str:
                 cells = [_interval(c[statistic], c[f"{statistic}_ci"]) for c in run["validation"]]
                 lines.append(f"| {run['weights']} | {run['method']} | " + " | ".join(cells) + f" | {run['seconds']:.1f} |")
             lines.append("")
-        lines += ["Interior layers only (first and last weight GEMM left out), Spearman ρ [95% CI]:", "",
-                  "| weights | method | " + " | ".join(RULES) + " |", "|---|---|" + "---|" * len(RULES)]
-        for run in model["runs"]:
-            cells = [_interval(c["spearman"], c["spearman_ci"]) for c in run["interior"]]
-            lines.append(f"| {run['weights']} | {run['method']} | " + " | ".join(cells) + " |")
-        lines.append("")
+        interior_layers = model["runs"][0]["interior"][0]["layers"]
+        if interior_layers < MIN_LAYERS:
+            lines += [f"Interior layers (first and last weight GEMM left out): only {interior_layers}, too few to "
+                      "correlate.", ""]
+        else:
+            lines += ["Interior layers only (first and last weight GEMM left out), Spearman ρ [95% CI]:", "",
+                      "| weights | method | " + " | ".join(RULES) + " |", "|---|---|" + "---|" * len(RULES)]
+            for run in model["runs"]:
+                cells = [_interval(c["spearman"], c["spearman_ci"]) for c in run["interior"]]
+                lines.append(f"| {run['weights']} | {run['method']} | " + " | ".join(cells) + " |")
+            lines.append("")
+        methods = list(model["agreement"]["trained"])
         lines += ["Agreement between methods (Spearman ρ of the per-layer scores; trained above the "
-                  "diagonal, random init below):", "", "| | " + " | ".join(METHODS) + " |",
-                  "|---|" + "---|" * len(METHODS)]
-        for i, first in enumerate(METHODS):
+                  "diagonal, random init below):", "", "| | " + " | ".join(methods) + " |",
+                  "|---|" + "---|" * len(methods)]
+        for i, first in enumerate(methods):
             cells = []
-            for j, second in enumerate(METHODS):
-                table = model["agreement"]["trained" if j > i else "random"]
-                value = table[first][second] if i != j else None
-                cells.append("" if i == j else ("—" if value is None else f"{value:+.2f}"))
+            for j, second in enumerate(methods):
+                value = model["agreement"]["trained" if j > i else "random"][first][second]
+                cells.append("" if i == j else _number(value))
             lines.append(f"| {first} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", "Same method, trained against random-init weights (Spearman ρ of the per-layer scores): "
+                  + ", ".join(f"{method} {_number(rho)}" for method, rho in model["trained_vs_random"].items()) + ".", ""]
     lines += ["### Tally over all models and methods", "",
               "Number of measurements (model × method) whose 95% CI of Spearman ρ lies wholly below zero, "
-              "spans zero, or lies wholly above zero.", "",
+              f"spans zero, or lies wholly above zero; layer sets of fewer than {MIN_LAYERS} layers and factors "
+              "constant over the set are left out.", "",
               "| factor | paper's rule | layers | weights | ρ < 0 | CI spans 0 | ρ > 0 |", "|---|---|---|---|---:|---:|---:|"]
     for row in summary["tally"]:
         lines.append(f"| {row['factor']} | {row['rule']} | {row['layers']} | {row['weights']} | {row['negative']} | "
@@ -200,7 +220,10 @@ def markdown(summary: dict) -> str:
 
 
 def tally(models: list[dict]) -> list[dict]:
-    """Per factor, layer set and kind of weights: how many Spearman CIs lie below, across, above zero."""
+    """Per factor, layer set and kind of weights: how many Spearman CIs lie below, across, above zero.
+
+    Layer sets smaller than ``MIN_LAYERS``, and factors constant over the set, are not counted.
+    """
     rows = []
     for factor, rule in RULES.items():
         for layer_set, key in (("all", "validation"), ("interior", "interior")):
@@ -210,7 +233,8 @@ def tally(models: list[dict]) -> list[dict]:
                     for run in model["runs"]:
                         if run["weights"] == weights:
                             record = next(c for c in run[key] if c["factor"] == factor)
-                            counts[side(record["spearman_ci"])] += 1
+                            if record["layers"] >= MIN_LAYERS and record["spearman"] is not None:
+                                counts[side(record["spearman_ci"])] += 1
                 rows.append({"factor": factor, "rule": rule, "layers": layer_set, "weights": weights, **counts})
     return rows
 
@@ -276,7 +300,10 @@ def main() -> None:
                          image, args.dpi)
         models.append({"spec": spec, "slug": name, "layers": len(runs[0]["sensitivity"]), **trained,
                        "images": [str(image) for image in images], "runs": runs,
-                       "agreement": {w: method_agreement(reports[w]) for w in WEIGHTS}})
+                       "agreement": {w: method_agreement(reports[w]) for w in WEIGHTS},
+                       "trained_vs_random": {m: method_agreement({"trained": reports["trained"][m], "random":
+                                                                  reports["random"][m]})["trained"]["random"]
+                                             for m in methods}})
     summary = {
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
         "machine": {"torch": torch.__version__, "python": platform.python_version(), "threads": args.threads},

@@ -224,3 +224,12 @@ def test_grid_config_refuses_repeats_and_a_planned_template():
     with pytest.raises(ValueError, match="leave its `plan` and `factor` unset"):
         GridConfig(train=TrainConfig(factor="A"))
     assert GridConfig(train=TrainConfig()).run_count == (1 + 3 * 3) * 4  # the paper's grid: 10 cells × 4 seeds
+
+
+def test_cells_whose_plans_coincide_are_flagged(tiny_spec, tmp_path, fake_train):
+    # Both linears of the tiny MLP are used once per sample (F = 1): F's C+ and C- collapse to U's middle width.
+    result = run_grid(grid_config(tiny_spec, tmp_path / "grid", factors=["A", "F"], strategies=["U", "C+", "C-"]),
+                      progress=False)
+    assert result.row("F", "C+").same_bits_as == ["U", "F C-"] and result.row("A", "C+").same_bits_as == []
+    assert result.row("A", "U").same_bits_as == ["F C+", "F C-"]
+    assert "U assigns every layer the same bits as F C+, F C-" in (tmp_path / "grid" / "results.md").read_text()

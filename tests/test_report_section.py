@@ -10,7 +10,13 @@ import pytest
 from bitplan.compare.html import extra_sections
 from bitplan.errors import SpecError
 from bitplan.sensitivity_analysis import FactorCorrelation, LayerSensitivity, SensitivityReport
-from bitplan.sensitivity_analysis.report_section import SECTION_FILE, load_report, render_section, write_section
+from bitplan.sensitivity_analysis.report_section import (
+    DESCRIPTION_COLUMNS,
+    SECTION_FILE,
+    load_report,
+    render_section,
+    write_section,
+)
 
 
 def make_report(*, model: str = "zoo:toy", validation: list[FactorCorrelation] | None = None) -> SensitivityReport:
@@ -29,21 +35,21 @@ def make_report(*, model: str = "zoo:toy", validation: list[FactorCorrelation] |
 
 
 def cells_of(html: str, caption: str) -> list[str]:
-    """The data cells (tags stripped) of the first row of the table with ``caption``."""
+    """The factor cells (tags stripped) of the first row of the table with ``caption``: A, F, D, capacity, MACs."""
     table = html.split(f"<caption>{caption}")[1].split("</table>")[0]
     row = table.split("<tr>")[2]
-    return [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    cells = [re.sub(r"<[^>]+>", "", cell.replace("<br>", " ")) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+    return cells[len(DESCRIPTION_COLUMNS):]
 
 
 def test_perfect_rankings_are_exact_and_marked():
     html = render_section([make_report()], plots=False, resamples=20)
-    # columns: measurement, A, F, D, capacity, macs
-    spearman = cells_of(html, "Spearman ρ")
-    assert spearman[1] == "-1.00 [-1.00, -1.00]"  # sensitivity strictly falls as A rises
-    assert spearman[2] == "—"  # F constant: no rank correlation
-    assert spearman[3] == "-1.00 [-1.00, -1.00]"  # depth rises with A here
-    assert spearman[5] == "+1.00 [+1.00, +1.00]"  # MACs fall as A rises
-    assert cells_of(html, "Kendall τ-b")[1] == "-1.00 [-1.00, -1.00]"
+    a, f, d, capacity, macs = cells_of(html, "Spearman ρ")
+    assert a == "-1.00 [-1.00, -1.00]"  # sensitivity strictly falls as A rises
+    assert f == "—"  # F constant: no rank correlation
+    assert d == capacity == "-1.00 [-1.00, -1.00]"  # depth and size rise with A here
+    assert macs == "+1.00 [+1.00, +1.00]"  # MACs fall as A rises
+    assert cells_of(html, "Kendall τ-b")[0] == "-1.00 [-1.00, -1.00]"
     assert "<strong>-1.00</strong>" in html  # a CI that excludes zero is bold
     assert 'title="constant over the layers: no ranking to compare"' in html
 
@@ -55,9 +61,9 @@ def test_stored_validation_is_used_as_it_is():
     ]
     html = render_section([make_report(validation=stored)], plots=False)
     spearman = cells_of(html, "Spearman ρ")
-    assert spearman[1:3] == ["+0.25 [-0.50, +0.75]", "+0.50 [+0.12, +0.88]"]
-    assert spearman[3:] == ["—", "—", "—"]  # factors the stored validation lacks
-    assert cells_of(html, "Kendall τ-b")[1] == "+0.20 [—]"
+    assert spearman[:2] == ["+0.25 [-0.50, +0.75]", "+0.50 [+0.12, +0.88]"]
+    assert spearman[2:] == ["—", "—", "—"]  # factors the stored validation lacks
+    assert cells_of(html, "Kendall τ-b")[0] == "+0.20 [—]"
     assert "<strong>+0.25</strong>" not in html and "<strong>+0.50</strong>" in html
 
 
@@ -67,7 +73,7 @@ def test_paths_render_like_reports_and_names_are_escaped(tmp_path):
     path.write_text(report.model_dump_json())
     html = render_section([path], plots=False, resamples=20)
     assert html == render_section([report], plots=False, resamples=20)
-    assert "zoo:&lt;b&gt;&amp;co on digits — fisher, 4 bits, random weights, 2×8 samples, 6 layers" in html
+    assert '<td class="left">zoo:&lt;b&gt;&amp;<wbr>co</td><td class="left">digits</td>' in html
     assert "<b>" not in html
 
 
@@ -76,6 +82,7 @@ def test_plots_are_embedded_pngs():
     uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(uris) == 1
     assert base64.b64decode(uris[0]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "zoo:toy on digits — fisher, 4 bits, random weights, 2×8 samples, 6 layers.</figcaption>" in html
 
 
 def test_section_lands_where_compare_reads_it(tmp_path):

@@ -53,7 +53,7 @@ class ApplyReport(BaseModel):
     layers: list[ExportedLayer]
     params_quantized: int = Field(description="Elements of the weights stored as codes.")
     params_other: int = Field(description="Elements of every other tensor (fp32).")
-    bytes_fp32: int = Field(description="Bytes of the state_dict as float32 (each tied tensor once).")
+    bytes_fp32: int = Field(description="Bytes of the state_dict's tensors as trained (each tied tensor once).")
     bytes_file: int = Field(description="Bytes of the safetensors file written.")
     mbit_fp32: float = Field(description="Σ elements × 32 / 10^6.")
     mbit_quantized: float = Field(description="Σ quantized elements × bits + other elements × 32, / 10^6.")
@@ -251,7 +251,7 @@ def export_quantized(
         layers=layers,
         params_quantized=quantized_params,
         params_other=total - quantized_params,
-        bytes_fp32=total * 4,
+        bytes_fp32=sum(tensor.numel() * tensor.element_size() for tensor in unique),
         bytes_file=len(payload),
         mbit_fp32=total * 32 / 1e6,
         mbit_quantized=(bits + (total - quantized_params) * 32) / 1e6,

@@ -58,9 +58,10 @@ def execute(runs: Sequence[PlannedRun], *, jobs: int = 1, progress: bool = True,
             result = train_run(run.config, resume=run.state() is not RunState.new, progress=progress)
             on_finished(run, result)
         return
-    threads = threads_per_job(jobs)
+    workers = min(jobs, len(runs))  # fewer runs than jobs: fewer workers, each with more threads
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_limit_threads, initargs=(threads,)) as pool:
+    initargs = (threads_per_job(workers),)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=initargs) as pool:
         pending: dict[Future, PlannedRun] = {
             pool.submit(_train_in_worker, run.config.model_dump_json(), run.state() is not RunState.new): run
             for run in runs
@@ -72,7 +73,7 @@ def execute(runs: Sequence[PlannedRun], *, jobs: int = 1, progress: bool = True,
                     run = pending.pop(future)
                     on_finished(run, RunResult.model_validate_json(future.result()))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # queued runs never start; running ones end
+            pool.shutdown(wait=True, cancel_futures=True)  # queued runs never start; running ones finish
             raise
 
 

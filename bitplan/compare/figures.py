@@ -42,7 +42,7 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def metric_label(name: MetricName) -> str:
-    return "test accuracy (%)" if name is MetricName.accuracy else "test perplexity"
+    return "test accuracy (%, higher is better)" if name is MetricName.accuracy else "test perplexity (lower is better)"
 
 
 def variance_figure(result: GridResult) -> bytes:

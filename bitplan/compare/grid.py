@@ -24,6 +24,7 @@ from bitplan.compare.report import write_report, write_tables
 from bitplan.compare.result import GridResult
 from bitplan.compare.runs import PlannedRun, RunState, plan_runs
 from bitplan.compare.summarize import CellRuns, summarize_grid
+from bitplan.compare.tables import twin_notes
 from bitplan.plan import save_plan
 from bitplan.train import RunResult
 
@@ -63,7 +64,10 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
     cells = plan_cells(config, profile)
     runs = plan_runs(config.train, cells, config.seeds, out)
     stored = [_store_cell(cell, [run for run in runs if run.cell is cell], out) for cell in cells]
-    write_tables(summarize_grid(config, stored, out, metric_name=metric_name), out)
+    initial = summarize_grid(config, stored, out, metric_name=metric_name)
+    write_tables(initial, out)
+    for note in twin_notes(initial):
+        console.print(f"[yellow]note:[/] {note}")
 
     pending = [run for run in runs if run.state() is not RunState.finished]
     console.print(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bitplan.compare.result import GridResult
 from bitplan.compare.tables import best_rows, metric_short, twin_notes
+from bitplan.train import MetricName
 
 SECTIONS_DIR = "sections"
 
@@ -26,7 +27,7 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top
 .meta { color: #555; font-size: 0.92em; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th { background: #f3f5f8; } td.left, th.left { text-align: left; }
+th { background: #f3f5f8; } td.left, th.left { text-align: left; white-space: nowrap; }
 tr:nth-child(even) td { background: #fafafa; }
 td.best { font-weight: bold; background: #e8f4e8 !important; }
 .var { color: #666; font-size: 0.85em; }
@@ -129,11 +130,13 @@ def grid_page(result: GridResult, pictures: Sequence[Picture], sections: Sequenc
     """The whole ``report.html`` of a grid."""
     config = result.config
     title = f"bitplan compare: {result.model} on {result.data}"
+    direction = "higher" if result.metric_name is MetricName.accuracy else "lower"
     meta = (
         f"Seeds {', '.join(map(str, config.seeds))}; {config.train.epochs} epoch(s), batch {config.train.batch_size}, "
         f"lr {config.train.lr:g}, {config.train.optimizer.value}, {config.train.schedule.value} schedule"
         f"{'; strategies size-matched to U (--match-size)' if config.match_size else ''}. "
-        f"Runs finished: {result.runs_finished} of {result.runs_total}. bitplan {escape(result.bitplan_version)}."
+        f"Metric: test {result.metric_name.value} ({direction} is better). "
+        f"Runs finished: {result.runs_finished} of {result.runs_total}. bitplan {result.bitplan_version}."
     )
     figures = "".join(figure_html(picture) for picture in pictures)
     body = (

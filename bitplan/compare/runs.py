@@ -20,7 +20,6 @@ from bitplan.train import RunResult, TrainConfig
 
 RUNS_DIR = "runs"
 FINAL_FILE = "final.json"  # written by bitplan.train.train_run when a run ends
-CHECKPOINT_FILE = "checkpoint.pt"
 KEY_LENGTH = 12
 
 
@@ -28,7 +27,7 @@ class RunState(str, Enum):
     """Where a run stands on disk."""
 
     finished = "finished"  # final.json present (status ok or failed)
-    partial = "partial"  # started, not finished: resumed from its checkpoint if it has one
+    partial = "partial"  # started, not finished: train_run(resume=True) continues from its checkpoint, if any
     new = "new"  # never started
 
 
@@ -51,10 +50,6 @@ class PlannedRun:
         if self.directory.exists():
             return RunState.partial
         return RunState.new
-
-    def result(self) -> RunResult | None:
-        """The run's ``final.json``, or None while it has not finished."""
-        return read_result(self.directory)
 
 
 def run_key(config: TrainConfig) -> str:

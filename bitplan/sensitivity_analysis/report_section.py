@@ -122,17 +122,26 @@ def describe(report: SensitivityReport) -> str:
     )
 
 
+DESCRIPTION_COLUMNS = ("model", "data", "method", "bits", "weights", "layers")
+
+
 def _table(reports: Sequence[SensitivityReport], statistic: str, label: str) -> str:
-    head = "".join(f"<th>{escape(factor)}</th>" for factor in FACTORS)
+    head = "".join(f'<th class="left">{name}</th>' for name in DESCRIPTION_COLUMNS)
+    head += "".join(f"<th>{escape(factor)}</th>" for factor in FACTORS)
     rows = []
     for report in reports:
+        described = (report.model, report.data, report.method.value, str(report.bits),
+                     report.initialization.value, str(len(report.layers)))
+        lead = "".join(f'<td class="left">{_breakable(text)}</td>' for text in described)
         by_factor = {record.factor: record for record in report.validation}
         cells = "".join(_cell(by_factor.get(factor), statistic) for factor in FACTORS)
-        rows.append(f'<tr><td class="left">{escape(describe(report))}</td>{cells}</tr>')
-    return (
-        f'<table><caption>{escape(label)} [95% CI]</caption><tr><th class="left">measurement</th>{head}</tr>'
-        + "".join(rows) + "</table>"
-    )
+        rows.append(f"<tr>{lead}{cells}</tr>")
+    return f"<table><caption>{escape(label)} [95% CI]</caption><tr>{head}</tr>" + "".join(rows) + "</table>"
+
+
+def _breakable(text: str) -> str:
+    """Escaped ``text`` that may wrap after ``?`` and ``&`` (long model specs have no spaces)."""
+    return escape(text).replace("?", "?<wbr>").replace("&amp;", "&amp;<wbr>")
 
 
 def _cell(record: FactorCorrelation | None, statistic: str) -> str:
@@ -142,11 +151,12 @@ def _cell(record: FactorCorrelation | None, statistic: str) -> str:
     value: float = getattr(record, statistic)
     interval: tuple[float, float] | None = getattr(record, f"{statistic}_ci")
     if interval is None:
-        return f"<td>{value:+.2f} <span class=\"var\">[—]</span></td>"
+        return f'<td style="white-space: nowrap">{value:+.2f}<br><span class="var">[—]</span></td>'
     text = f"{value:+.2f}"
     if interval[0] > 0 or interval[1] < 0:
         text = f"<strong>{text}</strong>"
-    return f'<td>{text} <span class="var">[{interval[0]:+.2f}, {interval[1]:+.2f}]</span></td>'
+    # the interval on its own unbroken line under the value keeps five factor columns within a page
+    return f'<td style="white-space: nowrap">{text}<br><span class="var">[{interval[0]:+.2f}, {interval[1]:+.2f}]</span></td>'
 
 
 def _figure(report: SensitivityReport) -> str:

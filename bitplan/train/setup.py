@@ -9,6 +9,7 @@ with the config's overrides folded in, so ``config.json`` records exactly what w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ def resolve_device(config: TrainConfig) -> torch.device:
 
 
 def model_options(spec: str, data: DataBundle) -> dict[str, str]:
-    """Options that size a zoo model to ``data`` (only those the model accepts and the spec leaves unset).
+    """Zoo options sizing a model to ``data``: accepted by it, unset in the spec, unlike its defaults.
 
     Example:
         >>> model_options("zoo:resnet20?num_classes=100", load_data("digits"))  # doctest: +SKIP
@@ -62,24 +63,42 @@ def model_options(spec: str, data: DataBundle) -> dict[str, str]:
         return {}
     from bitplan.zoo.registry import entry  # importing the zoo registers its models
 
-    accepted = set(entry(name).config_type.model_fields)
+    fields = entry(name).config_type.model_fields
     if data.task is Task.language_model:
         wanted = {"vocab": data.vocab_size, "seq_len": data.input_shape[-1]}
     else:
         wanted = {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
         if len(data.input_shape) == 3 and data.input_shape[1] == data.input_shape[2]:
             wanted["input_size"] = data.input_shape[1]
-    return {key: str(value) for key, value in wanted.items() if value is not None and key in accepted and key not in given}
+    return {
+        key: str(value)
+        for key, value in wanted.items()
+        if value is not None and key in fields and key not in given and value != fields[key].default
+    }
 
 
-def effective_plan(config: TrainConfig, model: nn.Module, example_inputs: tuple) -> BitPlan | None:
-    """The plan to train with: given or made from the recipe, with the config's overrides applied."""
+def spec_with_options(spec: str, options: dict[str, str]) -> str:
+    """``spec`` with ``options`` added to its query: the exact model, e.g. ``zoo:resnet20?num_classes=100``."""
+    if not options:
+        return spec
+    base, given = split_spec(spec)
+    return f"{base}?{urlencode({**given, **options})}"
+
+
+def effective_plan(
+    config: TrainConfig, model: nn.Module, example_inputs: tuple, options: dict[str, str] | None = None
+) -> BitPlan | None:
+    """The plan to train with: given or made from the recipe, with the config's overrides applied.
+
+    A plan made here records the model spec with the data's options, so it names the exact model.
+    """
     plan = config.plan
     if plan is None and config.factor is not None:
         from bitplan.plan import make_plan
         from bitplan.profile.trace import profile_model
 
-        profile = profile_model(model, example_inputs, name=config.model)
+        spec = spec_with_options(config.model, options or {})
+        profile = profile_model(model, example_inputs, name=spec)
         plan = make_plan(profile, factor=config.factor, strategy=config.strategy, bits=config.bits)
     if plan is None:
         return None
@@ -118,7 +137,7 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
     options = model_options(config.model, data)
     torch.manual_seed(config.seed)  # initialisation depends on the seed only
     loaded = load_model(config.model, options=options)
-    plan = effective_plan(config, loaded.model, loaded.example_inputs)
+    plan = effective_plan(config, loaded.model, loaded.example_inputs, options)
     model = loaded.model
     if plan is not None:
         apply(
