@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 def check(
     plans: Annotated[list[Path], typer.Argument(help="Plan files to check (several for pre-commit).")],
     model: Annotated[
-        str | None, typer.Option("--model", help="Model spec to check against [default: the spec in the plan].")
+        str | None, typer.Option("--model", help="Model spec to check against (default: the spec in the plan).")
     ] = None,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for specs that need one.")] = None,
     max_mbit: Annotated[float | None, typer.Option("--max-mbit", help="Largest allowed model size in MBit.")] = None,
