@@ -90,6 +90,10 @@ def test_section_lands_where_compare_reads_it(tmp_path):
     assert written == tmp_path / "sections" / SECTION_FILE
     assert extra_sections(tmp_path) == [written.read_text(encoding="utf-8")]
     assert extra_sections(tmp_path)[0].startswith('<section class="sensitivity">')
+    second = write_section(tmp_path, [make_report(model="zoo:other")], name="60-other.html", plots=False, resamples=20)
+    assert extra_sections(tmp_path) == [written.read_text(encoding="utf-8"), second.read_text(encoding="utf-8")]
+    with pytest.raises(ValueError, match="must be a plain file name ending in .html"):
+        write_section(tmp_path, [make_report()], name="../escape.html")
 
 
 def test_bad_inputs_name_the_fix(tmp_path):

@@ -39,8 +39,10 @@ def optimal_bits(
         other_params=other_params, unplanned_macs=unplanned_macs,
     )
     cost = np.array([[weight * value for value in terms.values] for weight in terms.weights], dtype=float)
+    # loss-delta and hessian scores can be negative on untrained weights; noise cannot help, so such a
+    # layer counts as insensitive (0) rather than as one that gains from fewer bits
     noise = np.array(
-        [[unit.factor_value * noise_scale(level, measured_bits) for level in levels] for unit in assigned]
+        [[max(unit.factor_value, 0.0) * noise_scale(level, measured_bits) for level in levels] for unit in assigned]
     )
     smallest, largest = int(cost.min(axis=1).sum()), int(cost.max(axis=1).sum())
     if not smallest <= terms.capacity:

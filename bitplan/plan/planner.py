@@ -186,7 +186,12 @@ def make_plan(
     if sensitivity is not None and sensitivity.fingerprint != profile.fingerprint():
         raise PlanError(
             f"the sensitivity report was measured on another model (`{sensitivity.model}`, fingerprint "
-            f"{sensitivity.fingerprint}) than `{profile.model}` ({profile.fingerprint()}); measure this model."
+            f"{sensitivity.fingerprint}) than `{profile.model}` ({profile.fingerprint()}); measure this model"
+            + (
+                f", or plan the model as sized for the data: add {sensitivity.model_options} to its spec."
+                if sensitivity.model_options
+                else "."
+            )
         )
     factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
     mapping = parse_choice(Mapping, mapping, "mapping")

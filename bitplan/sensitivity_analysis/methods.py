@@ -157,7 +157,11 @@ def hutchinson_traces(
         grads = torch.autograd.grad(loss, blocks, create_graph=True)
         for probe in range(probes):
             vectors = [
-                torch.randint(0, 2, block.shape, generator=generator, dtype=torch.int8).to(block.dtype) * 2 - 1
+                torch.randint(0, 2, block.shape, generator=generator, dtype=torch.int8).to(
+                    device=block.device, dtype=block.dtype
+                )
+                * 2
+                - 1
                 for block in blocks
             ]
             dot = sum((g * v).sum() for g, v in zip(grads, vectors))

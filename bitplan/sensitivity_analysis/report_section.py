@@ -96,21 +96,30 @@ def render_section(
     return "\n".join(parts) + "\n"
 
 
-def write_section(grid: str | Path, reports: Sequence[SensitivityReport | str | Path], **options) -> Path:
+def write_section(
+    grid: str | Path, reports: Sequence[SensitivityReport | str | Path], *, name: str = SECTION_FILE, **options
+) -> Path:
     """Write ``render_section(reports)`` where ``bitplan compare``'s report picks it up.
 
-    The next ``bitplan report GRID`` (or a finishing ``bitplan compare``) includes it.
+    The next ``bitplan report GRID`` (or a finishing ``bitplan compare``) includes it; sections are
+    inserted in file-name order, so several files (one ``name`` each) sit side by side.
 
     Args:
         grid: a ``bitplan compare --out`` directory.
         reports, options: as ``render_section``.
+        name: the fragment's file name in ``GRID/sections/`` (``.html``).
 
     Returns:
-        The fragment's path, ``GRID/sections/50-sensitivity.html``.
+        The fragment's path, ``GRID/sections/50-sensitivity.html`` by default.
+
+    Raises:
+        ValueError: ``name`` is not a plain ``.html`` file name.
     """
     from bitplan.compare.html import SECTIONS_DIR
 
-    return atomic_write_text(Path(grid) / SECTIONS_DIR / SECTION_FILE, render_section(reports, **options))
+    if Path(name).name != name or not name.endswith(".html"):
+        raise ValueError(f"`name` {name!r} must be a plain file name ending in .html, e.g. {SECTION_FILE!r}")
+    return atomic_write_text(Path(grid) / SECTIONS_DIR / name, render_section(reports, **options))
 
 
 def describe(report: SensitivityReport) -> str:

@@ -69,6 +69,11 @@ class SensitivityReport(BaseModel):
     batches: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     seed: int
+    probes: int | None = Field(default=None, description="Rademacher probes per batch (hessian only).")
+    per_channel: bool = Field(default=True, description="Δw from per-channel (else per-tensor) ranges.")
+    model_options: dict[str, str] = Field(
+        default_factory=dict, description="Options that sized the model to the data (e.g. in_channels=1)."
+    )
     initialization: Initialization
     checkpoint: str | None = None
     seconds: float = Field(ge=0)

@@ -91,7 +91,8 @@ def scatter(report: SensitivityReport, path) -> None:
         axis.set_xscale("log")
         if min(sensitivity) > 0:
             axis.set_yscale("log")
-        rho = correlations[factor].spearman
+        row = correlations.get(factor)
+        rho = row.spearman if row is not None else None
         axis.set_title(f"{factor}: ρ = {rho:.2f}" if rho is not None else f"{factor}: ρ undefined")
         axis.set_xlabel(field)
     axes[0].set_ylabel(f"sensitivity ({report.method.value}, {report.bits} bits)")
