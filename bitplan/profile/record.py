@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map  # public-in-practice pytree helpers used across torch
 
 from bitplan.profile.builder import ProfileBuilder
-from bitplan.profile.gemms import TensorRef
+from bitplan.profile.gemms import HANDLERS, TensorRef
 from bitplan.profile.tracking import meta_like, op_name_of, record_call
 
 
@@ -83,10 +83,13 @@ class _Recorder(TorchFunctionMode):
                 f"`{name}` runs its GEMMs inside Python code the recorder cannot see into; use torch.export"
             )
         out = func(*args, **kwargs)
-        ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)
-        inputs = [leaf for leaf in tree_flatten((ref_args, ref_kwargs))[0] if isinstance(leaf, TensorRef)]
-        if name == "__rmatmul__":
-            name, ref_args = "matmul", (ref_args[1], ref_args[0])
+        inputs = [self._ref(leaf) for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
+        if name in HANDLERS or name == "__rmatmul__":  # only GEMMs need their arguments' shapes in place
+            ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)
+            if name == "__rmatmul__":
+                name, ref_args = "matmul", (ref_args[1], ref_args[0])
+        else:
+            ref_args, ref_kwargs = args, kwargs
         outputs = tree_flatten(out)[0]
         produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in outputs)
         depth, origin = record_call(
