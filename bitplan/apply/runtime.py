@@ -128,13 +128,18 @@ class LayerQuant:
         """``y`` unchanged; its gradient is quantized in the backward pass."""
         if self.gradient_quant is quant.GradQuant.none or not y.requires_grad:
             return y
-        return quant.quantize_gradient(
-            y,
-            self.gradient_bits,
-            self.gradient_quant,
-            generator=self.runtime.generator(y.device),
-            samples=self.runtime.gradient_samples,
-        )
+        return quantize_output_gradient(y, self)
+
+
+def quantize_output_gradient(y: torch.Tensor, layer: LayerQuant) -> torch.Tensor:
+    """``quant.quantize_gradient`` with the layer's settings and its device's generator (None with ``global_rng``)."""
+    return quant.quantize_gradient(
+        y,
+        layer.gradient_bits,
+        layer.gradient_quant,
+        generator=layer.runtime.generator(y.device),
+        samples=layer.runtime.gradient_samples,
+    )
 
 
 def quantize_activation(

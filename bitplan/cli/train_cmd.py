@@ -104,9 +104,9 @@ def train(
         code = launch(Job(config=config, seeds=seed_list, resume=resume, progress=progress, print_json=json), nproc)
         raise typer.Exit(code)
     summary = train_seeds(config, seed_list, resume=resume, progress=progress)
-    from bitplan.train.distributed import is_main
+    from bitplan.train.distributed import is_main_process
 
-    if is_main():
+    if is_main_process():  # under torchrun every rank runs this command; rank 0 reports
         if json:
             write_or_print(summary.model_dump_json(indent=2), None)
         else:

@@ -60,6 +60,11 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of its launch, also before or after the process group exists."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def launched_by_torchrun() -> bool:
     """Whether the environment describes a multi-process run."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bitplan.train.distributed import Job, is_main
+from bitplan.train.distributed import Job, is_main_process
 from bitplan.train.seeds import train_seeds
 
 
@@ -13,7 +13,7 @@ def main(argv: list[str]) -> int:
     """Run the job file's seeds; rank 0 prints the summary JSON when asked. Exit 1 if a seed failed."""
     job = Job.model_validate_json(Path(argv[0]).read_text(encoding="utf-8"))
     summary = train_seeds(job.config, job.seeds, resume=job.resume, progress=job.progress)
-    if job.print_json and is_main():
+    if job.print_json and is_main_process():
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     return 1 if summary.failed else 0
 
