@@ -89,3 +89,19 @@ def test_cli_objective_plan_passes_check(tmp_path, digits_profile) -> None:
     broken.write_text('{"model": 3}')
     result = runner.invoke(app, ["plan", "zoo:digits_cnn", "--factor", "S", "--strategy", "C+", "--sensitivity", str(broken)])
     assert result.exit_code == 2 and "not a sensitivity report" in result.output
+
+
+def test_negative_scores_count_as_insensitive(digits_profile) -> None:
+    levels = [4, 8]
+    scores = [-0.4, 0.7, 0.3, -2.0, 0.9]
+    plan = make_plan(
+        digits_profile, levels=levels, bits=None, objective="min-sensitivity", sensitivity=report_for(digits_profile, scores),
+        budget=Budget(kind=BudgetKind.avg_bits, value=6.0),
+    )
+    params = [layer.params for layer in digits_profile.weight_layers]
+    best = min(
+        sum(max(s, 0.0) * noise_scale(b, 4) for s, b in zip(scores, combo))
+        for combo in itertools.product(levels, repeat=len(scores))
+        if sum(p * b for p, b in zip(params, combo)) <= 6.0 * sum(params)
+    )
+    assert plan.objective_value == pytest.approx(best, rel=1e-12) and plan.objective_value >= 0
