@@ -206,7 +206,8 @@ def test_make_divisible_properties(value: float) -> None:
     rounded = make_divisible(value)
     assert rounded % 8 == 0 and rounded >= 8
     assert rounded >= 0.9 * value
-    assert rounded <= max(8, value + 4)
+    # nearest multiple of 8 (at least 8), moved up by 8 only when rounding down lost more than 10%
+    assert rounded <= max(8, value + 4) or rounded - 8 < 0.9 * value
 
 
 def test_basic_block_shortcut_is_subsampled_and_zero_padded() -> None:

@@ -13,25 +13,18 @@ points of a GEMM Y = X·W live here, each a call into ``bitplan.quant``:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 from torch import nn
 
 from bitplan import quant
+from bitplan.choices import ForwardQuant
 
 OBSERVER = "bitplan_observer"
 """Attribute of a quantized layer's input observer (``quant.ActivationObserver``, non-persistent buffers)."""
 
 NOT_QUANTIZED = 32
 """Bit-width meaning "keep in full precision" (plans use 32 for layers they leave alone)."""
-
-
-class ForwardQuant(str, Enum):
-    """How weights and activations are quantized in the forward pass."""
-
-    uniform = "uniform"
-    sawb = "sawb"
 
 
 class QuantRuntime:

@@ -9,7 +9,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -19,21 +18,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from bitplan.atomic import atomic_write_text
+from bitplan.choices import OutputFormat
 from bitplan.errors import BitplanError
 
 console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class OutputFormat(str, Enum):
-    """How a command renders its result."""
-
-    table = "table"
-    json = "json"
-    csv = "csv"
-    md = "md"
 
 
 class DebugState:

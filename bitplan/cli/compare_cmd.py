@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.apply.runtime import ForwardQuant
 from bitplan.cli.common import JsonFlag, console, guarded, write_or_print
-from bitplan.plan.schema import Factor, Mapping, Strategy
-from bitplan.train.config import Device, Granularity, GradQuantChoice, Optimizer, Schedule
+from bitplan.choices import Device, Factor, ForwardQuant, GradQuant, Mapping, Optimizer, Schedule, Strategy, WeightGranularity
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -63,8 +61,8 @@ def compare(
     device: Annotated[Device | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     act_bits: Annotated[int | None, typer.Option("--act-bits", help="Activation bits (32 = fp32); overrides the plans.")] = None,
     grad_bits: Annotated[int | None, typer.Option("--grad-bits", help="Gradient bits (32 = fp32); overrides the plans.")] = None,
-    grad_quant: Annotated[GradQuantChoice | None, typer.Option("--grad-quant", help="Gradient quantizer.")] = None,
-    weight_granularity: Annotated[Granularity | None, typer.Option("--weight-granularity", help="Per channel or tensor.")] = None,
+    grad_quant: Annotated[GradQuant | None, typer.Option("--grad-quant", help="Gradient quantizer.")] = None,
+    weight_granularity: Annotated[WeightGranularity | None, typer.Option("--weight-granularity", help="Per channel or tensor.")] = None,
     keep_last_fp32: Annotated[
         bool, typer.Option("--keep-last-fp32/--no-keep-last-fp32", help="Keep the last weight GEMM in fp32 (CPT).")
     ] = False,

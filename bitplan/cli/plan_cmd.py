@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from bitplan.cli.common import JsonFlag, console, err_console, guarded, to_json, write_or_print
-from bitplan.plan.schema import CapacityMeasure, Factor, Mapping, Preset, Strategy
-
-
-class GradientQuantChoice(str, Enum):
-    """The plan's ``gradient_quant`` values."""
-
-    sr = "sr"
-    luq = "luq"
-    none = "none"
-
-
-class GranularityChoice(str, Enum):
-    """The plan's ``weight_granularity`` values."""
-
-    channel = "channel"
-    tensor = "tensor"
-
-
-class ObjectiveChoice(str, Enum):
-    """What ``--objective`` optimises."""
-
-    min_sensitivity = "min-sensitivity"
+from bitplan.choices import CapacityMeasure, Factor, GradQuant, Mapping, Objective, Preset, Strategy, WeightGranularity
 
 
 def _load_sensitivity(path: Path):
@@ -98,11 +76,11 @@ def plan(
     activation_bits: Annotated[int, typer.Option("--activation-bits", help="Activation bits for training (32 = fp32).")] = 8,
     gradient_bits: Annotated[int, typer.Option("--gradient-bits", help="Gradient bits for training (32 = fp32).")] = 8,
     gradient_quant: Annotated[
-        GradientQuantChoice, typer.Option("--gradient-quant", help="Gradient quantizer for training.")
-    ] = GradientQuantChoice.sr,
+        GradQuant, typer.Option("--gradient-quant", help="Gradient quantizer for training.")
+    ] = GradQuant.sr,
     weight_granularity: Annotated[
-        GranularityChoice, typer.Option("--weight-granularity", help="Weight min/max per channel or per tensor.")
-    ] = GranularityChoice.channel,
+        WeightGranularity, typer.Option("--weight-granularity", help="Weight min/max per channel or per tensor.")
+    ] = WeightGranularity.channel,
     input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for specs that need one.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Batch to profile at (F and MACs scale with it).")] = None,
     output: Annotated[
@@ -112,7 +90,7 @@ def plan(
         Path | None, typer.Option("--sensitivity", help="A `bitplan sensitivity` report: the values of --factor S.")
     ] = None,
     objective: Annotated[
-        ObjectiveChoice | None,
+        Objective | None,
         typer.Option("--objective", help="min-sensitivity: the exact least-noise bits within the budget (needs --sensitivity)."),
     ] = None,
     json_output: JsonFlag = False,

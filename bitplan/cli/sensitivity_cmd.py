@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 
 from bitplan.cli.common import JsonFlag, OutputPath, console, guarded, write_or_print
-from bitplan.sensitivity_analysis.schema import Method
+from bitplan.choices import SensitivityMethod
 
 
 @guarded
 def sensitivity(
     model: Annotated[str, typer.Argument(help="Model spec, as for `bitplan train`.")],
     data: Annotated[str, typer.Option("--data", help="Data spec: digits, cifar10:PATH, text:PATH, synthetic, ...")] = "digits",
-    method: Annotated[Method, typer.Option("--method", help="fisher, loss-delta, sqnr or hessian.")] = Method.fisher,
+    method: Annotated[SensitivityMethod, typer.Option("--method", help="fisher, loss-delta, sqnr or hessian.")] = SensitivityMethod.fisher,
     bits: Annotated[int, typer.Option("--bits", min=1, max=16, help="Weight bits the quantization error is taken at.")] = 4,
     batches: Annotated[int, typer.Option("--batches", min=1, help="Training batches to average over.")] = 8,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 128,

@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.apply.runtime import ForwardQuant
 from bitplan.cli.common import JsonFlag, console, guarded, write_or_print
-from bitplan.plan.schema import Factor, Strategy
-from bitplan.train.config import Device, Granularity, GradQuantChoice, Optimizer, Schedule
+from bitplan.choices import Device, Factor, ForwardQuant, GradQuant, Optimizer, Schedule, Strategy, WeightGranularity
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -66,8 +64,8 @@ def train(
     device: Annotated[Device | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     act_bits: Annotated[int | None, typer.Option("--act-bits", help="Activation bits (32 = fp32); overrides the plan.")] = None,
     grad_bits: Annotated[int | None, typer.Option("--grad-bits", help="Gradient bits (32 = fp32); overrides the plan.")] = None,
-    grad_quant: Annotated[GradQuantChoice | None, typer.Option("--grad-quant", help="Gradient quantizer; overrides the plan.")] = None,
-    weight_granularity: Annotated[Granularity | None, typer.Option("--weight-granularity", help="Weight ranges per channel or tensor.")] = None,
+    grad_quant: Annotated[GradQuant | None, typer.Option("--grad-quant", help="Gradient quantizer; overrides the plan.")] = None,
+    weight_granularity: Annotated[WeightGranularity | None, typer.Option("--weight-granularity", help="Weight ranges per channel or tensor.")] = None,
     keep_last_fp32: Annotated[bool, typer.Option("--keep-last-fp32/--no-keep-last-fp32", help="Keep the last weight GEMM in fp32 (CPT).")] = False,
     forward_quant: Annotated[ForwardQuant | None, typer.Option("--forward-quant", help="uniform (min/max) or sawb (LUQ's 4-bit forward).")] = None,
     grad_samples: Annotated[int | None, typer.Option("--grad-samples", help="LUQ SMP: gradient samples averaged.")] = None,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TypeVar
 
+from bitplan.choices import DEFAULT_BITS, GradQuant, WeightGranularity
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import Precision, compute_estimates
 from bitplan.plan.mapping import level_indices
@@ -31,9 +32,6 @@ from bitplan.plan.units import PlanUnit, collect_units
 from bitplan.profile.schema import ModelProfile
 from bitplan.sensitivity_analysis.schema import SensitivityReport
 
-DEFAULT_BITS = (4, 8)
-GRADIENT_QUANTIZERS = ("sr", "luq", "none")
-WEIGHT_GRANULARITIES = ("tensor", "channel")
 
 
 DPC_FACTORS = {
@@ -202,10 +200,8 @@ def make_plan(
     for name, value in (("activation_bits", activation_bits), ("gradient_bits", gradient_bits)):
         if value is not None:
             _check_width(name, value)
-    if gradient_quant not in GRADIENT_QUANTIZERS:
-        raise PlanError(f"unknown gradient quantizer `{gradient_quant}`; choose one of {', '.join(GRADIENT_QUANTIZERS)}.")
-    if weight_granularity not in WEIGHT_GRANULARITIES:
-        raise PlanError(f"unknown weight granularity `{weight_granularity}`; choose tensor or channel.")
+    gradient_quant = parse_choice(GradQuant, gradient_quant, "gradient quantizer")
+    weight_granularity = parse_choice(WeightGranularity, weight_granularity, "weight granularity")
     precision = Precision(activation_bits, gradient_bits, gradient_quant)
 
     scores = sensitivity.by_name() if sensitivity is not None else None

@@ -6,90 +6,30 @@ by training (``bitplan train``). Definitions of every field and estimate are in 
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bitplan.choices import (
+    DEFAULT_ACTIVATION_BITS,
+    DEFAULT_GRADIENT_BITS,
+    DEFAULT_GRADIENT_QUANT,
+    DEFAULT_KEEP_BITS,
+    DEFAULT_MAPPING,
+    DEFAULT_WEIGHT_GRANULARITY,
+    FULL_PRECISION_BITS,
+    BudgetKind,
+    CapacityMeasure,
+    Factor,
+    GradQuant,
+    Mapping,
+    Objective,
+    Preset,
+    Strategy,
+    WeightGranularity,
+)
 from bitplan.profile.schema import GemmOp
 
 PLAN_SCHEMA_VERSION = 1
-NOT_QUANTIZED_BITS = 32
-
-
-class Factor(str, Enum):
-    """The profile statistic a plan ranks layers by (Section 4.1 of the seed paper, plus DPC's capacity)."""
-
-    A = "A"
-    F = "F"
-    D = "D"
-    capacity = "capacity"
-    macs = "macs"
-    S = "S"  # measured sensitivity, from a `bitplan sensitivity` report
-
-    @property
-    def field(self) -> str:
-        """The ``GemmLayer`` field this factor reads (S has none: it comes from a sensitivity report)."""
-        return _FACTOR_FIELDS[self]
-
-    @property
-    def structural(self) -> bool:
-        """Read off the profile (A, F, D, capacity, macs), as opposed to measured (S)."""
-        return self in _FACTOR_FIELDS
-
-
-_FACTOR_FIELDS = {
-    Factor.A: "accumulation",
-    Factor.F: "weight_frequency",
-    Factor.D: "depth",
-    Factor.capacity: "params",
-    Factor.macs: "macs",
-}
-
-
-class Strategy(str, Enum):
-    """How bits follow the factor: one width, rising with it, falling with it, or random."""
-
-    U = "U"
-    C_plus = "C+"
-    C_minus = "C-"
-    R = "R"
-    opt = "opt"  # the exact optimum of an objective under a budget (--objective), not a ranking rule
-
-    @classmethod
-    def paper(cls) -> list[Strategy]:
-        """The four strategies of Section 4.1, which a grid compares."""
-        return [cls.U, cls.C_plus, cls.C_minus, cls.R]
-
-
-class Mapping(str, Enum):
-    """How factor values become bit levels (definitions in docs/planning.md)."""
-
-    rank = "rank"
-    log = "log"
-    quantile = "quantile"
-
-
-class Preset(str, Enum):
-    """Named planning rules from the literature."""
-
-    dpc = "dpc"
-
-
-class CapacityMeasure(str, Enum):
-    """What DPC's "layer capacity" is taken to mean (the paper does not publish its measure)."""
-
-    params = "params"
-    macs = "macs"
-    accumulation = "accumulation"
-
-
-class BudgetKind(str, Enum):
-    """What a budget bounds: mean bits per planned parameter, model size, or forward compute."""
-
-    avg_bits = "avg_bits"
-    mbit = "mbit"
-    bitops = "bitops"
+NOT_QUANTIZED_BITS = FULL_PRECISION_BITS
 
 
 class Budget(BaseModel):
@@ -158,21 +98,21 @@ class BitPlan(BaseModel):
     levels: list[int] = Field(min_length=1, description="Allowed bit levels, strictly increasing.")
     uniform_bits: int = Field(ge=1, le=NOT_QUANTIZED_BITS, description="Width of U (and of the reference plan).")
     seed: int = 0
-    mapping: Mapping = Mapping.rank
+    mapping: Mapping = DEFAULT_MAPPING
     preset: Preset | None = None
     budget: Budget | None = None
     keep: list[str] = Field(default_factory=list, description="--keep patterns (first, last, names, globs).")
-    keep_bits: int = Field(default=8, ge=1, le=NOT_QUANTIZED_BITS)
+    keep_bits: int = Field(default=DEFAULT_KEEP_BITS, ge=1, le=NOT_QUANTIZED_BITS)
     include_activation_gemms: bool = False
-    activation_bits: int | None = Field(default=8, ge=1, le=NOT_QUANTIZED_BITS)
-    gradient_bits: int | None = Field(default=8, ge=1, le=NOT_QUANTIZED_BITS)
-    gradient_quant: Literal["sr", "luq", "none"] = "sr"
-    weight_granularity: Literal["tensor", "channel"] = "channel"
+    activation_bits: int | None = Field(default=DEFAULT_ACTIVATION_BITS, ge=1, le=NOT_QUANTIZED_BITS)
+    gradient_bits: int | None = Field(default=DEFAULT_GRADIENT_BITS, ge=1, le=NOT_QUANTIZED_BITS)
+    gradient_quant: GradQuant = DEFAULT_GRADIENT_QUANT
+    weight_granularity: WeightGranularity = DEFAULT_WEIGHT_GRANULARITY
     total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
     unplanned_macs: int = Field(default=0, ge=0, description="MACs of GEMMs the plan leaves out (run at 32×32).")
     sensitivity_method: str | None = Field(default=None, description="Method of the sensitivity report (factor S).")
     sensitivity_bits: int | None = Field(default=None, description="Bits the sensitivity was measured at.")
-    objective: Literal["min-sensitivity"] | None = Field(
+    objective: Objective | None = Field(
         default=None, description="min-sensitivity: Σ s·((2^b0−1)/(2^b−1))² minimised exactly under the budget."
     )
     objective_value: float | None = Field(default=None, description="The objective at the chosen bits.")

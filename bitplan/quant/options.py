@@ -1,31 +1,10 @@
-"""The choices a quantized training run makes, as string Enums (the CLI shows them as choices)."""
+"""Validation of quantizer arguments; the choices themselves live in ``bitplan.choices``."""
 
 from __future__ import annotations
 
-from enum import Enum
+from bitplan.choices import FULL_PRECISION_BITS, GradQuant, WeightGranularity
 
-FULL_PRECISION_BITS = 32
-"""Bit-width meaning "not quantized": every quantizer returns its input unchanged at 32 bits."""
-
-
-class GradQuant(str, Enum):
-    """How the gradient at a GEMM output, dL/dY, is quantized in the backward pass.
-
-    - ``sr``: per-tensor uniform min/max quantizer with stochastic rounding (CPT, Banner et al.).
-    - ``luq``: LUQ's radix-2 FP4 with stochastic underflow and unbiased log rounding (Chmiel et al.).
-    - ``none``: the gradient stays in full precision.
-    """
-
-    sr = "sr"
-    luq = "luq"
-    none = "none"
-
-
-class WeightGranularity(str, Enum):
-    """Which elements share one weight range: the whole tensor (Banner) or each output channel (CPT)."""
-
-    tensor = "tensor"
-    channel = "channel"
+__all__ = ["FULL_PRECISION_BITS", "GradQuant", "WeightGranularity", "check_bits", "check_samples"]
 
 
 def check_bits(bits: object, name: str = "bits") -> int:

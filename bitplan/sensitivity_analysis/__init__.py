@@ -9,7 +9,7 @@ from bitplan.sensitivity_analysis.schema import (
     FactorCorrelation,
     Initialization,
     LayerSensitivity,
-    Method,
+    SensitivityMethod,
     SensitivityReport,
 )
 from bitplan.sensitivity_analysis.validate import FACTORS, correlate, validate
@@ -17,7 +17,7 @@ from bitplan.sensitivity_analysis.validate import FACTORS, correlate, validate
 __all__ = [
     # measuring
     "measure_sensitivity",
-    "Method",
+    "SensitivityMethod",
     "SensitivityReport",
     "LayerSensitivity",
     "Initialization",

@@ -12,7 +12,7 @@ from torch import nn
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
 from bitplan.sensitivity_analysis import methods
-from bitplan.sensitivity_analysis.schema import Initialization, LayerSensitivity, Method, SensitivityReport
+from bitplan.sensitivity_analysis.schema import Initialization, LayerSensitivity, SensitivityMethod, SensitivityReport
 
 
 def _targets(model: nn.Module, profile: ModelProfile) -> list[methods.Target]:
@@ -44,7 +44,7 @@ def measure_sensitivity(
     model: str,
     data: str,
     *,
-    method: Method | str = Method.fisher,
+    method: SensitivityMethod | str = SensitivityMethod.fisher,
     bits: int = 4,
     batches: int = 8,
     batch_size: int = 128,
@@ -80,7 +80,7 @@ def measure_sensitivity(
     from bitplan.train.loop import batch_loss
     from bitplan.train.setup import build_run
 
-    method = Method(method)
+    method = SensitivityMethod(method)
     started = time.perf_counter()
     torch_device = torch.device(device)
     setup = build_run(TrainConfig(model=model, data=data, seed=seed), device=torch_device, sr_seed=seed)
@@ -99,12 +99,12 @@ def measure_sensitivity(
         return batch_loss(module(*inputs), target, setup.data.task)[0]
 
     sqnr_db: dict[str, float] = {}
-    if method is Method.fisher:
+    if method is SensitivityMethod.fisher:
         scores = methods.fisher(net, targets, cached, loss_fn, bits, per_channel)
-    elif method is Method.loss_delta:
+    elif method is SensitivityMethod.loss_delta:
         scores = _with_progress(progress, len(targets), lambda advance: methods.loss_delta(
             net, targets, cached, loss_fn, bits, per_channel, advance))
-    elif method is Method.sqnr:
+    elif method is SensitivityMethod.sqnr:
         scores, sqnr_db = methods.sqnr(net, targets, cached, bits, per_channel, lambda m, inputs: m(*inputs))
     else:
         scores = methods.hessian(net, targets, cached, loss_fn, bits, per_channel, probes, seed)
@@ -131,7 +131,7 @@ def measure_sensitivity(
         batches=len(cached),
         batch_size=batch_size,
         seed=seed,
-        probes=probes if method is Method.hessian else None,
+        probes=probes if method is SensitivityMethod.hessian else None,
         per_channel=per_channel,
         model_options=setup.model_options,
         initialization=Initialization.checkpoint if checkpoint else Initialization.random,

@@ -6,16 +6,9 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bitplan.choices import SensitivityMethod
+
 SENSITIVITY_SCHEMA_VERSION = 1
-
-
-class Method(str, Enum):
-    """How sensitivity was measured (docs/sensitivity.md)."""
-
-    fisher = "fisher"
-    loss_delta = "loss-delta"
-    sqnr = "sqnr"
-    hessian = "hessian"
 
 
 class Initialization(str, Enum):
@@ -64,7 +57,7 @@ class SensitivityReport(BaseModel):
     model: str
     fingerprint: str
     data: str
-    method: Method
+    method: SensitivityMethod
     bits: int = Field(ge=1, le=16)
     batches: int = Field(ge=1)
     batch_size: int = Field(ge=1)

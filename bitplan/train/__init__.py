@@ -4,7 +4,8 @@ A run directory holds ``config.json``, ``metrics.jsonl``, ``checkpoint.pt`` and 
 several seeds add ``seed-<s>/`` folders and ``summary.json`` (docs/training.md).
 """
 
-from bitplan.train.config import Device, Granularity, GradQuantChoice, Optimizer, Schedule, TrainConfig, make_config
+from bitplan.choices import Device, Optimizer, Schedule
+from bitplan.train.config import TrainConfig, make_config
 from bitplan.train.distributed import Job, launch
 from bitplan.train.loop import train_run
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, SeedsSummary, SeedStatus
@@ -22,8 +23,6 @@ __all__ = [
     "Optimizer",
     "Schedule",
     "Device",
-    "Granularity",
-    "GradQuantChoice",
     # files
     "RunConfigFile",
     "MetricsLine",

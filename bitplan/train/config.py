@@ -8,64 +8,30 @@ to make one (``factor``/``strategy``/``bits``).
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bitplan.apply.runtime import ForwardQuant
-from bitplan.plan import BitPlan, Factor, Strategy
+from bitplan.choices import (
+    DEFAULT_BITS,
+    DEFAULT_DATA,
+    DEFAULT_FACTOR,
+    DEFAULT_FORWARD_QUANT,
+    DEFAULT_MODEL,
+    DEFAULT_STRATEGY,
+    FULL_PRECISION_BITS,
+    Device,
+    Factor,
+    ForwardQuant,
+    GradQuant,
+    Optimizer,
+    Schedule,
+    Strategy,
+    WeightGranularity,
+)
+from bitplan.plan import BitPlan
 
-MAX_BITS = 32
-
-DEFAULT_MODEL = "zoo:digits_cnn"
-DEFAULT_DATA = "digits"
-DEFAULT_FACTOR = Factor.A
-DEFAULT_STRATEGY = Strategy.C_minus
-DEFAULT_BITS = (4, 8)
-
-
-class Optimizer(str, Enum):
-    """The optimizer: SGD with (Nesterov-free) momentum, as in the paper's recipe, or AdamW."""
-
-    sgd = "sgd"
-    adamw = "adamw"
-
-
-class Schedule(str, Enum):
-    """Learning-rate schedule, stepped every batch.
-
-    cosine: lr·½(1 + cos(π·t/T)); step: ×0.1 after each third of training; multistep: ×0.1 at 50%
-    and 75% of training (SkipNet/CPT's 32k and 48k of 64k iterations); constant: lr throughout.
-    """
-
-    cosine = "cosine"
-    step = "step"
-    multistep = "multistep"
-    constant = "constant"
-
-
-class GradQuantChoice(str, Enum):
-    """Gradient quantizer override (mirrors ``bitplan.quant.GradQuant``)."""
-
-    sr = "sr"
-    luq = "luq"
-    none = "none"
-
-
-class Granularity(str, Enum):
-    """Weight ranges per output channel or per tensor."""
-
-    channel = "channel"
-    tensor = "tensor"
-
-
-class Device(str, Enum):
-    """Where to train: ``auto`` picks CUDA when available."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+MAX_BITS = FULL_PRECISION_BITS
 
 
 class TrainConfig(BaseModel):
@@ -101,10 +67,10 @@ class TrainConfig(BaseModel):
     device: Device = Device.auto
     activation_bits: int | None = Field(default=None, ge=1, le=MAX_BITS, description="Override; 32 = fp32.")
     gradient_bits: int | None = Field(default=None, ge=1, le=MAX_BITS, description="Override; 32 = fp32.")
-    gradient_quant: GradQuantChoice | None = Field(default=None, description="Override the plan's quantizer.")
-    weight_granularity: Granularity | None = Field(default=None, description="Override the plan's granularity.")
+    gradient_quant: GradQuant | None = Field(default=None, description="Override the plan's quantizer.")
+    weight_granularity: WeightGranularity | None = Field(default=None, description="Override the plan's granularity.")
     keep_last_fp32: bool = Field(default=False, description="Train the plan's last weight GEMM in fp32 (CPT).")
-    forward_quant: ForwardQuant = Field(default=ForwardQuant.uniform, description="uniform, or sawb (LUQ).")
+    forward_quant: ForwardQuant = Field(default=DEFAULT_FORWARD_QUANT, description="uniform, or sawb (LUQ).")
     gradient_samples: int = Field(default=1, ge=1, le=16, description="LUQ SMP: gradient samples averaged.")
     cyclic: tuple[int, int] | None = Field(default=None, description="CPT cyclic precision: (min, max) bits.")
     cyclic_cycles: int = Field(default=8, ge=1, description="Cosine cycles of the cyclic schedule over training.")

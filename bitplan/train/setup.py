@@ -108,9 +108,9 @@ def effective_plan(
     if config.gradient_bits is not None:
         update["gradient_bits"] = None if config.gradient_bits >= MAX_BITS else config.gradient_bits
     if config.gradient_quant is not None:
-        update["gradient_quant"] = config.gradient_quant.value
+        update["gradient_quant"] = config.gradient_quant
     if config.weight_granularity is not None:
-        update["weight_granularity"] = config.weight_granularity.value
+        update["weight_granularity"] = config.weight_granularity
     if config.keep_last_fp32:
         weighted = [i for i, layer in enumerate(plan.layers) if layer.weight is not None]
         if weighted:
