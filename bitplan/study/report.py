@@ -6,7 +6,6 @@ canvas directly (no pyplot state), so drawing works headless and never changes t
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from bitplan.atomic import atomic_write_bytes, atomic_write_text
@@ -55,14 +54,13 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
     its variance over trials as dashed lines on a log-scale right axis, one colour per bit-width; the
     sweep runs on a log x-axis (frequency is drawn decreasing, 512 → 9, as in the paper).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     factor = factor_result.factor
-    figure = Figure(figsize=(11, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
+    from bitplan.figures import new_figure, png_bytes
+
+    figure = new_figure(11, 4.2, constrained=False)
     # Fixed margins: constrained layout measures every label many times and triples the drawing time.
     margins = {"left": 0.07, "right": 0.93, "bottom": 0.13, "top": 0.85, "wspace": 0.42}
     panels = figure.subplots(1, 2, gridspec_kw=margins)
@@ -108,6 +106,4 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
         f"{_FIGURE_NAMES[factor]}-style {factor.value} study: {config.quantize.value} operand quantized, "
         f"{config.distribution.value} entries, {config.trials} trials, fixed size {config.size}"
     )
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)
