@@ -62,7 +62,7 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
 
     figure = new_figure(11, 4.2, constrained=False)
     # Fixed margins: constrained layout measures every label many times and triples the drawing time.
-    margins = {"left": 0.07, "right": 0.93, "bottom": 0.13, "top": 0.85, "wspace": 0.42}
+    margins = {"left": 0.07, "right": 0.9, "bottom": 0.13, "top": 0.85, "wspace": 0.45}
     panels = figure.subplots(1, 2, gridspec_kw=margins)
     metrics = [
         ("absolute distance", "distance", "distance_variance", "mean |Ŷ − Y| per element"),
