@@ -92,3 +92,17 @@ def layer_ticks(axis: Axes, names: Sequence[str], width: float) -> None:
     else:
         integer_ticks(axis, "x")
         axis.set_xlabel(LAYER_AXIS_LABEL)
+
+
+def log_ticks(axis: Axes, which: str = "x") -> None:
+    """Readable log-scale ticks: labelled 1-2-5 major ticks (``0.2``, ``5,000``), no minor labels.
+
+    matplotlib labels minor ticks of a log axis spanning less than about a decade, and those labels
+    (``2×10²  3×10²  4×10²``) collide; 1-2-5 major ticks label even a narrow range.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    target = axis.xaxis if which == "x" else axis.yaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.6g}"))
+    target.set_minor_locator(NullLocator())

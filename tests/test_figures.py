@@ -52,7 +52,7 @@ def visible_tick_labels(axis) -> list:
     """Tick labels that are drawn (a twin axes hides its shared axis, labels and all)."""
     if not axis.get_visible():
         return []
-    return [label for label in axis.get_ticklabels() if label.get_visible() and label.get_text()]
+    return [label for label in axis.get_ticklabels(which="both") if label.get_visible() and label.get_text()]
 
 
 def assert_readable(figure: Figure) -> None:

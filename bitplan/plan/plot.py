@@ -41,7 +41,7 @@ def plot_plan(plan: BitPlan, profile: ModelProfile, path: str | Path) -> Path:
     """
     from matplotlib.patches import Patch
 
-    from bitplan.figures import integer_ticks, layer_axis_width, layer_ticks, new_figure, save_png
+    from bitplan.figures import integer_ticks, layer_axis_width, log_ticks, layer_ticks, new_figure, save_png
     from bitplan.plan.render import plan_title
 
     by_name = {layer.name: layer for layer in profile.layers}
@@ -74,6 +74,7 @@ def plot_plan(plan: BitPlan, profile: ModelProfile, path: str | Path) -> Path:
     shape_axis.plot(positions, [by_name[layer.name].weight_frequency for layer in layers], "s--", color=M_COLOUR,
                     markersize=3, label="usage frequency M")
     shape_axis.set_yscale("log")
+    log_ticks(shape_axis, "y")
     shape_axis.set_ylabel("K and M (lines, log scale)")
     layer_ticks(bits_axis, [layer.name for layer in layers], width)
     handles = [Patch(color=BAR_COLOUR, label="bits"), *shape_axis.get_lines()]

@@ -125,7 +125,7 @@ def _span(bounds: tuple[int, int]) -> str:
 
 def plot(profile: ModelProfile, path: Path) -> Path:
     """Accumulation K and weight usage frequency M per GEMM on a log axis, as the paper's Figures 2–3."""
-    from bitplan.figures import layer_axis_width, layer_ticks, new_figure, save_png
+    from bitplan.figures import layer_axis_width, log_ticks, layer_ticks, new_figure, save_png
 
     layers = profile.layers
     width = layer_axis_width(len(layers))
@@ -135,9 +135,10 @@ def plot(profile: ModelProfile, path: Path) -> Path:
     axis.plot(index, [layer.accumulation for layer in layers], "o-", label="accumulation (K)")
     axis.plot(index, [layer.weight_frequency for layer in layers], "s--", label="usage frequency (M)")
     axis.set_yscale("log")
+    log_ticks(axis, "y")
     axis.set_ylabel("count (log scale)")
     axis.set_title(f"{profile.model}: accumulation and usage frequency per GEMM")
-    axis.grid(True, which="both", alpha=0.3)
+    axis.grid(True, which="major", alpha=0.3)
     axis.legend()
     layer_ticks(axis, [layer.name for layer in layers], width)
     return save_png(figure, path)

@@ -78,7 +78,7 @@ SCATTER_COLUMNS = 3  # panels per row: five factors in a 3 + 2 grid, not a 20-in
 
 def scatter(report: SensitivityReport, path) -> None:
     """One panel per factor: factor value (log) against measured sensitivity, ρ in the title."""
-    from bitplan.figures import new_figure, save_png
+    from bitplan.figures import integer_ticks, log_ticks, new_figure, save_png
 
     correlations = {c.factor: c for c in (report.validation or validate(report))}
     rows = -(-len(FACTORS) // SCATTER_COLUMNS)
@@ -88,9 +88,14 @@ def scatter(report: SensitivityReport, path) -> None:
     for axis, (factor, field) in zip(panels, FACTORS.items()):
         values = [getattr(layer, field) for layer in report.layers]
         axis.scatter(values, sensitivity, s=18)
-        axis.set_xscale("log")
+        if field == "depth":  # a small whole number: linear, integer ticks
+            integer_ticks(axis, "x")
+        else:
+            axis.set_xscale("log")
+            log_ticks(axis, "x")
         if min(sensitivity) > 0:
             axis.set_yscale("log")
+            log_ticks(axis, "y")
         row = correlations.get(factor)
         rho = row.spearman if row is not None else None
         axis.set_title(f"{factor}: ρ = {rho:.2f}" if rho is not None else f"{factor}: ρ undefined", fontsize=10)

@@ -55,10 +55,10 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
     sweep runs on a log x-axis (frequency is drawn decreasing, 512 → 9, as in the paper).
     """
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    from matplotlib.ticker import NullLocator
 
     factor = factor_result.factor
-    from bitplan.figures import new_figure, png_bytes
+    from bitplan.figures import log_ticks, new_figure, png_bytes
 
     figure = new_figure(11, 4.2, constrained=False)
     # Fixed margins: constrained layout measures every label many times and triples the drawing time.
@@ -85,11 +85,9 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
         axis.set_xticks(sweep, [str(value) for value in sweep])
         # Minor ticks on four log axes cost most of the drawing time; 1-2-5 major ticks label even a
         # range narrower than one decade.
-        for ticked in (axis.yaxis, variance_axis.yaxis):
-            ticked.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ticked.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
-        for ticked in (axis.xaxis, axis.yaxis, variance_axis.yaxis):
-            ticked.set_minor_locator(NullLocator())
+        log_ticks(axis, "y")
+        log_ticks(variance_axis, "y")
+        axis.xaxis.set_minor_locator(NullLocator())
         if factor is StudyFactor.frequency:
             axis.invert_xaxis()
         axis.set_ylabel(f"distance: {label}")
