@@ -94,6 +94,9 @@ def plan(
         typer.Option("--objective", help="min-sensitivity: the exact least-noise bits within the budget (needs --sensitivity)."),
     ] = None,
     json_output: JsonFlag = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this PNG.")
+    ] = None,
 ) -> None:
     """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates."""
     from bitplan.errors import PlanError
@@ -134,6 +137,8 @@ def plan(
         weight_granularity=weight_granularity.value,
     )
     if grid:
+        if plot is not None:
+            raise PlanError("--plot draws one plan; drop --grid, or plot each plan of the grid with `bitplan plan`.")
         if preset is not None:
             raise PlanError("--grid plans every factor × strategy; drop --preset (or drop --grid).")
         plans, result = grid_model(
@@ -172,6 +177,12 @@ def plan(
 
         save_plan(result, output)
         err_console.print(f"wrote {output}")
+    if plot is not None:
+        from bitplan.plan.from_spec import load_profile
+        from bitplan.plan.plot import plot_plan
+
+        plot_plan(result, load_profile(model, input_shape=input_shape, batch=batch), plot)
+        err_console.print(f"wrote {plot}")
     if json_output:
         write_or_print(to_json(result), None)
     else:
