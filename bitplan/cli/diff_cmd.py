@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import FormatOption, JsonFlag, OutputFormat, OutputPath, console, guarded, write_or_print
+from bitplan.choices import OutputFormat
+from bitplan.cli.common import console, write_or_print
+from bitplan.cli.options import Format, Json, Output, cli_command, resolve_format
 
 
 def register(app: typer.Typer) -> None:
@@ -15,20 +17,20 @@ def register(app: typer.Typer) -> None:
     app.command("diff")(diff)
 
 
-@guarded
+@cli_command()
 def diff(
-    plan_a: Annotated[Path, typer.Argument(help="Plan A (the reference; deltas are B − A).")],
-    plan_b: Annotated[Path, typer.Argument(help="Plan B.")],
-    format: FormatOption = OutputFormat.table,
-    json_output: JsonFlag = False,
-    output: OutputPath = None,
+    plan_a: Annotated[Path, typer.Argument(metavar="A", help="Plan A, the reference (deltas are B − A).", show_default=False)],
+    plan_b: Annotated[Path, typer.Argument(metavar="B", help="Plan B.", show_default=False)],
+    output: Output = None,
+    format: Format = None,
+    json: Json = False,
 ) -> None:
     """Compare two plans: each layer's bits in A and B, and how MBit and BitOPs change from A to B."""
     from bitplan.plan.diff import diff_plan_files
     from bitplan.plan.render import diff_csv, diff_markdown, diff_tables
 
+    chosen = resolve_format(format, json)
     result = diff_plan_files(plan_a, plan_b)
-    chosen = OutputFormat.json if json_output else format
     if chosen is OutputFormat.table and output is None:
         for table in diff_tables(result):
             console.print(table)
@@ -37,6 +39,6 @@ def diff(
         OutputFormat.json: lambda: result.model_dump_json(indent=2),
         OutputFormat.csv: lambda: diff_csv(result),
         OutputFormat.md: lambda: diff_markdown(result),
-        OutputFormat.table: lambda: diff_markdown(result),
+        OutputFormat.table: lambda: diff_markdown(result),  # a table written to a file is its Markdown
     }[chosen]()
     write_or_print(text, output)
