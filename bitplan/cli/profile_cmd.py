@@ -27,10 +27,10 @@ def profile(
         Path | None, typer.Option("--plot", help="Write accumulation/frequency per layer to this PNG.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
     depth: Annotated[
-        int | None, typer.Option("--depth", help="Group GEMMs by the first N components of their module path.", rich_help_panel=OUTPUT_PANEL)
+        int | None, typer.Option("--depth", min=1, help="Group GEMMs by the first N components of their module path.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
     top: Annotated[
-        int | None, typer.Option("--top", help="Show only the N GEMMs (or groups) with the most MACs.", rich_help_panel=OUTPUT_PANEL)
+        int | None, typer.Option("--top", min=1, help="Show only the N GEMMs (or groups) with the most MACs.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
 ) -> None:
     """Profile every GEMM-like op of a model (traced on meta tensors: no weights or activations allocated)."""

@@ -100,8 +100,8 @@ def summarize(profile: ModelProfile, *, depth: int | None = None, top: int | Non
     unit = "GEMMs" if depth is None else f"module prefixes of depth {depth}"
     how = f"{len(groups)} {unit}"
     if top is not None:
-        share = sum(group.macs for group in largest(groups, top)) / max(profile.total_macs, 1)
         groups = largest(groups, top)
+        share = sum(group.macs for group in groups) / max(profile.total_macs, 1)
         how = f"{len(groups)} largest of {how} by MACs ({share:.1%} of all MACs)"
     return groups, how
 
