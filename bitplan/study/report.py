@@ -60,9 +60,9 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
     factor = factor_result.factor
     from bitplan.figures import log_ticks, new_figure, png_bytes
 
-    figure = new_figure(11, 4.2, constrained=False)
+    figure = new_figure(11, 4.6, constrained=False)
     # Fixed margins: constrained layout measures every label many times and triples the drawing time.
-    margins = {"left": 0.07, "right": 0.9, "bottom": 0.13, "top": 0.85, "wspace": 0.45}
+    margins = {"left": 0.07, "right": 0.9, "bottom": 0.2, "top": 0.86, "wspace": 0.45}
     panels = figure.subplots(1, 2, gridspec_kw=margins)
     metrics = [
         ("absolute distance", "distance", "distance_variance", "mean |Ŷ − Y| per element"),
@@ -99,7 +99,8 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
         Line2D([], [], color="black", linestyle="-", label="distance"),
         Line2D([], [], color="black", linestyle="--", label="variance"),
     ]
-    panels[0].legend(handles=handles, loc="best", fontsize="small")
+    # below the panels, where it hides no line (inside, "best" still covers points of some sweeps)
+    figure.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize="small", frameon=False)
     figure.suptitle(
         f"{_FIGURE_NAMES[factor]}-style {factor.value} study: {config.quantize.value} operand quantized, "
         f"{config.distribution.value} entries, {config.trials} trials, fixed size {config.size}"
