@@ -334,11 +334,11 @@ def profile_spec(
     """
     base, _ = split_spec(spec)
     if base.endswith(".onnx"):
-        from bitplan.profile.onnx_frontend import profile_onnx
+        from bitplan.frontends.onnx import trace as profile_onnx
 
         shapes = [list(t.shape) for t in parse_input_shape(input_shape, "meta")] if input_shape else None
         return profile_onnx(base, input_shapes=shapes, batch=batch, name=spec)
-    from bitplan.profile.trace import profile_model
+    from bitplan.frontends.torch import trace as profile_model
 
     builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
     loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)

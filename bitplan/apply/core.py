@@ -150,7 +150,7 @@ def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -
     Raises:
         PlanError: Fingerprints differ, or no example inputs can be found to fingerprint the model.
     """
-    from bitplan.profile.trace import profile_model
+    from bitplan.frontends.torch import trace as profile_model
 
     if example_inputs is None:
         example_inputs = _default_inputs(plan)

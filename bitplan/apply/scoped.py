@@ -34,33 +34,13 @@ from torch.overrides import TorchFunctionMode
 
 from bitplan import quant
 from bitplan.apply.runtime import ForwardQuant, LayerQuant, quantize_activation
-from bitplan.profile.tracking import VIEW_OPS, op_name_of
+from bitplan.frontends.ops import OPS, gemm_operands
+from bitplan.frontends.torch_calls import VIEW_OPS, op_name_of
 
 OBSERVERS = "bitplan_observers"
 """A scoped module's input observers: ``ModuleList`` of 2 per slot (GEMM operands), non-persistent."""
 
 
-def _operands_of_einsum(args: tuple, kwargs: dict) -> list[int]:
-    if len(args) == 2 and isinstance(args[1], (list, tuple)):
-        return []  # operand list form: left to the plain call (rare in models)
-    return [1, 2] if len(args) == 3 else []
-
-
-# op name -> positions (in args) of the two GEMM operands
-GEMM_OPERANDS: dict[str, Callable[[tuple, dict], list[int]]] = {
-    **{name: (lambda a, k: [0, 1]) for name in ("linear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm")},
-    **{name: (lambda a, k: [0, 1]) for name in ("conv1d", "conv2d", "conv3d")},
-    **{name: (lambda a, k: [0, 1]) for name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
-    "addmm": lambda a, k: [1, 2],
-    "baddbmm": lambda a, k: [1, 2],
-    "einsum": _operands_of_einsum,
-}
-# the profiler's op name for a GEMM of two activations (matmul, mm, bmm, einsum, ... are "matmul")
-GEMM_KINDS = {
-    "linear": "linear",
-    **{f"conv{d}d": "conv" for d in (1, 2, 3)},
-    **{f"conv_transpose{d}d": "conv_transpose" for d in (1, 2, 3)},
-}
 ATTENTION = "scaled_dot_product_attention"
 
 
@@ -157,9 +137,9 @@ class _ScopeMode(TorchFunctionMode):
             return self._view(func, args, kwargs)
         if name == ATTENTION:
             return self._attention(args, kwargs)
-        positions = GEMM_OPERANDS[name](args, kwargs) if name in GEMM_OPERANDS else []
+        positions = gemm_operands("matmul" if name == "__rmatmul__" else name, args, kwargs)
         if positions:
-            return self._gemm(func, GEMM_KINDS.get(name, "matmul"), list(args), kwargs, positions)
+            return self._gemm(func, OPS[name].kind if name in OPS else "matmul", list(args), kwargs, positions)
         return func(*args, **kwargs)
 
     def _view(self, func, args: tuple, kwargs: dict) -> Any:

@@ -94,6 +94,43 @@ def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool) -> dict[
     }
 
 
+class UncoveredKind(str, Enum):
+    """Why a matrix parameter has no GEMM (docs/concepts.md, "Coverage")."""
+
+    embedding = "embedding"  # a lookup table: read, not multiplied (plannable for size, not ranked by A/F)
+    elementwise = "elementwise"  # added, multiplied or concatenated elementwise (positional embeddings, scales)
+    unused = "unused"  # not read by the traced forward (e.g. a head that runs only in training mode)
+    unsupported = "unsupported"  # read by an op bitplan cannot count: a GEMM may be missing
+
+    @property
+    def suspect(self) -> bool:
+        """Whether a GEMM may have been dropped: the CLI warns, and ``--strict`` fails."""
+        return self is UncoveredKind.unsupported
+
+
+class UncoveredParameter(BaseModel):
+    """A parameter (or computed weight's source) of >= 2 dims that no recorded GEMM consumes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    parameter: str = Field(description="Fully qualified parameter name (ONNX: the initializer name).")
+    shape: list[int]
+    op: str | None = Field(description="The op that consumed it (torch op or ONNX op type); null when none did.")
+    kind: UncoveredKind
+    reason: str
+
+
+class Coverage(BaseModel):
+    """How much of the model's parameters the profile's GEMMs account for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemm_params: int = Field(ge=0, description="Parameter elements consumed by recorded GEMMs, each parameter once.")
+    matrix_params: int = Field(ge=0, description="Elements of all parameters with >= 2 dims.")
+    uncovered_params: int = Field(ge=0, description="Elements of the parameters listed in `uncovered`.")
+    total_params: int = Field(ge=0, description="All parameter elements, each parameter once.")
+
+
 class ModelProfile(BaseModel):
     """Every GEMM of a model for one traced input, in graph (topological) order."""
 
@@ -106,6 +143,10 @@ class ModelProfile(BaseModel):
     input_shapes: list[list[int]]
     total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
     layers: list[GemmLayer]
+    coverage: Coverage | None = Field(default=None, description="Parameter elements consumed by GEMMs (null in old profiles).")
+    uncovered: list[UncoveredParameter] = Field(
+        default_factory=list, description="Every parameter of >= 2 dims that no GEMM consumes, with the reason."
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> ModelProfile:
@@ -125,6 +166,11 @@ class ModelProfile(BaseModel):
     def gemm_params(self) -> int:
         """Weight elements covered by GEMMs, each shared weight counted once."""
         return sum({layer.weight: layer.params for layer in self.weight_layers}.values())
+
+    @property
+    def suspect_uncovered(self) -> list[UncoveredParameter]:
+        """Uncovered parameters read by an op bitplan cannot count (a GEMM may be missing)."""
+        return [entry for entry in self.uncovered if entry.kind.suspect]
 
     @property
     def total_macs(self) -> int:

@@ -1,4 +1,4 @@
-"""``profile_onnx``: every GEMM of an ONNX model, from the graph and ONNX shape inference.
+"""The ONNX front end, ``trace(path) -> ModelProfile``: every GEMM of an ONNX model, from the graph and ONNX shape inference.
 
 Weights are never read: the file is loaded without its external data (so models over 2 GB work),
 shapes come from ``onnx.shape_inference``, and each Conv/ConvTranspose/Gemm/MatMul/Einsum/LSTM/GRU/RNN/
@@ -11,25 +11,33 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitplan.errors import OnnxError
-from bitplan.profile.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, OnnxGraph, format_shape, value_shape
-from bitplan.profile.schema import GemmLayer, ModelProfile, Tracer
+from bitplan.frontends.onnx_graph import (
+    SMALL_TENSOR,
+    STANDARD_DOMAINS,
+    OnnxGraph,
+    WeightRef,
+    format_shape,
+    value_shape,
+)
+from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.ops import Gemm
+from bitplan.profile.schema import ModelProfile, Tracer
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
 
-    from bitplan.profile.onnx_ops import GemmDraft
+    from bitplan.frontends.onnx_ops import GemmDraft
 
 INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
 FOLD_ROUNDS = 4
 GEMM_LIKE = re.compile(r"Conv|MatMul|Gemm|Attention|LSTM|GRU|RNN|Einsum")
 
 
-def profile_onnx(
+def trace(
     path: str | Path,
     *,
     input_shapes: list[list[int]] | None = None,
@@ -53,7 +61,7 @@ def profile_onnx(
             symbolic (pass ``input_shapes``/``--input-shape``), or ``input_shapes`` does not fit the inputs.
 
     Example:
-        >>> profile = profile_onnx("resnet20.onnx", batch=8)  # doctest: +SKIP
+        >>> profile = trace("resnet20.onnx", batch=8)  # doctest: +SKIP
         >>> profile.layers[0].k, profile.layers[0].m  # doctest: +SKIP
         (27, 8192)
     """
@@ -66,13 +74,19 @@ def profile_onnx(
     graph = OnnxGraph(_fold_until_static(onnx, model, path, overridden).graph)
     _check_reshapes(graph, overridden)
     drafts = _find_gemms(graph)
-    return ModelProfile(
+    builder = ProfileBuilder()
+    _add_layers(builder, graph, drafts)
+    parameters = _parameters(graph, drafts)
+    for initializer in parameters:
+        for node, _ in graph.terminal_uses(initializer):
+            builder.note_consumer(initializer, node.op_type)
+    return builder.build(
         model=name or str(path),
         batch=shapes[0][0] if shapes and shapes[0] else 1,
         tracer=Tracer.onnx,
         input_shapes=shapes,
+        parameters=parameters,
         total_params=_total_params(graph, drafts),
-        layers=_layers(graph, drafts),
     )
 
 
@@ -203,7 +217,7 @@ def _infer_shapes(onnx: Any, model: ModelProto, path: Path, overridden: bool) ->
 
 def _fold_until_static(onnx: Any, model: ModelProto, path: Path, overridden: bool) -> ModelProto:
     """Fold shape computations and infer again while a GEMM operand's shape is unknown (at most 4 rounds)."""
-    from bitplan.profile.onnx_fold import fold_shape_computations
+    from bitplan.frontends.onnx_fold import fold_shape_computations
 
     for _ in range(FOLD_ROUNDS):
         if not _gemm_shapes_unknown(model) or not fold_shape_computations(model):
@@ -213,7 +227,7 @@ def _fold_until_static(onnx: Any, model: ModelProto, path: Path, overridden: boo
 
 
 def _gemm_shapes_unknown(model: ModelProto) -> bool:
-    from bitplan.profile.onnx_ops import HANDLERS
+    from bitplan.frontends.onnx_ops import HANDLERS
 
     graph = OnnxGraph(model.graph)
     for node in graph.nodes:
@@ -264,7 +278,7 @@ def _check_reshapes(graph: OnnxGraph, overridden: bool) -> None:
 
 def _find_gemms(graph: OnnxGraph) -> list[tuple[GemmDraft, NodeProto, int]]:
     """Every GEMM with its node and depth: 1 + the largest GEMM depth among its inputs (constants are 0)."""
-    from bitplan.profile.onnx_ops import gemms_of
+    from bitplan.frontends.onnx_ops import gemms_of
 
     depth: dict[str, int] = {}
     found: list[tuple[GemmDraft, NodeProto, int]] = []
@@ -287,7 +301,7 @@ def _find_gemms(graph: OnnxGraph) -> list[tuple[GemmDraft, NodeProto, int]]:
 
 def _hides_gemms(node: NodeProto) -> bool:
     """A GEMM-like op of a custom domain, or a control-flow op whose body holds GEMMs: both go unprofiled."""
-    from bitplan.profile.onnx_ops import HANDLERS
+    from bitplan.frontends.onnx_ops import HANDLERS
 
     if node.domain not in STANDARD_DOMAINS:
         return bool(GEMM_LIKE.search(node.op_type))
@@ -295,17 +309,13 @@ def _hides_gemms(node: NodeProto) -> bool:
     return any(inner.op_type in HANDLERS or _hides_gemms(inner) for body in bodies for inner in body.node)
 
 
-def _layers(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> list[GemmLayer]:
-    """Name each GEMM uniquely (``#2``, ``#3`` for repeats) and flag weights read by more than one op."""
+def _add_layers(builder: ProfileBuilder, graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> None:
+    """Feed each GEMM to the builder with its name and whether its weight is read by more than one op."""
     sources: dict[str, set[str]] = {}
     for draft, _, _ in found:
         if draft.weight is not None:
             sources.setdefault(draft.weight.name, set()).add(draft.weight.source)
-    counts: Counter[str] = Counter()
-    layers = []
     for draft, node, depth in found:
-        base = _gemm_name(draft, node)
-        counts[base] += 1
         weight = draft.weight
         shared = False
         if weight is not None:
@@ -313,21 +323,27 @@ def _layers(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> 
             copied = weight.initializer is not None and weight.name in graph.initializers
             readers = sources[weight.name] | ({weight.name} if copied else set())
             shared = sum(len(graph.terminal_uses(source)) for source in readers) > 1
-        layers.append(
-            GemmLayer(
-                name=base if counts[base] == 1 else f"{base}#{counts[base]}",
+        builder.add(
+            "",
+            Gemm(
+                draft.op, draft.m, draft.k, draft.n, draft.groups, depth,
                 weight=weight.name if weight else None,
-                op=draft.op, m=draft.m, k=draft.k, n=draft.n, groups=draft.groups, depth=depth,
-                weight_shape=list(weight.shape) if weight else None,
-                shared=shared,
-            )
+                weight_shape=tuple(weight.shape) if weight else None,
+                sources=frozenset(_weight_sources(weight)) if weight else frozenset(),
+                name=_gemm_name(draft, node),
+            ),
+            shared=shared,
         )
-    return layers
+
+
+def _weight_sources(weight: WeightRef) -> set[str]:
+    """The initializers a GEMM weight consumes: the one it is read from, and any it was folded from."""
+    return {name for name in (weight.source, weight.initializer) if name is not None}
 
 
 def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
     """The layer name: the weight's module path when known, else the node's name (docs/onnx.md)."""
-    from bitplan.profile.onnx_torch_names import torch_scope
+    from bitplan.frontends.onnx_names import torch_scope
 
     if draft.name:
         return draft.name
@@ -342,6 +358,17 @@ def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
         inside = scope.module_path and weight.startswith(scope.module_path + ".")
         return weight if inside or not scope.module_path else scope.module_path
     return node.name or weight
+
+
+def _parameters(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> dict[str, list[int]]:
+    """Every initializer that holds parameters → its dims (the coverage ledger's universe)."""
+    weight_sources = {d.weight.source for d, _, _ in found if d.weight is not None}
+    biased_outputs = {out for d, node, _ in found if d.weight is not None for out in node.output}
+    return {
+        name: list(tensor.dims)
+        for name, tensor in graph.initializers.items()
+        if graph.is_parameter(name, weight_sources, biased_outputs)
+    }
 
 
 def _total_params(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> int:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from onnx import NodeProto, helper
 
-from bitplan.profile.onnx_graph import STANDARD_DOMAINS, OnnxGraph, WeightRef
-from bitplan.profile.onnx_torch_names import rnn_weight_fqn, torch_scope
+from bitplan.frontends.onnx_graph import STANDARD_DOMAINS, OnnxGraph, WeightRef
+from bitplan.frontends.onnx_names import rnn_weight_fqn, torch_scope
+from bitplan.frontends.ops import parse_equation
 from bitplan.profile.schema import GemmOp
 
 # Elementwise ops that sit between QKᵀ and its softmax (scale, mask, bias) or after the softmax (dropout).
@@ -72,14 +73,16 @@ def attribute(node: NodeProto, name: str, default: object) -> object:
 
 
 # Where X and W sit among a conv-like op's inputs.
-CONV_OPERANDS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
+CONV_OPERANDS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3), "DeformConv": (0, 1)}
 
 
 @handles(*CONV_OPERANDS)
 def conv(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
     """Conv of any spatial rank: X[N, C_in, *S] * W[C_out, C_in/g, *kernel] -> Y[N, C_out, *S_out].
 
-    Per group: M = N·prod(S_out) output positions, K = C_in/g·prod(kernel), N = C_out/g.
+    Per group: M = N·prod(S_out) output positions, K = C_in/g·prod(kernel), N = C_out/g. DeformConv
+    (opset 19) samples X at learned offsets, then computes the same GEMM (offset groups only change
+    where it samples).
     """
     x_index, w_index = CONV_OPERANDS[node.op_type]
     w = graph.static_shape(node.input[w_index], node)
@@ -152,7 +155,7 @@ def einsum(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
         return []
     a = graph.static_shape(node.input[0], node)
     b = graph.static_shape(node.input[1], node)
-    terms, output = _parse_equation(str(attribute(node, "equation", "")), [len(a), len(b)])
+    terms, output = parse_equation(str(attribute(node, "equation", "")), [len(a), len(b)])
     sizes_a, sizes_b = dict(zip(terms[0], a)), dict(zip(terms[1], b))
     size = {label: max(sizes_a.get(label, 1), sizes_b.get(label, 1)) for label in [*terms[0], *terms[1]]}
     batch = [label for label in sizes_a if label in sizes_b and label in output]
@@ -303,29 +306,3 @@ def _broadcast(a: list[int], b: list[int]) -> list[int]:
     width = max(len(a), len(b))
     a, b = [1] * (width - len(a)) + a, [1] * (width - len(b)) + b
     return [max(x, y) if 1 in (x, y) else x for x, y in zip(a, b)]
-
-
-def _parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
-    """Split an einsum equation into per-operand label lists and the output's, expanding ``...``.
-
-    Ellipsis dims get labels ".0", ".1"... aligned from the right, as numpy broadcasts them.
-    """
-    equation = equation.replace(" ", "")
-    lhs, _, rhs = equation.partition("->")
-    widths = [rank - (len(term) - 3) if "..." in term else 0 for term, rank in zip(lhs.split(","), ranks)]
-    ellipsis = max(widths, default=0)
-
-    def labels(term: str, width: int) -> list[str]:
-        head, dots, tail = term.partition("...")
-        middle = [f".{i}" for i in range(ellipsis - width, ellipsis)] if dots else []
-        return [*head, *middle, *tail]
-
-    terms = [labels(term, width) for term, width in zip(lhs.split(","), widths)]
-    if "->" in equation:
-        output = labels(rhs, ellipsis)
-    else:  # implicit output: broadcast dims, then labels that appear once, alphabetically
-        counts = [label for term in terms for label in term]
-        output = [f".{i}" for i in range(ellipsis)] + sorted(
-            label for label in set(counts) if counts.count(label) == 1 and not label.startswith(".")
-        )
-    return terms, output

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 
-from bitplan.profile.builder import ProfileBuilder
-from bitplan.profile.gemms import TensorRef, gemms_of_call
+from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
+from bitplan.frontends.ops import TensorRef, gemms_of_call
 
 # Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
 # seen through them is still that parameter, and they add no GEMM depth.
@@ -30,25 +31,36 @@ def record_call(
     ref_kwargs: dict,
     inputs: list[TensorRef],
     produces_tensor: bool = True,
-) -> tuple[int, str | None]:
-    """Book one call; return the depth and parameter origin its tensor outputs carry.
+) -> TensorRef:
+    """Book one call; return what its tensor outputs carry (their shape left empty for the caller).
 
-    Only calls that produce a tensor count as a use of a parameter: reading ``.dtype`` or
-    ``.shape`` does not make a weight shared.
+    A call reading parameters but no model input computes a weight (``W * 0.5``, a weight-norm or
+    spectral-norm parametrization, a cast): its output stays attributed to those parameters, so the
+    GEMM that consumes it is their GEMM. Any other call reading a parameter is a consumer the coverage
+    ledger reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
+    reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a weight
+    computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
     """
     in_depth = max((ref.depth for ref in inputs), default=0)
+    data = any(ref.data for ref in inputs)
     if op_name in VIEW_OPS:
-        origin = inputs[0].origin if inputs else None
-        return in_depth, origin
+        first = inputs[0] if inputs else TensorRef(())
+        return TensorRef((), in_depth, first.origin, first.sources, first.data)
+    found = gemms_of_call(op_name, ref_args, ref_kwargs)
+    weighted = [ref for ref in inputs if ref.sources]
+    if found is None and weighted and not data and op_name not in EMBEDDING_OPS:
+        main = max(weighted, key=lambda ref: math.prod(ref.shape))
+        return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)))
     for ref in inputs if produces_tensor else ():
         if ref.origin is not None:
             builder.note_use(ref.origin)
-    found = gemms_of_call(op_name, ref_args, ref_kwargs)
+        for source in ref.sources:
+            builder.note_consumer(source, op_name)
     if found is None:
-        return in_depth, None
+        return TensorRef((), in_depth, data=data)
     for gemm in found.gemms:
         builder.add(module_path, gemm)
-    return (found.out_depth if found.gemms else in_depth), None
+    return TensorRef((), found.out_depth if found.gemms else in_depth, data=data)
 
 
 def op_name_of(func: Callable) -> str:
