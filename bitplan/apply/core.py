@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from bitplan.apply.layers import channel_dim_of, twin_base, twin_class
 from bitplan.apply.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
@@ -237,9 +238,16 @@ def _running_module(entry: LayerPlan, modules: dict[str, nn.Module]) -> str:
 
 
 def _own_attribute(module: nn.Module, parameter: nn.Parameter) -> str | None:
+    """The weight attribute of ``module`` that is ``parameter``, or that a parametrization computes from it
+    (weight_norm, spectral_norm: the twin then quantizes the computed weight it reads)."""
     for name, candidate in module.named_parameters(recurse=False):
         if candidate is parameter and (name == "weight" or name.startswith("weight_")):
             return name
+    if parametrize.is_parametrized(module):
+        for name, parametrizations in module.parametrizations.items():
+            owns = any(candidate is parameter for candidate in parametrizations.parameters(recurse=False))
+            if owns and (name == "weight" or name.startswith("weight_")):
+                return name
     return None
 
 

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten  # public-in-practice pytree helper used across torch
 
 from bitplan import quant
 from bitplan.apply.runtime import ForwardQuant, LayerQuant, quantize_activation
@@ -93,7 +94,10 @@ class _ScopeMode(TorchFunctionMode):
         self.module = module
         self.scope = scope
         self.quantized: dict[int, torch.Tensor] = {}  # id(parameter) -> quantized value
-        self.derived: dict[int, tuple[str, torch.Tensor]] = {}  # id(view) -> (FQN, view); kept alive
+        # id(tensor) -> (FQN, tensor, computed): views of a planned weight (computed=False, made from its
+        # quantized value) and weights computed from it (computed=True, quantized where a GEMM reads them)
+        self.derived: dict[int, tuple[str, torch.Tensor, bool]] = {}
+        self.bits = {fqn: bits for fqn, _, bits in scope.weights.values()}
         self.calls: Counter[str] = Counter()
 
     # --- operands -------------------------------------------------------------------------
@@ -106,9 +110,15 @@ class _ScopeMode(TorchFunctionMode):
         entry = self.derived.get(id(value))
         return entry[0] if entry is not None and entry[1] is value else None
 
+    def _computed(self, value: torch.Tensor) -> bool:
+        entry = self.derived.get(id(value))
+        return entry is not None and entry[1] is value and entry[2]
+
     def _weight_value(self, value: torch.Tensor) -> torch.Tensor:
         planned = self.scope.weights.get(id(value))
         if planned is None:
+            if self._computed(value):  # the computed weight is what gets quantized
+                return _quantize_weight(self.scope.layer, value, self.bits[self._source(value)])
             return value  # already a view of a quantized weight
         if id(value) not in self.quantized:
             fqn, parameter, bits = planned
@@ -133,22 +143,35 @@ class _ScopeMode(TorchFunctionMode):
         if self.scope.child_depth > 0:
             return func(*args, **kwargs)
         name = op_name_of(func)
-        if name in VIEW_OPS and args and self._source(args[0]) is not None:
+        if name in VIEW_OPS and args and self._source(args[0]) is not None and not self._computed(args[0]):
             return self._view(func, args, kwargs)
         if name == ATTENTION:
             return self._attention(args, kwargs)
         positions = gemm_operands("matmul" if name == "__rmatmul__" else name, args, kwargs)
         if positions:
             return self._gemm(func, OPS[name].kind if name in OPS else "matmul", list(args), kwargs, positions)
+        fqn = self._computed_from(args, kwargs)
+        if fqn is not None:
+            return self._track(func(*args, **kwargs), fqn, computed=True)
         return func(*args, **kwargs)
 
-    def _view(self, func, args: tuple, kwargs: dict) -> Any:
-        fqn = self._source(args[0])
-        out = func(self._weight_value(args[0]), *args[1:], **kwargs)
+    def _computed_from(self, args: tuple, kwargs: dict) -> str | None:
+        """The planned weight a call computes a new weight from (``W * 0.5``, a cast, a reshape of a
+        computed weight): it reads one and no activation (only parameters and planned-weight values)."""
+        tensors = [leaf for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
+        planned = [t for t in tensors if self._source(t) is not None]
+        if not planned or any(self._source(t) is None and not isinstance(t, nn.Parameter) for t in tensors):
+            return None
+        return self._source(max(planned, key=lambda t: t.numel()))
+
+    def _track(self, out: Any, fqn: str, *, computed: bool) -> Any:
         for leaf in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(leaf, torch.Tensor):
-                self.derived[id(leaf)] = (fqn, leaf)
+                self.derived[id(leaf)] = (fqn, leaf, computed)
         return out
+
+    def _view(self, func, args: tuple, kwargs: dict) -> Any:
+        return self._track(func(self._weight_value(args[0]), *args[1:], **kwargs), self._source(args[0]), computed=False)
 
     def _gemm(self, func, kind: str, args: list, kwargs: dict, positions: list[int]) -> Any:
         """A GEMM call: on a planned weight (quantize the other operand), or on two activations (``kind``)."""

@@ -4,6 +4,7 @@ coverage ledger (which parameters no GEMM consumes, and why)."""
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
@@ -125,6 +126,16 @@ def _gemm_name(module_path: str, gemm: Gemm) -> str:
         suffix = gemm.suffix or gemm.op.value
         return f"{module_path}.{suffix}" if module_path else suffix
     prefix = f"{module_path}." if module_path else ""
-    if gemm.weight.startswith(prefix):  # the running module (or a child) owns the weight
-        return gemm.weight.removesuffix(".weight") or module_path
-    return module_path or gemm.weight.removesuffix(".weight")
+    weight = parametrized_attribute(gemm.weight)
+    if weight.startswith(prefix):  # the running module (or a child) owns the weight
+        return weight.removesuffix(".weight") or module_path
+    return module_path or weight.removesuffix(".weight")
+
+
+PARAMETRIZATION = re.compile(r"\.parametrizations\.(\w+)\.original\d*$")
+
+
+def parametrized_attribute(parameter: str) -> str:
+    """The attribute a parametrization computes from ``parameter``: ``fc.parametrizations.weight.original1``
+    → ``fc.weight`` (torch.nn.utils.parametrize's naming); other names are returned unchanged."""
+    return PARAMETRIZATION.sub(r".\1", parameter)

@@ -519,9 +519,8 @@ def recurrent(args: Sequence[object], kwargs: dict) -> CallGemms:
             # proj_size > 0 adds a projection weight w_hr after the biases
             has_projection = per_direction == (5 if has_biases else 3)
             w_hr = group[-1] if has_projection else None
-            for w, op in ((w_ih, GemmOp.rnn_ih), (w_hh, GemmOp.rnn_hh)):
-                gemms.append(Gemm(op, rows, w.shape[1], w.shape[0], 1, layer_depth, w.origin, w.shape))
-            if w_hr is not None:
-                gemms.append(Gemm(GemmOp.rnn_hh, rows, w_hr.shape[1], w_hr.shape[0], 1, layer_depth, w_hr.origin, w_hr.shape))
+            for w, op in ((w_ih, GemmOp.rnn_ih), (w_hh, GemmOp.rnn_hh), (w_hr, GemmOp.rnn_hh)):
+                if w is not None:
+                    gemms.append(_gemm_on(op, w, rows, w.shape[1], w.shape[0], 1, layer_depth))
         depth = layer_depth
     return CallGemms(gemms, depth)

@@ -35,8 +35,8 @@ def record_call(
     """Book one call; return what its tensor outputs carry (their shape left empty for the caller).
 
     A call reading parameters but no model input computes a weight (``W * 0.5``, a weight-norm or
-    spectral-norm parametrization, a cast): its output stays attributed to those parameters, so the
-    GEMM that consumes it is their GEMM. Any other call reading a parameter is a consumer the coverage
+    spectral-norm parametrization, a cast, even a product of two parameters): it is no GEMM of the
+    model, and its output stays attributed to those parameters, so the GEMM that consumes it is theirs. Any other call reading a parameter is a consumer the coverage
     ledger reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
     reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a weight
     computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
@@ -46,9 +46,8 @@ def record_call(
     if op_name in VIEW_OPS:
         first = inputs[0] if inputs else TensorRef(())
         return TensorRef((), in_depth, first.origin, first.sources, first.data)
-    found = gemms_of_call(op_name, ref_args, ref_kwargs)
     weighted = [ref for ref in inputs if ref.sources]
-    if found is None and weighted and not data and op_name not in EMBEDDING_OPS:
+    if weighted and not data and op_name not in EMBEDDING_OPS:
         main = max(weighted, key=lambda ref: math.prod(ref.shape))
         return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)))
     for ref in inputs if produces_tensor else ():
@@ -56,6 +55,7 @@ def record_call(
             builder.note_use(ref.origin)
         for source in ref.sources:
             builder.note_consumer(source, op_name)
+    found = gemms_of_call(op_name, ref_args, ref_kwargs)
     if found is None:
         return TensorRef((), in_depth, data=data)
     for gemm in found.gemms:

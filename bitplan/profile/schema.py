@@ -104,8 +104,8 @@ class UncoveredKind(str, Enum):
 
     @property
     def suspect(self) -> bool:
-        """Whether a GEMM may have been dropped: the CLI warns, and ``--strict`` fails."""
-        return self is UncoveredKind.unsupported
+        """Whether a GEMM may be missing from the profile: the CLI warns, and ``--strict`` fails."""
+        return self in (UncoveredKind.unsupported, UncoveredKind.unused)
 
 
 class UncoveredParameter(BaseModel):
@@ -169,7 +169,7 @@ class ModelProfile(BaseModel):
 
     @property
     def suspect_uncovered(self) -> list[UncoveredParameter]:
-        """Uncovered parameters read by an op bitplan cannot count (a GEMM may be missing)."""
+        """Uncovered parameters that may hide a GEMM: read by an op bitplan cannot count, or not read at all."""
         return [entry for entry in self.uncovered if entry.kind.suspect]
 
     @property
