@@ -9,7 +9,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from bitplan.frontends.ops import Gemm
-from bitplan.profile.schema import Coverage, GemmLayer, ModelProfile, Tracer, UncoveredKind, UncoveredParameter
+from bitplan.profile.schema import (
+    Coverage,
+    GemmLayer,
+    ModelProfile,
+    Routing,
+    Tracer,
+    UncoveredKind,
+    UncoveredParameter,
+)
 
 # Ops that read a parameter as a lookup table (torch and ONNX names).
 EMBEDDING_OPS = frozenset({"embedding", "embedding_bag", "_embedding_bag", "Gather"})
@@ -43,6 +51,7 @@ class ProfileBuilder:
         self._found: list[tuple[str, Gemm, bool | None]] = []
         self._param_uses: Counter[str] = Counter()
         self._consumers: dict[str, str] = {}
+        self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are experts under uniform routing
 
     def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> None:
         """Record ``gemm``, executed inside the module at ``module_path`` ('' for the root).
@@ -87,7 +96,7 @@ class ProfileBuilder:
                 GemmLayer(
                     name=name, weight=gemm.weight, op=gemm.op, m=gemm.m, k=gemm.k, n=gemm.n, groups=gemm.groups,
                     depth=gemm.depth, weight_shape=list(gemm.weight_shape) if gemm.weight_shape else None,
-                    shared=shared,
+                    shared=shared, routing=Routing.uniform if self._is_expert(module_path) else None,
                 )
             )
         covered = {source for _, gemm, _ in self._found if gemm.weight is not None for source in gemm.sources}
@@ -107,6 +116,9 @@ class ProfileBuilder:
             model=model, batch=batch, tracer=tracer, input_shapes=input_shapes, total_params=coverage.total_params,
             layers=layers, coverage=coverage, uncovered=uncovered,
         )
+
+    def _is_expert(self, module_path: str) -> bool:
+        return any(module_path == path or module_path.startswith(f"{path}.") for path in self.expert_paths)
 
     def _uncovered(self, parameter: str, shape: Sequence[int]) -> UncoveredParameter:
         op = self._consumers.get(parameter)

@@ -13,6 +13,7 @@ from torch import nn
 
 from bitplan.errors import TraceError
 from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.moe import uniform_routing
 from bitplan.frontends.torch_export import export_gemms
 from bitplan.frontends.torch_record import record_gemms
 from bitplan.profile.schema import ModelProfile, Tracer
@@ -27,9 +28,11 @@ class TracerChoice(str, Enum):
 
 
 def _run(tracer: Tracer, model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
-    if tracer is Tracer.record:
-        return record_gemms(model, example_inputs)
-    return export_gemms(model, example_inputs)
+    """One tracer run, mixture-of-experts modules routing uniformly (``bitplan.frontends.moe``)."""
+    with uniform_routing(model) as expert_paths:
+        builder = record_gemms(model, example_inputs) if tracer is Tracer.record else export_gemms(model, example_inputs)
+    builder.expert_paths = tuple(expert_paths)
+    return builder
 
 
 def trace(

@@ -45,7 +45,7 @@ def record_call(
     data = any(ref.data for ref in inputs)
     if op_name in VIEW_OPS:
         first = inputs[0] if inputs else TensorRef(())
-        return TensorRef((), in_depth, first.origin, first.sources, first.data)
+        return TensorRef((), in_depth, _slice_origin(op_name, ref_args, first), first.sources, first.data)
     weighted = [ref for ref in inputs if ref.sources]
     if weighted and not data and op_name not in EMBEDDING_OPS:
         main = max(weighted, key=lambda ref: math.prod(ref.shape))
@@ -61,6 +61,23 @@ def record_call(
     for gemm in found.gemms:
         builder.add(module_path, gemm)
     return TensorRef((), found.out_depth if found.gemms else in_depth, data=data)
+
+
+def _slice_origin(op_name: str, args: tuple, first: TensorRef) -> str | None:
+    """``P[e]`` for matrix e of a stacked parameter P [E, out, in] (fused experts), else ``first.origin``.
+
+    The slice is a virtual layer of its own: plans give it its own bits, ``apply`` quantizes it alone.
+    """
+    origin = first.origin
+    if origin is None or origin not in first.sources or len(first.shape) < 3:
+        return origin
+    if op_name in ("__getitem__", "getitem") and len(args) > 1 and type(args[1]) is int:
+        index = args[1]
+    elif op_name == "select" and len(args) > 2 and args[1] == 0 and type(args[2]) is int:
+        index = args[2]
+    else:
+        return origin
+    return f"{origin}[{index % first.shape[0]}]"
 
 
 def op_name_of(func: Callable) -> str:

@@ -34,6 +34,12 @@ class Tracer(str, Enum):
     onnx = "onnx"
 
 
+class Routing(str, Enum):
+    """How a mixture-of-experts GEMM's M was counted (docs/concepts.md, "Mixture of experts")."""
+
+    uniform = "uniform"  # tokens × top_k / n_experts rows per expert: the expectation under uniform routing
+
+
 class GemmLayer(BaseModel):
     """One GEMM: ``groups`` independent products of X[m×k] by W[k×n].
 
@@ -53,6 +59,7 @@ class GemmLayer(BaseModel):
     depth: int = Field(ge=1, description="1 + the largest depth among the GEMMs this one depends on.")
     weight_shape: list[int] | None = Field(default=None, description="Shape of the weight parameter as stored.")
     shared: bool = Field(default=False, description="The weight is also used by another op (tied embeddings).")
+    routing: Routing | None = Field(default=None, description="Set on expert GEMMs: how their M (routed tokens) was counted.")
 
     accumulation: int = Field(default=0, description="A: the reduction length K.")
     weight_frequency: int = Field(default=0, description="F: uses of each weight element for the traced input (M).")
