@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitplan.apply import apply, strip
 from bitplan.frontends.moe import uniform_rows
 from bitplan.frontends.torch import trace
 from bitplan.plan import make_plan
@@ -149,3 +150,24 @@ def test_hf_moe_configs_count_every_expert(spec: str, moe_layers: int, inter: in
     model = load_model(spec, device="meta").model
     assert profile.total_params == sum(p.numel() for p in model.parameters())
     assert profile.coverage.gemm_params + profile.coverage.uncovered_params == profile.coverage.matrix_params
+
+
+def test_apply_quantizes_one_expert_of_a_fused_parameter() -> None:
+    torch.manual_seed(0)
+    model, x = FusedMoE(), torch.randn(6, HIDDEN)
+    plan = make_plan(trace(model, (x,)), factor="A", strategy="U", bits=(4, 4), uniform_bits=4, activation_bits=None)
+    layers = [entry.model_copy(update={"bits": 2 if entry.weight == "experts.down_proj[1]" else 32}) for entry in plan.layers]
+    plan = plan.model_copy(update={"layers": layers})
+    plain = model(x)
+    down = model.experts.down_proj.detach().clone()
+    low, high = down[1].amin(1, keepdim=True), down[1].amax(1, keepdim=True)
+    scale = (high - low) / 3
+    quantized = down.clone()
+    quantized[1] = torch.clamp(torch.round((down[1] - low) / scale), 0, 3) * scale + low  # 2 bits, per row
+    apply(model, plan, example_inputs=(x,))
+    got = model(x)
+    with torch.no_grad():
+        model.experts.down_proj.copy_(quantized)  # the reference: expert 1's matrix quantized, the rest exact
+    strip(model)
+    torch.testing.assert_close(got, model(x))
+    assert (got - plain).abs().max() > 1e-3

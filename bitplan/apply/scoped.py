@@ -59,7 +59,8 @@ class ScopeQuant:
 
     Attributes:
         layer: Activation/gradient settings and the shared runtime (its ``weight_bits`` is unused).
-        weights: ``id(parameter)`` -> (FQN, parameter, bits).
+        weights: ``id(parameter)`` -> (FQN, parameter, bits), bits per matrix ``{e: bits}`` for the
+            virtual layers ``FQN[e]`` of a stacked expert parameter.
         weight_slots: Weight FQN -> one slot per GEMM that reads it, in call order.
         activation_slots: Entry suffix (``attention_qk``, ``attention_av#2``, ``matmul``, ...) -> slot.
         child_depth: > 0 while a submodule's forward runs (its calls are not this module's GEMMs).
@@ -67,7 +68,7 @@ class ScopeQuant:
     """
 
     layer: LayerQuant
-    weights: dict[int, tuple[str, nn.Parameter, int]]
+    weights: dict[int, tuple[str, nn.Parameter, int | dict[int, int]]]
     weight_slots: dict[str, list[Slot]]
     activation_slots: dict[str, Slot]
     child_depth: int = 0
@@ -246,7 +247,12 @@ class _ScopeMode(TorchFunctionMode):
         return layer.output(out) if av is not None else out
 
 
-def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int) -> torch.Tensor:
+def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int | dict[int, int]) -> torch.Tensor:
+    """The fake-quantized weight; ``bits`` per matrix (``{e: bits}``) quantizes each planned matrix
+    ``parameter[e]`` of a stacked [E, out, in] parameter on its own and leaves the others as they are."""
+    if isinstance(bits, dict):
+        matrices = [_quantize_weight(layer, matrix, bits[e]) if e in bits else matrix for e, matrix in enumerate(parameter)]
+        return torch.stack(matrices)  # [E, out, in]
     bits = layer.capped(bits)
     if layer.forward_quant is ForwardQuant.sawb:
         return quant.sawb_ste(parameter, bits)

@@ -6,6 +6,7 @@ Exact definitions of every field are in docs/concepts.md.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -86,6 +87,16 @@ class GemmLayer(BaseModel):
                 )
             data = {**data, key: value}
         return data
+
+
+VIRTUAL_WEIGHT = re.compile(r"^(?P<parameter>.+)\[(?P<index>\d+)\]$")
+
+
+def split_virtual_weight(weight: str) -> tuple[str, int | None]:
+    """``'experts.down_proj[3]'`` → (``'experts.down_proj'``, 3): matrix 3 of a stacked parameter
+    [E, out, in] is a virtual layer of its own (fused experts); a plain FQN gives (FQN, None)."""
+    match = VIRTUAL_WEIGHT.match(weight)
+    return (match["parameter"], int(match["index"])) if match else (weight, None)
 
 
 def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool) -> dict[str, int]:
