@@ -165,6 +165,7 @@ class ModelProfile(BaseModel):
     uncovered: list[UncoveredParameter] = Field(
         default_factory=list, description="Every parameter of >= 2 dims that no GEMM consumes, with the reason."
     )
+    notes: list[str] = Field(default_factory=list, description="How the model was built or traced, when unusual.")
 
     @model_validator(mode="after")
     def _names_unique(self) -> ModelProfile:
