@@ -1,6 +1,6 @@
 """The ONNX front end, ``trace(path) -> ModelProfile``: every GEMM of an ONNX model, from the graph and ONNX shape inference.
 
-Weights are never read: the file is loaded without its external data (so models over 2 GB work),
+Weights are never read: neither external data (so models over 2 GB work) nor embedded values (``onnx_read``),
 shapes come from ``onnx.shape_inference``, and each Conv/ConvTranspose/Gemm/MatMul/Einsum/LSTM/GRU/RNN/
 Attention node becomes GEMM records with the same definitions as the PyTorch front end (docs/onnx.md).
 ``onnx`` is imported inside the function, so ``import bitplan`` works without it.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitplan.errors import OnnxError
+from bitplan.frontends.builder import ProfileBuilder
 from bitplan.frontends.onnx_graph import (
     SMALL_TENSOR,
     STANDARD_DOMAINS,
@@ -23,7 +24,7 @@ from bitplan.frontends.onnx_graph import (
     format_shape,
     value_shape,
 )
-from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.onnx_read import read_graph_bytes
 from bitplan.frontends.ops import Gemm
 from bitplan.profile.schema import ModelProfile, Tracer
 
@@ -102,14 +103,16 @@ def _import_onnx() -> Any:
 
 
 def _load(onnx: Any, path: Path) -> ModelProto:
-    """Read the graph (not the weights) and inline local functions, or explain why the file is unusable."""
+    """Read the graph (not the weights: ``onnx_read``) and inline local functions, or explain why the
+    file is unusable."""
     if not path.is_file():
         where = "is a directory" if path.is_dir() else "does not exist"
         raise OnnxError(f"ONNX file `{path}` {where}; check the path (relative paths start at {Path.cwd()}).")
     from google.protobuf.message import DecodeError
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.ModelProto()
+        model.ParseFromString(read_graph_bytes(path, keep_values_up_to=SMALL_TENSOR))
     except (DecodeError, ValueError, RuntimeError, OSError) as error:
         model, reason = None, f"{type(error).__name__}: {error}"
     else:
