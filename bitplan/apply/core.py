@@ -19,6 +19,7 @@ from bitplan.apply.layers import channel_dim_of, twin_base, twin_class
 from bitplan.apply.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
 from bitplan.apply.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
 from bitplan.errors import PlanError
+from bitplan.frontends.torch import trace
 from bitplan.plan import BitPlan, LayerPlan, load_plan, verify_fingerprint
 from bitplan.profile.schema import split_virtual_weight
 from bitplan.quant import ActivationObserver, GradQuant
@@ -152,11 +153,9 @@ def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -
     Raises:
         PlanError: Fingerprints differ, or no example inputs can be found to fingerprint the model.
     """
-    from bitplan.frontends.torch import trace as profile_model
-
     if example_inputs is None:
         example_inputs = _default_inputs(plan)
-    profile = profile_model(model, tuple(example_inputs), name=type(model).__name__)
+    profile = trace(model, tuple(example_inputs), name=type(model).__name__)
     verify_fingerprint(plan, profile)
 
 
