@@ -23,10 +23,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from bitplan import zoo
 from bitplan.errors import SpecError
 from bitplan.frontends.onnx import trace as trace_onnx
 from bitplan.frontends.torch import trace as trace_torch
 from bitplan.profile.schema import ModelProfile
+from bitplan.zoo.registry import entry as zoo_entry
 
 _DTYPES = {
     "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -76,8 +78,6 @@ def split_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 @_resolver("zoo")
 def _zoo(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
-    from bitplan import zoo
-
     return zoo.build(name, options)
 
 
@@ -365,10 +365,8 @@ _INITIALISERS = frozenset(
 def _sized_to(name: str, example: torch.Tensor) -> dict[str, str]:
     """Zoo options that make the model accept ``example``: token ids set ``seq_len``; a square image
     sets ``in_channels`` and ``input_size`` (the linear head of e.g. alexnet_cifar depends on it)."""
-    from bitplan.zoo.registry import entry
-
     try:
-        accepted = entry(name).config_type.model_fields
+        accepted = zoo_entry(name).config_type.model_fields
     except Exception:  # an unknown zoo name is reported by the zoo itself, with suggestions
         return {}
     if not example.is_floating_point() and example.dim() == 2:
@@ -385,12 +383,7 @@ def _unknown_spec_message(spec: str) -> str:
         f"cannot resolve model spec `{spec}`: use `zoo:NAME`, `path/to/file.py:factory`, "
         "`package.module:factory`, `torchvision:NAME`, `hf:MODEL_TYPE` or a `.onnx` file"
     )
-    try:
-        from bitplan import zoo
-
-        close = difflib.get_close_matches(spec.split("?")[0].split(":")[-1], zoo.names(), n=3)
-    except ImportError:
-        close = []
+    close = difflib.get_close_matches(spec.split("?")[0].split(":")[-1], zoo.names(), n=3)
     if close:
         message += f". Did you mean {', '.join(f'`zoo:{name}`' for name in close)}?"
     return message

@@ -138,22 +138,25 @@ def uniform_routing(model: nn.Module) -> Iterator[list[str]]:
     Yields:
         The module paths whose GEMMs are expert GEMMs (their records get ``routing="uniform"``).
     """
-    patched: list[nn.Module] = []
+    patched: list[tuple[nn.Module, Any]] = []  # (module, the instance forward it had, if any)
     paths: list[str] = []
     for path, module in model.named_modules():
         if any(path.startswith(f"{done}.") for done in paths):
             continue
         if fused_expert_parameters(module):
-            module.forward = _fused_forward(module)
-            paths.append(path)
+            stand_in, expert_path = _fused_forward(module), path
         elif _is_expert_block(module):
-            module.forward = _block_forward(module)
-            paths.append(f"{path}.experts" if path else "experts")
+            stand_in, expert_path = _block_forward(module), f"{path}.experts" if path else "experts"
         else:
             continue
-        patched.append(module)
+        patched.append((module, module.__dict__.get("forward")))
+        module.forward = stand_in
+        paths.append(expert_path)
     try:
         yield paths
     finally:
-        for module in patched:
-            del module.forward  # the class's forward shows again
+        for module, own in patched:
+            if own is None:
+                del module.forward  # the class's forward shows again
+            else:
+                module.forward = own

@@ -24,6 +24,7 @@ from bitplan.frontends.onnx_graph import (
     format_shape,
     value_shape,
 )
+from bitplan.frontends.onnx_names import torch_scope
 from bitplan.frontends.onnx_read import read_graph_bytes
 from bitplan.frontends.ops import Gemm
 from bitplan.profile.schema import ModelProfile, Tracer
@@ -87,7 +88,7 @@ def trace(
         tracer=Tracer.onnx,
         input_shapes=shapes,
         parameters=parameters,
-        total_params=_total_params(graph, drafts),
+        total_params=_total_params(graph, drafts, parameters),
     )
 
 
@@ -346,8 +347,6 @@ def _weight_sources(weight: WeightRef) -> set[str]:
 
 def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
     """The layer name: the weight's module path when known, else the node's name (docs/onnx.md)."""
-    from bitplan.frontends.onnx_names import torch_scope
-
     if draft.name:
         return draft.name
     scope = torch_scope(node)
@@ -374,22 +373,18 @@ def _parameters(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]])
     }
 
 
-def _total_params(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> int:
+def _total_params(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]], parameters: dict[str, list[int]]) -> int:
     """Elements of the initializers that hold parameters, each counted once (rule in docs/onnx.md).
 
     Folded copies of one parameter (a transposed tied embedding) count once: initializers are grouped
     by the parameter name their GEMMs give them.
     """
-    weight_sources = {d.weight.source for d, _, _ in found if d.weight is not None}
-    biased_outputs = {out for d, node, _ in found if d.weight is not None for out in node.output}
-    group_of: dict[str, str] = {name: name for name in graph.initializers}
+    group_of: dict[str, str] = {name: name for name in parameters}
     for draft, _, _ in found:
         weight = draft.weight
-        if weight is not None and weight.initializer is not None and weight.name in graph.initializers:
+        if weight is not None and weight.initializer in parameters and weight.name in graph.initializers:
             group_of[weight.initializer] = weight.name
     sizes: dict[str, int] = {}
-    for name in graph.initializers:
-        if graph.is_parameter(name, weight_sources, biased_outputs):
-            group = group_of[name]
-            sizes[group] = max(sizes.get(group, 0), graph.numel(name))
+    for name in parameters:
+        sizes[group_of[name]] = max(sizes.get(group_of[name], 0), graph.numel(name))
     return sum(sizes.values())

@@ -6,6 +6,7 @@ Exact definitions of every field are in docs/concepts.md.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from enum import Enum
 
@@ -197,8 +198,6 @@ class ModelProfile(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of GEMM names and weight shapes: identifies the architecture, not the input size."""
-        import hashlib
-
         digest = hashlib.sha256()
         for layer in self.weight_layers:
             digest.update(f"{layer.name}|{layer.weight}|{layer.weight_shape}\n".encode())
