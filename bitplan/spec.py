@@ -85,7 +85,7 @@ def _zoo(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
 def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
     """A torchvision architecture with random weights: ``weights`` and ``weights_backbone`` are None
     unless given, so nothing downloads."""
-    torchvision = _import_torchvision(name)
+    torchvision = import_torchvision(name)
     settings = {"weights": None, **_typed(options)}
     try:
         builder = torchvision.models.get_model_builder(name)
@@ -101,7 +101,7 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
     return model, (torch.zeros(1, 3, size, size),)
 
 
-def _import_torchvision(name: str) -> ModuleType:
+def import_torchvision(name: str) -> ModuleType:
     """Import torchvision, turning any failure (missing, or compiled for another torch) into a SpecError."""
     try:
         import torchvision

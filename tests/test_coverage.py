@@ -163,6 +163,7 @@ def test_strict_exits_1_on_a_weight_read_by_an_unsupported_op(tmp_path: Path) ->
     lenient = runner.invoke(app, ["profile", f"{path}:build", "--format", "json"])
     assert lenient.exit_code == 0, lenient.output
     assert lenient.stderr.count("warning:") == 1 and "`centres`" in lenient.stderr and "cdist" in lenient.stderr
+    assert runner.invoke(app, ["profile", f"{path}:build", "--strict"]).exit_code == 1  # the table too
     clean = runner.invoke(app, ["profile", "zoo:lstm2", "--strict", "--format", "json"])
     assert clean.exit_code == 0 and "warning" not in clean.stderr  # an embedding is no reason to fail
     strict = subprocess.run(
