@@ -97,8 +97,26 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         model = builder(**settings)
     except (TypeError, ValueError) as error:
         raise SpecError(f"`torchvision:{name}` does not accept these options ({error}); check the builder's arguments") from None
-    size = 299 if name.startswith("inception") else 224
+    size = _torchvision_input_size(torchvision, name)
     return model, (torch.zeros(1, 3, size, size),)
+
+
+def _torchvision_input_size(torchvision: ModuleType, name: str) -> int:
+    """The image size the model's own weights were evaluated at (their metadata, not the model's name):
+    the preprocessing's ``crop_size`` (299 for Inception), else its ``resize_size`` (520 for
+    segmentation models); 224 when the model has no weights metadata."""
+    try:
+        weights = list(torchvision.models.get_model_weights(name))
+    except (ValueError, KeyError, AttributeError):
+        return DEFAULT_IMAGE_SIZE
+    settings = getattr(getattr(weights[0], "transforms", None), "keywords", {}) if weights else {}
+    size = settings.get("crop_size") or settings.get("resize_size")
+    if isinstance(size, (list, tuple)):
+        size = size[0] if size else None
+    return int(size) if size else DEFAULT_IMAGE_SIZE
+
+
+DEFAULT_IMAGE_SIZE = 224
 
 
 def import_torchvision(name: str) -> ModuleType:

@@ -121,6 +121,9 @@ def test_a_torchvision_built_for_another_torch_is_one_clear_error(fake_torchvisi
 
 
 BUILDERS = """
+    import functools
+    import types
+
     import torch
     from torch import nn
 
@@ -137,7 +140,18 @@ BUILDERS = """
                 torch.zeros(3).tolist()  # needs real values while building: fails on meta
                 return nn.Conv2d(3, 4, 3)
 
-            return {"fcn": segmenter, "regnet": regnet}[name]
+            return {"fcn": segmenter, "regnet": regnet, "inception_v3": regnet, "quantized_googlenet": segmenter}[name]
+
+        @staticmethod
+        def get_model_weights(name):
+            if name == "regnet":
+                raise ValueError("no weights")
+            transforms = {
+                "fcn": functools.partial(print, resize_size=520),
+                "inception_v3": functools.partial(print, crop_size=299, resize_size=342),
+                "quantized_googlenet": functools.partial(print, crop_size=[200], resize_size=256),
+            }[name]
+            return [types.SimpleNamespace(transforms=transforms)]
 """
 
 
@@ -151,6 +165,13 @@ def test_torchvision_specs_never_download_and_none_means_none(fake_torchvision) 
         {"weights": None, "weights_backbone": None, "aux_loss": True},
         {"weights": None, "weights_backbone": None, "aux_loss": None},
     ]
+
+
+def test_torchvision_input_sizes_follow_the_weights_metadata(fake_torchvision) -> None:
+    fake_torchvision(BUILDERS)
+    sizes = {name: load_model(f"torchvision:{name}").example_inputs[0].shape[-1] for name in
+             ("fcn", "inception_v3", "quantized_googlenet", "regnet")}
+    assert sizes == {"fcn": 520, "inception_v3": 299, "quantized_googlenet": 200, "regnet": 224}
 
 
 def test_a_model_that_cannot_be_built_on_meta_is_built_on_cpu_with_a_note(fake_torchvision) -> None:
