@@ -11,19 +11,13 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitplan.errors import OnnxError
 from bitplan.frontends.builder import ProfileBuilder
-from bitplan.frontends.onnx_graph import (
-    SMALL_TENSOR,
-    STANDARD_DOMAINS,
-    OnnxGraph,
-    WeightRef,
-    format_shape,
-    value_shape,
-)
+from bitplan.frontends.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, OnnxGraph, format_shape, value_shape
 from bitplan.frontends.onnx_names import torch_scope
 from bitplan.frontends.onnx_read import read_graph_bytes
 from bitplan.frontends.ops import Gemm
@@ -32,7 +26,6 @@ from bitplan.profile.schema import ModelProfile, Tracer
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
 
-    from bitplan.frontends.onnx_ops import GemmDraft
 
 INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
 FOLD_ROUNDS = 4
@@ -280,17 +273,17 @@ def _check_reshapes(graph: OnnxGraph, overridden: bool) -> None:
                 )
 
 
-def _find_gemms(graph: OnnxGraph) -> list[tuple[GemmDraft, NodeProto, int]]:
+def _find_gemms(graph: OnnxGraph) -> list[tuple[Gemm, NodeProto]]:
     """Every GEMM with its node and depth: 1 + the largest GEMM depth among its inputs (constants are 0)."""
     from bitplan.frontends.onnx_ops import gemms_of
 
     depth: dict[str, int] = {}
-    found: list[tuple[GemmDraft, NodeProto, int]] = []
+    found: list[tuple[Gemm, NodeProto]] = []
     skipped: set[str] = set()
     for node in graph.nodes:
         base = max((depth.get(name, 0) for name in node.input if name), default=0)
         drafts = [d for d in gemms_of(node, graph) if min(d.m, d.k, d.n, d.groups) > 0]  # empty GEMMs do no work
-        found.extend((draft, node, base + 1 + draft.step) for draft in drafts)
+        found.extend((replace(draft, depth=base + 1 + draft.step), node) for draft in drafts)
         out = base + 1 + max(draft.step for draft in drafts) if drafts else base
         depth.update((name, out) for name in node.output if name)
         if _hides_gemms(node):
@@ -313,39 +306,35 @@ def _hides_gemms(node: NodeProto) -> bool:
     return any(inner.op_type in HANDLERS or _hides_gemms(inner) for body in bodies for inner in body.node)
 
 
-def _add_layers(builder: ProfileBuilder, graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> None:
+def _add_layers(builder: ProfileBuilder, graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]]) -> None:
     """Feed each GEMM to the builder with its name and whether its weight is read by more than one op."""
     sources: dict[str, set[str]] = {}
-    for draft, _, _ in found:
-        if draft.weight is not None:
-            sources.setdefault(draft.weight.name, set()).add(draft.weight.source)
-    for draft, node, depth in found:
-        weight = draft.weight
+    for gemm, _ in found:
+        if gemm.weight is not None:
+            sources.setdefault(gemm.weight, set()).update(gemm.sources)
+    for gemm, node in found:
         shared = False
-        if weight is not None:
+        if gemm.weight is not None:
             # a folded copy of a parameter (tied embedding transposed by the exporter) shares its uses
-            copied = weight.initializer is not None and weight.name in graph.initializers
-            readers = sources[weight.name] | ({weight.name} if copied else set())
+            copied = _initializer(gemm, graph) is not None and gemm.weight in graph.initializers
+            readers = sources[gemm.weight] | ({gemm.weight} if copied else set())
             shared = sum(len(graph.terminal_uses(source)) for source in readers) > 1
-        builder.add(
-            "",
-            Gemm(
-                draft.op, draft.m, draft.k, draft.n, draft.groups, depth,
-                weight=weight.name if weight else None,
-                weight_shape=tuple(weight.shape) if weight else None,
-                sources=frozenset(_weight_sources(weight)) if weight else frozenset(),
-                name=_gemm_name(draft, node),
-            ),
-            shared=shared,
-        )
+        builder.add("", replace(gemm, name=_gemm_name(gemm, node)), shared=shared)
 
 
-def _weight_sources(weight: WeightRef) -> set[str]:
-    """The initializers a GEMM weight consumes: the one it is read from, and any it was folded from."""
-    return {name for name in (weight.source, weight.initializer) if name is not None}
+def _source(gemm: Gemm) -> str:
+    """The constant tensor a weight GEMM reads its weight from (an initializer or a folded value)."""
+    (source,) = gemm.sources
+    return source
 
 
-def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
+def _initializer(gemm: Gemm, graph: OnnxGraph) -> str | None:
+    """The initializer a weight GEMM reads, or None when its weight is computed from several."""
+    source = _source(gemm)
+    return source if source in graph.initializers else None
+
+
+def _gemm_name(draft: Gemm, node: NodeProto) -> str:
     """The layer name: the weight's module path when known, else the node's name (docs/onnx.md)."""
     if draft.name:
         return draft.name
@@ -353,7 +342,7 @@ def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
     if draft.weight is None:
         prefix = scope.module_path if scope else node.name
         return f"{prefix}.{draft.op.value}" if prefix else draft.op.value
-    weight = draft.weight.name
+    weight = draft.weight
     if weight.endswith(".weight"):
         return weight.removesuffix(".weight")
     if scope is not None:
@@ -362,10 +351,10 @@ def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
     return node.name or weight
 
 
-def _parameters(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> dict[str, list[int]]:
+def _parameters(graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]]) -> dict[str, list[int]]:
     """Every initializer that holds parameters → its dims (the coverage ledger's universe)."""
-    weight_sources = {d.weight.source for d, _, _ in found if d.weight is not None}
-    biased_outputs = {out for d, node, _ in found if d.weight is not None for out in node.output}
+    weight_sources = {_source(gemm) for gemm, _ in found if gemm.weight is not None}
+    biased_outputs = {out for gemm, node in found if gemm.weight is not None for out in node.output}
     return {
         name: list(tensor.dims)
         for name, tensor in graph.initializers.items()
@@ -373,17 +362,17 @@ def _parameters(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]])
     }
 
 
-def _total_params(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]], parameters: dict[str, list[int]]) -> int:
+def _total_params(graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]], parameters: dict[str, list[int]]) -> int:
     """Elements of the initializers that hold parameters, each counted once (rule in docs/onnx.md).
 
     Folded copies of one parameter (a transposed tied embedding) count once: initializers are grouped
     by the parameter name their GEMMs give them.
     """
     group_of: dict[str, str] = {name: name for name in parameters}
-    for draft, _, _ in found:
-        weight = draft.weight
-        if weight is not None and weight.initializer in parameters and weight.name in graph.initializers:
-            group_of[weight.initializer] = weight.name
+    for gemm, _ in found:
+        initializer = _initializer(gemm, graph) if gemm.weight is not None else None
+        if initializer in parameters and gemm.weight in graph.initializers:
+            group_of[initializer] = gemm.weight
     sizes: dict[str, int] = {}
     for name in parameters:
         sizes[group_of[name]] = max(sizes.get(group_of[name], 0), graph.numel(name))

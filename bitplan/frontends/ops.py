@@ -53,6 +53,7 @@ class Gemm:
     suffix: str = ""
     sources: frozenset[str] = frozenset()  # parameters the weight is computed from (views: the weight itself)
     name: str | None = None  # the final layer name, when the front end knows it (ONNX)
+    step: int = 0  # order of GEMMs chained inside one ONNX node (Attention: QKᵀ 0, A·V 1)
 
 
 @dataclass(frozen=True)
