@@ -30,6 +30,12 @@ def check(
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
+    max_accumulator_bits: Annotated[
+        int | None,
+        typer.Option(
+            "--max-accumulator-bits", help="Widest allowed integer accumulator (forward, dX or dW) of any layer."
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Validate plans: schema, fingerprint, coverage of every weight GEMM, bits and budgets.
@@ -47,6 +53,7 @@ def check(
         max_avg_bits=max_avg_bits,
         min_bits=min_bits,
         max_bitops=max_bitops,
+        max_accumulator_bits=max_accumulator_bits,
     )
     if json_output:  # one object for one plan, a list for several
         write_or_print(to_json(reports[0] if len(reports) == 1 else reports), None)
