@@ -17,11 +17,11 @@ from bitplan.cli.app import app
 from bitplan.plan import check_plan, make_plan, parse_plan, save_plan
 from bitplan.plan.accumulator import LUQ_MAX_MAGNITUDE, accumulator_width, layer_accumulator_bits, uniform_max_code
 from bitplan.plan.estimates import Precision
-from bitplan.plan.regenerate import PLANS_DIR
 from bitplan.plan.render import layers_table
 from bitplan.plan.synthetic import resnet20_profile
 
 RESNET20 = resnet20_profile()
+PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
 runner = CliRunner()
 
 

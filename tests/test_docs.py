@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bitplan.zoo.layer_tables import DOC, render
+from layer_tables import DOC, render
 
 
 def test_model_layer_tables_are_current() -> None:
     document = DOC.read_text()
-    assert render(document) == document, "run `python -m bitplan.zoo.layer_tables` to refresh docs/models.md"
+    assert render(document) == document, "run `python scripts/layer_tables.py` to refresh docs/models.md"
