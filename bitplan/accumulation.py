@@ -29,7 +29,7 @@ MAX_MANTISSA_BITS = 52
 """Widest accumulator mantissa searched (float64's); the simulator is exact up to about 40 bits."""
 
 _EXACT_BELOW_ULP = 2.0**-12  # below this ulp (in units of the term's σ) rounding adds < 1e−8 of variance
-_SMALL_ULP = 2.0**-4  # below this ulp the edge drift is its asymptote −ulp²/32 (within 0.3 %)
+_SMALL_ULP = 2.0**-4  # below this ulp the edge drift is its asymptote −ulp²/32 (within 1 %)
 _NO_DRIFT_ULP = 2.0**6  # above this ulp no term crosses an edge: the drift is below 1e−50
 _REACH = 9.0  # terms beyond 9σ are ignored (probability < 1e−18)
 _LOWEST_BINADE, _HIGHEST_BINADE = -40, 200  # |s| in [2^e, 2^(e+1)); below 2^−40σ the sum is treated as exact

@@ -37,7 +37,7 @@ def layers_table(plan: BitPlan) -> Table:
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("bits", justify="right", style="bold")
-    table.add_column("acc fwd/dX/dW", justify="right")
+    table.add_column("acc bits", justify="right", no_wrap=True)  # forward/dX/dW integer accumulators
     for index, layer in enumerate(plan.layers):
         value = "kept" if layer.kept else f"{layer.factor_value:g}"
         shared = "" if layer.weight is None or layer.weight.startswith(layer.name) else f" ({layer.weight})"
