@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from itertools import product
 from pathlib import Path
 
@@ -182,3 +184,12 @@ def test_cli_exit_codes(plan_file: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert {v["code"] for v in report["violations"]} == {"max_accumulator_bits"}
     assert all("above --max-accumulator-bits 26" in v["message"] for v in report["violations"])
     assert runner.invoke(app, ["check", str(plan_file), "--max-accumulator-bits", "40"]).exit_code == 0
+
+
+def test_real_cli_run_on_the_committed_plan() -> None:
+    command = [sys.executable, "-m", "bitplan", "check", str(PLANS_DIR / "resnet20_A_Cminus_4-8.json")]
+    over = subprocess.run([*command, "--max-accumulator-bits", "26", "--json"], capture_output=True, text=True)
+    assert over.returncode == 1, over.stderr
+    layers = [v["layer"] for v in json.loads(over.stdout)["violations"]]
+    # the first stage (conv1 and layer1's six convs) sums M = 32·32 = 1024 dW products at 8×8 bits: 27 bits
+    assert layers == ["conv1"] + [f"layer1.{block}.conv{i}" for block in range(3) for i in (1, 2)]
