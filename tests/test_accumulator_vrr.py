@@ -133,3 +133,15 @@ def test_mantissa_requirements_per_gemm() -> None:
     assert b.plain.forward == required_mantissa_bits(576)
     assert b.chunked.grad_weight == required_mantissa_bits(1024, chunk=32) <= b.plain.grad_weight
     assert report.chunk == 32 and report.tolerance == 0.01
+
+
+def test_edge_drift_by_hand() -> None:
+    from scipy.stats import norm
+
+    from bitplan.accumulation import _edge_drift
+
+    # u = 16: only the edge value B itself moves measurably: down by u/2 when p < −u/4, probability Φ(−4);
+    # it stands for u of |s|, so D = −u·(u/2)·Φ(−4); the moves from B − u/2 up and down cancel
+    assert _edge_drift(16.0) == pytest.approx(-16 * 8 * norm.cdf(-4), rel=1e-3)
+    # small ulps: the computed drift meets the asymptote −u²/32 the model uses below 2^−4
+    assert _edge_drift(2.0**-4 + 1e-12) == pytest.approx(-(2.0**-8) / 32, rel=0.01)
