@@ -117,17 +117,26 @@ def _term_energy(mantissa_bits: int, product_mantissa_bits: int | None) -> tuple
 
 
 @lru_cache(maxsize=512)
-def _edge_drifts(mantissa_bits: int) -> np.ndarray:
+def _edge_drifts(mantissa_bits: int, product_mantissa_bits: int | None) -> np.ndarray:
     """D[e]: the drift towards zero that binade edge 2^e causes, per unit density of |s| (σ = 1)."""
     binades = np.arange(_LOWEST_BINADE, _HIGHEST_BINADE + 1)
-    return np.array([_edge_drift(2.0 ** (int(binade) - mantissa_bits)) for binade in binades])
+    return np.array([_edge_drift(2.0 ** (int(b) - mantissa_bits), product_mantissa_bits) for b in binades])
 
 
-def _edge_drift(ulp: float) -> float:
+@lru_cache(maxsize=64)
+def _term_distribution(product_mantissa_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The values a product rounded to ``product_mantissa_bits`` takes, p ~ N(0, 1), and their masses."""
+    values, inverse = np.unique(round_mantissa(_GRID, product_mantissa_bits), return_inverse=True)
+    return values, np.bincount(inverse, weights=_WEIGHTS)
+
+
+def _edge_drift(ulp: float, product_mantissa_bits: int | None = None) -> float:
     """Σ over sums s near an edge B of (grid step at s)·E[r | s], r = rnd(s + p) − s, p ~ N(0, 1).
 
     Above B the grid step is ``ulp``, below it ``ulp/2``; B ≫ 1, so only the change of grid matters.
-    Coordinates are x = s − B. Rounding is to nearest; the cell of B itself is [−ulp/4, ulp/2).
+    Coordinates are x = s − B. Rounding is to nearest, ties to even: B and every second point above
+    and below it have even mantissas, and the cell of B itself is [−ulp/4, ulp/2). Products rounded to
+    ``product_mantissa_bits`` take discrete values (ties then happen); None means continuous products.
     """
     if ulp < _SMALL_ULP:
         return -(ulp**2) / 32
@@ -137,6 +146,13 @@ def _edge_drift(ulp: float) -> float:
     # starting sums x: [positions], each standing for the grid step around it (its weight)
     start = np.concatenate([ulp * np.arange(span), -0.5 * ulp * np.arange(1, 2 * span)])
     weight = np.concatenate([np.full(span, ulp), np.full(2 * span - 1, 0.5 * ulp)])
+    if product_mantissa_bits is not None:
+        values, masses = _term_distribution(product_mantissa_bits)
+        exact_sum = start[:, None] + values[None, :]  # [positions, values]
+        rounded = np.where(
+            exact_sum >= -0.25 * ulp, ulp * np.round(exact_sum / ulp), 0.5 * ulp * np.round(exact_sum / (0.5 * ulp))
+        )
+        return float(np.dot(weight, (rounded - start[:, None]) @ masses))
     # rounded sums t and their cells [low, high): [targets]
     above = ulp * np.arange(2 * span)
     below = -0.5 * ulp * np.arange(1, 4 * span)
@@ -162,7 +178,7 @@ def _binade_probabilities(variance: float) -> tuple[np.ndarray, float]:
 def _sequential_vrr(length: int, mantissa_bits: int, product_mantissa_bits: int | None) -> float:
     """The model's VRR of one sequential sum: integrate dv/di = E[s_i² − s_(i−1)²], s ~ N(0, v)."""
     energy, exact = _term_energy(mantissa_bits, product_mantissa_bits)
-    drifts = _edge_drifts(mantissa_bits)
+    drifts = _edge_drifts(mantissa_bits, product_mantissa_bits)
     edges = np.exp2(np.arange(_LOWEST_BINADE, _HIGHEST_BINADE + 1, dtype=float))
 
     def growth(variance: float) -> float:
