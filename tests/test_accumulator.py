@@ -184,6 +184,8 @@ def test_cli_exit_codes(plan_file: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert {v["code"] for v in report["violations"]} == {"max_accumulator_bits"}
     assert all("above --max-accumulator-bits 26" in v["message"] for v in report["violations"])
     assert runner.invoke(app, ["check", str(plan_file), "--max-accumulator-bits", "40"]).exit_code == 0
+    # no signed accumulator is narrower than 2 bits (K = 1, two 1-bit codes): a usage error
+    assert runner.invoke(app, ["check", str(plan_file), "--max-accumulator-bits", "1"]).exit_code == 2
 
 
 def test_real_cli_run_on_the_committed_plan() -> None:

@@ -35,7 +35,9 @@ def check(
     max_accumulator_bits: Annotated[
         int | None,
         typer.Option(
-            "--max-accumulator-bits", help="Widest allowed integer accumulator (forward, dX or dW) of any layer."
+            "--max-accumulator-bits",
+            min=2,
+            help="Widest allowed integer accumulator (forward, dX or dW) of any layer.",
         ),
     ] = None,
     format: Format = None,
