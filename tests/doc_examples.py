@@ -5,7 +5,7 @@ Examples are run as written, with two kinds of rewriting, both listed here and n
 - **Data CI lacks** becomes a small fixture of the same format (``FixtureData``): a CIFAR-10 folder in
   the official pickle layout, a PTB-style text corpus, an ONNX file exported from the zoo, a model
   factory file. Only paths that do not exist are replaced.
-- **Work is shrunk, not changed** (``shrink``): one epoch, the first seed, two study trials, one
+- **Work is shrunk, not changed** (``shrink``): one epoch (added where the default would be more), the first seed, two study trials, one
   sensitivity batch and probe, one job. The command, its model and its options stay as documented.
 
 Lines that cannot run here say why in ``NOT_RUN`` (a benchmark of hours, the setup script CI runs anyway).
@@ -98,8 +98,10 @@ def shrink(argv: list[str]) -> list[str]:
             out[index + 1] = SHRUNK_INTEGERS[word]
         elif word == "--seeds":
             out[index + 1] = out[index + 1].split(",")[0]
-    if len(out) > 1 and out[0] == "study" and "--trials" not in out:
+    if out and out[0] == "study" and "--trials" not in out:
         out += ["--trials", "2"]
+    if out and out[0] in ("train", "compare") and "--epochs" not in out:
+        out += ["--epochs", "1"]
     return out
 
 

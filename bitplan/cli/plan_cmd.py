@@ -166,7 +166,7 @@ def plan(
         weight_granularity=weight_granularity,
         input_shape=input_shape,
         batch=batch,
-        sensitivity=report,
+        scores=report.scores() if report is not None else None,
     )
     options = {key: value for key, value in given.items() if value is not None}
     for name in ("activation_bits", "gradient_bits"):  # the plan stores "not quantized" as null
