@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ BITPLAN = (["bitplan"], [".venv/bin/bitplan"], ["python", "-m", "bitplan"])
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One folder per document (with the repository's plans/ beside it) and one fixture folder."""
+    """One folder per document (with a copy of the repository's plans/) and one fixture folder."""
     root = tmp_path_factory.mktemp("docs")
     return {"root": root, "fixtures": FixtureData(root / "fixtures"), "folders": {}}
 
@@ -40,7 +41,7 @@ def folder_for(workspace: dict, example: Example) -> Path:
     if example.document not in folders:
         folder = workspace["root"] / example.document.stem
         folder.mkdir()
-        (folder / "plans").symlink_to(ROOT / "plans")
+        shutil.copytree(ROOT / "plans", folder / "plans")  # a copy: examples may write plans of their own there
         folders[example.document] = folder
     return folders[example.document]
 
