@@ -14,18 +14,20 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
-
-import torch
-from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
 
+if TYPE_CHECKING:  # torch is imported where a model is built, so profiling an ONNX file never loads it
+    import torch
+    from torch import nn
+
+# dtype spelling in an input shape -> attribute of torch
 _DTYPES = {
-    "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64, "int32": torch.int32,
+    "float32": "float32", "float": "float32", "float64": "float64", "float16": "float16",
+    "bfloat16": "bfloat16", "int64": "int64", "long": "int64", "int32": "int32",
 }
 
 
@@ -38,7 +40,7 @@ class LoadedModel:
     spec: str
 
 
-Resolver = Callable[[str, dict[str, str]], tuple[nn.Module, tuple | None]]
+Resolver = Callable[[str, dict[str, str]], "tuple[nn.Module, tuple | None]"]
 _RESOLVERS: dict[str, Resolver] = {}
 
 
@@ -82,6 +84,8 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         model = torchvision.models.get_model(name, weights=None, **_typed(options))
     except ValueError as error:
         raise SpecError(f"torchvision has no model `{name}` ({error}); see torchvision.models.list_models()") from None
+    import torch
+
     size = 299 if name.startswith("inception") else 224
     return model, (torch.zeros(1, 3, size, size),)
 
@@ -102,6 +106,8 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         config = transformers.AutoConfig.for_model(name, **settings)
     except ValueError as error:
         raise SpecError(f"transformers has no model type `{name}` ({error}); use e.g. `hf:gpt2` or `hf:llama`") from None
+    import torch
+
     model = transformers.AutoModelForCausalLM.from_config(config)
     return model, (torch.zeros(1, seq_len, dtype=torch.int64),)
 
@@ -155,6 +161,8 @@ def _load_factory(target: str, attribute: str) -> Callable:
 
 
 def _call_factory(spec: str, factory: Callable, options: dict[str, str]) -> tuple[nn.Module, tuple | None]:
+    from torch import nn
+
     try:
         made = factory(**_typed(options))
     except Exception as error:
@@ -176,7 +184,20 @@ def parse_input_shape(text: str, device: torch.device | str | None = None) -> tu
     Raises:
         SpecError: when a shape or dtype cannot be read.
     """
-    tensors = []
+    import torch
+
+    return tuple(
+        torch.zeros(shape, dtype=getattr(torch, dtype), device=device) for shape, dtype in parse_shapes(text)
+    )
+
+
+def parse_shapes(text: str) -> list[tuple[list[int], str]]:
+    """``'1x3x32x32,1x128:int64'`` → ``[([1, 3, 32, 32], 'float32'), ([1, 128], 'int64')]``, without torch.
+
+    Raises:
+        SpecError: when a shape or dtype cannot be read.
+    """
+    shapes = []
     for part in text.split(","):
         shape_text, _, dtype_text = part.strip().partition(":")
         try:
@@ -190,11 +211,13 @@ def parse_input_shape(text: str, device: torch.device | str | None = None) -> tu
         dtype = _DTYPES.get(dtype_text or "float32")
         if dtype is None:
             raise SpecError(f"unknown dtype `{dtype_text}` in `{part}`; use one of {', '.join(sorted(_DTYPES))}")
-        tensors.append(torch.zeros(shape, dtype=dtype, device=device))
-    return tuple(tensors)
+        shapes.append((shape, dtype))
+    return shapes
 
 
 def _with_batch(inputs: tuple, batch: int) -> tuple:
+    import torch
+
     if batch < 1:
         raise SpecError(f"`--batch {batch}` must be at least 1")
     return tuple(
@@ -238,12 +261,14 @@ def load_model(
             f"`{spec}` is an ONNX file: it can be profiled (`bitplan profile {spec}`) but not loaded as a "
             "PyTorch module; pass a PyTorch spec such as `zoo:NAME` or `file.py:factory`"
         )
+    import torch
+
     prefix, _, rest = base.partition(":")
     override = parse_input_shape(input_shape, "meta") if input_shape else None
     if prefix == "zoo" and override:
         merged = {**_sized_to(rest, override[0]), **merged}
     context = torch.device(device) if device is not None else nullcontext()
-    skip_init = _SkipMetaInit() if device is not None and torch.device(device).type == "meta" else nullcontext()
+    skip_init = _skip_meta_init() if device is not None and torch.device(device).type == "meta" else nullcontext()
     with context, skip_init:
         if prefix in _RESOLVERS and rest:
             model, inputs = _RESOLVERS[prefix](rest, merged)
@@ -263,19 +288,24 @@ def load_model(
     return LoadedModel(model, tuple(inputs), spec)
 
 
-class _SkipMetaInit(TorchFunctionMode):
-    """Skip in-place initialisers on meta tensors: they compute nothing, yet ``normal_`` on meta
-    loads torch's compiler stack (seconds) just to produce no values."""
+def _skip_meta_init():
+    """A torch-function mode that skips in-place initialisers on meta tensors: they compute nothing,
+    yet ``normal_`` on meta loads torch's compiler stack (seconds) just to produce no values."""
+    import torch
+    from torch.overrides import TorchFunctionMode
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if (
-            getattr(func, "__name__", "") in _INITIALISERS
-            and args
-            and isinstance(args[0], torch.Tensor)
-            and args[0].device.type == "meta"
-        ):
-            return args[0]
-        return func(*args, **(kwargs or {}))
+    class SkipMetaInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if (
+                getattr(func, "__name__", "") in _INITIALISERS
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and args[0].device.type == "meta"
+            ):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    return SkipMetaInit()
 
 
 _INITIALISERS = frozenset(
@@ -336,7 +366,7 @@ def profile_spec(
     if base.endswith(".onnx"):
         from bitplan.profile.onnx_frontend import profile_onnx
 
-        shapes = [list(t.shape) for t in parse_input_shape(input_shape, "meta")] if input_shape else None
+        shapes = [shape for shape, _ in parse_shapes(input_shape)] if input_shape else None
         return profile_onnx(base, input_shapes=shapes, batch=batch, name=spec)
     from bitplan.profile.trace import profile_model
 

@@ -30,6 +30,13 @@ def check(
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
+    no_model: Annotated[
+        bool,
+        typer.Option(
+            "--no-model",
+            help="Check schema, strategy, estimates and budgets only: no re-profiling (fast; never imports torch).",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Validate plans: schema, fingerprint, coverage of every weight GEMM, bits and budgets.
@@ -47,13 +54,15 @@ def check(
         max_avg_bits=max_avg_bits,
         min_bits=min_bits,
         max_bitops=max_bitops,
+        against_model=not no_model,
     )
     if json_output:  # one object for one plan, a list for several
         write_or_print(to_json(reports[0] if len(reports) == 1 else reports), None)
     for report in [] if json_output else reports:
         if report.ok:
+            fits = f"fits {report.model}" if report.model is not None else "is valid (model not checked)"
             console.print(
-                f"[green]ok[/]: {report.plan} fits {report.model}: {report.layers} GEMMs, "
+                f"[green]ok[/]: {report.plan} {fits}: {report.layers} GEMMs, "
                 f"{report.avg_bits:.3f} avg bits, {report.mbit:.4f} MBit, "
                 f"{report.bitops_forward / 1e9:.4g} forward GBitOPs, narrowest {report.min_bits} bits",
                 highlight=False,

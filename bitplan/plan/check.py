@@ -39,7 +39,7 @@ class CheckReport(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     plan: str = Field(description="The plan file checked.")
-    model: str | None = Field(description="The model spec the plan was checked against (null if unreadable).")
+    model: str | None = Field(description="The model spec the plan was checked against (null if unreadable or with --no-model).")
     ok: bool
     violations: list[Violation]
     layers: int | None = Field(default=None, description="GEMMs in the plan.")
@@ -59,12 +59,15 @@ def check_plan(
     max_avg_bits: float | None = None,
     min_bits: int | None = None,
     max_bitops: float | None = None,
+    against_model: bool = True,
 ) -> CheckReport:
     """Validate a plan file against its model and optional limits.
 
     Checks, in order: JSON and schema (with field paths), fingerprint, every weight GEMM of the model
     covered exactly once with its weight and factor value, bits consistent with the plan's strategy,
     stored estimates equal to recomputed ones, the plan's own budget, then the given limits.
+    With ``against_model=False`` the model checks are skipped: nothing is profiled and torch is never
+    imported (``bitplan check --no-model``, a fast CI gate on schema and budgets).
 
     Args:
         path: The plan file.
@@ -75,9 +78,10 @@ def check_plan(
         max_avg_bits: Largest allowed parameter-weighted mean bits.
         min_bits: Smallest allowed width of any layer.
         max_bitops: Largest allowed forward BitOPs.
+        against_model: Profile the model and check fingerprint, coverage and factor values.
 
     Returns:
-        The report; ``ok`` is False when any violation was found.
+        The report; ``ok`` is False when any violation was found. ``model`` is null without a model check.
 
     Raises:
         PlanError: The file does not exist.
@@ -92,20 +96,20 @@ def check_plan(
         return CheckReport(
             plan=str(file), model=model, ok=False, violations=[Violation(code="schema", message=str(error))]
         )
-    if profile is None:
+    if profile is None and against_model:
         from bitplan.spec import profile_spec
 
         profile = profile_spec(model or plan.model, input_shape=input_shape, batch=plan.batch)
     estimates = plan_estimates(plan)
     violations = [
-        *_model_violations(plan, profile),
+        *(_model_violations(plan, profile) if against_model else []),
         *_strategy_violations(plan),
         *_estimate_violations(plan.estimates, estimates),
         *_limit_violations(plan, estimates, max_mbit, max_avg_bits, min_bits, max_bitops),
     ]
     return CheckReport(
         plan=str(file),
-        model=model or plan.model,
+        model=(model or plan.model) if against_model else None,
         ok=not violations,
         violations=violations,
         layers=len(plan.layers),
@@ -116,19 +120,20 @@ def check_plan(
     )
 
 
-def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None, **limits: Any) -> list[CheckReport]:
+def check_plans(
+    paths: Sequence[str | os.PathLike], *, model: str | None = None, against_model: bool = True, **limits: Any
+) -> list[CheckReport]:
     """``check_plan`` for several files, profiling each model spec once.
 
     Args:
         paths: Plan files.
         model: Model spec to check every plan against (default: each plan's own spec).
+        against_model: False checks schema, strategy, estimates and budgets only (no profiling, no torch).
         **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
 
     Returns:
         One report per file, in order.
     """
-    from bitplan.spec import profile_spec
-
     profiles: dict[tuple[str, int], ModelProfile] = {}
     reports = []
     for path in paths:
@@ -137,12 +142,14 @@ def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None,
             plan = parse_plan(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
         except PlanError:
             plan = None  # check_plan reports it
-        if plan is not None:
+        if plan is not None and against_model:
+            from bitplan.spec import profile_spec
+
             key = (model or plan.model, plan.batch)
             if key not in profiles:
                 profiles[key] = profile_spec(key[0], input_shape=limits.get("input_shape"), batch=plan.batch)
             profile = profiles[key]
-        reports.append(check_plan(path, model=model, profile=profile, **limits))
+        reports.append(check_plan(path, model=model, profile=profile, against_model=against_model, **limits))
     return reports
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
 from rich.table import Table
 
 from bitplan.plan.check import CheckReport
-from bitplan.plan.grid import GridResult
 from bitplan.plan.schema import BitPlan
+
+if TYPE_CHECKING:
+    from bitplan.plan.grid import GridResult  # imports the planner (and torch): only for annotations
 
 
 def _g(bitops: int) -> str:
