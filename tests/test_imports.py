@@ -61,6 +61,20 @@ def test_import_bitplan_is_lean() -> None:
     assert not modules & set(HEAVY)
 
 
+def test_every_public_name_resolves() -> None:
+    import bitplan
+    import bitplan.plan
+
+    for package in (bitplan, bitplan.plan):
+        assert set(package.__all__) <= set(dir(package))
+        for name in package.__all__:
+            assert getattr(package, name) is not None, name
+    import bitplan.apply.core  # binding the subpackage must not replace the verb of the same name
+
+    assert callable(bitplan.apply) and bitplan.apply.__name__ == "apply"
+    assert bitplan.profile is bitplan.profile_model
+
+
 def test_every_command_is_registered() -> None:
     assert {"profile", "plan", "check", "train", "apply", "sensitivity", "compare", "report", "zoo"} <= set(COMMANDS)
 
