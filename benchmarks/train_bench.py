@@ -222,13 +222,17 @@ def render(model_name: str, results: dict) -> None:
     workload = WORKLOADS[model_name]
     eager_fp32 = results["eager"]["fp32"]["median_ms"]
     print(f"\n{model_name} ({workload.spec}), batch {workload.batch}")
-    print(f"{'variant':<12} {'mode':<9} {'ms/step':>9} {'× fp32':>7} {'limit':>6} {'× eager fp32':>13} {'target':>7}")
+    print(
+        f"{'variant':<12} {'mode':<9} {'ms/step':>9} {'× fp32':>7} {'limit':>6} {'extra MB':>9} {'copy GB/s':>9} "
+        f"{'× eager fp32':>13} {'target':>7}"
+    )
     for mode, table in results.items():
         for name, row in table.items():
             target = f"{row['target']:.2f}" if row["target"] else "-"
+            bandwidth = f"{row['copy_gb_per_s']:.1f}" if row["copy_gb_per_s"] else "-"
             print(
                 f"{name:<12} {mode:<9} {row['median_ms']:9.1f} {row['ratio']:7.3f} {row['limit']:6.3f} "
-                f"{row['median_ms'] / eager_fp32:13.3f} {target:>7}"
+                f"{row['extra_bytes'] / 1e6:9.1f} {bandwidth:>9} {row['median_ms'] / eager_fp32:13.3f} {target:>7}"
             )
 
 
