@@ -20,12 +20,11 @@ if TYPE_CHECKING:
     from bitplan.errors import BitplanError, PlanError, SpecError, TraceError
     from bitplan.plan import BitPlan, load_plan, make_plan, save_plan
     from bitplan.profile.schema import GemmLayer, ModelProfile
-    from bitplan.profile.trace import profile_model
+    from bitplan.frontends.torch import trace as profile_model
     from bitplan.sensitivity_analysis import SensitivityReport, measure_sensitivity
     from bitplan.spec import LoadedModel, load_model, profile_spec
     from bitplan.train import RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
 
-    profile = profile_model
     sensitivity = measure_sensitivity
 
 # public name -> (module, attribute in that module)
@@ -42,8 +41,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "save_plan": ("bitplan.plan", "save_plan"),
     "GemmLayer": ("bitplan.profile.schema", "GemmLayer"),
     "ModelProfile": ("bitplan.profile.schema", "ModelProfile"),
-    "profile_model": ("bitplan.profile.trace", "profile_model"),
-    "profile": ("bitplan.profile.trace", "profile_model"),
+    "profile_model": ("bitplan.frontends.torch", "trace"),
     "SensitivityReport": ("bitplan.sensitivity_analysis", "SensitivityReport"),
     "measure_sensitivity": ("bitplan.sensitivity_analysis", "measure_sensitivity"),
     "sensitivity": ("bitplan.sensitivity_analysis", "measure_sensitivity"),
@@ -58,8 +56,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 __all__ = [
-    # profiling
-    "profile",
+    # profiling (the data model is the subpackage ``bitplan.profile``)
     "profile_model",
     "profile_spec",
     "ModelProfile",
@@ -93,9 +90,9 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-# ``bitplan.apply`` and ``bitplan.profile`` are verbs that share their name with a subpackage; importing
-# the subpackage later must not rebind the verb to the module (as an eager import never did).
-_VERBS_NAMED_LIKE_SUBPACKAGES = frozenset({"apply", "profile"})
+# ``bitplan.apply`` is a verb that shares its name with a subpackage; importing the subpackage later
+# must not rebind the verb to the module (as an eager import never did).
+_VERBS_NAMED_LIKE_SUBPACKAGES = frozenset({"apply"})
 
 
 class _LazyModule(types.ModuleType):

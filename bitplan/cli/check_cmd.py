@@ -39,6 +39,14 @@ def check(
             help="Check schema, strategy, estimates and budgets only: no re-profiling (fast; never imports torch).",
         ),
     ] = False,
+    max_accumulator_bits: Annotated[
+        int | None,
+        typer.Option(
+            "--max-accumulator-bits",
+            min=2,
+            help="Widest allowed integer accumulator (forward, dX or dW) of any layer.",
+        ),
+    ] = None,
     format: Format = None,
     json: Json = False,
 ) -> None:
@@ -58,6 +66,7 @@ def check(
         min_bits=min_bits,
         max_bitops=max_bitops,
         against_model=not no_model,
+        max_accumulator_bits=max_accumulator_bits,
     )
     output_format = resolve_format(format, json)
     if output_format is not OutputFormat.table:  # one object for one plan, a list for several

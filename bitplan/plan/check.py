@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitplan.errors import PlanError
-from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates
+from bitplan.plan.accumulator import layer_accumulator_bits
+from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates, precision_of
 from bitplan.plan.io import parse_plan
 from bitplan.plan.schema import BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
 from bitplan.plan.units import combined_factor_value
@@ -60,6 +61,7 @@ def check_plan(
     min_bits: int | None = None,
     max_bitops: float | None = None,
     against_model: bool = True,
+    max_accumulator_bits: int | None = None,
 ) -> CheckReport:
     """Validate a plan file against its model and optional limits.
 
@@ -79,6 +81,8 @@ def check_plan(
         min_bits: Smallest allowed width of any layer.
         max_bitops: Largest allowed forward BitOPs.
         against_model: Profile the model and check fingerprint, coverage and factor values.
+        max_accumulator_bits: Widest allowed integer accumulator of any layer's forward, dX or dW GEMM,
+            recomputed from the model and the plan's bits (docs/accumulation.md).
 
     Returns:
         The report; ``ok`` is False when any violation was found. ``model`` is null without a model check.
@@ -106,6 +110,7 @@ def check_plan(
         *_strategy_violations(plan),
         *_estimate_violations(plan.estimates, estimates),
         *_limit_violations(plan, estimates, max_mbit, max_avg_bits, min_bits, max_bitops),
+        *_accumulator_violations(plan, profile if against_model else None, max_accumulator_bits),
     ]
     return CheckReport(
         plan=str(file),
@@ -130,6 +135,8 @@ def check_plans(
         model: Model spec to check every plan against (default: each plan's own spec).
         against_model: False checks schema, strategy, estimates and budgets only (no profiling, no torch).
         **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
+        **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``,
+            ``max_accumulator_bits``.
 
     Returns:
         One report per file, in order.
@@ -306,6 +313,49 @@ def _limit_violations(
                         message=f"`{layer.name}` has {layer.bits} bits, below --min-bits {min_bits}.",
                     )
                 )
+    return found
+
+
+def _accumulator_violations(plan: BitPlan, profile: ModelProfile | None, limit: int | None) -> list[Violation]:
+    """Stored accumulator widths that differ from the model's, and layers wider than ``limit``.
+
+    Widths are recomputed from the profile, so plans written before the field existed are checked too;
+    stored ones are compared only when the plan was profiled on the same input (dW's length is M).
+    Without a profile (``--no-model``) the limit applies to the widths the plan stores.
+    """
+    gemms = {layer.name: layer for layer in profile.layers} if profile is not None else {}
+    same_input = profile is not None and profile.input_shapes == plan.input_shapes and profile.batch == plan.batch
+    precision = precision_of(plan)
+    found = []
+    for entry in plan.layers:
+        gemm = gemms.get(entry.name)
+        if profile is None:
+            widths = entry.accumulator_bits
+            if widths is None:
+                continue  # a plan written before the field existed: only a model check can tell
+        elif gemm is None:
+            continue  # reported as unknown_layer
+        else:
+            widths = layer_accumulator_bits(gemm, entry.bits, precision)
+        if same_input and entry.accumulator_bits is not None and entry.accumulator_bits != widths:
+            found.append(
+                Violation(
+                    code="accumulator_bits",
+                    layer=entry.name,
+                    message=f"`{entry.name}` records accumulator bits {entry.accumulator_bits.label()} but its "
+                    f"{entry.bits} bits on this model give {widths.label()}. Regenerate it with `bitplan plan`.",
+                )
+            )
+        widest = widths.widest()
+        if limit is not None and widest is not None and widest > limit:
+            found.append(
+                Violation(
+                    code="max_accumulator_bits",
+                    layer=entry.name,
+                    message=f"`{entry.name}` at {entry.bits} bits needs {widest}-bit integer accumulators "
+                    f"(forward/dX/dW {widths.label()}), above --max-accumulator-bits {limit}.",
+                )
+            )
     return found
 
 
