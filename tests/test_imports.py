@@ -72,7 +72,6 @@ def test_every_public_name_resolves() -> None:
     import bitplan.apply.core  # binding the subpackage must not replace the verb of the same name
 
     assert callable(bitplan.apply) and bitplan.apply.__name__ == "apply"
-    assert bitplan.profile is bitplan.profile_model
 
 
 def test_every_command_is_registered() -> None:
