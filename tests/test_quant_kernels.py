@@ -86,6 +86,7 @@ def test_a_compiled_kernel_serves_mid_size_tensors_once_it_exists(monkeypatch: p
         quant.uniform_quantize(torch.randn(500), 4)  # the kernel exists: mid-size tensors use it
         quant.uniform_quantize(torch.randn(50), 4)  # below warm_min_numel: eager
         quant.uniform_quantize(torch.randn(500, dtype=torch.float64), 4)  # no float64 kernel yet: eager
+        quant.uniform_quantize(torch.randn(5, 100), 4, channel_dim=0)  # no rank-3 (per-channel) kernel yet: eager
     assert sizes == [1000, 500]
 
 

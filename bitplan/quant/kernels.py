@@ -10,7 +10,7 @@ below are plain torch functions written in place on a single temporary, so that
 
 ``run`` picks the path: the compiled kernel for tensors of at least ``KernelPolicy.min_numel``
 elements (where the one-time compile, ~2–20 s, pays off), and, once a recipe's kernel exists for
-a dtype and device, for every tensor of at least ``KernelPolicy.warm_min_numel`` elements (its
+a dtype, device and rank, for every tensor of at least ``KernelPolicy.warm_min_numel`` elements (its
 compile is paid; the eager recipe is a dozen passes, each a parallel region); the eager recipe otherwise, when
 compilation is disabled or fails (a warning, then eager for good), and inside an outer
 ``torch.compile`` (which then fuses the recipe itself). Both paths compute the same elementwise
@@ -52,7 +52,9 @@ class KernelPolicy:
         min_numel: Smallest tensor (elements) worth compiling a kernel for; smaller ones run eagerly
             unless the kernel already exists.
         warm_min_numel: Smallest tensor that uses a kernel already compiled (for this recipe,
-            dtype and device): mid-size tensors of a training step then take one fused pass too.
+            dtype, device and rank): mid-size tensors of a training step then take one fused pass
+            too. The rank is part of the key because a new rank means a recompile (seconds, and
+            dynamo allows 8 per recipe).
     """
 
     compile: bool = os.environ.get("BITPLAN_QUANT_COMPILE", "1") != "0"
@@ -68,7 +70,7 @@ class KernelPolicy:
 _policy = KernelPolicy()
 _compiled: dict[Callable[..., object], Callable[..., object]] = {}
 _failed: set[tuple[str, torch.dtype, str]] = set()
-_warm: set[tuple[str, torch.dtype, str]] = set()  # recipes whose compiled kernel has run for a dtype/device
+_warm: set[tuple[str, torch.dtype, str, int]] = set()  # (recipe, dtype, device, rank) compiled and run
 
 
 def get_kernel_policy() -> KernelPolicy:
@@ -128,7 +130,7 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
         The recipe's result (identical on both paths).
     """
     key = (recipe.__name__, x.dtype, x.device.type)
-    if _wants_compiled(x, key in _warm) and key not in _failed:
+    if _wants_compiled(x, (*key, x.dim()) in _warm) and key not in _failed:
         compiled = _compiled.get(recipe)
         if compiled is None:
             compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
@@ -144,7 +146,7 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
                 stacklevel=3,
             )
         else:
-            _warm.add(key)
+            _warm.add((*key, x.dim()))
             return result
     return recipe(x, *args)
 
