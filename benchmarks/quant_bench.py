@@ -16,8 +16,10 @@ Before timing, every compiled variant's output is checked bit for bit against it
 and each first call (compile, warm or cold inductor cache) is timed. ``--cold`` also measures a
 fresh process with an empty inductor cache (import + compile of the first kernel).
 
+On CUDA (``--device cuda``) the same variants run on the GPU, each call synchronized.
+
     python benchmarks/quant_bench.py [--size-mib 64] [--mid-mib 8] [--rounds 15] [--threads 2]
-                                     [--cold] [--out benchmarks/results/quant.json]
+                                     [--device cpu|cuda] [--cold] [--out benchmarks/results/quant.json]
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def variants(x: torch.Tensor) -> dict[str, Callable[[], object]]:
     fq_scale = float((high - low) / (2**BITS - 1))
     fq_zero = int(round(-float(low) / fq_scale))
     compiled_reference = torch.compile(fused_reference, dynamic=True)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(device=x.device).manual_seed(0)
 
     def eager(call: Callable[[], object]) -> Callable[[], object]:
         def run() -> object:
@@ -103,14 +105,18 @@ def first_calls(calls: dict[str, Callable[[], object]]) -> dict[str, float]:
 def identical_to_eager(x: torch.Tensor) -> dict[str, bool]:
     """Whether each compiled bitplan kernel matches its eager recipe bit for bit (same seeds)."""
     rows = x.view(CHANNELS, -1)
+
+    def seeded() -> torch.Generator:
+        return torch.Generator(device=x.device).manual_seed(1)
+
     checks = {
         "nearest": lambda: quant.uniform_quantize(x, BITS),
-        "stochastic": lambda: quant.uniform_quantize(x, BITS, stochastic=True, generator=torch.Generator().manual_seed(1)),
+        "stochastic": lambda: quant.uniform_quantize(x, BITS, stochastic=True, generator=seeded()),
         "channel_nearest": lambda: quant.uniform_quantize(rows, BITS, channel_dim=0),
         "channel_stochastic": lambda: quant.uniform_quantize(
-            rows, BITS, channel_dim=0, stochastic=True, generator=torch.Generator().manual_seed(1)
+            rows, BITS, channel_dim=0, stochastic=True, generator=seeded()
         ),
-        "luq_smp2": lambda: quant.luq_quantize(x, generator=torch.Generator().manual_seed(1), samples=2),
+        "luq_smp2": lambda: quant.luq_quantize(x, generator=seeded(), samples=2),
         "sawb4": lambda: quant.sawb_quantize(x, 4),
     }
     result = {}
@@ -121,15 +127,18 @@ def identical_to_eager(x: torch.Tensor) -> dict[str, bool]:
     return result
 
 
-def interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
     """Seconds per call, each round running every variant once in a rotated order."""
     names = list(calls)
     times: dict[str, list[float]] = {name: [] for name in names}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            sync()
             started = time.perf_counter()
             calls[name]()
+            sync()
             times[name].append(time.perf_counter() - started)
     return times
 
@@ -154,13 +163,13 @@ def summarize(times: dict[str, list[float]], nbytes: int) -> dict[str, dict[str,
     }
 
 
-def measure(size_mib: float, rounds: int) -> dict[str, object]:
+def measure(size_mib: float, rounds: int, device: torch.device) -> dict[str, object]:
     """All variants on one tensor size."""
-    x = torch.randn(int(size_mib * 2**20) // 4)
+    x = torch.randn(int(size_mib * 2**20) // 4, device=device)
     calls = variants(x)
     warm = first_calls(calls)
     first_calls(calls)  # second warm-up: allocator and caches settled
-    report = summarize(interleaved(calls, rounds), x.numel() * 4)
+    report = summarize(interleaved(calls, rounds, device), x.numel() * 4)
     print(f"\n{size_mib:g} MiB float32 ({x.numel():,} elements), {rounds} interleaved rounds, median:")
     print(f"  {'variant':22s} {'ms':>8s} {'GB/s':>7s} {'vs clone':>9s} {'vs copy_':>9s} {'best/best':>9s} {'1st call s':>10s}")
     for name, row in report.items():
@@ -192,19 +201,26 @@ def main() -> None:
     parser.add_argument("--mid-mib", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--cold", action="store_true", help="also time a cold compile in a fresh process")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quant.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    load_before = os.getloadavg()
 
     policy = quant.get_kernel_policy()
-    print(f"torch {torch.__version__}, {args.threads} threads, kernel policy {policy}")
-    checks = identical_to_eager(torch.randn(CHANNELS * 4096))
+    print(f"torch {torch.__version__}, {args.threads} threads on {device}, kernel policy {policy}")
+    checks = identical_to_eager(torch.randn(CHANNELS * 4096, device=device))
     print("compiled == eager, bit for bit:", checks)
-    sizes = [measure(size, args.rounds) for size in (args.size_mib, args.mid_mib) if size > 0]
+    sizes = [measure(size, args.rounds, device) for size in (args.size_mib, args.mid_mib) if size > 0]
+    load_after = os.getloadavg()
+    print(f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
     report = {
         "torch": torch.__version__,
         "threads": args.threads,
+        "device": str(device),
+        "load_average": [load_before, load_after],
         "machine": platform.processor() or platform.machine(),
         "policy": {"compile": policy.compile, "min_numel": policy.min_numel},
         "compiled_equals_eager": checks,

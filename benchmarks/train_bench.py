@@ -1,28 +1,38 @@
-"""Training step time with fake quantization, relative to fp32: resnet20, batch 128, 2 threads.
+"""Training step time with fake quantization, relative to fp32, beside the memory-bandwidth limit.
 
-Variants (each its own copy of one initial model, all in this process):
+Models (``--models``, default all three): ``resnet20`` (CIFAR, batch 128), ``mobilenet_v2``
+(depthwise convs, 32×32 input, batch 64) and ``transformer_lm`` (4 blocks, d_model 256, 128 tokens,
+batch 8). SGD with momentum, ``--threads`` threads (default 2), ``--device`` (cpu or cuda).
+Variants, each its own copy of one initial model, all in this process:
 
 - ``fp32``: the plain model;
 - ``weights``: the C− A 4–8 plan's weights quantized (activations and gradients fp32);
 - ``w+a8+g8sr``: plus 8-bit activations and 8-bit stochastically rounded output gradients;
 - ``w+a8+luq``: plus 8-bit activations and LUQ (radix-2 FP4) output gradients.
 
-Steps are interleaved (one step of every variant, then the next round, in rotating order), which
-cancels the slow drift of a shared machine; the median per variant is reported with its ratio to
-fp32. The
-targets (issue 4) are ≤ 1.05×, ≤ 1.35× and ≤ 1.5×; a naive eager fake-quant measured 1.02×,
-1.19× and 1.62× here. ``--compile`` adds the same variants under ``torch.compile``.
+Steps are interleaved (one step of every variant per round, in rotating order), which cancels the
+slow drift of a shared machine; the median per variant is reported with its ratio to fp32.
 
-Run: ``python benchmarks/train_bench.py [--steps 20] [--compile] [--out FILE]``.
+The limit. Fake quantization adds passes over memory that fp32 training does not make; a step
+cannot be faster than fp32 plus the time to move those bytes. Per step and quantized tensor T
+(a planned weight, a layer input, a layer-output gradient), the minimum is one read for the range
+(min/max or max|T|) and one read plus one write for the quantized copy: 3·|T| bytes. The limit
+ratio is (fp32 step + Σ 3·|T| / B) / fp32 step, with B the ``copy_`` bandwidth (read + write bytes
+per second) measured in this run on a tensor of the model's mean activation size. Targets (issue
+13, resnet20): w+a8+g8sr ≤ 1.25× (aim 1.15×), LUQ ≤ 1.3×.
+
+Run: ``python benchmarks/train_bench.py [--steps 20] [--models resnet20,...] [--compile] [--device cuda]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,8 +42,24 @@ from bitplan.apply import apply, quant_runtime
 from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec
 
-TARGETS = {"weights": 1.05, "w+a8+g8sr": 1.35, "w+a8+luq": 1.5}
-NAIVE = {"weights": 1.02, "w+a8+g8sr": 1.62, "w+a8+luq": None}
+
+@dataclass(frozen=True)
+class Workload:
+    """A model spec, its batch, and how its loss is computed from (output, target)."""
+
+    spec: str
+    batch: int
+    language_model: bool = False
+
+
+WORKLOADS = {
+    "resnet20": Workload("zoo:resnet20", 128),
+    "mobilenet_v2": Workload("zoo:mobilenet_v2?input_size=32&num_classes=10", 64),
+    "transformer_lm": Workload(
+        "zoo:transformer_lm?d_model=256&n_layers=4&n_heads=4&d_ff=1024&vocab=2000&seq_len=128", 8, True
+    ),
+}
+TARGETS = {"resnet20": {"weights": 1.05, "w+a8+g8sr": 1.25, "w+a8+luq": 1.3}}
 SETTINGS = {
     "fp32": None,
     "weights": {"activation_bits": None, "gradient_bits": None, "gradient_quant": "none"},
@@ -42,87 +68,199 @@ SETTINGS = {
 }
 
 
-def build_variants(batch: int, compiled: bool) -> dict[str, tuple]:
-    """One (model, optimizer) per variant, all from the same initial weights."""
-    plan = make_plan(profile_spec("zoo:resnet20"), factor="A", strategy="C-", bits=(4, 8))
+def build_variants(workload: Workload, compiled: bool, device: torch.device) -> dict[str, tuple]:
+    """One (runner, optimizer, model) per variant, all from the same initial weights."""
+    plan = make_plan(profile_spec(workload.spec), factor="A", strategy="C-", bits=(4, 8))
     torch.manual_seed(0)
-    initial = load_model("zoo:resnet20").model.state_dict()
+    initial = load_model(workload.spec).model.state_dict()
     variants = {}
     for name, settings in SETTINGS.items():
-        loaded = load_model("zoo:resnet20", batch=batch)
+        loaded = load_model(workload.spec, batch=workload.batch)
         model = loaded.model
         model.load_state_dict(initial)
+        model.to(device)
         if settings is not None:
-            apply(model, plan.model_copy(update=settings), loaded.example_inputs, seed=0)
-        if compiled and settings is not None:
-            quant_runtime(model).global_rng = True  # compile cannot trace a torch.Generator
+            inputs = tuple(t.to(device) for t in loaded.example_inputs)
+            apply(model, plan.model_copy(update=settings), inputs, seed=0)
+            if compiled:
+                quant_runtime(model).global_rng = True  # compile cannot trace a torch.Generator
         runner = torch.compile(model) if compiled else model
-        variants[name] = (runner, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+        variants[name] = (runner, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), model)
     return variants
+
+
+def batch_of(workload: Workload, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random input batch and targets of the workload's shape."""
+    example = load_model(workload.spec, batch=workload.batch, device="meta").example_inputs[0]
+    generator = torch.Generator().manual_seed(0)
+    if workload.language_model:
+        vocab = int(workload.spec.split("vocab=")[1].split("&")[0])
+        x = torch.randint(0, vocab, tuple(example.shape), generator=generator)
+        return x.to(device), torch.randint(0, vocab, tuple(example.shape), generator=generator).to(device)
+    x = torch.randn(tuple(example.shape), generator=generator)
+    return x.to(device), torch.randint(0, 10, (workload.batch,), generator=generator).to(device)
+
+
+def loss_of(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross entropy; token logits [B, T, V] are flattened against targets [B, T]."""
+    return F.cross_entropy(output.flatten(0, -2), y.flatten())
 
 
 def step(runner: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
     """One timed training step (forward, backward, SGD), in seconds."""
+    synchronize(x.device)
     began = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(runner(x), y).backward()
+    loss_of(runner(x), y).backward()
     optimizer.step()
+    synchronize(x.device)
     return time.perf_counter() - began
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def quantized_bytes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
+    """Bytes of the planned weights, quantized layer inputs and quantized output gradients per step,
+    and how many tensors they are."""
+    sizes = {"weights": 0, "activations": 0, "gradients": 0, "tensors": 0}
+    handles = []
+
+    def record(module: torch.nn.Module, inputs: tuple, output: object) -> None:
+        layer = module.bitplan_quant
+        first = inputs[0]
+        out = output[0] if isinstance(output, tuple) else output
+        sizes["weights"] += sum(getattr(module, name).nbytes for name in layer.weight_bits)
+        sizes["tensors"] += len(layer.weight_bits)
+        if layer.activation_bits is not None and first.is_floating_point():
+            sizes["activations"] += first.nbytes
+            sizes["tensors"] += 1
+        if layer.gradient_quant.value != "none":
+            sizes["gradients"] += out.nbytes
+            sizes["tensors"] += 1
+
+    for module in model.modules():
+        if hasattr(module, "bitplan_quant"):
+            handles.append(module.register_forward_hook(record))
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    return sizes
+
+
+def copy_bandwidth(numel: int, device: torch.device, rounds: int = 20, pool_bytes: int = 1 << 27) -> float:
+    """Bytes per second ``copy_`` moves (read + write) on float32 tensors of ``numel`` elements.
+
+    The copies cycle through a pool of ``pool_bytes`` (128 MiB) so they come from memory, not from
+    a cache that the training step's working set would not fit in either. The best copy counts: the
+    limit is a bound, and on a shared machine slower copies measure the other jobs.
+    """
+    pairs = max(1, pool_bytes // (8 * numel))
+    sources = [torch.randn(numel, device=device) for _ in range(pairs)]
+    targets = [torch.zeros_like(source) for source in sources]  # written once: no first-touch faults timed
+    times = []
+    for index in range(max(rounds, pairs)):
+        source, target = sources[index % pairs], targets[index % pairs]
+        synchronize(device)
+        began = time.perf_counter()
+        target.copy_(source)
+        synchronize(device)
+        times.append(time.perf_counter() - began)
+    return 2 * sources[0].nbytes / min(times)
 
 
 def measure(variants: dict[str, tuple], x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int) -> dict:
     """Median step time per variant over interleaved rounds, and the ratio to fp32."""
-    warm_seconds = {name: sum(step(*variants[name], x, y) for _ in range(warmup)) for name in variants}
+    warm_seconds = {name: sum(step(*variants[name][:2], x, y) for _ in range(warmup)) for name in variants}
     times: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for round_index in range(steps):
         shift = round_index % len(names)  # rotate the order: no variant always follows the same one
         for name in names[shift:] + names[:shift]:
-            times[name].append(step(*variants[name], x, y))
+            times[name].append(step(*variants[name][:2], x, y))
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {
-        name: {
-            "median_ms": 1e3 * medians[name],
-            "ratio": medians[name] / medians["fp32"],
-            "min_ms": 1e3 * min(times[name]),
-            "warmup_s": warm_seconds[name],
-            "target": TARGETS.get(name),
-            "naive_eager": NAIVE.get(name),
-        }
+        name: {"median_ms": 1e3 * medians[name], "ratio": medians[name] / medians["fp32"],
+               "min_ms": 1e3 * min(times[name]), "warmup_s": warm_seconds[name]}
         for name in variants
     }
+
+
+def with_limits(table: dict, variants: dict[str, tuple], x: torch.Tensor, model_name: str) -> dict:
+    """Add each variant's bandwidth limit (see the module docstring) and target to its row."""
+    fp32_s = table["fp32"]["median_ms"] / 1e3
+    for name, row in table.items():
+        row["target"] = TARGETS.get(model_name, {}).get(name)
+        if name == "fp32":
+            row.update(limit=1.0, extra_bytes=0, copy_gb_per_s=None)
+            continue
+        sizes = quantized_bytes(variants[name][2], x)
+        tensors = sizes.pop("tensors")
+        extra = 3 * sum(sizes.values())
+        bandwidth = copy_bandwidth(max(sum(sizes.values()) // 4 // max(1, tensors), 1 << 12), x.device)
+        row.update(limit=(fp32_s + extra / bandwidth) / fp32_s, extra_bytes=extra, bytes_by_kind=sizes,
+                   copy_gb_per_s=bandwidth / 1e9)
+    return table
+
+
+def run_model(model_name: str, args: argparse.Namespace, device: torch.device) -> dict:
+    """Eager (and optionally compiled) tables for one workload."""
+    workload = WORKLOADS[model_name]
+    x, y = batch_of(workload, device)
+    variants = build_variants(workload, False, device)
+    results = {"eager": with_limits(measure(variants, x, y, args.steps, args.warmup), variants, x, model_name)}
+    if args.compile:
+        compiled = build_variants(workload, True, device)
+        results["compiled"] = with_limits(measure(compiled, x, y, args.steps, args.warmup), compiled, x, model_name)
+    return results
+
+
+def render(model_name: str, results: dict) -> None:
+    """Print one workload's table: ratio to fp32 beside the bandwidth limit and the target."""
+    workload = WORKLOADS[model_name]
+    eager_fp32 = results["eager"]["fp32"]["median_ms"]
+    print(f"\n{model_name} ({workload.spec}), batch {workload.batch}")
+    print(
+        f"{'variant':<12} {'mode':<9} {'ms/step':>9} {'× fp32':>7} {'limit':>6} {'extra MB':>9} {'copy GB/s':>9} "
+        f"{'× eager fp32':>13} {'target':>7}"
+    )
+    for mode, table in results.items():
+        for name, row in table.items():
+            target = f"{row['target']:.2f}" if row["target"] else "-"
+            bandwidth = f"{row['copy_gb_per_s']:.1f}" if row["copy_gb_per_s"] else "-"
+            print(
+                f"{name:<12} {mode:<9} {row['median_ms']:9.1f} {row['ratio']:7.3f} {row['limit']:6.3f} "
+                f"{row['extra_bytes'] / 1e6:9.1f} {bandwidth:>9} {row['median_ms'] / eager_fp32:13.3f} {target:>7}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="interleaved rounds measured")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per variant first")
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--models", default=",".join(WORKLOADS), help="comma-separated: " + ", ".join(WORKLOADS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd variants")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_bench.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    x = torch.randn(args.batch, 3, 32, 32)
-    y = torch.randint(0, 10, (args.batch,))
-    results = {"eager": measure(build_variants(args.batch, False), x, y, args.steps, args.warmup)}
-    if args.compile:
-        results["compiled"] = measure(build_variants(args.batch, True), x, y, args.steps, args.warmup)
-    eager_fp32 = results["eager"]["fp32"]["median_ms"]
-    print(f"resnet20, batch {args.batch}, {args.threads} threads, median of {args.steps} interleaved steps")
-    print(f"{'variant':<12} {'mode':<9} {'ms/step':>9} {'× fp32':>7} {'× eager fp32':>13} {'target':>7} {'naive':>6}")
-    for mode, table in results.items():
-        for name, row in table.items():
-            target = f"{row['target']:.2f}" if row["target"] else "-"
-            naive = f"{row['naive_eager']:.2f}" if row["naive_eager"] else "-"
-            print(
-                f"{name:<12} {mode:<9} {row['median_ms']:9.1f} {row['ratio']:7.3f} "
-                f"{row['median_ms'] / eager_fp32:13.3f} {target:>7} {naive:>6}"
-            )
+    device = torch.device(args.device)
+    load_before = os.getloadavg()
+    results = {}
+    for model_name in args.models.split(","):
+        results[model_name] = run_model(model_name, args, device)
+        render(model_name, results[model_name])
+    load_after = os.getloadavg()
+    print(f"\n{args.threads} threads on {device}, median of {args.steps} interleaved steps; "
+          f"load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads},
-        "batch": args.batch,
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
+                    "device": str(device), "load_average": [load_before, load_after]},
         "steps": args.steps,
         "results": results,
     }

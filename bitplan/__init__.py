@@ -2,18 +2,58 @@
 
 Profile a model's GEMMs (accumulation, usage frequency, depth), plan per-layer bit-widths from them,
 train against a plan with fake quantization, and run the experiment grids of Shen et al. (2024).
+
+The public names below load on first use (PEP 562), so ``import bitplan`` and ``bitplan --help``
+do not pay for torch; ``from bitplan import apply`` imports what ``apply`` needs, then.
 """
 
-from bitplan.apply import apply, strip
-from bitplan.errors import BitplanError, PlanError, SpecError, TraceError
-from bitplan.plan import BitPlan, load_plan, make_plan, save_plan
-from bitplan.profile.schema import GemmLayer, ModelProfile
-from bitplan.frontends.torch import trace as profile_model
-from bitplan.sensitivity_analysis import SensitivityReport, measure_sensitivity
-from bitplan.spec import LoadedModel, load_model, profile_spec
-from bitplan.train import RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
+from __future__ import annotations
 
-sensitivity = measure_sensitivity
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from bitplan.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bitplan.apply import apply, strip
+    from bitplan.errors import BitplanError, PlanError, SpecError, TraceError
+    from bitplan.plan import BitPlan, load_plan, make_plan, save_plan
+    from bitplan.profile.schema import GemmLayer, ModelProfile
+    from bitplan.frontends.torch import trace as profile_model
+    from bitplan.sensitivity_analysis import SensitivityReport, measure_sensitivity
+    from bitplan.spec import LoadedModel, load_model, profile_spec
+    from bitplan.train import RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
+
+    sensitivity = measure_sensitivity
+
+# public name -> (module, attribute in that module)
+_LAZY: dict[str, tuple[str, str]] = {
+    "apply": ("bitplan.apply", "apply"),
+    "strip": ("bitplan.apply", "strip"),
+    "BitplanError": ("bitplan.errors", "BitplanError"),
+    "PlanError": ("bitplan.errors", "PlanError"),
+    "SpecError": ("bitplan.errors", "SpecError"),
+    "TraceError": ("bitplan.errors", "TraceError"),
+    "BitPlan": ("bitplan.plan", "BitPlan"),
+    "load_plan": ("bitplan.plan", "load_plan"),
+    "make_plan": ("bitplan.plan", "make_plan"),
+    "save_plan": ("bitplan.plan", "save_plan"),
+    "GemmLayer": ("bitplan.profile.schema", "GemmLayer"),
+    "ModelProfile": ("bitplan.profile.schema", "ModelProfile"),
+    "profile_model": ("bitplan.frontends.torch", "trace"),
+    "SensitivityReport": ("bitplan.sensitivity_analysis", "SensitivityReport"),
+    "measure_sensitivity": ("bitplan.sensitivity_analysis", "measure_sensitivity"),
+    "sensitivity": ("bitplan.sensitivity_analysis", "measure_sensitivity"),
+    "LoadedModel": ("bitplan.spec", "LoadedModel"),
+    "load_model": ("bitplan.spec", "load_model"),
+    "profile_spec": ("bitplan.spec", "profile_spec"),
+    "RunResult": ("bitplan.train", "RunResult"),
+    "SeedsSummary": ("bitplan.train", "SeedsSummary"),
+    "TrainConfig": ("bitplan.train", "TrainConfig"),
+    "train_run": ("bitplan.train", "train_run"),
+    "train_seeds": ("bitplan.train", "train_seeds"),
+}
 
 __all__ = [
     # profiling (the data model is the subpackage ``bitplan.profile``)
@@ -48,3 +88,20 @@ __all__ = [
     "PlanError",
 ]
 __version__ = "0.1.0"
+
+
+# ``bitplan.apply`` is a verb that shares its name with a subpackage; importing the subpackage later
+# must not rebind the verb to the module (as an eager import never did).
+_VERBS_NAMED_LIKE_SUBPACKAGES = frozenset({"apply"})
+
+
+class _LazyModule(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _VERBS_NAMED_LIKE_SUBPACKAGES and isinstance(value, types.ModuleType):
+            return  # the import system binding the subpackage; keep resolving the verb lazily
+        super().__setattr__(name, value)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+
+sys.modules[__name__].__class__ = _LazyModule

@@ -17,22 +17,20 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-import torch
-from torch import nn
-from torch.overrides import TorchFunctionMode
-
-from bitplan import zoo
 from bitplan.errors import SpecError
-from bitplan.frontends.onnx import trace as trace_onnx
-from bitplan.frontends.torch import trace as trace_torch
 from bitplan.profile.schema import ModelProfile
-from bitplan.zoo.registry import entry as zoo_entry
 
+if TYPE_CHECKING:  # torch is imported where a model is built, so profiling an ONNX file never loads it
+    import torch
+    from torch import nn
+
+# dtype spelling in an input shape -> attribute of torch
 _DTYPES = {
-    "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64, "int32": torch.int32,
+    "float32": "float32", "float": "float32", "float64": "float64", "float16": "float16",
+    "bfloat16": "bfloat16", "int64": "int64", "long": "int64", "int32": "int32",
 }
 
 
@@ -52,7 +50,7 @@ class LoadedModel:
         return iter((self.model, self.example_inputs))
 
 
-Resolver = Callable[[str, dict[str, str]], tuple[nn.Module, tuple | None]]
+Resolver = Callable[[str, dict[str, str]], "tuple[nn.Module, tuple | None]"]
 _RESOLVERS: dict[str, Resolver] = {}
 
 
@@ -78,6 +76,8 @@ def split_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 @_resolver("zoo")
 def _zoo(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
+    from bitplan import zoo
+
     return zoo.build(name, options)
 
 
@@ -97,6 +97,8 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         model = builder(**settings)
     except (TypeError, ValueError) as error:
         raise SpecError(f"`torchvision:{name}` does not accept these options ({error}); check the builder's arguments") from None
+    import torch
+
     size = _torchvision_input_size(torchvision, name)
     return model, (torch.zeros(1, 3, size, size),)
 
@@ -129,6 +131,8 @@ def import_torchvision(name: str) -> ModuleType:
             "install it (`pip install torchvision`) or use a `zoo:` model"
         ) from None
     except Exception as error:  # a torchvision built for another torch fails in its compiled ops, not ImportError
+        import torch
+
         try:
             installed = importlib.metadata.version("torchvision")
         except importlib.metadata.PackageNotFoundError:
@@ -173,6 +177,8 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         model = getattr(transformers, HF_HEADS[head]).from_config(config)
     except ValueError as error:
         raise SpecError(f"`hf:{name}` has no {head} model ({error}); pass another `head=` ({', '.join(HF_HEADS)})") from None
+    import torch
+
     ids = torch.zeros(1, seq_len, dtype=torch.int64)
     if config.is_encoder_decoder:  # forward(input_ids, attention_mask, decoder_input_ids)
         return model, (ids, None, torch.zeros(1, seq_len, dtype=torch.int64))
@@ -249,6 +255,8 @@ def _load_factory(target: str, attribute: str) -> Callable:
 
 
 def _call_factory(spec: str, factory: Callable, options: dict[str, str]) -> tuple[nn.Module, tuple | None]:
+    from torch import nn
+
     try:
         made = factory(**_typed(options))
     except Exception as error:
@@ -270,7 +278,20 @@ def parse_input_shape(text: str, device: torch.device | str | None = None) -> tu
     Raises:
         SpecError: when a shape or dtype cannot be read.
     """
-    tensors = []
+    import torch
+
+    return tuple(
+        torch.zeros(shape, dtype=getattr(torch, dtype), device=device) for shape, dtype in parse_shapes(text)
+    )
+
+
+def parse_shapes(text: str) -> list[tuple[list[int], str]]:
+    """``'1x3x32x32,1x128:int64'`` → ``[([1, 3, 32, 32], 'float32'), ([1, 128], 'int64')]``, without torch.
+
+    Raises:
+        SpecError: when a shape or dtype cannot be read.
+    """
+    shapes = []
     for part in text.split(","):
         shape_text, _, dtype_text = part.strip().partition(":")
         try:
@@ -284,11 +305,13 @@ def parse_input_shape(text: str, device: torch.device | str | None = None) -> tu
         dtype = _DTYPES.get(dtype_text or "float32")
         if dtype is None:
             raise SpecError(f"unknown dtype `{dtype_text}` in `{part}`; use one of {', '.join(sorted(_DTYPES))}")
-        tensors.append(torch.zeros(shape, dtype=dtype, device=device))
-    return tuple(tensors)
+        shapes.append((shape, dtype))
+    return shapes
 
 
 def _with_batch(inputs: tuple, batch: int) -> tuple:
+    import torch
+
     if batch < 1:
         raise SpecError(f"`--batch {batch}` must be at least 1")
     return tuple(
@@ -332,12 +355,14 @@ def load_model(
             f"`{spec}` is an ONNX file: it can be profiled (`bitplan profile {spec}`) but not loaded as a "
             "PyTorch module; pass a PyTorch spec such as `zoo:NAME` or `file.py:factory`"
         )
+    import torch
+
     prefix, _, rest = base.partition(":")
     override = parse_input_shape(input_shape, "meta") if input_shape else None
     if prefix == "zoo" and override:
         merged = {**_sized_to(rest, override[0]), **merged}
     context = torch.device(device) if device is not None else nullcontext()
-    skip_init = _SkipMetaInit() if device is not None and torch.device(device).type == "meta" else nullcontext()
+    skip_init = _skip_meta_init() if device is not None and torch.device(device).type == "meta" else nullcontext()
     with context, skip_init:
         if prefix in _RESOLVERS and rest:
             model, inputs = _RESOLVERS[prefix](rest, merged)
@@ -357,19 +382,24 @@ def load_model(
     return LoadedModel(model, tuple(inputs), spec)
 
 
-class _SkipMetaInit(TorchFunctionMode):
-    """Skip in-place initialisers on meta tensors: they compute nothing, yet ``normal_`` on meta
-    loads torch's compiler stack (seconds) just to produce no values."""
+def _skip_meta_init():
+    """A torch-function mode that skips in-place initialisers on meta tensors: they compute nothing,
+    yet ``normal_`` on meta loads torch's compiler stack (seconds) just to produce no values."""
+    import torch
+    from torch.overrides import TorchFunctionMode
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        if (
-            getattr(func, "__name__", "") in _INITIALISERS
-            and args
-            and isinstance(args[0], torch.Tensor)
-            and args[0].device.type == "meta"
-        ):
-            return args[0]
-        return func(*args, **(kwargs or {}))
+    class SkipMetaInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if (
+                getattr(func, "__name__", "") in _INITIALISERS
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and args[0].device.type == "meta"
+            ):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    return SkipMetaInit()
 
 
 _INITIALISERS = frozenset(
@@ -384,6 +414,8 @@ def _sized_to(name: str, example: torch.Tensor) -> dict[str, str]:
     """Zoo options that make the model accept ``example``: token ids set ``seq_len``; a square image
     sets ``in_channels`` and ``input_size`` (the linear head of e.g. alexnet_cifar depends on it)."""
     try:
+        from bitplan.zoo.registry import entry as zoo_entry
+
         accepted = zoo_entry(name).config_type.model_fields
     except Exception:  # an unknown zoo name is reported by the zoo itself, with suggestions
         return {}
@@ -401,6 +433,8 @@ def _unknown_spec_message(spec: str) -> str:
         f"cannot resolve model spec `{spec}`: use `zoo:NAME`, `path/to/file.py:factory`, "
         "`package.module:factory`, `torchvision:NAME`, `hf:MODEL_TYPE` or a `.onnx` file"
     )
+    from bitplan import zoo
+
     close = difflib.get_close_matches(spec.split("?")[0].split(":")[-1], zoo.names(), n=3)
     if close:
         message += f". Did you mean {', '.join(f'`zoo:{name}`' for name in close)}?"
@@ -422,8 +456,12 @@ def profile_spec(
     """
     base, _ = split_spec(spec)
     if base.endswith(".onnx"):
-        shapes = [list(t.shape) for t in parse_input_shape(input_shape, "meta")] if input_shape else None
+        from bitplan.frontends.onnx import trace as trace_onnx
+
+        shapes = [shape for shape, _ in parse_shapes(input_shape)] if input_shape else None
         return trace_onnx(base, input_shapes=shapes, batch=batch, name=spec)
+    from bitplan.frontends.torch import trace as trace_torch
+
     notes = []
     builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
     try:

@@ -66,6 +66,30 @@ def test_failed_compile_warns_once_and_falls_back_to_the_same_result(monkeypatch
         assert torch.equal(quant.uniform_quantize(x, 4), out)  # no second warning: eager from now on
 
 
+def test_a_compiled_kernel_serves_mid_size_tensors_once_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+
+    def recording_compile(recipe, **options):  # stands in for torch.compile: runs the recipe, notes the size
+        def compiled(x, *args):
+            sizes.append(x.numel())
+            return recipe(x, *args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    monkeypatch.setattr(kernels, "_compiled", {})
+    monkeypatch.setattr(kernels, "_failed", set())
+    monkeypatch.setattr(kernels, "_warm", set())
+    with quant.kernel_policy(compile=True, min_numel=1000, warm_min_numel=100):
+        quant.uniform_quantize(torch.randn(500), 4)  # no kernel yet and below min_numel: eager
+        quant.uniform_quantize(torch.randn(1000), 4)  # compiles the kernel
+        quant.uniform_quantize(torch.randn(500), 4)  # the kernel exists: mid-size tensors use it
+        quant.uniform_quantize(torch.randn(50), 4)  # below warm_min_numel: eager
+        quant.uniform_quantize(torch.randn(500, dtype=torch.float64), 4)  # no float64 kernel yet: eager
+        quant.uniform_quantize(torch.randn(5, 100), 4, channel_dim=0)  # no rank-3 (per-channel) kernel yet: eager
+    assert sizes == [1000, 500]
+
+
 @pytest.mark.slow
 def test_compiled_kernels_equal_eager_bit_for_bit() -> None:
     # Two compiled graphs: stochastic rounding (noise hash, compare, clamp, affine) and LUQ. The

@@ -32,6 +32,13 @@ def check(
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
+    no_model: Annotated[
+        bool,
+        typer.Option(
+            "--no-model",
+            help="Check schema, strategy, estimates and budgets only: no re-profiling (fast; never imports torch).",
+        ),
+    ] = False,
     max_accumulator_bits: Annotated[
         int | None,
         typer.Option(
@@ -58,6 +65,7 @@ def check(
         max_avg_bits=max_avg_bits,
         min_bits=min_bits,
         max_bitops=max_bitops,
+        against_model=not no_model,
         max_accumulator_bits=max_accumulator_bits,
     )
     output_format = resolve_format(format, json)
@@ -65,8 +73,9 @@ def check(
         emit(reports[0] if len(reports) == 1 else reports, [check_table(report) for report in reports], output_format)
     for report in [] if output_format is not OutputFormat.table else reports:
         if report.ok:
+            fits = f"fits {report.model}" if report.model is not None else "is valid (model not checked)"
             console.print(
-                f"[green]ok[/]: {report.plan} fits {report.model}: {report.layers} GEMMs, "
+                f"[green]ok[/]: {report.plan} {fits}: {report.layers} GEMMs, "
                 f"{report.avg_bits:.3f} avg bits, {report.mbit:.4f} MBit, "
                 f"{report.bitops_forward / 1e9:.4g} forward GBitOPs, narrowest {report.min_bits} bits",
                 highlight=False,

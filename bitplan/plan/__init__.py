@@ -8,27 +8,69 @@ Example:
     (8, 4)
 """
 
-from bitplan.plan.check import CheckReport, Violation, check_plan
-from bitplan.plan.estimates import plan_estimates
-from bitplan.plan.from_spec import grid_model, plan_model
-from bitplan.plan.request import MeasuredScores, PlanRequest
-from bitplan.plan.source import load_profile
-from bitplan.plan.grid import GridResult, GridRow, make_grid, plan_filename, save_grid
-from bitplan.plan.io import load_plan, parse_plan, plan_to_json, save_plan, verify_fingerprint
-from bitplan.plan.planner import make_plan
-from bitplan.plan.schema import (
-    PLAN_SCHEMA_VERSION,
-    BitPlan,
-    Budget,
-    BudgetKind,
-    CapacityMeasure,
-    Factor,
-    LayerPlan,
-    Mapping,
-    PlanEstimates,
-    Preset,
-    Strategy,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bitplan.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from bitplan.plan.check import CheckReport, Violation, check_plan
+    from bitplan.plan.estimates import plan_estimates
+    from bitplan.plan.from_spec import grid_model, plan_model
+    from bitplan.plan.request import MeasuredScores, PlanRequest
+    from bitplan.plan.source import load_profile
+    from bitplan.plan.grid import GridResult, GridRow, make_grid, plan_filename, save_grid
+    from bitplan.plan.io import load_plan, parse_plan, plan_to_json, save_plan, verify_fingerprint
+    from bitplan.plan.planner import make_plan
+    from bitplan.plan.schema import (
+        PLAN_SCHEMA_VERSION,
+        BitPlan,
+        Budget,
+        BudgetKind,
+        CapacityMeasure,
+        Factor,
+        LayerPlan,
+        Mapping,
+        PlanEstimates,
+        Preset,
+        Strategy,
+    )
+
+# loaded on first use, so that ``bitplan.plan.check`` (``bitplan check --no-model``) stays torch-free
+_LAZY: dict[str, tuple[str, str]] = {
+    "CheckReport": ("bitplan.plan.check", "CheckReport"),
+    "Violation": ("bitplan.plan.check", "Violation"),
+    "check_plan": ("bitplan.plan.check", "check_plan"),
+    "plan_estimates": ("bitplan.plan.estimates", "plan_estimates"),
+    "grid_model": ("bitplan.plan.from_spec", "grid_model"),
+    "load_profile": ("bitplan.plan.source", "load_profile"),
+    "PlanRequest": ("bitplan.plan.request", "PlanRequest"),
+    "MeasuredScores": ("bitplan.plan.request", "MeasuredScores"),
+    "plan_model": ("bitplan.plan.from_spec", "plan_model"),
+    "GridResult": ("bitplan.plan.grid", "GridResult"),
+    "GridRow": ("bitplan.plan.grid", "GridRow"),
+    "make_grid": ("bitplan.plan.grid", "make_grid"),
+    "plan_filename": ("bitplan.plan.grid", "plan_filename"),
+    "save_grid": ("bitplan.plan.grid", "save_grid"),
+    "load_plan": ("bitplan.plan.io", "load_plan"),
+    "parse_plan": ("bitplan.plan.io", "parse_plan"),
+    "plan_to_json": ("bitplan.plan.io", "plan_to_json"),
+    "save_plan": ("bitplan.plan.io", "save_plan"),
+    "verify_fingerprint": ("bitplan.plan.io", "verify_fingerprint"),
+    "make_plan": ("bitplan.plan.planner", "make_plan"),
+    "PLAN_SCHEMA_VERSION": ("bitplan.plan.schema", "PLAN_SCHEMA_VERSION"),
+    "BitPlan": ("bitplan.plan.schema", "BitPlan"),
+    "Budget": ("bitplan.plan.schema", "Budget"),
+    "BudgetKind": ("bitplan.plan.schema", "BudgetKind"),
+    "CapacityMeasure": ("bitplan.plan.schema", "CapacityMeasure"),
+    "Factor": ("bitplan.plan.schema", "Factor"),
+    "LayerPlan": ("bitplan.plan.schema", "LayerPlan"),
+    "Mapping": ("bitplan.plan.schema", "Mapping"),
+    "PlanEstimates": ("bitplan.plan.schema", "PlanEstimates"),
+    "Preset": ("bitplan.plan.schema", "Preset"),
+    "Strategy": ("bitplan.plan.schema", "Strategy"),
+}
 
 __all__ = [
     # planning
@@ -67,3 +109,5 @@ __all__ = [
     "Violation",
     "plan_estimates",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -40,7 +40,7 @@ class CheckReport(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     plan: str = Field(description="The plan file checked.")
-    model: str | None = Field(description="The model spec the plan was checked against (null if unreadable).")
+    model: str | None = Field(description="The model spec the plan was checked against (null if unreadable or with --no-model).")
     ok: bool
     violations: list[Violation]
     layers: int | None = Field(default=None, description="GEMMs in the plan.")
@@ -60,6 +60,7 @@ def check_plan(
     max_avg_bits: float | None = None,
     min_bits: int | None = None,
     max_bitops: float | None = None,
+    against_model: bool = True,
     max_accumulator_bits: int | None = None,
 ) -> CheckReport:
     """Validate a plan file against its model and optional limits.
@@ -67,6 +68,8 @@ def check_plan(
     Checks, in order: JSON and schema (with field paths), fingerprint, every weight GEMM of the model
     covered exactly once with its weight and factor value, bits consistent with the plan's strategy,
     stored estimates equal to recomputed ones, the plan's own budget, then the given limits.
+    With ``against_model=False`` the model checks are skipped: nothing is profiled and torch is never
+    imported (``bitplan check --no-model``, a fast CI gate on schema and budgets).
 
     Args:
         path: The plan file.
@@ -77,11 +80,12 @@ def check_plan(
         max_avg_bits: Largest allowed parameter-weighted mean bits.
         min_bits: Smallest allowed width of any layer.
         max_bitops: Largest allowed forward BitOPs.
+        against_model: Profile the model and check fingerprint, coverage and factor values.
         max_accumulator_bits: Widest allowed integer accumulator of any layer's forward, dX or dW GEMM,
             recomputed from the model and the plan's bits (docs/accumulation.md).
 
     Returns:
-        The report; ``ok`` is False when any violation was found.
+        The report; ``ok`` is False when any violation was found. ``model`` is null without a model check.
 
     Raises:
         PlanError: The file does not exist.
@@ -96,21 +100,21 @@ def check_plan(
         return CheckReport(
             plan=str(file), model=model, ok=False, violations=[Violation(code="schema", message=str(error))]
         )
-    if profile is None:
+    if profile is None and against_model:
         from bitplan.spec import profile_spec
 
         profile = profile_spec(model or plan.model, input_shape=input_shape, batch=plan.batch)
     estimates = plan_estimates(plan)
     violations = [
-        *_model_violations(plan, profile),
+        *(_model_violations(plan, profile) if against_model else []),
         *_strategy_violations(plan),
         *_estimate_violations(plan.estimates, estimates),
         *_limit_violations(plan, estimates, max_mbit, max_avg_bits, min_bits, max_bitops),
-        *_accumulator_violations(plan, profile, max_accumulator_bits),
+        *_accumulator_violations(plan, profile if against_model else None, max_accumulator_bits),
     ]
     return CheckReport(
         plan=str(file),
-        model=model or plan.model,
+        model=(model or plan.model) if against_model else None,
         ok=not violations,
         violations=violations,
         layers=len(plan.layers),
@@ -121,20 +125,22 @@ def check_plan(
     )
 
 
-def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None, **limits: Any) -> list[CheckReport]:
+def check_plans(
+    paths: Sequence[str | os.PathLike], *, model: str | None = None, against_model: bool = True, **limits: Any
+) -> list[CheckReport]:
     """``check_plan`` for several files, profiling each model spec once.
 
     Args:
         paths: Plan files.
         model: Model spec to check every plan against (default: each plan's own spec).
+        against_model: False checks schema, strategy, estimates and budgets only (no profiling, no torch).
+        **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
         **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``,
             ``max_accumulator_bits``.
 
     Returns:
         One report per file, in order.
     """
-    from bitplan.spec import profile_spec
-
     profiles: dict[tuple[str, int], ModelProfile] = {}
     reports = []
     for path in paths:
@@ -143,12 +149,14 @@ def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None,
             plan = parse_plan(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
         except PlanError:
             plan = None  # check_plan reports it
-        if plan is not None:
+        if plan is not None and against_model:
+            from bitplan.spec import profile_spec
+
             key = (model or plan.model, plan.batch)
             if key not in profiles:
                 profiles[key] = profile_spec(key[0], input_shape=limits.get("input_shape"), batch=plan.batch)
             profile = profiles[key]
-        reports.append(check_plan(path, model=model, profile=profile, **limits))
+        reports.append(check_plan(path, model=model, profile=profile, against_model=against_model, **limits))
     return reports
 
 
@@ -308,21 +316,27 @@ def _limit_violations(
     return found
 
 
-def _accumulator_violations(plan: BitPlan, profile: ModelProfile, limit: int | None) -> list[Violation]:
+def _accumulator_violations(plan: BitPlan, profile: ModelProfile | None, limit: int | None) -> list[Violation]:
     """Stored accumulator widths that differ from the model's, and layers wider than ``limit``.
 
     Widths are recomputed from the profile, so plans written before the field existed are checked too;
     stored ones are compared only when the plan was profiled on the same input (dW's length is M).
+    Without a profile (``--no-model``) the limit applies to the widths the plan stores.
     """
-    gemms = {layer.name: layer for layer in profile.layers}
-    same_input = profile.input_shapes == plan.input_shapes and profile.batch == plan.batch
+    gemms = {layer.name: layer for layer in profile.layers} if profile is not None else {}
+    same_input = profile is not None and profile.input_shapes == plan.input_shapes and profile.batch == plan.batch
     precision = precision_of(plan)
     found = []
     for entry in plan.layers:
         gemm = gemms.get(entry.name)
-        if gemm is None:
+        if profile is None:
+            widths = entry.accumulator_bits
+            if widths is None:
+                continue  # a plan written before the field existed: only a model check can tell
+        elif gemm is None:
             continue  # reported as unknown_layer
-        widths = layer_accumulator_bits(gemm, entry.bits, precision)
+        else:
+            widths = layer_accumulator_bits(gemm, entry.bits, precision)
         if same_input and entry.accumulator_bits is not None and entry.accumulator_bits != widths:
             found.append(
                 Violation(

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
 
 from bitplan.plan.check import CheckReport
 from bitplan.plan.diff import LayerBitsDiff, PlanDiff
-from bitplan.plan.grid import GridResult
 from bitplan.plan.schema import BitPlan, LayerPlan
+
+if TYPE_CHECKING:
+    from bitplan.plan.grid import GridResult  # imports the planner (and torch): only for annotations
 
 
 def _g(bitops: int) -> str:

@@ -9,7 +9,9 @@ below are plain torch functions written in place on a single temporary, so that
   output once, noise included.
 
 ``run`` picks the path: the compiled kernel for tensors of at least ``KernelPolicy.min_numel``
-elements (where the one-time compile, ~2–20 s, pays off), the eager recipe otherwise, when
+elements (where the one-time compile, ~2–20 s, pays off), and, once a recipe's kernel exists for
+a dtype, device and rank, for every tensor of at least ``KernelPolicy.warm_min_numel`` elements (its
+compile is paid; the eager recipe is a dozen passes, each a parallel region); the eager recipe otherwise, when
 compilation is disabled or fails (a warning, then eager for good), and inside an outer
 ``torch.compile`` (which then fuses the recipe itself). Both paths compute the same elementwise
 operations in the same order and give bit-identical results (SAWB's clip is a sum, accumulated in
@@ -47,20 +49,28 @@ class KernelPolicy:
     Attributes:
         compile: Whether compiled kernels may be used at all (env ``BITPLAN_QUANT_COMPILE=0``
             turns them off by default).
-        min_numel: Smallest tensor (elements) worth a compiled kernel; smaller ones run eagerly.
+        min_numel: Smallest tensor (elements) worth compiling a kernel for; smaller ones run eagerly
+            unless the kernel already exists.
+        warm_min_numel: Smallest tensor that uses a kernel already compiled (for this recipe,
+            dtype, device and rank): mid-size tensors of a training step then take one fused pass
+            too. The rank is part of the key because a new rank means a recompile (seconds, and
+            dynamo allows 8 per recipe).
     """
 
     compile: bool = os.environ.get("BITPLAN_QUANT_COMPILE", "1") != "0"
     min_numel: int = 1 << 18
+    warm_min_numel: int = 1 << 12
 
     def __post_init__(self) -> None:
-        if self.min_numel < 0:
-            raise ValueError(f"`min_numel` must be >= 0, got {self.min_numel}.")
+        for name in ("min_numel", "warm_min_numel"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
 
 
 _policy = KernelPolicy()
 _compiled: dict[Callable[..., object], Callable[..., object]] = {}
 _failed: set[tuple[str, torch.dtype, str]] = set()
+_warm: set[tuple[str, torch.dtype, str, int]] = set()  # (recipe, dtype, device, rank) compiled and run
 
 
 def get_kernel_policy() -> KernelPolicy:
@@ -68,12 +78,15 @@ def get_kernel_policy() -> KernelPolicy:
     return _policy
 
 
-def set_kernel_policy(*, compile: bool | None = None, min_numel: int | None = None) -> KernelPolicy:
+def set_kernel_policy(
+    *, compile: bool | None = None, min_numel: int | None = None, warm_min_numel: int | None = None
+) -> KernelPolicy:
     """Change when compiled kernels are used; returns the previous policy (to restore it).
 
     Args:
         compile: Allow compiled kernels (None keeps the current setting).
-        min_numel: Element count from which tensors use them (None keeps the current setting).
+        min_numel: Element count from which tensors compile and use them (None keeps the current setting).
+        warm_min_numel: Element count from which tensors use an already compiled kernel (None keeps it).
 
     Returns:
         The policy in force before the call.
@@ -84,19 +97,24 @@ def set_kernel_policy(*, compile: bool | None = None, min_numel: int | None = No
     """
     global _policy
     previous = _policy
-    changes = {key: value for key, value in (("compile", compile), ("min_numel", min_numel)) if value is not None}
+    settings = (("compile", compile), ("min_numel", min_numel), ("warm_min_numel", warm_min_numel))
+    changes = {key: value for key, value in settings if value is not None}
     _policy = replace(_policy, **changes)
     return previous
 
 
 @contextmanager
-def kernel_policy(*, compile: bool | None = None, min_numel: int | None = None) -> Iterator[KernelPolicy]:
+def kernel_policy(
+    *, compile: bool | None = None, min_numel: int | None = None, warm_min_numel: int | None = None
+) -> Iterator[KernelPolicy]:
     """Context manager form of ``set_kernel_policy`` (restores the previous policy on exit)."""
-    previous = set_kernel_policy(compile=compile, min_numel=min_numel)
+    previous = set_kernel_policy(compile=compile, min_numel=min_numel, warm_min_numel=warm_min_numel)
     try:
         yield _policy
     finally:
-        set_kernel_policy(compile=previous.compile, min_numel=previous.min_numel)
+        set_kernel_policy(
+            compile=previous.compile, min_numel=previous.min_numel, warm_min_numel=previous.warm_min_numel
+        )
 
 
 def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
@@ -112,12 +130,12 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
         The recipe's result (identical on both paths).
     """
     key = (recipe.__name__, x.dtype, x.device.type)
-    if _wants_compiled(x) and key not in _failed:
+    if _wants_compiled(x, (*key, x.dim()) in _warm) and key not in _failed:
         compiled = _compiled.get(recipe)
         if compiled is None:
             compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
         try:
-            return compiled(x, *args)
+            result = compiled(x, *args)
         except Exception as error:  # compiling fails many ways (no C++ compiler, no triton); eager is always right
             _failed.add(key)
             warnings.warn(
@@ -127,13 +145,17 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
                 RuntimeWarning,
                 stacklevel=3,
             )
+        else:
+            _warm.add((*key, x.dim()))
+            return result
     return recipe(x, *args)
 
 
-def _wants_compiled(x: Tensor) -> bool:
+def _wants_compiled(x: Tensor, warm: bool) -> bool:
+    threshold = min(_policy.min_numel, _policy.warm_min_numel) if warm else _policy.min_numel
     return (
         _policy.compile
-        and x.numel() >= _policy.min_numel
+        and x.numel() >= threshold
         and x.device.type in ("cpu", "cuda")
         and not torch.compiler.is_compiling()
     )
