@@ -75,7 +75,12 @@ def test_bash_example_runs(example: Example, workspace: dict) -> None:
             continue
         argv = [workspace["fixtures"].substitute(word) for word in shlex.split(command)]
         prefix = next((p for p in BITPLAN if argv[: len(p)] == p), None)
-        if prefix is None:
+        if "|" in argv:  # a pipeline: the shell runs it, with the installed `bitplan` on PATH
+            path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+            done = subprocess.run(["bash", "-o", "pipefail", "-c", shlex.join(argv).replace("'|'", "|")], cwd=folder,
+                                  capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": path})
+            code, output = done.returncode, done.stdout + done.stderr
+        elif prefix is None:
             done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=300)
             code, output = done.returncode, done.stdout + done.stderr
         else:
