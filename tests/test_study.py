@@ -195,3 +195,10 @@ def test_thread_setting_is_restored():
     )
     assert seen == [(1, 3, "depth", 1), (2, 3, "depth", 1), (3, 3, "depth", 1)]
     assert torch.get_num_threads() == before
+
+
+def test_a_factor_is_found_by_its_name_too() -> None:
+    from bitplan.study import StudyConfig, run_study
+
+    result = run_study(StudyConfig(factors=["depth"], trials=2, size=4))
+    assert result.factor("depth") is result.factor(StudyFactor.depth) is result.factors[0]

@@ -69,12 +69,13 @@ class StudyResult(BaseModel):
     factors: list[FactorResult]
     seconds: float = Field(ge=0, description="Wall time of all sweeps (files excluded).")
 
-    def factor(self, factor: StudyFactor) -> FactorResult:
-        """The result of one factor.
+    def factor(self, factor: StudyFactor | str) -> FactorResult:
+        """The result of one factor (``"frequency"`` or ``StudyFactor.frequency``).
 
         Raises:
             KeyError: when ``factor`` was not part of the study.
         """
+        factor = StudyFactor(factor)
         for result in self.factors:
             if result.factor is factor:
                 return result
