@@ -256,6 +256,7 @@ def _settings(plan: BitPlan, runtime: QuantRuntime, kind: ForwardQuant, cls: typ
         channel_dim=channel_dim if plan.weight_granularity == "channel" else None,
         forward_quant=kind,
         runtime=runtime,
+        grid=plan.zero_point,
     )
 
 

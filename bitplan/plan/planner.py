@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TypeVar
 
-from bitplan.choices import DEFAULT_BITS, GradQuant, WeightGranularity
+from bitplan.choices import DEFAULT_BITS, DEFAULT_ZERO_POINT, GradQuant, WeightGranularity, ZeroPoint
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import Precision, compute_estimates
 from bitplan.plan.mapping import level_indices
@@ -125,6 +125,7 @@ def make_plan(
     gradient_bits: int | None = 8,
     gradient_quant: str = "sr",
     weight_granularity: str = "channel",
+    zero_point: ZeroPoint | str = DEFAULT_ZERO_POINT,
     preset: Preset | str | None = None,
     capacity: CapacityMeasure | str = CapacityMeasure.params,
     model: str | None = None,
@@ -151,6 +152,8 @@ def make_plan(
         gradient_bits: Plan-wide gradient bits for training (None = fp32).
         gradient_quant: sr, luq or none.
         weight_granularity: channel or tensor.
+        zero_point: The quantizers' grid: ``float`` (zero point = range minimum) or ``integer``
+            (range widened to include 0; the grid torchao, ONNX QDQ and compressed-tensors use).
         preset: ``dpc`` = C- on capacity (``capacity`` picks params, macs or accumulation).
         capacity: DPC's capacity measure.
         model: The model spec to record (default ``profile.model``).
@@ -202,6 +205,7 @@ def make_plan(
             _check_width(name, value)
     gradient_quant = parse_choice(GradQuant, gradient_quant, "gradient quantizer")
     weight_granularity = parse_choice(WeightGranularity, weight_granularity, "weight granularity")
+    zero_point = parse_choice(ZeroPoint, zero_point, "zero point")
     precision = Precision(activation_bits, gradient_bits, gradient_quant)
 
     scores = sensitivity.by_name() if sensitivity is not None else None
@@ -259,6 +263,7 @@ def make_plan(
         gradient_bits=gradient_bits,
         gradient_quant=gradient_quant,
         weight_granularity=weight_granularity,
+        zero_point=zero_point,
         total_params=profile.total_params,
         unplanned_macs=unplanned_macs,
         sensitivity_method=sensitivity.method.value if sensitivity is not None and factor is Factor.S else None,

@@ -15,6 +15,7 @@ from bitplan.choices import (
     DEFAULT_KEEP_BITS,
     DEFAULT_MAPPING,
     DEFAULT_WEIGHT_GRANULARITY,
+    DEFAULT_ZERO_POINT,
     FULL_PRECISION_BITS,
     BudgetKind,
     CapacityMeasure,
@@ -25,6 +26,7 @@ from bitplan.choices import (
     Preset,
     Strategy,
     WeightGranularity,
+    ZeroPoint,
 )
 from bitplan.profile.schema import GemmOp
 
@@ -108,6 +110,11 @@ class BitPlan(BaseModel):
     gradient_bits: int | None = Field(default=DEFAULT_GRADIENT_BITS, ge=1, le=NOT_QUANTIZED_BITS)
     gradient_quant: GradQuant = DEFAULT_GRADIENT_QUANT
     weight_granularity: WeightGranularity = DEFAULT_WEIGHT_GRANULARITY
+    zero_point: ZeroPoint = Field(
+        default=DEFAULT_ZERO_POINT,
+        description="Grid of every weight and activation quantizer: float (zero point = range minimum) or "
+        "integer (range widened to include 0, integer zero point; docs/quantizers.md).",
+    )
     total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
     unplanned_macs: int = Field(default=0, ge=0, description="MACs of GEMMs the plan leaves out (run at 32×32).")
     sensitivity_method: str | None = Field(default=None, description="Method of the sensitivity report (factor S).")
