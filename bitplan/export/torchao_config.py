@@ -21,10 +21,9 @@ from typing import Literal
 
 from torch import nn
 
-from bitplan.choices import FULL_PRECISION_BITS, WeightGranularity
-from bitplan.export.weights import leave_out, require, widen
+from bitplan.choices import WeightGranularity
+from bitplan.export.weights import leave_out, linear_layers, require, widen
 from bitplan.plan import BitPlan
-from bitplan.profile.schema import GemmOp
 
 TORCHAO_BITS = list(range(1, 9))
 """Widths torchao's IntxFakeQuantizeConfig takes (torch.int1 … torch.int8)."""
@@ -79,30 +78,6 @@ def to_torchao(plan: BitPlan, model: nn.Module | None = None, *, stage: Literal[
             base = IntxWeightOnlyConfig(weight_dtype=_dtype(bits), granularity=PerAxis(0), mapping_type=MappingType.ASYMMETRIC)
             configs[module] = QATConfig(base, step="convert")
     return FqnToConfig(fqn_to_config=configs)
-
-
-def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
-    """Planned ``nn.Linear`` modules (path -> bits) and the other planned weights' names.
-
-    With ``model``, a weight counts when it is the ``weight`` of an ``nn.Linear``; without, when
-    the plan's GEMM is a ``linear`` named after the weight's module.
-    """
-    modules = dict(model.named_modules()) if model is not None else {}
-    linear: dict[str, int] = {}
-    others: list[str] = []
-    for entry in plan.layers:
-        if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight in others:
-            continue
-        path, _, attribute = entry.weight.rpartition(".")
-        if model is not None:
-            is_linear = attribute == "weight" and isinstance(modules.get(path), nn.Linear)
-        else:
-            is_linear = attribute == "weight" and entry.op is GemmOp.linear and entry.name == path
-        if is_linear:
-            linear[path] = entry.bits
-        elif path not in linear:
-            others.append(entry.weight)
-    return linear, others
 
 
 def _dtype(bits: int):

@@ -22,6 +22,7 @@ from bitplan.apply import weight_channel_dims
 from bitplan.choices import FULL_PRECISION_BITS, ZeroPoint
 from bitplan.errors import ExportError, PlanError
 from bitplan.plan import BitPlan
+from bitplan.profile.schema import GemmOp
 
 EXTRAS = {"torchao": "torchao", "compressed_tensors": "compressed-tensors", "onnxruntime": "onnx"}
 """Importable module -> the bitplan extra that installs it."""
@@ -136,6 +137,30 @@ def leave_out(names: list[str], why: str, target: str, *, strict: bool) -> None:
     if strict:
         raise ExportError(f"{message}; --strict refuses to leave planned layers out: export another format.")
     warnings.warn(message, ExportWarning, stacklevel=3)
+
+
+def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
+    """Planned ``nn.Linear`` modules (path -> bits) and the other planned weights' names.
+
+    With ``model``, a weight counts when it is the ``weight`` of an ``nn.Linear``; without, when
+    the plan's GEMM is a ``linear`` named after the weight's module.
+    """
+    modules = dict(model.named_modules()) if model is not None else {}
+    linear: dict[str, int] = {}
+    others: list[str] = []
+    for entry in plan.layers:
+        if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight in others:
+            continue
+        path, _, attribute = entry.weight.rpartition(".")
+        if model is not None:
+            is_linear = attribute == "weight" and isinstance(modules.get(path), nn.Linear)
+        else:
+            is_linear = attribute == "weight" and entry.op is GemmOp.linear and entry.name == path
+        if is_linear:
+            linear[path] = entry.bits
+        elif path not in linear:
+            others.append(entry.weight)
+    return linear, others
 
 
 def require(module: str) -> ModuleType:
