@@ -10,24 +10,29 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.choices import ExportFormat
-from bitplan.cli.common import JsonFlag, console, err_console, guarded, write_or_print
+from bitplan.choices import ExportFormat, OutputFormat
+from bitplan.cli.common import emit, err_console
+from bitplan.cli.options import OUTPUT_PANEL, PLAN_PANEL, Checkpoint, Json, Model, cli_command
 
 if TYPE_CHECKING:
     from bitplan.export import ExportReport
 
 
-@guarded
+@cli_command()
 def export(
-    model: Annotated[str, typer.Argument(help="Model spec, e.g. zoo:resnet20 (the one the plan was made for).")],
-    plan: Annotated[Path, typer.Option("--plan", help="The plan file.")],
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="Target format (docs/export.md).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (a directory for compressed-tensors).")],
-    checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="A run directory or checkpoint.pt (default: the model's own weights).")
-    ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse instead of widening a width or leaving a layer out.")] = False,
-    json: JsonFlag = False,
+    model: Model,
+    plan: Annotated[Path, typer.Option("--plan", help="The plan file (from `bitplan plan`).", rich_help_panel=PLAN_PANEL)],
+    format: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="Target format (docs/export.md).", rich_help_panel=OUTPUT_PANEL)
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="File to write (a directory for compressed-tensors).", rich_help_panel=OUTPUT_PANEL)
+    ],
+    checkpoint: Checkpoint = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Refuse instead of widening a width or leaving a layer out.", rich_help_panel=OUTPUT_PANEL)
+    ] = False,
+    json: Json = False,
 ) -> None:
     """Export a model quantized as its plan says: packed, onnx, torchao, compressed-tensors or modelopt."""
     from bitplan.export import export_model
@@ -35,13 +40,13 @@ def export(
     _render(export_model(model, plan, format, output, checkpoint=checkpoint, strict=strict), json)
 
 
-@guarded
+@cli_command()
 def apply_alias(
     plan: Annotated[Path, typer.Argument(help="The plan file the model was trained with.")],
     checkpoint: Annotated[Path, typer.Argument(help="A run's checkpoint.pt, or a saved state_dict.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .safetensors file to write.")],
     model: Annotated[str | None, typer.Option("--model", help="Model spec (default: the checkpoint's, else the plan's).")] = None,
-    json: JsonFlag = False,
+    json: Json = False,
 ) -> None:
     """Deprecated: `bitplan export MODEL --plan PLAN --format packed --checkpoint CHECKPOINT -o OUT`."""
     from bitplan.export import export_model
@@ -53,9 +58,6 @@ def apply_alias(
 def _render(report: ExportReport, json: bool) -> None:
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    if json:
-        write_or_print(report.model_dump_json(indent=2), None)
-        return
     from rich.table import Table
 
     table = Table(title=f"{report.model} → {report.output} ({report.format.value})")
@@ -66,7 +68,7 @@ def _render(report: ExportReport, json: bool) -> None:
     table.add_row("quantized weights", str(report.layers_quantized))
     table.add_row("grid", report.zero_point.value)
     table.add_row("seconds", f"{report.seconds:.2f}")
-    console.print(table)
+    emit(report, [table], OutputFormat.json if json else OutputFormat.table)
 
 
 def register(app: typer.Typer) -> None:
