@@ -22,7 +22,7 @@ from torch import nn
 
 from bitplan.choices import WeightGranularity
 from bitplan.export.outputs import atomic_directory
-from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes
+from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes, unique_state
 from bitplan.plan import BitPlan
 
 PACKED_BITS = list(range(1, 9))
@@ -66,7 +66,8 @@ def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.Pat
     weights = [weight for weight in planned_weights(model, plan) if weight.fqn in stored]
     codes = target_codes(weights, plan, TARGET)
     channel = plan.weight_granularity is WeightGranularity.channel
-    state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items() if key not in stored}
+    unique, _ = unique_state(model)  # a tied tensor once (the config's consumer re-ties it, e.g. tie_word_embeddings)
+    state = {key: tensor.cpu().contiguous() for key, tensor in unique.items() if key not in stored}
     groups: dict[int, list[str]] = {}
     for weight in weights:
         module, offset = weight.fqn.removesuffix(".weight"), 2 ** (weight.bits - 1)

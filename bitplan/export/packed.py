@@ -22,7 +22,7 @@ from bitplan.atomic import atomic_write_bytes
 from bitplan.choices import ZeroPoint
 from bitplan.errors import ExportError
 from bitplan.export.packing import MAX_PACKED_BITS, pack_codes, unpack_codes
-from bitplan.export.weights import Codes, PlannedWeight, planned_weights, weight_codes
+from bitplan.export.weights import Codes, PlannedWeight, planned_weights, unique_state, weight_codes
 from bitplan.plan import BitPlan
 
 FORMAT_NAME = "bitplan-packed"
@@ -79,18 +79,12 @@ def save_packed(model: nn.Module, plan: BitPlan, path: str | os.PathLike) -> Pac
     from safetensors.torch import save as safetensors_bytes
 
     weights = {weight.fqn: weight for weight in planned_weights(model, plan)}
+    state, aliases = unique_state(model)
     tensors: dict[str, Tensor] = {}
-    aliases: dict[str, str] = {}
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}  # (storage, offset, shape) -> first key
     layers = []
-    for key, tensor in model.state_dict().items():
-        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if identity in seen:
-            aliases[key] = seen[identity]
-            continue
-        seen[identity] = key
+    for key, tensor in state.items():
         if key not in weights:
-            tensors[key] = tensor.detach().cpu().contiguous()
+            tensors[key] = tensor.cpu().contiguous()
             continue
         weight = weights[key]
         tensors.update(_encode(weight, weight_codes(weight, plan.zero_point)))

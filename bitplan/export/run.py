@@ -152,7 +152,9 @@ def _write(format: ExportFormat, loaded: tuple[nn.Module, tuple], plan: BitPlan,
         from bitplan.export.torchao_config import to_torchao
 
         prepare = to_torchao(plan, network, strict=strict)
-        convert = to_torchao(plan, network, stage="convert")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExportWarning)  # the prepare stage has said it
+            convert = to_torchao(plan, network, stage="convert")
         require("torchao")
         from torchao.core.config import config_to_dict
 

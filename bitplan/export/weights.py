@@ -74,6 +74,21 @@ def planned_weights(model: nn.Module, plan: BitPlan) -> list[PlannedWeight]:
     return [PlannedWeight(fqn, bits[fqn], dims.get(fqn), parameters[fqn].detach()) for fqn in parameters if fqn in bits]
 
 
+def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The state_dict with each tied tensor once, and the aliases: state_dict key -> the key kept for it."""
+    kept: dict[str, Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}  # (storage, offset, shape) -> first key
+    for key, tensor in model.state_dict().items():
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if identity in seen:
+            aliases[key] = seen[identity]
+        else:
+            seen[identity] = key
+            kept[key] = tensor.detach()
+    return kept, aliases
+
+
 def weight_codes(weight: PlannedWeight, grid: ZeroPoint | str) -> Codes:
     """``weight``'s codes on ``grid`` at its planned bits (scale and zero point flattened to [C] or [])."""
     codes, scale, zero_point = quant.uniform_codes(
