@@ -8,7 +8,7 @@ import torch
 
 from bitplan.apply import apply, load_quant_state_dict
 from bitplan.export import export_model
-from bitplan.plan import make_plan, save_plan
+from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec
 from bitplan.train import TrainConfig, train_run
 

@@ -143,14 +143,10 @@ def _activation_ranges(model: nn.Module, plan: BitPlan, inputs: tuple) -> dict[s
     for path, module in quantized.named_modules():
         layer = module.__dict__.get("bitplan_quant")
         observer = getattr(module, OBSERVER, None)
-        if layer is None or observer is None:
-            continue
-        seen = int(observer.num_batches) > 0
-        low, high = (observer.running_min, observer.running_max) if seen else (None, None)
-        if low is None:
-            continue
+        if layer is None or observer is None or int(observer.num_batches) == 0:
+            continue  # not a twin layer, or never saw a training batch (eval would use each batch's range)
         for name in layer.weight_bits:
-            ranges[f"{path}.{name}" if path else name] = (low.clone(), high.clone())
+            ranges[f"{path}.{name}" if path else name] = (observer.running_min.clone(), observer.running_max.clone())
     return ranges
 
 

@@ -11,7 +11,6 @@ tensor of the state_dict is stored as is, a tied tensor once. The safetensors me
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
 import torch

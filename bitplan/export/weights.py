@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
-import torch
 from torch import Tensor, nn
 
 from bitplan import quant
