@@ -90,3 +90,20 @@ def test_modelopt_config_names_every_planned_layer(plans, tmp_path):
         assert quant_cfg[f"{module}.weight_quantizer"] == {"num_bits": bits, "axis": 0}
         assert quant_cfg[f"{module}.input_quantizer"] == {"num_bits": 8, "axis": None}
     assert quant_cfg["default"] == {"enable": False}
+
+
+def test_export_does_not_depend_on_training():
+    """The export package reads checkpoints itself; it never imports bitplan.train (no import cycle)."""
+    import ast
+    from pathlib import Path
+
+    import bitplan.export
+
+    imported = set()
+    for path in Path(bitplan.export.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert "bitplan.apply" in imported and not [name for name in imported if name.startswith("bitplan.train")]
