@@ -33,6 +33,9 @@ from bitplan.cli.options import (
 from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy, ZeroPoint
 
 
+LAYERS_PANEL = "Layers kept or added"
+
+
 def _load_sensitivity(path: Path):
     from pydantic import ValidationError
 
@@ -87,12 +90,12 @@ def plan(
     ] = False,
     keep: Annotated[
         list[str] | None,
-        typer.Option("--keep", help="Pin layers: first, last, names, FQNs or globs (comma-separated).", rich_help_panel=PLAN_PANEL),
+        typer.Option("--keep", help="Pin layers: first, last, names, FQNs or globs (comma-separated).", rich_help_panel=LAYERS_PANEL),
     ] = None,
-    keep_bits: Annotated[int | None, typer.Option("--keep-bits", help="Width of kept layers (32 = not quantized).", rich_help_panel=PLAN_PANEL)] = None,
+    keep_bits: Annotated[int | None, typer.Option("--keep-bits", help="Width of kept layers (32 = not quantized).", rich_help_panel=LAYERS_PANEL)] = None,
     include_activation_gemms: Annotated[
         bool,
-        typer.Option("--include-activation-gemms/--no-include-activation-gemms", help="Also plan QKᵀ and A·V GEMMs.", rich_help_panel=PLAN_PANEL),
+        typer.Option("--include-activation-gemms/--no-include-activation-gemms", help="Also plan QKᵀ and A·V GEMMs.", rich_help_panel=LAYERS_PANEL),
     ] = False,
     budget_avg_bits: Annotated[
         float | None, typer.Option("--budget-avg-bits", help="Largest order-preserving plan with at most this mean.", rich_help_panel=BUDGET_PANEL)
