@@ -52,3 +52,9 @@ def test_plans_default_to_the_float_grid_and_apply_honours_integer():
     apply(model, plan, (x,))
     used = model[0].bitplan_quant.weight(model[0], "weight")
     assert torch.equal(used, quant.uniform_quantize(weight, 3, channel_dim=0, grid="integer"))
+
+
+def test_activation_quantizer_module_takes_the_grid():
+    # batch range [0.5, 2] widened to [0, 2]: levels 0, 2/3, 4/3, 2
+    quantizer = quant.ActivationQuantizer(2, grid="integer")
+    assert torch.allclose(quantizer(torch.tensor([0.5, 1.0, 2.0])), torch.tensor([2 / 3, 4 / 3, 2.0]))
