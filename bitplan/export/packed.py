@@ -1,8 +1,9 @@
 """The packed format: a plan's weights as bit-packed integer codes in one safetensors file.
 
 Each planned weight (bits < 32) becomes ``<fqn>.packed`` (its b-bit codes back to back, b = 1…16,
-see ``packing``; wider codes as ``<fqn>.codes`` int32), ``<fqn>.scale`` and ``<fqn>.zero_point``
-(float32, one per output channel or one per tensor, the plan's granularity and grid). Every other
+see ``packing``; wider codes as ``<fqn>.codes`` int32) and ``<fqn>.qparams``, float32 [2, C]: row 0
+the scales, row 1 the zero points, one per output channel (C = 1 per tensor), the plan's grid. (One
+tensor for both keeps the safetensors header of a 1B-parameter model under 64 KiB.) Every other
 tensor of the state_dict is stored as is, a tied tensor once. The safetensors metadata key
 ``bitplan`` holds a ``PackedHeader`` (JSON). Decoding gives bit for bit the fake-quantized weights
 ``bitplan.apply`` trains with.
@@ -36,7 +37,7 @@ class PackedLayer(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    weight: str = Field(description="Parameter FQN; tensors `<weight>.packed` (or `.codes`), `.scale`, `.zero_point`.")
+    weight: str = Field(description="Parameter FQN; tensors `<weight>.packed` (or `.codes`) and `.qparams` [scale; zero point].")
     bits: int = Field(ge=1, le=31)
     channel_dim: int | None = Field(description="Dimension with one scale per index; null = per tensor.")
     shape: list[int]
@@ -153,8 +154,7 @@ def _encode(weight: PlannedWeight, codes: Codes) -> dict[str, Tensor]:
         stored = {f"{weight.fqn}.packed": pack_codes(codes.codes, weight.bits)}
     else:
         stored = {f"{weight.fqn}.codes": codes.codes.to(torch.int32).reshape(-1).cpu()}
-    stored[f"{weight.fqn}.scale"] = codes.scale.float().cpu().contiguous()
-    stored[f"{weight.fqn}.zero_point"] = codes.zero_point.float().cpu().contiguous()
+    stored[f"{weight.fqn}.qparams"] = torch.stack([codes.scale.float().reshape(-1), codes.zero_point.float().reshape(-1)]).cpu()
     return stored
 
 
@@ -165,5 +165,7 @@ def _decode(layer: PackedLayer, tensors: dict[str, Tensor], grid: ZeroPoint) -> 
     else:
         flat = tensors[f"{layer.weight}.codes"]
     weight = PlannedWeight(layer.weight, layer.bits, layer.channel_dim, torch.empty(layer.shape, dtype=getattr(torch, layer.dtype), device="meta"))
-    codes = Codes(flat.view(layer.shape), tensors[f"{layer.weight}.scale"], tensors[f"{layer.weight}.zero_point"], grid)
+    qparams = tensors[f"{layer.weight}.qparams"]  # [2, C]
+    scale, zero_point = (qparams[0], qparams[1]) if layer.channel_dim is not None else (qparams[0, 0], qparams[1, 0])
+    codes = Codes(flat.view(layer.shape), scale, zero_point, grid)
     return codes.dequantize(weight)
