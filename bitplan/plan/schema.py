@@ -6,7 +6,7 @@ by training (``bitplan train``). Definitions of every field and estimate are in 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from bitplan.choices import (
     DEFAULT_ACTIVATION_BITS,
@@ -145,6 +145,15 @@ class BitPlan(BaseModel):
                     f"weight `{layer.weight}` is shared by several GEMMs with different bits; a weight has one width"
                 )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_grid(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Leave ``zero_point`` out when it is the default float grid: plan files made before the
+        field existed stay byte for byte what a fresh plan writes."""
+        data = handler(self)
+        if self.zero_point is ZeroPoint.float:
+            data.pop("zero_point", None)
+        return data
 
     def bits_by_weight(self) -> dict[str, int]:
         """Weight FQN -> bits, for every planned weight (a shared weight appears once)."""
