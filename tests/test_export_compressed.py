@@ -12,7 +12,7 @@ from bitplan.errors import ExportError
 from bitplan.export import to_compressed_tensors
 from bitplan.export.weights import planned_weights, weight_codes
 from bitplan.plan import make_plan
-from bitplan.profile.trace import profile_model
+from bitplan import profile_model
 
 pytest.importorskip("compressed_tensors")
 

@@ -8,7 +8,7 @@ from bitplan import quant
 from bitplan.apply import apply
 from bitplan.choices import ZeroPoint
 from bitplan.plan import BitPlan, make_plan
-from bitplan.profile.trace import profile_model
+from bitplan import profile_model
 
 
 def test_integer_grid_widens_the_range_to_zero():

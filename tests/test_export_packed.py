@@ -13,7 +13,7 @@ from bitplan.errors import ExportError
 from bitplan.export import load_packed, save_packed
 from bitplan.export.packed import MAX_HEADER_BYTES
 from bitplan.plan import make_plan
-from bitplan.profile.trace import profile_model
+from bitplan import profile_model
 from bitplan.spec import load_model, profile_spec
 
 

@@ -13,7 +13,7 @@ from bitplan.apply import apply
 from bitplan.errors import ExportError
 from bitplan.export import ExportWarning, to_torchao
 from bitplan.plan import make_plan
-from bitplan.profile.trace import profile_model
+from bitplan import profile_model
 
 torchao = pytest.importorskip("torchao")
 from torchao.quantization import quantize_  # noqa: E402

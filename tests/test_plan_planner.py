@@ -282,3 +282,28 @@ def test_random_keeps_the_c_plus_histogram(profile, factor, levels, seed) -> Non
     c_plus = make_plan(profile, factor=factor, strategy="C+", levels=levels)
     shuffled = make_plan(profile, factor=factor, strategy="R", levels=levels, seed=seed)
     assert Counter(shuffled.bits_by_weight().values()) == Counter(c_plus.bits_by_weight().values())
+
+
+def test_a_request_a_spec_string_and_keywords_plan_alike() -> None:
+    from bitplan.plan import PlanRequest
+
+    request = PlanRequest(factor="A", strategy="C-", bits=(4, 8))
+    by_request = make_plan(RESNET20, request)
+    assert make_plan(RESNET20, factor="A", strategy="C-", bits=(4, 8)) == by_request
+    assert make_plan("zoo:resnet20", request).bits_by_name() == by_request.bits_by_name() == A_CMINUS
+    assert make_plan(RESNET20, request, strategy="C+").strategy is Strategy.C_plus  # keywords override the request
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
+        request.factor = "F"
+
+
+def test_plain_scores_rank_factor_s() -> None:
+    scores = {layer.name: float(index) for index, layer in enumerate(RESNET20.layers)}  # later = more sensitive
+    plan = make_plan(RESNET20, factor="S", strategy="C+", bits=(4, 8), scores=scores)
+    assert plan.bits_by_name()["conv1"] == 4 and plan.bits_by_name()["fc"] == 8
+
+
+def test_unknown_planning_option_names_the_options() -> None:
+    with pytest.raises(PlanError, match="`colour` is not a planning option"):
+        make_plan(RESNET20, factor="A", strategy="U", colour="red")

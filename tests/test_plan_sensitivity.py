@@ -36,7 +36,7 @@ def digits_profile():
 
 def test_factor_s_gives_sensitive_layers_more_bits(digits_profile) -> None:
     scores = [0.5, 3.0, 0.1, 9.0, 1.0]
-    plan = make_plan(digits_profile, factor="S", strategy="C+", bits=(4, 8), sensitivity=report_for(digits_profile, scores))
+    plan = make_plan(digits_profile, factor="S", strategy="C+", bits=(4, 8), scores=report_for(digits_profile, scores).scores())
     bits = [layer.bits for layer in plan.layers]
     assert bits == [5, 7, 4, 8, 6]  # ranks 1, 3, 0, 4, 2 of five distinct values on five levels
     assert [layer.factor_value for layer in plan.layers] == scores
@@ -49,7 +49,7 @@ def test_objective_plan_equals_brute_force(digits_profile) -> None:
     report = report_for(digits_profile, scores, bits=4)
     for avg_bits in (4.5, 5.2, 6.0, 7.3):
         plan = make_plan(
-            digits_profile, levels=levels, bits=None, objective="min-sensitivity", sensitivity=report,
+            digits_profile, levels=levels, bits=None, objective="min-sensitivity", scores=report.scores(),
             budget=Budget(kind=BudgetKind.avg_bits, value=avg_bits),
         )
         params = [layer.params for layer in digits_profile.weight_layers]
@@ -68,12 +68,12 @@ def test_sensitivity_errors(digits_profile) -> None:
     with pytest.raises(PlanError, match="--factor S needs measured sensitivities"):
         make_plan(digits_profile, factor="S", strategy="C+")
     with pytest.raises(PlanError, match="needs --sensitivity sens.json and one budget"):
-        make_plan(digits_profile, objective="min-sensitivity", sensitivity=report)
+        make_plan(digits_profile, objective="min-sensitivity", scores=report.scores())
     other = profile_spec("zoo:resnet20")
     with pytest.raises(PlanError, match="measured on another model"):
-        make_plan(other, factor="S", strategy="C+", sensitivity=report)
+        make_plan(other, factor="S", strategy="C+", scores=report.scores())
     with pytest.raises(PlanError, match="below every plan"):
-        make_plan(digits_profile, objective="min-sensitivity", sensitivity=report,
+        make_plan(digits_profile, objective="min-sensitivity", scores=report.scores(),
                   budget=Budget(kind=BudgetKind.avg_bits, value=2.0))
 
 
@@ -96,7 +96,7 @@ def test_negative_scores_count_as_insensitive(digits_profile) -> None:
     levels = [4, 8]
     scores = [-0.4, 0.7, 0.3, -2.0, 0.9]
     plan = make_plan(
-        digits_profile, levels=levels, bits=None, objective="min-sensitivity", sensitivity=report_for(digits_profile, scores),
+        digits_profile, levels=levels, bits=None, objective="min-sensitivity", scores=report_for(digits_profile, scores).scores(),
         budget=Budget(kind=BudgetKind.avg_bits, value=6.0),
     )
     params = [layer.params for layer in digits_profile.weight_layers]

@@ -32,6 +32,14 @@ def check(
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
+    max_accumulator_bits: Annotated[
+        int | None,
+        typer.Option(
+            "--max-accumulator-bits",
+            min=2,
+            help="Widest allowed integer accumulator (forward, dX or dW) of any layer.",
+        ),
+    ] = None,
     format: Format = None,
     json: Json = False,
 ) -> None:
@@ -50,6 +58,7 @@ def check(
         max_avg_bits=max_avg_bits,
         min_bits=min_bits,
         max_bitops=max_bitops,
+        max_accumulator_bits=max_accumulator_bits,
     )
     output_format = resolve_format(format, json)
     if output_format is not OutputFormat.table:  # one object for one plan, a list for several

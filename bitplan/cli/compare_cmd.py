@@ -17,19 +17,16 @@ from bitplan.cli.options import (
     PLAN_PANEL,
     TRAINING,
     TRAINING_PANEL,
-    Bits,
     Data,
     Format,
     InputShape,
     Json,
-    Levels,
-    MappingOption,
     Model,
-    PlanSeed,
     Progress,
     Seeds,
-    UniformBits,
+    LEVELS,
     cli_command,
+    parse_levels_group,
     parse_seeds,
     resolve_format,
 )
@@ -54,7 +51,7 @@ def parse_choices(text: str, kind: type, option: str) -> list:
     return values
 
 
-@cli_command(TRAINING, aliases=("act_bits", "grad_bits", "grad_quant", "grad_samples", "batch_size_alias", "out"))
+@cli_command(TRAINING, LEVELS, aliases=("act_bits", "grad_bits", "grad_quant", "grad_samples", "batch_size_alias", "out"))
 def compare(
     model: Model,
     data: Data = None,
@@ -63,11 +60,6 @@ def compare(
     strategies: Annotated[
         str | None, typer.Option("--strategies", help="Strategies, comma-separated (default U,C+,C-,R).", rich_help_panel=PLAN_PANEL)
     ] = None,
-    bits: Bits = None,
-    levels: Levels = None,
-    uniform_bits: UniformBits = None,
-    mapping: MappingOption = None,
-    plan_seed: PlanSeed = None,
     match_size: Annotated[
         bool | None,
         typer.Option("--match-size/--no-match-size", help="Plan C+, C-, R within U's average bits (similar size).", rich_help_panel=PLAN_PANEL),
@@ -80,10 +72,10 @@ def compare(
     json: Json = False,
     *,
     training: dict,
+    widths: dict,
 ) -> None:
     """Train every factor × strategy plan for every seed; write Tables 1–2, figures and report.html."""
     from bitplan.compare import GridConfig, run_grid
-    from bitplan.plan.planner import parse_bits_range, parse_levels
     from bitplan.train import TrainConfig
 
     output_format = resolve_format(format, json)
@@ -91,9 +83,7 @@ def compare(
     grid_options = {
         "factors": parse_choices(factors, Factor, "--factors") if factors else None,
         "strategies": parse_choices(strategies, Strategy, "--strategies") if strategies else None,
-        "bits": parse_bits_range(bits) if bits else None,
-        "levels": parse_levels(levels) if levels else None,
-        "uniform_bits": uniform_bits, "mapping": mapping, "plan_seed": plan_seed,
+        **parse_levels_group(widths),
         "seeds": parse_seeds(seeds) if seeds else None, "match_size": match_size, "out": output,
     }
     template = TrainConfig(**{key: value for key, value in train_options.items() if value is not None})

@@ -160,6 +160,28 @@ TRAINING = OptionGroup(
 )
 """The training recipe of ``bitplan train`` and ``bitplan compare``: ``TrainConfig`` field -> option."""
 
+LEVELS = OptionGroup(
+    "widths",
+    {"bits": Bits, "levels": Levels, "uniform_bits": UniformBits, "mapping": MappingOption, "plan_seed": PlanSeed},
+)
+"""Which widths a plan may use and how factor values map onto them: ``bitplan plan`` and ``bitplan compare``."""
+
+
+def parse_levels_group(given: dict[str, Any]) -> dict[str, Any]:
+    """The ``LEVELS`` options the user gave, parsed (``"4-8"`` -> (4, 8), ``"8,12,16"`` -> [8, 12, 16])."""
+    from bitplan.errors import PlanError
+    from bitplan.plan.planner import parse_bits_range, parse_levels
+
+    if "bits" in given and "levels" in given:
+        raise PlanError("give either --bits LOW-HIGH or --levels A,B,C, not both.")
+    parsed = dict(given)
+    if "bits" in parsed:
+        parsed["bits"] = parse_bits_range(parsed["bits"])
+    if "levels" in parsed:
+        parsed["levels"] = parse_levels(parsed["levels"])
+    return parsed
+
+
 ALIAS_OPTIONS: dict[str, Any] = {
     "act_bits": Annotated[int | None, typer.Option("--act-bits", hidden=True)],
     "grad_bits": Annotated[int | None, typer.Option("--grad-bits", hidden=True)],

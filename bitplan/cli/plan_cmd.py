@@ -16,18 +16,15 @@ from bitplan.cli.options import (
     SPEC_HELP,
     ActivationBits,
     Batch,
-    Bits,
     Format,
     GradientBits,
     GradientQuant,
     InputShape,
     Json,
-    Levels,
-    MappingOption,
-    PlanSeed,
-    UniformBits,
     WeightGranularity_,
+    LEVELS,
     cli_command,
+    parse_levels_group,
     resolve_format,
 )
 from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy, ZeroPoint
@@ -65,7 +62,7 @@ def _fp32_as_none(bits: int) -> int | None:
     return None if bits == FULL_PRECISION_BITS else bits
 
 
-@cli_command(aliases=("seed_alias",))
+@cli_command(LEVELS, aliases=("seed_alias",))
 def plan(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=f"Model spec or a profile JSON: {SPEC_HELP}", show_default=False)],
     input_shape: InputShape = None,
@@ -74,11 +71,6 @@ def plan(
     strategy: Annotated[
         Strategy | None, typer.Option("--strategy", help="U, C+ (rise with factor), C- (fall), R.", rich_help_panel=PLAN_PANEL)
     ] = None,
-    bits: Bits = None,
-    levels: Levels = None,
-    uniform_bits: UniformBits = None,
-    mapping: MappingOption = None,
-    plan_seed: PlanSeed = None,
     preset: Annotated[Preset | None, typer.Option("--preset", help="dpc: C- on layer capacity.", rich_help_panel=PLAN_PANEL)] = None,
     capacity: Annotated[
         CapacityMeasure | None,
@@ -128,17 +120,19 @@ def plan(
     ] = None,
     format: Format = None,
     json: Json = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this PNG.", rich_help_panel=OUTPUT_PANEL)
+    ] = None,
+    *,
+    widths: dict,
 ) -> None:
     """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates."""
     from bitplan.errors import PlanError
     from bitplan.plan import Budget, BudgetKind
     from bitplan.plan.from_spec import grid_model, plan_model
-    from bitplan.plan.planner import parse_bits_range, parse_levels
     from bitplan.plan.render import grid_table, layers_table, summary_table
 
     report = _load_sensitivity(sensitivity) if sensitivity is not None else None
-    if bits is not None and levels is not None:
-        raise PlanError("give either --bits LOW-HIGH or --levels A,B,C, not both.")
     budgets = [
         Budget(kind=kind, value=value)
         for kind, value in (
@@ -153,11 +147,6 @@ def plan(
     if any(budget.value <= 0 for budget in budgets):
         raise PlanError("a budget must be positive.")
     given = dict(
-        bits=parse_bits_range(bits) if bits is not None else None,
-        levels=parse_levels(levels) if levels is not None else None,
-        uniform_bits=uniform_bits,
-        seed=plan_seed,
-        mapping=mapping,
         budget=budgets[0] if budgets else None,
         keep=_split(keep),
         keep_bits=keep_bits,
@@ -169,14 +158,17 @@ def plan(
         zero_point=zero_point,
         input_shape=input_shape,
         batch=batch,
-        sensitivity=report,
+        scores=report.scores() if report is not None else None,
     )
     options = {key: value for key, value in given.items() if value is not None}
+    options.update({"seed" if key == "plan_seed" else key: value for key, value in parse_levels_group(widths).items()})
     for name in ("activation_bits", "gradient_bits"):  # the plan stores "not quantized" as null
         if name in options:
             options[name] = _fp32_as_none(options[name])
     output_format = resolve_format(format, json)
     if grid:
+        if plot is not None:
+            raise PlanError("--plot draws one plan; drop --grid, or plot each plan of the grid with `bitplan plan`.")
         if preset is not None:
             raise PlanError("--grid plans every factor × strategy; drop --preset (or drop --grid).")
         plans, result = grid_model(
@@ -199,4 +191,10 @@ def plan(
 
         save_plan(result, output)
         err_console.print(f"wrote {output}")
+    if plot is not None:
+        from bitplan.plan.from_spec import load_profile
+        from bitplan.plan.plot import plot_plan
+
+        plot_plan(result, load_profile(model, input_shape=input_shape, batch=batch), plot)
+        err_console.print(f"wrote {plot}")
     emit(result, [layers_table(result), summary_table(result)], output_format)

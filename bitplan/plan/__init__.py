@@ -10,7 +10,9 @@ Example:
 
 from bitplan.plan.check import CheckReport, Violation, check_plan
 from bitplan.plan.estimates import plan_estimates
-from bitplan.plan.from_spec import grid_model, load_profile, plan_model
+from bitplan.plan.from_spec import grid_model, plan_model
+from bitplan.plan.request import MeasuredScores, PlanRequest
+from bitplan.plan.source import load_profile
 from bitplan.plan.grid import GridResult, GridRow, make_grid, plan_filename, save_grid
 from bitplan.plan.io import load_plan, parse_plan, plan_to_json, save_plan, verify_fingerprint
 from bitplan.plan.planner import make_plan
@@ -31,6 +33,8 @@ from bitplan.plan.schema import (
 __all__ = [
     # planning
     "make_plan",
+    "PlanRequest",
+    "MeasuredScores",
     "plan_model",
     "make_grid",
     "grid_model",

@@ -6,13 +6,15 @@ The rules are Section 4.1 of the seed paper; exact definitions are in docs/plann
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from bitplan.choices import DEFAULT_BITS, DEFAULT_ZERO_POINT, GradQuant, WeightGranularity, ZeroPoint
+from bitplan.choices import DEFAULT_BITS
 from bitplan.errors import PlanError
+from bitplan.plan.accumulator import layer_accumulator_bits
 from bitplan.plan.estimates import Precision, compute_estimates
 from bitplan.plan.mapping import level_indices
 from bitplan.plan.objective import optimal_bits
@@ -30,7 +32,8 @@ from bitplan.plan.schema import (
 from bitplan.plan.sizing import budgeted_bits
 from bitplan.plan.units import PlanUnit, collect_units
 from bitplan.profile.schema import ModelProfile
-from bitplan.sensitivity_analysis.schema import SensitivityReport
+from bitplan.plan.request import PlanRequest
+from bitplan.plan.source import load_profile
 
 
 
@@ -107,35 +110,12 @@ def default_uniform_bits(levels: Sequence[int]) -> int:
     return (levels[0] + levels[-1] + 1) // 2
 
 
-def make_plan(
-    profile: ModelProfile,
-    *,
-    factor: Factor | str | None = None,
-    strategy: Strategy | str | None = None,
-    bits: tuple[int, int] | None = DEFAULT_BITS,
-    levels: Sequence[int] | None = None,
-    seed: int = 0,
-    mapping: Mapping | str = Mapping.rank,
-    uniform_bits: int | None = None,
-    budget: Budget | None = None,
-    keep: Sequence[str] = (),
-    keep_bits: int = 8,
-    include_activation_gemms: bool = False,
-    activation_bits: int | None = 8,
-    gradient_bits: int | None = 8,
-    gradient_quant: str = "sr",
-    weight_granularity: str = "channel",
-    zero_point: ZeroPoint | str = DEFAULT_ZERO_POINT,
-    preset: Preset | str | None = None,
-    capacity: CapacityMeasure | str = CapacityMeasure.params,
-    model: str | None = None,
-    sensitivity: SensitivityReport | None = None,
-    objective: str | None = None,
-) -> BitPlan:
+def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | None = None, /, **options: Any) -> BitPlan:
     """Plan the bit-width of every weight-bearing GEMM of ``profile``.
 
     Args:
-        profile: The model profile (``bitplan.spec.profile_spec`` or ``bitplan.profile_model``).
+        profile: The model profile (``bitplan.profile_model``), a model spec, or a saved profile JSON.
+        request: A ``PlanRequest``; ``options`` are its fields by keyword (they override it).
         factor: A, F, D, capacity or macs (profile fields accumulation, weight_frequency, depth,
             params, macs).
         strategy: U (one width), C+ (bits rise with the factor), C- (bits fall), R (random).
@@ -157,7 +137,9 @@ def make_plan(
         preset: ``dpc`` = C- on capacity (``capacity`` picks params, macs or accumulation).
         capacity: DPC's capacity measure.
         model: The model spec to record (default ``profile.model``).
-        sensitivity: A ``bitplan sensitivity`` report of this model: the values of factor ``S``.
+        scores: Measured sensitivities, the values of factor ``S``: ``{GEMM name: score}`` or
+            ``MeasuredScores`` (``SensitivityReport.scores()``), which also carries the width they were
+            measured at and the profile fingerprint they belong to.
         objective: ``min-sensitivity``: ignore the strategy and choose, exactly, the bits that
             minimise sensitivity-weighted quantization noise within ``budget`` (factor S, strategy opt).
 
@@ -173,9 +155,24 @@ def make_plan(
         >>> plan.bits_by_weight()["conv1.weight"]  # doctest: +SKIP
         8
     """
+    if not isinstance(profile, ModelProfile):
+        profile = load_profile(os.fspath(profile))
+    return _plan(profile, PlanRequest.of(request, **options))
+
+
+def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
+    """``make_plan`` on a profile and a validated request."""
+    factor, strategy, preset, capacity, objective = (
+        request.factor, request.strategy, request.preset, request.capacity, request.objective
+    )
+    bits, levels, uniform_bits, mapping, seed = request.bits, request.levels, request.uniform_bits, request.mapping, request.seed
+    budget, keep, keep_bits, include_activation_gemms = (
+        request.budget, request.keep, request.keep_bits, request.include_activation_gemms
+    )
+    activation_bits, gradient_bits = request.activation_bits, request.gradient_bits
+    gradient_quant, weight_granularity = request.gradient_quant, request.weight_granularity
+    sensitivity, model = request.scores, request.model
     if objective is not None:
-        if objective != "min-sensitivity":
-            raise PlanError(f"unknown objective `{objective}`; the one objective is min-sensitivity.")
         if sensitivity is None or budget is None:
             raise PlanError(
                 "--objective min-sensitivity needs --sensitivity sens.json and one budget "
@@ -184,7 +181,9 @@ def make_plan(
         factor, strategy = Factor.S, Strategy.opt
     elif strategy in (Strategy.opt, Strategy.opt.value):
         raise PlanError("strategy opt comes from --objective min-sensitivity; choose U, C+, C- or R.")
-    if sensitivity is not None and sensitivity.fingerprint != profile.fingerprint():
+    if objective is not None and sensitivity.bits is None:
+        raise PlanError("--objective min-sensitivity needs the width the scores were measured at: pass `MeasuredScores(bits=...)`.")
+    if sensitivity is not None and sensitivity.fingerprint not in (None, profile.fingerprint()):
         raise PlanError(
             f"the sensitivity report was measured on another model (`{sensitivity.model}`, fingerprint "
             f"{sensitivity.fingerprint}) than `{profile.model}` ({profile.fingerprint()}); measure this model"
@@ -195,7 +194,6 @@ def make_plan(
             )
         )
     factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
-    mapping = parse_choice(Mapping, mapping, "mapping")
     chosen_levels = resolve_levels(bits, levels)
     uniform = default_uniform_bits(chosen_levels) if uniform_bits is None else uniform_bits
     for name, value in (("uniform_bits", uniform), ("keep_bits", keep_bits)):
@@ -203,12 +201,9 @@ def make_plan(
     for name, value in (("activation_bits", activation_bits), ("gradient_bits", gradient_bits)):
         if value is not None:
             _check_width(name, value)
-    gradient_quant = parse_choice(GradQuant, gradient_quant, "gradient quantizer")
-    weight_granularity = parse_choice(WeightGranularity, weight_granularity, "weight granularity")
-    zero_point = parse_choice(ZeroPoint, zero_point, "zero point")
     precision = Precision(activation_bits, gradient_bits, gradient_quant)
 
-    scores = sensitivity.by_name() if sensitivity is not None else None
+    scores = sensitivity.by_name if sensitivity is not None else None
     units, left_out = collect_units(
         profile, factor, include_activation_gemms=include_activation_gemms, keep=keep, sensitivity=scores
     )
@@ -241,7 +236,7 @@ def make_plan(
             unplanned_macs=sum(layer.macs for layer in left_out),
         )
     bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
-    layers = _layer_plans(profile, units, bits_of, keep_bits)
+    layers = _layer_plans(profile, units, bits_of, keep_bits, precision)
     unplanned_macs = sum(layer.macs for layer in left_out)
     return BitPlan(
         model=model or profile.model,
@@ -263,10 +258,10 @@ def make_plan(
         gradient_bits=gradient_bits,
         gradient_quant=gradient_quant,
         weight_granularity=weight_granularity,
-        zero_point=zero_point,
+        zero_point=request.zero_point,
         total_params=profile.total_params,
         unplanned_macs=unplanned_macs,
-        sensitivity_method=sensitivity.method.value if sensitivity is not None and factor is Factor.S else None,
+        sensitivity_method=sensitivity.method if sensitivity is not None and factor is Factor.S else None,
         sensitivity_bits=sensitivity.bits if sensitivity is not None and factor is Factor.S else None,
         objective=objective,
         objective_value=objective_value,
@@ -282,23 +277,24 @@ def make_plan(
 
 
 def _layer_plans(
-    profile: ModelProfile, units: list[PlanUnit], bits_of: dict[str, int], keep_bits: int
+    profile: ModelProfile, units: list[PlanUnit], bits_of: dict[str, int], keep_bits: int, precision: Precision
 ) -> list[LayerPlan]:
     """One entry per planned GEMM, in the profile's graph order; a unit's GEMMs share its bits."""
-    entries = {
-        layer.name: LayerPlan(
-            name=layer.name,
-            weight=layer.weight,
-            op=layer.op,
-            bits=keep_bits if unit.kept else bits_of[unit.key],
-            factor_value=None if unit.kept else unit.factor_value,
-            params=layer.params,
-            macs=layer.macs,
-            kept=unit.kept,
-        )
-        for unit in units
-        for layer in unit.layers
-    }
+    entries = {}
+    for unit in units:
+        bits = keep_bits if unit.kept else bits_of[unit.key]
+        for layer in unit.layers:
+            entries[layer.name] = LayerPlan(
+                name=layer.name,
+                weight=layer.weight,
+                op=layer.op,
+                bits=bits,
+                factor_value=None if unit.kept else unit.factor_value,
+                params=layer.params,
+                macs=layer.macs,
+                kept=unit.kept,
+                accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+            )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 
 

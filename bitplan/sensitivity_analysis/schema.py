@@ -7,6 +7,7 @@ from enum import Enum
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitplan.choices import SensitivityMethod
+from bitplan.plan.request import MeasuredScores
 
 SENSITIVITY_SCHEMA_VERSION = 1
 
@@ -76,3 +77,10 @@ class SensitivityReport(BaseModel):
     def by_name(self) -> dict[str, float]:
         """GEMM name → sensitivity."""
         return {layer.name: layer.sensitivity for layer in self.layers}
+
+    def scores(self) -> MeasuredScores:
+        """The scores as planning takes them (factor S, ``--objective min-sensitivity``)."""
+        return MeasuredScores(
+            by_name=self.by_name(), bits=self.bits, method=self.method.value, fingerprint=self.fingerprint,
+            model=self.model, model_options=self.model_options,
+        )

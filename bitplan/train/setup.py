@@ -95,7 +95,7 @@ def effective_plan(
     plan = config.plan
     if plan is None and config.factor is not None:
         from bitplan.plan import make_plan
-        from bitplan.profile.trace import profile_model
+        from bitplan.frontends.torch import trace as profile_model
 
         spec = spec_with_options(config.model, options or {})
         profile = profile_model(model, example_inputs, name=spec)
