@@ -34,3 +34,7 @@ class DataError(BitplanError):
 
 class TrainingError(BitplanError):
     """Training that cannot proceed (non-finite loss, unusable checkpoint)."""
+
+
+class ExportError(BitplanError):
+    """A model that cannot be exported: a missing optional dependency, a width the format cannot hold."""

@@ -1,6 +1,6 @@
 """Train a model at a plan's bits: ``apply`` swaps planned layers for quantized twins, ``strip`` undoes it.
 
-``export_quantized`` turns a trained checkpoint into integer codes (``bitplan apply``).
+``bitplan.export`` turns a trained model into files other stacks load.
 """
 
 from bitplan.apply.core import (
@@ -11,6 +11,7 @@ from bitplan.apply.core import (
     quant_state_dict,
     strip,
     verify_plan,
+    weight_channel_dims,
 )
 from bitplan.apply.runtime import ForwardQuant, LayerQuant, QuantRuntime
 
@@ -24,6 +25,7 @@ __all__ = [
     "quant_state_dict",
     "load_quant_state_dict",
     "verify_plan",
+    "weight_channel_dims",
     # settings
     "ForwardQuant",
     "LayerQuant",

@@ -147,6 +147,42 @@ def load_quant_state_dict(model: nn.Module, state: dict) -> None:
             buffers[name].copy_(value)
 
 
+def weight_channel_dims(model: nn.Module, plan: BitPlan) -> dict[str, int | None]:
+    """The dimension ``apply`` gives each planned weight one range per index of (None: one per tensor).
+
+    Export reads it so that stored codes decode to exactly the weights training computed with.
+
+    Raises:
+        PlanError: As ``apply`` (a plan entry the model lacks).
+    """
+    if is_quantized(model):
+        return _applied_channel_dims(model)
+    channel = plan.weight_granularity == "channel"
+    parameters = dict(model.named_parameters())
+    dims: dict[str, int | None] = {}
+    for target in _resolve(model, plan):
+        if target.twin_weights:
+            dim = channel_dim_of(twin_base(target.module))
+            dims.update({fqn: dim if channel else None for fqn, _ in target.twin_weights.values()})
+        dims.update({fqn: 0 if channel and parameters[fqn].dim() >= 2 else None for fqn, _ in target.scoped_weights})
+    return dims
+
+
+def _applied_channel_dims(model: nn.Module) -> dict[str, int | None]:
+    """``weight_channel_dims`` read off the layers of a model ``apply`` has quantized."""
+    dims: dict[str, int | None] = {}
+    for path, module in model.named_modules():
+        prefix = f"{path}." if path else ""
+        if "bitplan_quant" in module.__dict__:
+            layer = module.__dict__["bitplan_quant"]
+            dims.update({prefix + name: layer.channel_dim for name in layer.weight_bits})
+        elif "bitplan_scope" in module.__dict__:
+            scope = module.__dict__["bitplan_scope"]
+            channel = scope.layer.channel_dim is not None
+            dims.update({fqn: 0 if channel and weight.dim() >= 2 else None for fqn, weight, _ in scope.weights.values()})
+    return dims
+
+
 def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -> None:
     """Refuse a plan made for another architecture (fingerprint of GEMM names and weight shapes).
 
@@ -265,6 +301,7 @@ def _settings(plan: BitPlan, runtime: QuantRuntime, kind: ForwardQuant, cls: typ
         channel_dim=channel_dim if plan.weight_granularity == "channel" else None,
         forward_quant=kind,
         runtime=runtime,
+        grid=plan.zero_point,
     )
 
 

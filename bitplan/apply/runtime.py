@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bitplan import quant
-from bitplan.choices import ForwardQuant
+from bitplan.choices import ForwardQuant, ZeroPoint
 
 OBSERVER = "bitplan_observer"
 """Attribute of a quantized layer's input observer (``quant.ActivationObserver``, non-persistent buffers)."""
@@ -84,6 +84,7 @@ class LayerQuant:
         channel_dim: Output-channel dimension of the weight for per-channel ranges, None per tensor.
         forward_quant: Uniform min/max (Banner, CPT) or SAWB (LUQ's 4-bit forward).
         runtime: The model's shared RNG and bit cap.
+        grid: The plan's uniform grid (float or integer zero point) for weights and activations.
     """
 
     original_class: type[nn.Module]
@@ -94,6 +95,7 @@ class LayerQuant:
     channel_dim: int | None
     forward_quant: ForwardQuant
     runtime: QuantRuntime
+    grid: ZeroPoint = ZeroPoint.float
 
     def capped(self, bits: int) -> int:
         """``bits`` lowered to the runtime's cap (cyclic precision), never below 1."""
@@ -109,13 +111,14 @@ class LayerQuant:
         bits = self.capped(bits)
         if self.forward_quant is ForwardQuant.sawb:
             return quant.sawb_ste(tensor, bits)
-        return quant.fake_quant_ste(tensor, bits, channel_dim=self.channel_dim)
+        return quant.fake_quant_ste(tensor, bits, channel_dim=self.channel_dim, grid=self.grid)
 
     def input(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The GEMM input ``x`` (any shape) fake-quantized to the activation bits."""
         if self.activation_bits is None or not x.is_floating_point():
             return x
-        return quantize_activation(x, self.capped(self.activation_bits), getattr(module, OBSERVER), self.forward_quant)
+        bits = self.capped(self.activation_bits)
+        return quantize_activation(x, bits, getattr(module, OBSERVER), self.forward_quant, self.grid)
 
     def output(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` unchanged; its gradient is quantized in the backward pass."""
@@ -136,7 +139,11 @@ def quantize_output_gradient(y: torch.Tensor, layer: LayerQuant) -> torch.Tensor
 
 
 def quantize_activation(
-    x: torch.Tensor, bits: int, observer: quant.ActivationObserver, forward_quant: ForwardQuant
+    x: torch.Tensor,
+    bits: int,
+    observer: quant.ActivationObserver,
+    forward_quant: ForwardQuant,
+    grid: ZeroPoint = ZeroPoint.float,
 ) -> torch.Tensor:
     """Fake-quantize an activation per tensor (round to nearest, STE).
 
@@ -146,4 +153,4 @@ def quantize_activation(
     if forward_quant is ForwardQuant.sawb:
         return quant.sawb_ste(x, bits)
     low, high = observer(x)
-    return quant.fake_quant_ste(x, bits, x_min=low, x_max=high)
+    return quant.fake_quant_ste(x, bits, x_min=low, x_max=high, grid=grid)

@@ -131,7 +131,7 @@ class _ScopeMode(TorchFunctionMode):
             return x
         layer = self.scope.layer
         observer = getattr(self.module, OBSERVERS)[2 * slot.index + operand]
-        return quantize_activation(x, layer.capped(bits), observer, layer.forward_quant)
+        return quantize_activation(x, layer.capped(bits), observer, layer.forward_quant, layer.grid)
 
     def _next(self, kind: str) -> str:
         self.calls[kind] += 1
@@ -257,7 +257,7 @@ def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int | dic
     if layer.forward_quant is ForwardQuant.sawb:
         return quant.sawb_ste(parameter, bits)
     channel_dim = 0 if layer.channel_dim is not None and parameter.dim() >= 2 else None
-    return quant.fake_quant_ste(parameter, bits, channel_dim=channel_dim)
+    return quant.fake_quant_ste(parameter, bits, channel_dim=channel_dim, grid=layer.grid)
 
 
 def scoped_class(cls: type[nn.Module]) -> type[nn.Module]:

@@ -22,7 +22,7 @@ COMMAND_MODULES = [
     "zoo_cmd",
     "study_cmd",
     "plan_cmd", "check_cmd",
-    "train_cmd", "apply_cmd",
+    "train_cmd", "export_cmd",
     "sensitivity_cmd",
     "compare_cmd", "report_cmd",
     "diff_cmd",

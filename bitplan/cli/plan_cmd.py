@@ -12,6 +12,7 @@ from bitplan.cli.options import (
     BUDGET_PANEL,
     OUTPUT_PANEL,
     PLAN_PANEL,
+    QUANT_PANEL,
     SPEC_HELP,
     ActivationBits,
     Batch,
@@ -26,7 +27,7 @@ from bitplan.cli.options import (
     parse_levels_group,
     resolve_format,
 )
-from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy
+from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy, ZeroPoint
 
 
 LAYERS_PANEL = "Layers kept or added"
@@ -109,6 +110,10 @@ def plan(
     gradient_bits: GradientBits = None,
     gradient_quant: GradientQuant = None,
     weight_granularity: WeightGranularity_ = None,
+    zero_point: Annotated[
+        ZeroPoint | None,
+        typer.Option("--zero-point", help="Quantizer grid: float (range minimum) or integer (torchao, ONNX, vLLM).", rich_help_panel=QUANT_PANEL),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the plan here (with --grid: a folder for all plans).", rich_help_panel=OUTPUT_PANEL),
@@ -150,6 +155,7 @@ def plan(
         gradient_bits=gradient_bits,
         gradient_quant=gradient_quant,
         weight_granularity=weight_granularity,
+        zero_point=zero_point,
         input_shape=input_shape,
         batch=batch,
         scores=report.scores() if report is not None else None,

@@ -132,6 +132,8 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
         gradient_bits: Plan-wide gradient bits for training (None = fp32).
         gradient_quant: sr, luq or none.
         weight_granularity: channel or tensor.
+        zero_point: The quantizers' grid: ``float`` (zero point = range minimum) or ``integer``
+            (range widened to include 0; the grid torchao, ONNX QDQ and compressed-tensors use).
         preset: ``dpc`` = C- on capacity (``capacity`` picks params, macs or accumulation).
         capacity: DPC's capacity measure.
         model: The model spec to record (default ``profile.model``).
@@ -256,6 +258,7 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
         gradient_bits=gradient_bits,
         gradient_quant=gradient_quant,
         weight_granularity=weight_granularity,
+        zero_point=request.zero_point,
         total_params=profile.total_params,
         unplanned_macs=unplanned_macs,
         sensitivity_method=sensitivity.method if sensitivity is not None and factor is Factor.S else None,

@@ -21,6 +21,7 @@ from bitplan.choices import (
     DEFAULT_KEEP_BITS,
     DEFAULT_MAPPING,
     DEFAULT_WEIGHT_GRANULARITY,
+    DEFAULT_ZERO_POINT,
     CapacityMeasure,
     Factor,
     GradQuant,
@@ -29,6 +30,7 @@ from bitplan.choices import (
     Preset,
     Strategy,
     WeightGranularity,
+    ZeroPoint,
 )
 from bitplan.errors import PlanError
 from bitplan.plan.schema import Budget
@@ -79,6 +81,7 @@ class PlanRequest(BaseModel):
     gradient_bits: int | None = Field(default=DEFAULT_GRADIENT_BITS, description="None = full precision.")
     gradient_quant: GradQuant = DEFAULT_GRADIENT_QUANT
     weight_granularity: WeightGranularity = DEFAULT_WEIGHT_GRANULARITY
+    zero_point: ZeroPoint = Field(default=DEFAULT_ZERO_POINT, description="Quantizer grid: float or integer zero point.")
     preset: Preset | None = None
     capacity: CapacityMeasure = DEFAULT_CAPACITY
     objective: Objective | None = None

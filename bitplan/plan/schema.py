@@ -6,7 +6,7 @@ by training (``bitplan train``). Definitions of every field and estimate are in 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from bitplan.choices import (
     DEFAULT_ACTIVATION_BITS,
@@ -15,6 +15,7 @@ from bitplan.choices import (
     DEFAULT_KEEP_BITS,
     DEFAULT_MAPPING,
     DEFAULT_WEIGHT_GRANULARITY,
+    DEFAULT_ZERO_POINT,
     FULL_PRECISION_BITS,
     BudgetKind,
     CapacityMeasure,
@@ -25,6 +26,7 @@ from bitplan.choices import (
     Preset,
     Strategy,
     WeightGranularity,
+    ZeroPoint,
 )
 from bitplan.profile.schema import GemmOp
 
@@ -133,6 +135,11 @@ class BitPlan(BaseModel):
     gradient_bits: int | None = Field(default=DEFAULT_GRADIENT_BITS, ge=1, le=NOT_QUANTIZED_BITS)
     gradient_quant: GradQuant = DEFAULT_GRADIENT_QUANT
     weight_granularity: WeightGranularity = DEFAULT_WEIGHT_GRANULARITY
+    zero_point: ZeroPoint = Field(
+        default=DEFAULT_ZERO_POINT,
+        description="Grid of every weight and activation quantizer: float (zero point = range minimum) or "
+        "integer (range widened to include 0, integer zero point; docs/quantizers.md).",
+    )
     total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
     unplanned_macs: int = Field(default=0, ge=0, description="MACs of GEMMs the plan leaves out (run at 32×32).")
     sensitivity_method: str | None = Field(default=None, description="Method of the sensitivity report (factor S).")
@@ -163,6 +170,15 @@ class BitPlan(BaseModel):
                     f"weight `{layer.weight}` is shared by several GEMMs with different bits; a weight has one width"
                 )
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_grid(self, handler: SerializerFunctionWrapHandler) -> dict:
+        """Leave ``zero_point`` out when it is the default float grid: plan files made before the
+        field existed stay byte for byte what a fresh plan writes."""
+        data = handler(self)
+        if self.zero_point is ZeroPoint.float:
+            data.pop("zero_point", None)
+        return data
 
     def bits_by_weight(self) -> dict[str, int]:
         """Weight FQN -> bits, for every planned weight (a shared weight appears once)."""

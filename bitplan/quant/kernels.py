@@ -288,3 +288,25 @@ def luq_levels(x: Tensor, alpha: Tensor, seeds: Tensor) -> Tensor:
         lower.masked_fill_(magnitude >= level, level)
     q = _round_stochastic_(magnitude.div_(lower), seeds)
     return q.mul_(lower).copysign_(x).to(x.dtype)
+
+
+# --- integer-zero-point grid (uniform.py's ``grid="integer"``) --------------------------------
+
+
+def integer_codes(x: Tensor, inverse: Tensor, zero_point: Tensor, qmax: Tensor) -> Tensor:
+    """q = clamp(round(x·inverse) + zero_point, 0, qmax), inverse = 1/scale, as floats of the compute dtype."""
+    q = torch.mul(x.to(inverse.dtype), inverse)
+    return q.round_().add_(zero_point).clamp_(min=0).clamp_(max=qmax)
+
+
+def integer_nearest(x: Tensor, scale: Tensor, inverse: Tensor, zero_point: Tensor, qmax: Tensor) -> Tensor:
+    """Integer-grid fake quantization, round to nearest: (q − zero_point)·scale."""
+    return integer_codes(x, inverse, zero_point, qmax).sub_(zero_point).mul_(scale).to(x.dtype)
+
+
+def integer_stochastic(
+    x: Tensor, scale: Tensor, inverse: Tensor, zero_point: Tensor, qmax: Tensor, seeds: Tensor
+) -> Tensor:
+    """Integer-grid fake quantization with stochastic rounding of x·inverse."""
+    q = _round_stochastic_(torch.mul(x.to(inverse.dtype), inverse), seeds)
+    return q.add_(zero_point).clamp_(min=0).clamp_(max=qmax).sub_(zero_point).mul_(scale).to(x.dtype)

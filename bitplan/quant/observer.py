@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bitplan.choices import ZeroPoint
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits
 from bitplan.quant.uniform import fake_quant_ste
 
@@ -77,6 +78,7 @@ class ActivationQuantizer(nn.Module):
         bits: Activation width, 1–32.
         momentum: Running-average momentum of the observer.
         persistent: Whether the observer's buffers belong to ``state_dict``.
+        grid: ``float`` or ``integer`` zero point (``uniform_quantize``'s ``grid``).
 
     Example:
         >>> quantizer = ActivationQuantizer(2)
@@ -84,9 +86,12 @@ class ActivationQuantizer(nn.Module):
         tensor([0., 0., 3.])
     """
 
-    def __init__(self, bits: int = 8, momentum: float = RUNNING_MOMENTUM, *, persistent: bool = True) -> None:
+    def __init__(
+        self, bits: int = 8, momentum: float = RUNNING_MOMENTUM, *, persistent: bool = True, grid: ZeroPoint | str = ZeroPoint.float
+    ) -> None:
         super().__init__()
         self.bits = check_bits(bits)
+        self.grid = ZeroPoint(grid)
         self.observer = ActivationObserver(momentum, persistent=persistent)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -95,7 +100,7 @@ class ActivationQuantizer(nn.Module):
         if bits == FULL_PRECISION_BITS:
             return x
         low, high = self.observer(x)
-        return fake_quant_ste(x, bits, x_min=low, x_max=high)
+        return fake_quant_ste(x, bits, x_min=low, x_max=high, grid=self.grid)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}"

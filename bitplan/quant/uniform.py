@@ -8,7 +8,15 @@ With b bits and a range [min, max] (of the tensor, of each channel, or given):
     x̂     = q·scale + min
 
 The zero point is min itself (a float, not rounded to an integer), so min is always exactly
-representable. Stochastic rounding goes up with probability frac(v): the same law as METHODS.md's
+representable. With ``grid="integer"`` (the integer-zero-point grid of torchao, ONNX QDQ and
+compressed-tensors) the range is first widened to include 0, min' = min(min, 0), max' = max(max, 0):
+
+    scale = max((max' − min')/(2^b − 1), 1e−8)
+    zp    = clamp(round(−min'/scale), 0, 2^b − 1)
+    q     = clamp(round(x·(1/scale)) + zp, 0, 2^b − 1)
+    x̂     = (q − zp)·scale
+
+(multiplying by the reciprocal, as torchao does, so both agree bit for bit; docs/quantizers.md). Stochastic rounding goes up with probability frac(v): the same law as METHODS.md's
 round(v + u), u ~ U(−½, ½), and unbiased, E[q] = v. Arithmetic is in float32 (float64 for float64
 inputs); the result has the input's dtype. 32 bits means full precision: the input is returned.
 """
@@ -22,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from bitplan.choices import ZeroPoint
 from bitplan.quant import kernels
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 
@@ -39,6 +48,7 @@ class _Affine:
     low: Tensor  # [] or [1, C, 1], compute dtype
     scale: Tensor  # like low
     qmax: Tensor  # [], compute dtype
+    zero_point: Tensor | None = None  # integer grid only: the zero point's code, like low
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -63,6 +73,7 @@ def uniform_quantize(
     x_min: Bound = None,
     x_max: Bound = None,
     samples: int = 1,
+    grid: ZeroPoint | str = ZeroPoint.float,
 ) -> Tensor:
     """Fake-quantize ``x`` to ``bits`` with the GEMMLOWP affine quantizer (dequantized values).
 
@@ -80,6 +91,8 @@ def uniform_quantize(
             with ``channel_dim`` a tensor of one value per channel.
         x_max: Upper end of the range, like ``x_min``.
         samples: With ``stochastic``, average this many independent roundings (SMP).
+        grid: ``float`` (zero point = the range minimum) or ``integer`` (range widened to
+            include 0, integer zero point; see the module docstring).
 
     Returns:
         Tensor with ``x``'s shape and dtype holding at most 2^bits distinct values per range.
@@ -99,16 +112,27 @@ def uniform_quantize(
     if x.numel() == 0:
         return x.clone()
     with torch.no_grad():
-        p = _affine(x, bits, channel_dim, x_min, x_max)
-        if stochastic:
-            seeds = kernels.draw_seeds(samples, generator, x.device)
+        p = _affine(x, bits, channel_dim, x_min, x_max, grid)
+        seeds = kernels.draw_seeds(samples, generator, x.device) if stochastic else None
+        if p.zero_point is not None:
+            out = _integer_grid(p, seeds)
+        elif stochastic:
             out = kernels.run(kernels.affine_stochastic, p.view, p.low, p.scale, p.qmax, seeds)
         else:
             out = kernels.run(kernels.affine_nearest, p.view, p.low, p.scale, p.qmax)
     return out.view(x.shape)
 
 
-def uniform_codes(x: Tensor, bits: int, *, channel_dim: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def _integer_grid(p: _Affine, seeds: Tensor | None) -> Tensor:
+    inverse = torch.reciprocal(p.scale)
+    if seeds is None:
+        return kernels.run(kernels.integer_nearest, p.view, p.scale, inverse, p.zero_point, p.qmax)
+    return kernels.run(kernels.integer_stochastic, p.view, p.scale, inverse, p.zero_point, p.qmax, seeds)
+
+
+def uniform_codes(
+    x: Tensor, bits: int, *, channel_dim: int | None = None, grid: ZeroPoint | str = ZeroPoint.float
+) -> tuple[Tensor, Tensor, Tensor]:
     """Integer codes of ``x`` (round to nearest) with the scale and zero point that decode them.
 
     ``dequantize_codes(*uniform_codes(x, b))`` equals ``uniform_quantize(x, b)`` bit for bit
@@ -118,12 +142,14 @@ def uniform_codes(x: Tensor, bits: int, *, channel_dim: int | None = None) -> tu
         x: Floating-point tensor.
         bits: 1–31 (codes must fit an integer type).
         channel_dim: As in ``uniform_quantize``.
+        grid: As in ``uniform_quantize``; decode with the same ``grid`` in ``dequantize_codes``.
 
     Returns:
         ``(codes, scale, zero_point)``: codes shaped like ``x`` in the smallest integer type that
         holds 0..2^bits−1 (uint8 up to 8 bits, int16 up to 15, else int32); scale and zero point
-        (= the range minimum) in float32 (float64 for float64 ``x``), shaped to broadcast against
-        ``x``: ``[]`` per tensor, ``[1, .., C, .., 1]`` per channel.
+        (the range minimum on the float grid, the zero point's code on the integer grid) in
+        float32 (float64 for float64 ``x``), shaped to broadcast against ``x``: ``[]`` per tensor,
+        ``[1, .., C, .., 1]`` per channel.
 
     Raises:
         ValueError: As ``uniform_quantize``, or ``bits`` = 32.
@@ -143,22 +169,32 @@ def uniform_codes(x: Tensor, bits: int, *, channel_dim: int | None = None) -> tu
         scale = torch.full(broadcast, SCALE_FLOOR, dtype=dtype, device=x.device)
         return torch.empty(x.shape, dtype=code_dtype, device=x.device), scale, torch.zeros_like(scale)
     with torch.no_grad():
-        p = _affine(x, bits, channel_dim, None, None)
-        codes = kernels.run(kernels.affine_codes, p.view, p.low, p.scale, p.qmax)
-    return codes.to(code_dtype).view(x.shape), p.scale.reshape(broadcast), p.low.reshape(broadcast)
+        p = _affine(x, bits, channel_dim, None, None, grid)
+        if p.zero_point is None:
+            codes = kernels.run(kernels.affine_codes, p.view, p.low, p.scale, p.qmax)
+            zero_point = p.low
+        else:
+            inverse = torch.reciprocal(p.scale)
+            codes = kernels.run(kernels.integer_codes, p.view, inverse, p.zero_point, p.qmax)
+            zero_point = p.zero_point
+    return codes.to(code_dtype).view(x.shape), p.scale.reshape(broadcast), zero_point.reshape(broadcast)
 
 
-def dequantize_codes(codes: Tensor, scale: Tensor, zero_point: Tensor) -> Tensor:
-    """Decode integer codes: codes·scale + zero_point (the GEMMLOWP dequantization).
+def dequantize_codes(codes: Tensor, scale: Tensor, zero_point: Tensor, *, grid: ZeroPoint | str = ZeroPoint.float) -> Tensor:
+    """Decode integer codes: codes·scale + zero_point (float grid) or (codes − zero_point)·scale (integer grid).
 
     Args:
         codes: Integer tensor from ``uniform_codes``.
         scale: Scale broadcastable against ``codes``.
-        zero_point: Range minimum, broadcastable against ``codes``.
+        zero_point: Range minimum (float grid) or zero point code (integer grid), broadcastable
+            against ``codes``.
+        grid: The grid ``uniform_codes`` used.
 
     Returns:
         Float tensor (``scale``'s dtype) shaped like ``codes``.
     """
+    if ZeroPoint(grid) is ZeroPoint.integer:
+        return codes.to(scale.dtype).sub_(zero_point).mul_(scale)
     return codes.to(scale.dtype).mul_(scale).add_(zero_point)
 
 
@@ -176,6 +212,7 @@ class _FakeQuantSTE(torch.autograd.Function):
         x_min: Bound,
         x_max: Bound,
         samples: int,
+        grid: ZeroPoint,
     ) -> Tensor:
         return uniform_quantize(
             x,
@@ -186,11 +223,12 @@ class _FakeQuantSTE(torch.autograd.Function):
             x_min=x_min,
             x_max=x_max,
             samples=samples,
+            grid=grid,
         )
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None
 
 
 def fake_quant_ste(
@@ -203,6 +241,7 @@ def fake_quant_ste(
     x_min: Bound = None,
     x_max: Bound = None,
     samples: int = 1,
+    grid: ZeroPoint | str = ZeroPoint.float,
 ) -> Tensor:
     """``uniform_quantize`` with a straight-through gradient: dL/dx = dL/dx̂, unchanged.
 
@@ -220,13 +259,15 @@ def fake_quant_ste(
         return x
     x_min = x_min.detach() if isinstance(x_min, Tensor) else x_min
     x_max = x_max.detach() if isinstance(x_max, Tensor) else x_max
-    return _FakeQuantSTE.apply(x, bits, channel_dim, stochastic, generator, x_min, x_max, samples)
+    return _FakeQuantSTE.apply(x, bits, channel_dim, stochastic, generator, x_min, x_max, samples, ZeroPoint(grid))
 
 
 # --- parameters ----------------------------------------------------------------------------
 
 
-def _affine(x: Tensor, bits: int, channel_dim: int | None, x_min: Bound, x_max: Bound) -> _Affine:
+def _affine(
+    x: Tensor, bits: int, channel_dim: int | None, x_min: Bound, x_max: Bound, grid: ZeroPoint | str = ZeroPoint.float
+) -> _Affine:
     dtype = compute_dtype(x)
     if channel_dim is None:
         view = x.reshape(-1) if x.is_contiguous() else x  # 1-D: one compiled graph for every shape
@@ -240,8 +281,12 @@ def _affine(x: Tensor, bits: int, channel_dim: int | None, x_min: Bound, x_max: 
     low = _bound(low, dtype, x.device, channels, "x_min")
     high = _bound(high, dtype, x.device, channels, "x_max")
     qmax = torch.full((), 2**bits - 1, dtype=dtype, device=x.device)
+    if ZeroPoint(grid) is ZeroPoint.float:
+        return _Affine(view, low, (high - low).div_(qmax).clamp_min_(SCALE_FLOOR), qmax)
+    low, high = low.clamp_max(0), high.clamp_min(0)  # the range widened to include 0
     scale = (high - low).div_(qmax).clamp_min_(SCALE_FLOOR)
-    return _Affine(view, low, scale, qmax)
+    zero_point = torch.div(low.neg(), scale).round_().clamp_(min=0).clamp_(max=qmax)
+    return _Affine(view, low, scale, qmax, zero_point)
 
 
 def _tensor_range(view: Tensor, x_min: Bound, x_max: Bound) -> tuple[Bound, Bound]:

@@ -1,0 +1,112 @@
+"""A planned model as a compressed-tensors checkpoint (what vLLM and Hugging Face ``transformers`` load).
+
+``out_dir`` gets ``model.safetensors`` and ``config.json`` whose ``quantization_config`` has one
+config group per bit width: ``targets`` are the layer names, weights ``int``, asymmetric
+(``symmetric: false``), ``strategy`` ``channel`` (or ``tensor``), format ``pack-quantized``.
+Each planned ``nn.Linear`` of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
+code − 2^(B−1), densely packed into int32 by compressed-tensors' own ``pack_to_int32``),
+``weight_scale`` [out, 1], ``weight_zero_point`` (zero point − 2^(B−1), packed along the output
+dimension) and ``weight_shape``. Dequantizing, (q − zp)·scale, gives bitplan's integer-grid
+weights exactly. Other layers (convolutions, widths above 8 bits) stay in float with a warning;
+activations are not quantized in this format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bitplan.choices import WeightGranularity
+from bitplan.export.outputs import atomic_directory
+from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes, unique_state
+from bitplan.plan import BitPlan
+
+PACKED_BITS = list(range(1, 9))
+"""Widths compressed-tensors' pack-quantized format holds."""
+FORMAT = "pack-quantized"
+TARGET = "compressed-tensors"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.PathLike, *, strict: bool = False) -> Path:
+    """Write ``out_dir`` (safetensors + ``config.json``) in compressed-tensors' pack-quantized format.
+
+    Args:
+        model: The model with its trained weights (plain or quantized by ``bitplan.apply``).
+        plan: The plan (``zero_point="integer"`` makes it exact).
+        out_dir: A directory to create (written to a temporary sibling, then renamed).
+        strict: Refuse instead of warning when a planned layer cannot be stored.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ExportError: compressed-tensors is missing, ``out_dir`` is not empty, or ``strict`` and
+            the plan does not fit.
+
+    Example:
+        >>> to_compressed_tensors(model, plan, "/tmp/model-ct")  # doctest: +SKIP
+    """
+    require("compressed_tensors")
+    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
+    from safetensors.torch import save_file
+
+    linear, others = linear_layers(plan, model)
+    wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
+    leave_out(others, "these layers (its pack-quantized format stores nn.Linear weights)", TARGET, strict=strict)
+    leave_out(wide, "widths above 8 bits", TARGET, strict=strict)
+    if plan.activation_bits is not None:
+        leave_out(["activations"], f"{plan.activation_bits}-bit activations here (weights only)", TARGET, strict=strict)
+    stored = {f"{module}.weight" for module in linear if module not in wide}
+    weights = [weight for weight in planned_weights(model, plan) if weight.fqn in stored]
+    codes = target_codes(weights, plan, TARGET)
+    channel = plan.weight_granularity is WeightGranularity.channel
+    unique, _ = unique_state(model)  # a tied tensor once (the config's consumer re-ties it, e.g. tie_word_embeddings)
+    state = {key: tensor.cpu().contiguous() for key, tensor in unique.items() if key not in stored}
+    groups: dict[int, list[str]] = {}
+    for weight in weights:
+        module, offset = weight.fqn.removesuffix(".weight"), 2 ** (weight.bits - 1)
+        code = codes[weight.fqn]
+        signed = (code.codes.to(torch.int16) - offset).to(torch.int8)  # [out, in]
+        zero_point = (code.zero_point.to(torch.int16) - offset).to(torch.int8)
+        state[f"{module}.weight_packed"] = pack_to_int32(signed, weight.bits)
+        state[f"{module}.weight_shape"] = torch.tensor(list(weight.tensor.shape))
+        if channel:
+            state[f"{module}.weight_scale"] = code.scale.float().reshape(-1, 1).contiguous()
+            state[f"{module}.weight_zero_point"] = pack_to_int32(zero_point.reshape(-1, 1), weight.bits, packed_dim=0)
+        else:
+            state[f"{module}.weight_scale"] = code.scale.float().reshape(1)
+            state[f"{module}.weight_zero_point"] = zero_point.reshape(1)
+        groups.setdefault(weight.bits, []).append(module)
+    config = {"quantization_config": quantization_config(groups, channel), "bitplan": {"model": plan.model, "plan_fingerprint": plan.fingerprint}}
+    with atomic_directory(out_dir) as directory:
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(out_dir)
+
+
+def quantization_config(groups: dict[int, list[str]], channel: bool) -> dict:
+    """The ``quantization_config`` dict: one config group per width, targets = module names."""
+    config_groups = {
+        f"group_{index}": {
+            "targets": modules,
+            "weights": {"num_bits": bits, "type": "int", "symmetric": False, "strategy": "channel" if channel else "tensor",
+                        "dynamic": False},
+            "input_activations": None,
+            "output_activations": None,
+            "format": FORMAT,
+        }
+        for index, (bits, modules) in enumerate(sorted(groups.items()))
+    }
+    return {
+        "quant_method": "compressed-tensors",
+        "format": FORMAT,
+        "quantization_status": "compressed",
+        "config_groups": config_groups,
+        "ignore": [],
+    }

@@ -1,0 +1,240 @@
+"""A planned model as ONNX with QuantizeLinear/DequantizeLinear (QDQ) nodes, for ONNX Runtime and TensorRT.
+
+The float model is exported with ``torch.onnx.export`` (initializers named by state_dict key), then
+each planned weight's initializer is replaced by its integer codes and a ``DequantizeLinear``
+(``y = (q − zero_point)·scale``, per output channel along ``axis`` or per tensor): UINT4 codes for
+widths up to 4 (opset 21), UINT8 up to 8, UINT16 up to 16. A b-bit code in a wider container keeps
+its values 0…2^b − 1, so the weights are exact on the integer grid. Where the plan has activation
+bits, the input of every planned layer gets ``Clip → QuantizeLinear → DequantizeLinear`` with the
+range bitplan's observer holds in eval; the Clip to [(0 − zp)·scale, (2^a − 1 − zp)·scale] keeps
+a-bit codes inside an 8- or 16-bit container.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from bitplan.apply import apply, is_quantized, strip
+from bitplan.apply.runtime import OBSERVER
+from bitplan.atomic import atomic_write_bytes
+from bitplan.errors import ExportError
+from bitplan.export.weights import ExportWarning, leave_out, planned_weights, require, target_codes
+from bitplan.plan import BitPlan
+from bitplan.quant import SCALE_FLOOR
+
+OPSET = 21
+"""First opset whose QuantizeLinear/DequantizeLinear take INT4/UINT4."""
+EXPORT_OPSET = 20
+"""The TorchScript exporter's newest opset; ops it emits are unchanged at 21."""
+ONNX_BITS = [4, 8, 16]
+"""Code containers: UINT4, UINT8, UINT16."""
+GEMM_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+PASS_THROUGH = {"Transpose", "Identity", "Cast"}
+TARGET = "ONNX"
+
+
+def to_onnx(
+    model: nn.Module,
+    plan: BitPlan,
+    path: str | os.PathLike,
+    example_inputs: tuple | None = None,
+    *,
+    strict: bool = False,
+) -> Path:
+    """Write ``model`` as an ONNX QDQ model at the plan's bits (atomically).
+
+    Args:
+        model: The model, plain or quantized by ``bitplan.apply`` (its observers give the
+            activation ranges; a plain model's are measured on ``example_inputs``, with a warning).
+        plan: The plan (``zero_point="integer"`` makes the export exact).
+        path: The ``.onnx`` file to write.
+        example_inputs: Inputs of one forward call (default: the plan's model spec's); the first
+            dimension of each is exported as a dynamic batch.
+        strict: Refuse instead of warning when a width or a layer cannot be kept.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ExportError: onnx is missing, the model cannot be exported, or ``strict`` and the plan does not fit.
+
+    Example:
+        >>> to_onnx(model, plan, "/tmp/model.onnx")  # doctest: +SKIP
+    """
+    onnx = require("onnx")
+    inputs = tuple(example_inputs) if example_inputs is not None else _plan_inputs(plan)
+    ranges = _activation_ranges(model, plan, inputs) if plan.activation_bits is not None else {}
+    plain = strip(copy.deepcopy(model)) if is_quantized(model) else model
+    weights = planned_weights(plain, plan)
+    codes = target_codes(weights, plan, TARGET)
+    graph_model = _export_float(plain.eval(), inputs, onnx)
+    graph = graph_model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    missing = [weight.fqn for weight in weights if weight.fqn not in initializers]
+    leave_out(missing, "weights the exporter folded or renamed", TARGET, strict=strict)
+    too_wide = [weight.fqn for weight in weights if _container(weight.bits) is None]
+    leave_out(too_wide, f"weights wider than {ONNX_BITS[-1]} bits", TARGET, strict=strict)
+    for weight in weights:
+        if weight.fqn in initializers and weight.fqn not in too_wide:
+            container = _container(weight.bits)
+            _dequantize_weight(graph, initializers[weight.fqn], codes[weight.fqn], container, weight.channel_dim, onnx)
+    if ranges:
+        _quantize_activations(graph, ranges, plan.activation_bits, onnx, strict=strict)
+    for opset in graph_model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = OPSET
+    onnx.checker.check_model(graph_model)
+    atomic_write_bytes(path, graph_model.SerializeToString())
+    return Path(path)
+
+
+def _container(bits: int) -> int | None:
+    """The narrowest code container holding ``bits``-bit codes exactly (None: wider than 16 bits)."""
+    return next((container for container in ONNX_BITS if container >= bits), None)
+
+
+def _plan_inputs(plan: BitPlan) -> tuple:
+    from bitplan.spec import load_model
+
+    meta = load_model(plan.model, device="meta").example_inputs
+    return tuple(torch.zeros(t.shape, dtype=t.dtype) if isinstance(t, Tensor) else t for t in meta)
+
+
+def _export_float(model: nn.Module, inputs: tuple, onnx):
+    names = [f"input_{i}" for i in range(len(inputs))]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        try:
+            torch.onnx.export(
+                model, inputs, buffer, dynamo=False, do_constant_folding=False, opset_version=EXPORT_OPSET,
+                input_names=names, output_names=["output_0"],
+                dynamic_axes={**{name: {0: "batch"} for name in names}, "output_0": {0: "batch"}},
+            )
+        except Exception as error:  # the exporter raises many types for unsupported code
+            raise ExportError(
+                f"torch.onnx.export cannot export this model ({type(error).__name__}: {str(error).splitlines()[0]}); "
+                "export another format (packed, torchao, compressed-tensors)"
+            ) from None
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _activation_ranges(model: nn.Module, plan: BitPlan, inputs: tuple) -> dict[str, tuple[float, float]]:
+    """Weight FQN -> (low, high) of its layer's input range in eval, for layers with their own observer."""
+    quantized = model
+    if not is_quantized(model):
+        warnings.warn(
+            f"{TARGET}: the model has no trained activation ranges; measured them on one forward pass of the "
+            "example inputs (export from a training checkpoint to use the trained ranges)",
+            ExportWarning,
+            stacklevel=3,
+        )
+        quantized = apply(copy.deepcopy(model), plan, inputs, verify=False).train()
+        with torch.no_grad():
+            quantized(*inputs)
+    ranges = {}
+    for path, module in quantized.named_modules():
+        layer = module.__dict__.get("bitplan_quant")
+        observer = getattr(module, OBSERVER, None)
+        if layer is None or observer is None or int(observer.num_batches) == 0:
+            continue  # not a twin layer, or never saw a training batch (eval would use each batch's range)
+        for name in layer.weight_bits:
+            ranges[f"{path}.{name}" if path else name] = (observer.running_min.clone(), observer.running_max.clone())
+    return ranges
+
+
+def _integer_grid(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """scale and zero point of bitplan's integer grid for the range [low, high] (uniform._affine's arithmetic)."""
+    qmax = torch.full((), 2**bits - 1, dtype=torch.float32)
+    low, high = low.float().clamp_max(0), high.float().clamp_min(0)
+    scale = (high - low).div_(qmax).clamp_min_(SCALE_FLOOR)
+    zero_point = torch.div(low.neg(), scale).round_().clamp_(min=0).clamp_(max=qmax)
+    return scale, zero_point
+
+
+def _dequantize_weight(graph, initializer, codes, container: int, channel_dim: int | None, onnx) -> None:
+    from onnx import helper, numpy_helper
+
+    name = initializer.name
+    data_type = {4: onnx.TensorProto.UINT4, 8: onnx.TensorProto.UINT8, 16: onnx.TensorProto.UINT16}[container]
+    numpy_type = {4: "uint8", 8: "uint8", 16: "uint16"}[container]
+    values = codes.codes.to(torch.int32).numpy().astype(numpy_type)
+    zero_point = codes.zero_point.to(torch.int32).numpy().astype(numpy_type)
+    graph.initializer.remove(initializer)
+    graph.initializer.extend([
+        helper.make_tensor(f"{name}_quantized", data_type, values.shape, values.flatten().tolist()),
+        numpy_helper.from_array(codes.scale.float().numpy(), f"{name}_scale"),
+        helper.make_tensor(f"{name}_zero_point", data_type, zero_point.shape, zero_point.flatten().tolist()),
+    ])
+    attributes = {"axis": channel_dim} if channel_dim is not None else {}
+    node = helper.make_node(
+        "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"], [name],
+        name=f"{name}_DequantizeLinear", **attributes,
+    )
+    graph.node.insert(0, node)
+
+
+def _quantize_activations(graph, ranges: dict, bits: int, onnx, *, strict: bool) -> None:
+    from onnx import helper, numpy_helper
+
+    container = max(8, _container(bits) or 0)  # activations in UINT8 or UINT16
+    if container > ONNX_BITS[-1] or bits > ONNX_BITS[-1]:
+        leave_out(list(ranges), f"{bits}-bit activations (inputs of these layers)", TARGET, strict=strict)
+        return
+    data_type = onnx.TensorProto.UINT8 if container == 8 else onnx.TensorProto.UINT16
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for value in node.input:
+            consumers.setdefault(value, []).append(node)
+    unmatched = []
+    for fqn, (low, high) in ranges.items():
+        gemm = _gemm_of(fqn, consumers)
+        if gemm is None:
+            unmatched.append(fqn)
+            continue
+        scale, zero_point = _integer_grid(low, high, bits)
+        prefix = f"{fqn}_input"
+        lowest = (-zero_point * scale).reshape(())
+        highest = ((2**bits - 1 - zero_point) * scale).reshape(())
+        graph.initializer.extend([
+            numpy_helper.from_array(scale.reshape(()).numpy(), f"{prefix}_scale"),
+            helper.make_tensor(f"{prefix}_zero_point", data_type, [], [int(zero_point)]),
+            numpy_helper.from_array(lowest.numpy(), f"{prefix}_min"),
+            numpy_helper.from_array(highest.numpy(), f"{prefix}_max"),
+        ])
+        source = gemm.input[0]
+        nodes = [
+            helper.make_node("Clip", [source, f"{prefix}_min", f"{prefix}_max"], [f"{prefix}_clipped"], name=f"{prefix}_Clip"),
+            helper.make_node("QuantizeLinear", [f"{prefix}_clipped", f"{prefix}_scale", f"{prefix}_zero_point"],
+                             [f"{prefix}_quantized"], name=f"{prefix}_QuantizeLinear"),
+            helper.make_node("DequantizeLinear", [f"{prefix}_quantized", f"{prefix}_scale", f"{prefix}_zero_point"],
+                             [f"{prefix}_dequantized"], name=f"{prefix}_DequantizeLinear"),
+        ]
+        gemm.input[0] = f"{prefix}_dequantized"
+        position = list(graph.node).index(gemm)
+        for offset, node in enumerate(nodes):
+            graph.node.insert(position + offset, node)
+    leave_out(unmatched, "the inputs of these layers (no Conv/Gemm/MatMul reads their weight)", TARGET, strict=strict)
+
+
+def _gemm_of(weight: str, consumers: dict[str, list]):
+    """The Conv/Gemm/MatMul node reading ``weight`` (through Transpose/Identity/Cast), None if not exactly one."""
+    value = weight
+    for _ in range(4):
+        nodes = consumers.get(value, [])
+        if len(nodes) != 1:
+            return None
+        node = nodes[0]
+        if node.op_type in GEMM_OPS:
+            return node if list(node.input).index(value) == 1 else None
+        if node.op_type not in PASS_THROUGH:
+            return None
+        value = node.output[0]
+    return None

@@ -1,0 +1,206 @@
+"""What every exporter shares: the planned weights of a model, their codes on a grid, and the rules for
+widths and grids a format cannot hold.
+
+A plan's weights are quantized exactly as ``bitplan.apply`` fake-quantizes them (same bits, same
+channel dimension, same grid), so stored codes decode to the weights training computed with. A
+format with the integer-zero-point grid gets a float-grid plan's weights on the integer grid at the
+same bits, with a warning that states the largest change.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+
+from torch import Tensor, nn
+
+from bitplan import quant
+from bitplan.apply import weight_channel_dims
+from bitplan.choices import FULL_PRECISION_BITS, ZeroPoint
+from bitplan.errors import ExportError, PlanError
+from bitplan.plan import BitPlan
+from bitplan.profile.schema import GemmOp
+
+EXTRAS = {"torchao": "torchao", "compressed_tensors": "compressed-tensors", "onnxruntime": "onnx"}
+"""Importable module -> the bitplan extra that installs it."""
+
+
+class ExportWarning(UserWarning):
+    """Something an export changed to fit the target format (a width widened, a grid moved, a layer left out)."""
+
+
+@dataclass(frozen=True)
+class PlannedWeight:
+    """One planned weight as stored: its name, bits, the dimension with one range per index, and the tensor."""
+
+    fqn: str
+    bits: int
+    channel_dim: int | None
+    tensor: Tensor
+
+
+@dataclass(frozen=True)
+class Codes:
+    """Integer codes of one weight with the scale and zero point that decode them (``quant.uniform_codes``)."""
+
+    codes: Tensor  # like the weight, integer dtype
+    scale: Tensor  # [C] per channel, [] per tensor; float32
+    zero_point: Tensor  # like scale: range minimum (float grid) or zero point code (integer grid)
+    grid: ZeroPoint
+
+    def dequantize(self, like: PlannedWeight) -> Tensor:
+        """The weight these codes stand for, in the weight's dtype and shape."""
+        shape = _broadcast(like)
+        return quant.dequantize_codes(
+            self.codes, self.scale.reshape(shape), self.zero_point.reshape(shape), grid=self.grid
+        ).to(like.tensor.dtype)
+
+
+def planned_weights(model: nn.Module, plan: BitPlan) -> list[PlannedWeight]:
+    """The weights the plan quantizes (bits < 32), in state_dict order, a shared weight once.
+
+    Raises:
+        PlanError: The plan names a weight the model lacks (a plan made for another model).
+    """
+    dims = weight_channel_dims(model, plan)
+    bits = {fqn: b for fqn, b in plan.bits_by_weight().items() if b < FULL_PRECISION_BITS}
+    parameters = dict(model.named_parameters())
+    missing = sorted(set(bits) - set(parameters))
+    if missing:
+        raise PlanError(f"the plan quantizes {missing}, which the model lacks; use the plan made for this model")
+    return [PlannedWeight(fqn, bits[fqn], dims.get(fqn), parameters[fqn].detach()) for fqn in parameters if fqn in bits]
+
+
+def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The state_dict with each tied tensor once, and the aliases: state_dict key -> the key kept for it."""
+    kept: dict[str, Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}  # (storage, offset, shape) -> first key
+    for key, tensor in model.state_dict().items():
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if identity in seen:
+            aliases[key] = seen[identity]
+        else:
+            seen[identity] = key
+            kept[key] = tensor.detach()
+    return kept, aliases
+
+
+def weight_codes(weight: PlannedWeight, grid: ZeroPoint | str) -> Codes:
+    """``weight``'s codes on ``grid`` at its planned bits (scale and zero point flattened to [C] or [])."""
+    codes, scale, zero_point = quant.uniform_codes(
+        weight.tensor.float(), weight.bits, channel_dim=weight.channel_dim, grid=grid
+    )
+    return Codes(codes, scale.reshape(-1) if weight.channel_dim is not None else scale, _flat(zero_point, weight), ZeroPoint(grid))
+
+
+def target_codes(weights: list[PlannedWeight], plan: BitPlan, target: str) -> dict[str, Codes]:
+    """Codes on the integer grid (what ``target`` stores); a float-grid plan moves there with a warning.
+
+    The warning states the largest |integer-grid weight − float-grid weight| over all layers: the
+    change from the weights the plan trained with.
+    """
+    codes = {weight.fqn: weight_codes(weight, ZeroPoint.integer) for weight in weights}
+    if plan.zero_point is ZeroPoint.integer or not weights:
+        return codes
+    worst, where = 0.0, ""
+    for weight in weights:
+        trained = weight_codes(weight, ZeroPoint.float).dequantize(weight)
+        error = float((codes[weight.fqn].dequantize(weight) - trained).abs().max()) if trained.numel() else 0.0
+        if error >= worst:
+            worst, where = error, weight.fqn
+    warnings.warn(
+        f"the plan quantizes on the float-zero-point grid, {target} on the integer grid: weights moved to the "
+        f"nearest integer grid at the same bits, largest weight change {worst:.3g} (in `{where}`); make the plan "
+        "with `--zero-point integer` and train it for an exact export",
+        ExportWarning,
+        stacklevel=3,
+    )
+    return codes
+
+
+def widen(bits: int, supported: list[int], what: str, target: str, *, strict: bool) -> int | None:
+    """The narrowest supported width ≥ ``bits`` (None: none, the layer stays in float), warning when it differs.
+
+    Raises:
+        ExportError: With ``strict``, when ``bits`` is not supported as is.
+    """
+    if bits in supported:
+        return bits
+    wider = next((width for width in sorted(supported) if width > bits), None)
+    outcome = f"widened to {wider} bits (its values unchanged)" if wider is not None else "left in float32"
+    message = f"{target} has no {bits}-bit weights: `{what}` is {outcome}"
+    if strict:
+        raise ExportError(f"{message}; --strict refuses to change it: plan {target}'s widths ({_ranges(supported)}).")
+    warnings.warn(message, ExportWarning, stacklevel=3)
+    return wider
+
+
+def leave_out(names: list[str], why: str, target: str, *, strict: bool) -> None:
+    """Warn (or with ``strict`` refuse) that ``names`` stay in float in ``target``.
+
+    Raises:
+        ExportError: With ``strict`` and some names.
+    """
+    if not names:
+        return
+    shown = ", ".join(f"`{name}`" for name in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    message = f"{target} cannot quantize {why}: {shown} left in float32"
+    if strict:
+        raise ExportError(f"{message}; --strict refuses to leave planned layers out: export another format.")
+    warnings.warn(message, ExportWarning, stacklevel=3)
+
+
+def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
+    """Planned ``nn.Linear`` modules (path -> bits) and the other planned weights' names.
+
+    With ``model``, a weight counts when it is the ``weight`` of an ``nn.Linear``; without, when
+    the plan's GEMM is a ``linear`` named after the weight's module.
+    """
+    modules = dict(model.named_modules()) if model is not None else {}
+    linear: dict[str, int] = {}
+    others: list[str] = []
+    for entry in plan.layers:
+        if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight in others:
+            continue
+        path, _, attribute = entry.weight.rpartition(".")
+        if model is not None:
+            is_linear = attribute == "weight" and isinstance(modules.get(path), nn.Linear)
+        else:
+            is_linear = attribute == "weight" and entry.op is GemmOp.linear and entry.name == path
+        if is_linear:
+            linear[path] = entry.bits
+        elif path not in linear:
+            others.append(entry.weight)
+    return linear, others
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional dependency, or raise naming the pip command that installs it.
+
+    Raises:
+        ExportError: The module is not installed.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = EXTRAS.get(module, module)
+        raise ExportError(
+            f"this export needs `{module}`, which is not installed; install it with `pip install 'bitplan[{extra}]'`."
+        ) from None
+
+
+def _ranges(widths: list[int]) -> str:
+    return ", ".join(str(width) for width in sorted(widths))
+
+
+def _broadcast(weight: PlannedWeight) -> tuple[int, ...]:
+    if weight.channel_dim is None:
+        return ()
+    return tuple(size if axis == weight.channel_dim else 1 for axis, size in enumerate(weight.tensor.shape))
+
+
+def _flat(value: Tensor, weight: PlannedWeight) -> Tensor:
+    return value.reshape(-1) if weight.channel_dim is not None else value.reshape(())
