@@ -14,7 +14,7 @@ every case alike; median wall and CPU seconds, and their ratio to ``import torch
 Where the time goes (``python -X importtime``, ``torch.profiler`` and an import-hook stack dump,
 this 2-core machine under load, torch 2.13 CPU):
 
-- Before issue 13, ``import bitplan`` imported torch plus, through ``bitplan.apply.core``,
+- Before issue 13, ``import bitplan`` imported torch plus, through ``bitplan.qat.core``,
   torch._dynamo, sympy and torch.distributed: ``--help`` cost 1.8–4 s. The package ``__init__``s are
   now lazy (PEP 562) and ``bitplan.spec`` imports torch only to build a model: ``--help`` and
   ``check --no-model`` import typer, rich and pydantic only (~0.3 s), the ONNX front end onnx+numpy.

@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bitplan.apply import apply, quant_runtime
+from bitplan.qat import apply, quant_runtime
 from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec
 

@@ -9,18 +9,16 @@ do not pay for torch; ``from bitplan import apply`` imports what ``apply`` needs
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bitplan.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from bitplan.apply import apply, strip
     from bitplan.errors import BitplanError, PlanError, SpecError, TraceError
+    from bitplan.frontends.torch import trace as profile_model
     from bitplan.plan import BitPlan, load_plan, make_plan, save_plan
     from bitplan.profile.schema import GemmLayer, ModelProfile
-    from bitplan.frontends.torch import trace as profile_model
+    from bitplan.qat import apply, strip
     from bitplan.sensitivity_analysis import SensitivityReport, measure_sensitivity
     from bitplan.spec import LoadedModel, load_model, profile_spec
     from bitplan.train import RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
@@ -29,8 +27,8 @@ if TYPE_CHECKING:
 
 # public name -> (module, attribute in that module)
 _LAZY: dict[str, tuple[str, str]] = {
-    "apply": ("bitplan.apply", "apply"),
-    "strip": ("bitplan.apply", "strip"),
+    "apply": ("bitplan.qat", "apply"),
+    "strip": ("bitplan.qat", "strip"),
     "BitplanError": ("bitplan.errors", "BitplanError"),
     "PlanError": ("bitplan.errors", "PlanError"),
     "SpecError": ("bitplan.errors", "SpecError"),
@@ -90,18 +88,5 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-# ``bitplan.apply`` is a verb that shares its name with a subpackage; importing the subpackage later
-# must not rebind the verb to the module (as an eager import never did).
-_VERBS_NAMED_LIKE_SUBPACKAGES = frozenset({"apply"})
-
-
-class _LazyModule(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _VERBS_NAMED_LIKE_SUBPACKAGES and isinstance(value, types.ModuleType):
-            return  # the import system binding the subpackage; keep resolving the verb lazily
-        super().__setattr__(name, value)
-
-
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
-sys.modules[__name__].__class__ = _LazyModule

@@ -17,7 +17,7 @@ from torch.nn.utils import parametrizations
 from typer.testing import CliRunner
 
 from bitplan import zoo
-from bitplan.apply import apply
+from bitplan.qat import apply
 from bitplan.cli.app import app
 from bitplan.frontends.torch import trace
 from bitplan.plan import make_plan

@@ -106,4 +106,4 @@ def test_export_does_not_depend_on_training():
                 imported.add(node.module)
             elif isinstance(node, ast.Import):
                 imported.update(alias.name for alias in node.names)
-    assert "bitplan.apply" in imported and not [name for name in imported if name.startswith("bitplan.train")]
+    assert "bitplan.qat" in imported and not [name for name in imported if name.startswith("bitplan.train")]

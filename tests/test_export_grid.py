@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from bitplan import quant
-from bitplan.apply import apply
+from bitplan.qat import apply
 from bitplan.choices import ZeroPoint
 from bitplan.plan import BitPlan, make_plan
 from bitplan import profile_model

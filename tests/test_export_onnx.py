@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bitplan.apply import apply, load_quant_state_dict
+from bitplan.qat import apply, load_quant_state_dict
 from bitplan.export import export_model
 from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bitplan.apply import apply
+from bitplan.qat import apply
 from bitplan.errors import ExportError
 from bitplan.export import load_packed, save_packed
 from bitplan.export.packed import MAX_HEADER_BYTES

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bitplan.apply import apply
+from bitplan.qat import apply
 from bitplan.errors import ExportError
 from bitplan.export import ExportWarning, to_torchao
 from bitplan.plan import make_plan

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitplan.apply import apply, strip
+from bitplan.qat import apply, strip
 from bitplan.frontends.moe import uniform_rows
 from bitplan.frontends.torch import trace
 from bitplan.plan import make_plan

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from bitplan import quant
-from bitplan.apply import apply, strip
+from bitplan.qat import apply, strip
 from bitplan.data import Task, load_data
 from bitplan.plan import load_plan
 from bitplan.spec import load_model

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from bitplan.apply import apply, is_quantized, strip
-from bitplan.apply.runtime import OBSERVER
+from bitplan.qat import apply, is_quantized, strip
+from bitplan.qat.runtime import OBSERVER
 from bitplan.atomic import atomic_write_bytes
 from bitplan.errors import ExportError
 from bitplan.export.weights import ExportWarning, leave_out, planned_weights, require, target_codes

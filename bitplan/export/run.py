@@ -116,7 +116,7 @@ def _format(format: ExportFormat | str) -> ExportFormat:
 
 def _load(spec: str, plan: BitPlan, trained: TrainedState | None, format: ExportFormat) -> tuple[nn.Module, tuple]:
     """The model with its weights, checked against the plan; quantized when ONNX needs trained ranges."""
-    from bitplan.apply import apply, load_quant_state_dict, verify_plan
+    from bitplan.qat import apply, load_quant_state_dict, verify_plan
     from bitplan.spec import load_model
 
     loaded = load_model(spec, options=trained.model_options if trained else None)

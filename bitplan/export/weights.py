@@ -17,7 +17,7 @@ from types import ModuleType
 from torch import Tensor, nn
 
 from bitplan import quant
-from bitplan.apply import weight_channel_dims
+from bitplan.qat import weight_channel_dims
 from bitplan.choices import FULL_PRECISION_BITS, ZeroPoint
 from bitplan.errors import ExportError, PlanError
 from bitplan.plan import BitPlan

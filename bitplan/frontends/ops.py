@@ -3,7 +3,7 @@
 Both torch tracers (recording and torch.export) describe a call the same way — its op name, its
 arguments with tensors replaced by ``TensorRef`` — and this module turns that into ``Gemm`` records
 with shapes and depths. Keeping the arithmetic here, once, is what makes the two tracers agree.
-``bitplan.apply.scoped`` reads the same table (``OPS[name].operands``) to find the two operands of a
+``bitplan.qat.scoped`` reads the same table (``OPS[name].operands``) to find the two operands of a
 GEMM it quantizes, so the profiler and ``apply`` agree on what a GEMM is. Rules: docs/concepts.md.
 
 Conventions (docs/concepts.md): a GEMM is ``groups`` products X[m×k]·W[k×n]; W is the weight operand

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from bitplan.apply import quant_runtime
+from bitplan.qat import quant_runtime
 from bitplan.atomic import atomic_write_text
 from bitplan.data import Task, make_loader, set_epoch
 from bitplan.errors import TrainingError

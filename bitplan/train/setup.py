@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import torch
 from torch import nn
 
-from bitplan.apply import apply
+from bitplan.qat import apply
 from bitplan.data import DataBundle, Task, load_data
 from bitplan.plan import BitPlan
 from bitplan.spec import load_model, split_spec

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from bitplan.apply import load_quant_state_dict, quant_runtime, quant_state_dict
+from bitplan.qat import load_quant_state_dict, quant_runtime, quant_state_dict
 from bitplan.atomic import atomic_torch_save
 from bitplan.errors import TrainingError
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitplan.apply import apply, is_quantized, load_quant_state_dict, quant_runtime, quant_state_dict, strip
+from bitplan.qat import apply, is_quantized, load_quant_state_dict, quant_runtime, quant_state_dict, strip
 from bitplan.errors import PlanError
 from bitplan.plan import BitPlan, make_plan, save_plan
 from bitplan.frontends.torch import trace as profile_model

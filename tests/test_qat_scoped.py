@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bitplan.apply import apply, strip
+from bitplan.qat import apply, strip
 from bitplan.errors import PlanError
 from test_apply import plan_for, reference_quant
 

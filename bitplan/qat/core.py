@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from bitplan.apply.layers import channel_dim_of, twin_base, twin_class
-from bitplan.apply.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
-from bitplan.apply.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
+from bitplan.qat.layers import channel_dim_of, twin_base, twin_class
+from bitplan.qat.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
+from bitplan.qat.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
 from bitplan.errors import PlanError
 from bitplan.frontends.torch import trace
 from bitplan.plan import BitPlan, LayerPlan, load_plan, verify_fingerprint

@@ -3,7 +3,7 @@
 ``bitplan.export`` turns a trained model into files other stacks load.
 """
 
-from bitplan.apply.core import (
+from bitplan.qat.core import (
     apply,
     is_quantized,
     load_quant_state_dict,
@@ -13,7 +13,7 @@ from bitplan.apply.core import (
     verify_plan,
     weight_channel_dims,
 )
-from bitplan.apply.runtime import ForwardQuant, LayerQuant, QuantRuntime
+from bitplan.qat.runtime import ForwardQuant, LayerQuant, QuantRuntime
 
 __all__ = [
     # the two verbs

@@ -34,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten  # public-in-practice pytree helper used across torch
 
 from bitplan import quant
-from bitplan.apply.runtime import ForwardQuant, LayerQuant, quantize_activation
+from bitplan.qat.runtime import ForwardQuant, LayerQuant, quantize_activation
 from bitplan.frontends.ops import OPS, gemm_operands
 from bitplan.frontends.torch_calls import VIEW_OPS, op_name_of
 
