@@ -173,3 +173,20 @@ def test_several_plans_profile_each_model_once(tmp_path: Path, plan_file: Path, 
     assert len(profiles) == 1
     tamper(second, lambda d: d.update(fingerprint="0" * 16))
     assert runner.invoke(app, ["check", str(plan_file), str(second)]).exit_code == 1
+
+
+def test_check_takes_the_input_shape_from_the_plan(tmp_path: Path) -> None:
+    """A factory that returns only a module needs a shape to plan; checking the plan needs none again."""
+    factory = tmp_path / "net.py"
+    factory.write_text(
+        "import torch\n\ndef build():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(512, 10))\n"
+    )
+    spec = f"{factory}:build"
+    with pytest.raises(bitplan.spec.SpecError, match="--input-shape"):
+        bitplan.spec.profile_spec(spec)
+    plan = make_plan(bitplan.spec.profile_spec(spec, input_shape="2x3x10x10"), factor="F", strategy="C+", bits=(4, 8))
+    save_plan(plan, tmp_path / "p.json")
+    report = check_plan(tmp_path / "p.json")
+    assert report.ok, report.violations
+    assert report.layers == 2 and plan.input_shapes == [[2, 3, 10, 10]]

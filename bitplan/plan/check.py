@@ -101,9 +101,7 @@ def check_plan(
             plan=str(file), model=model, ok=False, violations=[Violation(code="schema", message=str(error))]
         )
     if profile is None and against_model:
-        from bitplan.spec import profile_spec
-
-        profile = profile_spec(model or plan.model, input_shape=input_shape, batch=plan.batch)
+        profile = profile_for_plan(plan, model, input_shape)
     estimates = plan_estimates(plan)
     violations = [
         *(_model_violations(plan, profile) if against_model else []),
@@ -150,14 +148,31 @@ def check_plans(
         except PlanError:
             plan = None  # check_plan reports it
         if plan is not None and against_model:
-            from bitplan.spec import profile_spec
-
-            key = (model or plan.model, plan.batch)
+            key = (model or plan.model, plan.batch, str(plan.input_shapes))
             if key not in profiles:
-                profiles[key] = profile_spec(key[0], input_shape=limits.get("input_shape"), batch=plan.batch)
+                profiles[key] = profile_for_plan(plan, model, limits.get("input_shape"))
             profile = profiles[key]
         reports.append(check_plan(path, model=model, profile=profile, against_model=against_model, **limits))
     return reports
+
+
+def profile_for_plan(plan: BitPlan, model: str | None = None, input_shape: str | None = None) -> ModelProfile:
+    """The model's profile at the plan's batch and, unless ``input_shape`` says otherwise, its input shapes.
+
+    A plan records the shapes it was made for (``bitplan plan --input-shape``), so checking it needs
+    no shape again; the inputs keep the dtypes of the model's own example inputs (token ids stay int64).
+    """
+    from bitplan.spec import load_model, profile_spec
+
+    spec = model or plan.model
+    profile = profile_spec(spec, input_shape=input_shape, batch=plan.batch)
+    if input_shape is not None or profile.input_shapes == plan.input_shapes:
+        return profile
+    dtypes = [str(tensor.dtype).removeprefix("torch.") for tensor in load_model(spec, device="meta").example_inputs]
+    if len(dtypes) != len(plan.input_shapes):
+        return profile
+    shapes = ",".join("x".join(map(str, shape)) + f":{dtype}" for shape, dtype in zip(plan.input_shapes, dtypes))
+    return profile_spec(spec, input_shape=shapes, batch=plan.batch)
 
 
 def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
