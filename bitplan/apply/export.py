@@ -77,10 +77,10 @@ def load_trained_state(checkpoint: str | os.PathLike) -> tuple[dict[str, torch.T
     Raises:
         TrainingError: The file is neither.
     """
+    from bitplan.train.state import read_torch_file
+
     path = Path(checkpoint)
-    if not path.is_file():
-        raise TrainingError(f"checkpoint `{path}` does not exist; pass the `checkpoint.pt` of a run directory")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path, "pass the `checkpoint.pt` of a `bitplan train` run directory")
     if isinstance(state, dict) and "format" in state and "model" in state:
         return state["model"], state.get("model_spec"), dict(state.get("model_options", {}))
     if isinstance(state, dict) and all(isinstance(value, torch.Tensor) for value in state.values()):
@@ -171,6 +171,7 @@ def export_quantized(
     model: str | None = None,
     data: str | None = None,
     dequantized_out: str | os.PathLike | None = None,
+    trust_model_spec: bool = False,
 ) -> ApplyReport:
     """Quantize a trained model's planned weights to integer codes and save them with safetensors.
 
@@ -181,6 +182,7 @@ def export_quantized(
         model: Model spec; default the checkpoint's, else the plan's.
         data: Data spec to report the test metric before and after quantization.
         dequantized_out: Also write the dequantized state_dict here (a plain model loads it).
+        trust_model_spec: Resolve the checkpoint's or plan's model spec even when it names code.
 
     Returns:
         The ``ApplyReport`` (sizes, per-layer bits, metrics when ``data`` is given).
@@ -195,11 +197,14 @@ def export_quantized(
     from safetensors.torch import save as safetensors_bytes
 
     from bitplan.spec import load_model
+    from bitplan.trust import spec_from_file
 
     if not isinstance(plan, BitPlan):
         plan = load_plan(plan)
     state, saved_spec, options = load_trained_state(checkpoint)
-    spec = model or saved_spec or plan.model
+    spec = model or spec_from_file(
+        saved_spec or plan.model, "the checkpoint" if saved_spec else "the plan", trusted=trust_model_spec
+    )
     bundle = None
     if data is not None:
         from bitplan.data import load_data

@@ -30,6 +30,13 @@ def check(
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
+    trust_model_spec: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model-spec",
+            help="Run the plan's model spec even when it is code (file.py:factory); never for untrusted plans.",
+        ),
+    ] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Validate plans: schema, fingerprint, coverage of every weight GEMM, bits and budgets.
@@ -47,6 +54,7 @@ def check(
         max_avg_bits=max_avg_bits,
         min_bits=min_bits,
         max_bitops=max_bitops,
+        trust_model_spec=trust_model_spec,
     )
     if json_output:  # one object for one plan, a list for several
         write_or_print(to_json(reports[0] if len(reports) == 1 else reports), None)

@@ -5,6 +5,7 @@ A command parses its options, calls one library function, and renders the result
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -58,14 +59,41 @@ def guarded(command: F) -> F:
             if DebugState.enabled:
                 raise
             fail(str(error), error.exit_code)
-        except FileNotFoundError as error:
+        except OSError as error:
             if DebugState.enabled:
                 raise
-            fail(f"file not found: {error.filename or error}. Check the path and try again.")
+            fail(os_error_message(error))
         except KeyboardInterrupt:
             fail("interrupted; files written so far are complete (writes are atomic).", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+_OS_FIXES = {
+    errno.ENOENT: "Check the path (and that its folder exists).",
+    errno.EACCES: "Check the permissions, or choose another path.",
+    errno.EPERM: "Check the permissions, or choose another path.",
+    errno.EROFS: "The file system is read-only; choose a path on a writable one.",
+    errno.ENOSPC: "Free some space, or choose a path on another file system.",
+    errno.EDQUOT: "Free some space within your quota, or choose another path.",
+    errno.EISDIR: "Give a file name (e.g. `DIR/out.json`), not a directory.",
+    errno.ENOTDIR: "A part of the path is a file, not a folder; choose another path.",
+    errno.EEXIST: "A part of the path is a file, not a folder; choose another path.",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """One paragraph for an error of the operating system: the path, its reason and the fix.
+
+    Example:
+        >>> os_error_message(OSError(28, "No space left on device", "out/plan.json"))[:50]
+        '`out/plan.json`: No space left on device (ENOSPC).'
+    """
+    path = error.filename if error.filename is not None else "(unnamed file)"
+    name = errno.errorcode.get(error.errno or -1)
+    reason = f"{error.strerror or error}" + (f" ({name})" if name else "")
+    fix = _OS_FIXES.get(error.errno or -1, "Check the path and try again.")
+    return f"`{path}`: {reason}. {fix} bitplan's writes are atomic: no file is left half-written."
 
 
 def to_json(result: BaseModel | list[BaseModel] | dict) -> str:

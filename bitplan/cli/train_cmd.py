@@ -74,6 +74,7 @@ def train(
     threads: Annotated[int | None, typer.Option("--threads", help="torch threads per process.")] = None,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted seeds from their checkpoints.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the finished results in --out and train afresh.")] = False,
     nproc: Annotated[int, typer.Option("--nproc", help="Launch this many processes with torchrun (DDP).")] = 1,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on stderr.")] = True,
     json: JsonFlag = False,
@@ -99,9 +100,9 @@ def train(
     config = make_config(given, example=bare)
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
     if nproc > 1:
-        code = launch(Job(config=config, seeds=seed_list, resume=resume, progress=progress, print_json=json), nproc)
+        code = launch(Job(config=config, seeds=seed_list, resume=resume, overwrite=overwrite, progress=progress, print_json=json), nproc)
         raise typer.Exit(code)
-    summary = train_seeds(config, seed_list, resume=resume, progress=progress)
+    summary = train_seeds(config, seed_list, resume=resume, overwrite=overwrite, progress=progress)
     from bitplan.train.distributed import is_main_process
 
     if is_main_process():  # under torchrun every rank runs this command; rank 0 reports

@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 
 from bitplan.compare.cells import Cell
-from bitplan.train import RunResult, TrainConfig
+from bitplan.train import TrainConfig
 
 RUNS_DIR = "runs"
 FINAL_FILE = "final.json"  # written by bitplan.train.train_run when a run ends
@@ -92,9 +92,3 @@ def plan_runs(template: TrainConfig, cells: list[Cell], seeds: list[int], grid_d
     return runs
 
 
-def read_result(directory: Path) -> RunResult | None:
-    """The ``final.json`` of a run directory, or None when the run has not finished."""
-    path = directory / FINAL_FILE
-    if not path.is_file():
-        return None
-    return RunResult.model_validate_json(path.read_text(encoding="utf-8"))

@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates
-from bitplan.plan.io import parse_plan
+from bitplan.plan.io import parse_plan, read_plan_text, regenerate_hint
 from bitplan.plan.schema import BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
 from bitplan.plan.units import combined_factor_value
 from bitplan.profile.schema import ModelProfile
+from bitplan.trust import spec_from_file
 
 RELATIVE_TOLERANCE = 1e-9
 
@@ -59,6 +60,7 @@ def check_plan(
     max_avg_bits: float | None = None,
     min_bits: int | None = None,
     max_bitops: float | None = None,
+    trust_model_spec: bool = False,
 ) -> CheckReport:
     """Validate a plan file against its model and optional limits.
 
@@ -75,19 +77,20 @@ def check_plan(
         max_avg_bits: Largest allowed parameter-weighted mean bits.
         min_bits: Smallest allowed width of any layer.
         max_bitops: Largest allowed forward BitOPs.
+        trust_model_spec: Resolve the plan's own model spec even when it names code (see bitplan.trust).
 
     Returns:
         The report; ``ok`` is False when any violation was found.
 
     Raises:
-        PlanError: The file does not exist.
-        SpecError, TraceError: The model spec cannot be profiled.
+        PlanError: The file does not exist, is a directory or is not UTF-8 text.
+        SpecError, TraceError: The model spec cannot be profiled, or the plan's spec names code and
+            neither ``model`` nor ``trust_model_spec`` is given.
     """
     file = Path(path)
-    if not file.is_file():
-        raise PlanError(f"plan file `{file}` does not exist. Check the path (make one with `bitplan plan`).")
+    text = read_plan_text(file)
     try:
-        plan = parse_plan(file.read_text(encoding="utf-8"), source=f"`{file}`")
+        plan = parse_plan(text, source=f"`{file}`")
     except PlanError as error:
         return CheckReport(
             plan=str(file), model=model, ok=False, violations=[Violation(code="schema", message=str(error))]
@@ -95,7 +98,8 @@ def check_plan(
     if profile is None:
         from bitplan.spec import profile_spec
 
-        profile = profile_spec(model or plan.model, input_shape=input_shape, batch=plan.batch)
+        spec = model or spec_from_file(plan.model, f"plan file `{file}`", trusted=trust_model_spec)
+        profile = profile_spec(spec, input_shape=input_shape, batch=plan.batch)
     estimates = plan_estimates(plan)
     violations = [
         *_model_violations(plan, profile),
@@ -116,12 +120,15 @@ def check_plan(
     )
 
 
-def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None, **limits: Any) -> list[CheckReport]:
+def check_plans(
+    paths: Sequence[str | os.PathLike], *, model: str | None = None, trust_model_spec: bool = False, **limits: Any
+) -> list[CheckReport]:
     """``check_plan`` for several files, profiling each model spec once.
 
     Args:
         paths: Plan files.
         model: Model spec to check every plan against (default: each plan's own spec).
+        trust_model_spec: Resolve plans' own specs even when they name code (see bitplan.trust).
         **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
 
     Returns:
@@ -133,16 +140,18 @@ def check_plans(paths: Sequence[str | os.PathLike], *, model: str | None = None,
     reports = []
     for path in paths:
         profile = None
+        text = read_plan_text(path)
         try:
-            plan = parse_plan(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
+            plan = parse_plan(text)
         except PlanError:
             plan = None  # check_plan reports it
         if plan is not None:
-            key = (model or plan.model, plan.batch)
+            spec = model or spec_from_file(plan.model, f"plan file `{path}`", trusted=trust_model_spec)
+            key = (spec, plan.batch)
             if key not in profiles:
-                profiles[key] = profile_spec(key[0], input_shape=limits.get("input_shape"), batch=plan.batch)
+                profiles[key] = profile_spec(spec, input_shape=limits.get("input_shape"), batch=plan.batch)
             profile = profiles[key]
-        reports.append(check_plan(path, model=model, profile=profile, **limits))
+        reports.append(check_plan(path, model=model, profile=profile, trust_model_spec=trust_model_spec, **limits))
     return reports
 
 
@@ -153,8 +162,8 @@ def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
             Violation(
                 code="fingerprint",
                 message=f"plan fingerprint {plan.fingerprint} (model `{plan.model}`) differs from the model's "
-                f"{profile.fingerprint()}: the plan was made for another architecture. Regenerate it with "
-                f"`bitplan plan {profile.model}`.",
+                f"{profile.fingerprint()}: the plan was made for another architecture. "
+                f"{regenerate_hint(profile.model)}",
             )
         )
     gemms = {layer.name: layer for layer in profile.layers}

@@ -116,7 +116,7 @@ class BitPlan(BaseModel):
         default=None, description="min-sensitivity: Σ s·((2^b0−1)/(2^b−1))² minimised exactly under the budget."
     )
     objective_value: float | None = Field(default=None, description="The objective at the chosen bits.")
-    layers: list[LayerPlan]
+    layers: list[LayerPlan] = Field(min_length=1, description="One entry per planned GEMM (at least one).")
     estimates: PlanEstimates
 
     @model_validator(mode="after")

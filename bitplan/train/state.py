@@ -9,6 +9,7 @@ with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -97,19 +98,47 @@ def save_checkpoint(
     )
 
 
+def read_torch_file(path: str | Path, fix: str, map_location: torch.device | str = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` with one clear error for a file that cannot be used.
+
+    Only tensors, numbers, strings and containers of them load: a pickle that would construct other
+    objects (and could run code) is refused, and the message says so without suggesting to lift the
+    restriction.
+
+    Args:
+        path: The checkpoint file.
+        fix: What the user should do instead, ending the message.
+        map_location: Where tensors go.
+
+    Raises:
+        TrainingError: The file is missing, a directory, empty, truncated, not a torch file, or
+            holds objects other than tensors and plain data.
+    """
+    file = Path(path)
+    if not file.is_file():
+        state = "is a directory" if file.is_dir() else "does not exist"
+        raise TrainingError(f"checkpoint `{file}` {state}; {fix}")
+    if file.stat().st_size == 0:
+        raise TrainingError(f"checkpoint `{file}` is empty (0 bytes), e.g. from an interrupted copy; {fix}")
+    try:
+        return torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise TrainingError(
+            f"checkpoint `{file}` holds Python objects other than tensors, numbers and strings; bitplan refuses "
+            f"to load them because unpickling them could run code. {fix[0].upper()}{fix[1:]}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as error:
+        reason = "truncated" if isinstance(error, EOFError) or "zip archive" in str(error) else "not a torch checkpoint"
+        raise TrainingError(f"checkpoint `{file}` cannot be read (it is {reason}: {type(error).__name__}); {fix}") from None
+
+
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``.
 
     Raises:
         TrainingError: The file is not a bitplan checkpoint (or of another format version).
     """
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise TrainingError(
-            f"cannot read checkpoint `{path}` ({type(error).__name__}: {error}); "
-            "delete it to start the run afresh"
-        ) from None
+    checkpoint = read_torch_file(path, "delete it to start the run afresh (or pass `--overwrite`)", map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(
             f"`{path}` is not a bitplan training checkpoint of format {CHECKPOINT_FORMAT}; "
