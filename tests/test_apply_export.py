@@ -46,7 +46,9 @@ def trained(tmp_path_factory):
 def test_codes_dequantize_to_the_fake_quantized_weights_exactly(trained):
     root, plan_path, plan = trained
     out = root / "q.safetensors"
-    report = export_quantized(plan_path, root / "run" / "checkpoint.pt", out, dequantized_out=root / "deq.pt")
+    report = export_quantized(  # the test wrote the checkpoint, so its code spec is trusted
+        plan_path, root / "run" / "checkpoint.pt", out, dequantized_out=root / "deq.pt", trust_model_spec=True
+    )
     weights = torch.load(root / "run" / "checkpoint.pt", weights_only=True)["model"]
     with safe_open(str(out), framework="pt") as handle:
         metadata = handle.metadata()
@@ -73,7 +75,9 @@ def test_cli_reports_metric_before_and_after(trained):
     root, plan_path, _ = trained
     out = root / "cli.safetensors"
     result = CliRunner().invoke(
-        app, ["apply", str(plan_path), str(root / "run" / "checkpoint.pt"), "-o", str(out), "--data", DATA, "--json"]
+        app,
+        ["apply", str(plan_path), str(root / "run" / "checkpoint.pt"), "-o", str(out), "--data", DATA, "--json",
+         "--model", str(root / "tiny_model.py") + ":build"],
     )
     assert result.exit_code == 0, result.output
     report = ApplyReport.model_validate_json(result.stdout)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, guarded, write_or_print
+from bitplan.cli.common import JsonFlag, TrustModelSpecOption, console, guarded, write_or_print
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -23,12 +23,16 @@ def apply_plan(
     model: Annotated[str | None, typer.Option("--model", help="Model spec (default: the checkpoint's, else the plan's).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Data spec: report the test metric before and after.")] = None,
     dequantized_out: Annotated[Path | None, typer.Option("--dequantized-out", help="Also write the dequantized state_dict here.")] = None,
+    trust_model_spec: TrustModelSpecOption = False,
     json: JsonFlag = False,
 ) -> None:
     """Quantize a trained model's planned weights to integer codes (safetensors), report size and metric."""
     from bitplan.apply.export import export_quantized
 
-    report = export_quantized(plan, checkpoint, output, model=model, data=data, dequantized_out=dequantized_out)
+    report = export_quantized(
+        plan, checkpoint, output, model=model, data=data, dequantized_out=dequantized_out,
+        trust_model_spec=trust_model_spec,
+    )
     if json:
         write_or_print(report.model_dump_json(indent=2), None)
     else:

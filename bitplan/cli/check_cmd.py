@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, guarded, to_json, write_or_print
+from bitplan.cli.common import JsonFlag, TrustModelSpecOption, console, guarded, to_json, write_or_print
 
 VIOLATIONS_EXIT_CODE = 1
 
@@ -30,13 +30,7 @@ def check(
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
-    trust_model_spec: Annotated[
-        bool,
-        typer.Option(
-            "--trust-model-spec",
-            help="Run the plan's model spec even when it is code (file.py:factory); never for untrusted plans.",
-        ),
-    ] = False,
+    trust_model_spec: TrustModelSpecOption = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Validate plans: schema, fingerprint, coverage of every weight GEMM, bits and budgets.

@@ -38,6 +38,13 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show full tracebacks
 OutputPath = Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file (atomically).")]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+TrustModelSpecOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model-spec",
+        help="Run a code model spec (file.py:factory) read from a plan or checkpoint; only for files you trust.",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> None:
