@@ -28,6 +28,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     try:
         if target.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+        existing = next(folder for folder in target.parents if folder.exists())
+        if not existing.is_dir():  # mkdir would say "File exists", which hides the cause
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file, not a folder", str(target))
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb") as handle:
