@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -66,6 +66,10 @@ def guarded(command: F) -> F:
             if DebugState.enabled:
                 raise
             fail(str(error), error.exit_code)
+        except ValidationError as error:  # a value a library model refused, e.g. a budget of 0 or NaN
+            if DebugState.enabled:
+                raise
+            fail(validation_message(error))
         except OSError as error:
             if DebugState.enabled:
                 raise
@@ -87,6 +91,26 @@ _OS_FIXES = {
     errno.ENOTDIR: "A part of the path is a file, not a folder; choose another path.",
     errno.EEXIST: "A part of the path is a file, not a folder; choose another path.",
 }
+
+
+def validation_message(error: ValidationError) -> str:
+    """One paragraph naming every refused field, its value and why.
+
+    Example:
+        >>> from bitplan.plan import Budget
+        >>> try:
+        ...     Budget(kind="avg_bits", value=0)
+        ... except ValidationError as error:
+        ...     print(validation_message(error))
+        invalid Budget: `value` = 0: Input should be greater than 0. Fix the option or file and run again.
+    """
+    problems = "; ".join(
+        f"`{'.'.join(str(part) for part in item['loc']) or 'value'}` = {item.get('input')!r}: {item['msg']}"
+        if not isinstance(item.get("input"), dict)
+        else f"`{'.'.join(str(part) for part in item['loc']) or 'options'}`: {item['msg']}"
+        for item in error.errors()
+    )
+    return f"invalid {error.title}: {problems}. Fix the option or file and run again."
 
 
 def os_error_message(error: OSError) -> str:

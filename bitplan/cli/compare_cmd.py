@@ -74,7 +74,7 @@ def compare(
     """Train every factor × strategy plan for every seed; write Tables 1–2, figures and report.html."""
     from bitplan.compare import GridConfig, run_grid
     from bitplan.plan.planner import parse_bits_range, parse_levels
-    from bitplan.train import TrainConfig
+    from bitplan.train import make_config
 
     from bitplan.cli.train_cmd import parse_seeds
 
@@ -93,7 +93,7 @@ def compare(
         "uniform_bits": uniform_bits, "mapping": mapping, "plan_seed": plan_seed,
         "seeds": parse_seeds(seeds) if seeds else None, "match_size": match_size, "out": out,
     }
-    template = TrainConfig(**{key: value for key, value in train_options.items() if value is not None})
+    template = make_config({key: value for key, value in train_options.items() if value is not None})
     config = GridConfig(train=template, **{key: value for key, value in grid_options.items() if value is not None})
     result = run_grid(config, jobs=jobs, progress=progress)
     if json:

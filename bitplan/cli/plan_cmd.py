@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from bitplan.cli.common import JsonFlag, console, err_console, guarded, to_json, write_or_print
-from bitplan.choices import CapacityMeasure, Factor, GradQuant, Mapping, Objective, Preset, Strategy, WeightGranularity
+from bitplan.choices import (
+    FULL_PRECISION_BITS,
+    CapacityMeasure,
+    Factor,
+    GradQuant,
+    Mapping,
+    Objective,
+    Preset,
+    Strategy,
+    WeightGranularity,
+)
 
 
 def _load_sensitivity(path: Path):
@@ -36,7 +46,8 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _fp32_as_none(bits: int) -> int | None:
-    return None if bits >= 32 else bits
+    """32 bits = not quantized (None); other widths, including ones above 32, go to the planner's check."""
+    return None if bits == FULL_PRECISION_BITS else bits
 
 
 @guarded

@@ -6,6 +6,7 @@ Usage errors (a missing file, a model spec that does not resolve) raise instead.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates
 from bitplan.plan.io import parse_plan, read_plan_text, regenerate_hint
-from bitplan.plan.schema import BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
+from bitplan.plan.schema import NOT_QUANTIZED_BITS, BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
 from bitplan.plan.units import combined_factor_value
 from bitplan.profile.schema import ModelProfile
 from bitplan.trust import spec_from_file
@@ -87,6 +88,7 @@ def check_plan(
         SpecError, TraceError: The model spec cannot be profiled, or the plan's spec names code and
             neither ``model`` nor ``trust_model_spec`` is given.
     """
+    check_limits(max_mbit=max_mbit, max_avg_bits=max_avg_bits, min_bits=min_bits, max_bitops=max_bitops)
     file = Path(path)
     text = read_plan_text(file)
     try:
@@ -120,6 +122,22 @@ def check_plan(
     )
 
 
+def check_limits(**limits: float | None) -> None:
+    """Refuse limits no plan can be measured against: not positive, NaN or infinite; bits beyond 1..32.
+
+    Raises:
+        PlanError: Names the option and its value.
+    """
+    for name, value in limits.items():
+        option = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if not math.isfinite(value) or value <= 0:
+            raise PlanError(f"`{option} {value}` must be a positive, finite number.")
+        if name == "min_bits" and not 1 <= value <= NOT_QUANTIZED_BITS:
+            raise PlanError(f"`{option} {value}` must be a bit-width between 1 and {NOT_QUANTIZED_BITS}.")
+
+
 def check_plans(
     paths: Sequence[str | os.PathLike], *, model: str | None = None, trust_model_spec: bool = False, **limits: Any
 ) -> list[CheckReport]:
@@ -136,6 +154,7 @@ def check_plans(
     """
     from bitplan.spec import profile_spec
 
+    check_limits(**{key: value for key, value in limits.items() if key != "input_shape"})
     profiles: dict[tuple[str, int], ModelProfile] = {}
     reports = []
     for path in paths:

@@ -38,7 +38,9 @@ class Budget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: BudgetKind
-    value: float = Field(gt=0, description="avg bits, MBit (10^6 bits), or forward BitOPs, by `kind`.")
+    value: float = Field(
+        gt=0, allow_inf_nan=False, description="avg bits, MBit (10^6 bits), or forward BitOPs, by `kind`."
+    )
 
 
 class LayerPlan(BaseModel):
