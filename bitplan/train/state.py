@@ -24,6 +24,8 @@ from bitplan.atomic import atomic_torch_save
 from bitplan.errors import TrainingError
 
 CHECKPOINT_FORMAT = 1
+WEIGHTS_ONLY_REFUSAL = "Unsupported global"
+"""What torch's ``weights_only`` unpickler says when it refuses to construct an object."""
 
 
 def rng_state(loader: DataLoader | None = None) -> dict[str, Any]:
@@ -122,11 +124,13 @@ def read_torch_file(path: str | Path, fix: str, map_location: torch.device | str
         raise TrainingError(f"checkpoint `{file}` is empty (0 bytes), e.g. from an interrupted copy; {fix}")
     try:
         return torch.load(file, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise TrainingError(
-            f"checkpoint `{file}` holds Python objects other than tensors, numbers and strings; bitplan refuses "
-            f"to load them because unpickling them could run code. {fix[0].upper()}{fix[1:]}"
-        ) from None
+    except pickle.UnpicklingError as error:
+        if WEIGHTS_ONLY_REFUSAL in str(error):  # an object was refused; torch's advice to lift that is not repeated
+            raise TrainingError(
+                f"checkpoint `{file}` holds Python objects other than tensors, numbers and strings; bitplan "
+                f"refuses to load them because unpickling them could run code. {fix[0].upper()}{fix[1:]}"
+            ) from None
+        raise TrainingError(f"checkpoint `{file}` cannot be read (it is not a torch checkpoint); {fix}") from None
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as error:
         reason = "truncated" if isinstance(error, EOFError) or "zip archive" in str(error) else "not a torch checkpoint"
         raise TrainingError(f"checkpoint `{file}` cannot be read (it is {reason}: {type(error).__name__}); {fix}") from None
