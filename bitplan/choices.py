@@ -207,6 +207,45 @@ class SensitivityMethod(str, Enum):
     hessian = "hessian"
 
 
+# ---------------------------------------------------------------------------------------------- study
+
+
+class StudyFactor(str, Enum):
+    """Which property of a GEMM a study sweeps."""
+
+    accumulation = "accumulation"
+    frequency = "frequency"
+    depth = "depth"
+
+
+class Distribution(str, Enum):
+    """Where every matrix entry is drawn from (independently, for every operand and trial).
+
+    normal: N(0, 1); uniform: U(−1, 1); relu: max(0, N(0, 1)), a rectified, non-zero-mean activation.
+    """
+
+    normal = "normal"
+    uniform = "uniform"
+    relu = "relu"
+
+
+class QuantizedOperand(str, Enum):
+    """Which operand of Y = X·W is quantized: left (X), right (W, the weight) or both."""
+
+    left = "left"
+    right = "right"
+    both = "both"
+
+
+class StudySweep(str, Enum):
+    """What ``bitplan study`` sweeps: one factor, or all three."""
+
+    accumulation = "accumulation"
+    frequency = "frequency"
+    depth = "depth"
+    all = "all"
+
+
 # --------------------------------------------------------------------------------------------- output
 
 

@@ -10,7 +10,7 @@ import difflib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,18 @@ _DTYPES = {
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model, the positional inputs of one forward call, and the spec it came from."""
+    """A model, the positional inputs of one forward call, and the spec it came from.
+
+    Unpacks as the ``(model, example_inputs)`` pair a factory returns:
+    ``model, inputs = load_model("zoo:resnet20")``.
+    """
 
     model: nn.Module
     example_inputs: tuple[torch.Tensor, ...]
     spec: str
+
+    def __iter__(self) -> Iterator[nn.Module | tuple[torch.Tensor, ...]]:
+        return iter((self.model, self.example_inputs))
 
 
 Resolver = Callable[[str, dict[str, str]], tuple[nn.Module, tuple | None]]

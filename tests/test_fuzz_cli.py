@@ -62,7 +62,7 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def write_run(folder: Path, final: str, metrics: str = "") -> None:
-    """A one-seed run folder as ``bitplan train --out`` leaves it, with the given files' text."""
+    """A one-seed run folder as ``bitplan train -o`` leaves it, with the given files' text."""
     (folder / "seed-0").mkdir(parents=True)
     (folder / "seed-0" / "final.json").write_text(final)
     (folder / "seed-0" / "metrics.jsonl").write_text(metrics)
@@ -133,9 +133,9 @@ ROWS = [
     Row("check-hollow", "check {c}/hollow.json", code=1, says=("layers",)),
     Row("check-list", "check {c}/list.json", code=1, says=("JSON object",)),
     Row("check-other-model", "check {c}/p.json --model zoo:resnet20", code=1, says=("bitplan plan 'zoo:resnet20'",)),
-    Row("train-hollow-plan", "train --plan {c}/hollow.json --out {c}/out/t", says=("layers",)),
-    Row("train-latin1-plan", "train --plan {c}/latin1.json --out {c}/out/t", says=("not UTF-8",)),
-    Row("train-directory-plan", "train --plan {c}/plans --out {c}/out/t", says=("is a directory",)),
+    Row("train-hollow-plan", "train --plan {c}/hollow.json -o {c}/out/t", says=("layers",)),
+    Row("train-latin1-plan", "train --plan {c}/latin1.json -o {c}/out/t", says=("not UTF-8",)),
+    Row("train-directory-plan", "train --plan {c}/plans -o {c}/out/t", says=("is a directory",)),
     Row("apply-hollow-plan", "apply {c}/hollow.json {c}/good.pt -o {c}/out/q.safetensors", says=("layers",)),
     # numbers out of range
     Row("plan-budget-zero", "plan zoo:digits_cnn --factor A --strategy C- --budget-avg-bits 0", says=("greater than 0",)),
@@ -148,18 +148,18 @@ ROWS = [
     Row("check-limit-nan", "check {c}/p.json --max-mbit nan", says=("finite",)),
     Row("check-limit-inf", "check {c}/p.json --max-avg-bits inf", says=("finite",)),
     Row("check-min-bits-40", "check {c}/p.json --min-bits 40", says=("32",)),
-    Row("train-activation-bits-33", "train --act-bits 33 --out {c}/out/t", says=("activation_bits",)),
-    Row("train-seeds-repeat", "train --seeds 0,0 --out {c}/out/t", says=("repeats",)),
-    Row("train-seeds-text", "train --seeds zero --out {c}/out/t", says=("--seeds",)),
-    Row("train-epochs-zero", "train --epochs 0 --out {c}/out/t", says=("epochs",)),
-    Row("compare-seeds-repeat", "compare zoo:digits_cnn --seeds 0,0 --out {c}/out/g", says=("repeats",)),
-    Row("compare-gradient-bits-33", "compare zoo:digits_cnn --grad-bits 33 --out {c}/out/g", says=("gradient_bits",)),
+    Row("train-activation-bits-33", "train --activation-bits 33 -o {c}/out/t", says=("activation_bits",)),
+    Row("train-seeds-repeat", "train --seeds 0,0 -o {c}/out/t", says=("repeats",)),
+    Row("train-seeds-text", "train --seeds zero -o {c}/out/t", says=("--seeds",)),
+    Row("train-epochs-zero", "train --epochs 0 -o {c}/out/t", says=("epochs",)),
+    Row("compare-seeds-repeat", "compare zoo:digits_cnn --seeds 0,0 -o {c}/out/g", says=("repeats",)),
+    Row("compare-gradient-bits-33", "compare zoo:digits_cnn --gradient-bits 33 -o {c}/out/g", says=("gradient_bits",)),
     # run folders
-    Row("train-into-finished", "train --out {c}/finished", says=("--resume", "--overwrite")),
-    Row("train-resume-and-overwrite", "train --out {c}/finished --resume --overwrite", says=("one of them",)),
-    Row("train-resume-fewer-seeds", "train --out {c}/finished --resume --seeds 1", says=("--seeds 0,1",)),
-    Row("train-resume-torn-final", "train --out {c}/torn-final --resume", says=("final.json", "--overwrite")),
-    Row("train-resume-empty-checkpoint", "train --out {c}/foreign-checkpoint --resume", says=("final.json",)),
+    Row("train-into-finished", "train -o {c}/finished", says=("--resume", "--overwrite")),
+    Row("train-resume-and-overwrite", "train -o {c}/finished --resume --overwrite", says=("one of them",)),
+    Row("train-resume-fewer-seeds", "train -o {c}/finished --resume --seeds 1", says=("--seeds 0,1",)),
+    Row("train-resume-torn-final", "train -o {c}/torn-final --resume", says=("final.json", "--overwrite")),
+    Row("train-resume-empty-checkpoint", "train -o {c}/foreign-checkpoint --resume", says=("final.json",)),
     Row("report-torn-metrics", "report {c}/torn-metrics", says=("metrics.jsonl",)),
     Row("report-torn-final", "report {c}/torn-final", says=("final.json",)),
     # checkpoints
@@ -171,18 +171,18 @@ ROWS = [
     Row("sensitivity-truncated-checkpoint", "sensitivity zoo:digits_cnn --checkpoint {c}/truncated.pt --batches 1",
         says=("truncated",)),
     # data
-    Row("train-model-data-mismatch", "train --model {c}/wrong.py:build --data digits --out {c}/out/t",
+    Row("train-model-data-mismatch", "train --model {c}/wrong.py:build --data digits -o {c}/out/t",
         says=("[[1, 12]]", "[1, 8, 8]", "classes 10")),
-    Row("train-cifar-string-labels", "train --model zoo:digits_cnn --data cifar10:{c}/cifar --out {c}/out/t",
+    Row("train-cifar-string-labels", "train --model zoo:digits_cnn --data cifar10:{c}/cifar -o {c}/out/t",
         says=("integer class indices",)),
-    Row("train-decompression-bomb", "train --model zoo:digits_cnn --data imagefolder:{c}/bomb?size=8 --out {c}/out/t",
+    Row("train-decompression-bomb", "train --model zoo:digits_cnn --data imagefolder:{c}/bomb?size=8 -o {c}/out/t",
         says=("too large",)),
     # outputs the operating system refuses
     Row("plan-output-under-file", "plan zoo:digits_cnn --factor A --strategy U -o {c}/afile/p.json", says=("ENOTDIR",)),
     Row("plan-output-directory", "plan zoo:digits_cnn --factor A --strategy U -o {c}/plans", says=("EISDIR",)),
     Row("profile-output-under-file", "profile zoo:digits_cnn -o {c}/afile/x.json", says=("ENOTDIR",)),
-    Row("train-output-under-file", "train --out {c}/afile/run", says=("ENOTDIR",)),
-    Row("compare-output-under-file", "compare zoo:digits_cnn --seeds 0 --out {c}/afile/g", says=("ENOTDIR",)),
+    Row("train-output-under-file", "train -o {c}/afile/run", says=("ENOTDIR",)),
+    Row("compare-output-under-file", "compare zoo:digits_cnn --seeds 0 -o {c}/afile/g", says=("ENOTDIR",)),
     Row("apply-output-directory", "apply {c}/p.json {c}/good.pt -o {c}/plans", says=("EISDIR",)),
     Row("sensitivity-output-under-file", "sensitivity zoo:digits_cnn --batches 1 -o {c}/afile/s.json", says=("ENOTDIR",)),
 ]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bitplan.errors import PlanError
-from bitplan.sensitivity_analysis import noise_scale, solve_mckp
+from bitplan.plan.knapsack import noise_scale, solve_mckp
 
 
 @settings(max_examples=60, deadline=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bitplan.plan import check_plan, load_plan
-from bitplan.plan.regenerate import PLAN_SETS, PLANS_DIR, committed_plans, drift
+from regenerate_plans import PLAN_SETS, PLANS_DIR, committed_plans, drift
 from bitplan.profile.schema import ModelProfile
 
 
@@ -18,7 +18,7 @@ def profiles() -> dict[str, ModelProfile]:
 
 def test_committed_plans_match_a_fresh_regeneration(profiles: dict[str, ModelProfile]) -> None:
     stale = drift(PLANS_DIR, profiles)
-    assert stale == [], f"plans drifted: {stale}; run `python -m bitplan.plan.regenerate` and commit plans/"
+    assert stale == [], f"plans drifted: {stale}; run `python scripts/regenerate_plans.py` and commit plans/"
 
 
 def test_the_set_covers_the_paper_grid_and_dpc(profiles: dict[str, ModelProfile]) -> None:

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from bitplan.cli.app import app
 from bitplan.errors import PlanError
 from bitplan.plan import Budget, BudgetKind, make_plan
-from bitplan.sensitivity_analysis import LayerSensitivity, SensitivityReport, noise_scale
+from bitplan.plan.knapsack import noise_scale
+from bitplan.sensitivity_analysis import LayerSensitivity, SensitivityReport
 from bitplan.spec import profile_spec
 
 

@@ -61,12 +61,12 @@ def wait_for_lock(folder: Path, pid: int, timeout: float = 60.0) -> None:
 
 def test_second_train_exits_at_once_and_a_rerun_changes_nothing(tmp_path):
     out = tmp_path / "run"
-    first = bitplan_process("train", "--epochs", "2", "--out", str(out), "--no-progress", "--json")
+    first = bitplan_process("train", "--epochs", "2", "-o", str(out), "--no-progress", "--json")
     try:
         wait_for_lock(out, first.pid)
         began = time.monotonic()
         second = subprocess.run(
-            [sys.executable, "-m", "bitplan", "train", "--epochs", "1", "--out", str(out), "--no-progress"],
+            [sys.executable, "-m", "bitplan", "train", "--epochs", "1", "-o", str(out), "--no-progress"],
             capture_output=True, text=True, timeout=120,
         )
         took = time.monotonic() - began
@@ -81,16 +81,16 @@ def test_second_train_exits_at_once_and_a_rerun_changes_nothing(tmp_path):
     assert summary["ok"] == 1 and [seed["epochs_done"] for seed in summary["seeds"]] == [2]
 
     before = folder_digest(out)
-    rerun = runner.invoke(app, ["train", "--epochs", "1", "--out", str(out), "--no-progress"])
+    rerun = runner.invoke(app, ["train", "--epochs", "1", "-o", str(out), "--no-progress"])
     assert rerun.exit_code == 2
     assert "--resume" in rerun.output and "--overwrite" in rerun.output and rerun.exception.__class__ is SystemExit
     assert folder_digest(out) == before  # refused before the lock file is even rewritten
 
     # resuming with other settings is refused too: the finished seed's checkpoint names its settings
-    resumed = runner.invoke(app, ["train", "--epochs", "1", "--out", str(out), "--resume", "--no-progress"])
+    resumed = runner.invoke(app, ["train", "--epochs", "1", "-o", str(out), "--resume", "--no-progress"])
     assert resumed.exit_code == 2 and "other settings" in resumed.output
     # resuming with fewer seeds would leave seed-0 outside the summary
-    fewer = runner.invoke(app, ["train", "--epochs", "2", "--out", str(out), "--resume", "--seeds", "1"])
+    fewer = runner.invoke(app, ["train", "--epochs", "2", "-o", str(out), "--resume", "--seeds", "1"])
     assert fewer.exit_code == 2 and "seed folders [0]" in fewer.output
     results = {name: digest for name, digest in folder_digest(out).items() if name != LOCK_FILE}
     assert results == {name: digest for name, digest in before.items() if name != LOCK_FILE}

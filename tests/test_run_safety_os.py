@@ -68,7 +68,7 @@ def test_output_that_is_a_directory(tmp_path):
 def test_train_and_compare_folders_under_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     for command in (["train", "--epochs", "1"], ["compare", "zoo:digits_cnn", "--epochs", "1", "--seeds", "0"]):
-        result = runner.invoke(app, [*command, "--out", str(tmp_path / "file" / "run")])
+        result = runner.invoke(app, [*command, "-o", str(tmp_path / "file" / "run")])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
         assert "ENOTDIR" in result.output
     assert (tmp_path / "file").read_text() == "x"

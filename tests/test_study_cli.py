@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import bitplan.study
 from bitplan.cli.app import app
-from bitplan.cli.study_cmd import DistributionChoice, FactorChoice, OperandChoice
+from bitplan.choices import StudySweep
 from bitplan.study import Distribution, FactorResult, QuantizedOperand, StudyConfig, StudyFactor, StudyResult
 from bitplan.study.result import CSV_COLUMNS
 
@@ -93,8 +93,6 @@ def test_cuda_without_cuda_is_one_clear_error():
     assert "no CUDA device" in " ".join(outcome.output.split())
 
 
-def test_cli_choices_mirror_the_library_enums():
-    """The CLI keeps its own enums so `bitplan --help` does not import torch; they must not drift."""
-    assert [c.value for c in DistributionChoice] == [d.value for d in Distribution]
-    assert [c.value for c in OperandChoice] == [q.value for q in QuantizedOperand]
-    assert [c.value for c in FactorChoice] == [f.value for f in StudyFactor] + ["all"]
+def test_study_sweeps_every_factor_of_the_library_and_all():
+    """The CLI's sweep choice is the library's factors plus `all`, both from bitplan.choices."""
+    assert [c.value for c in StudySweep] == [f.value for f in StudyFactor] + ["all"]

@@ -105,7 +105,7 @@ def test_nproc_launches_torchrun_with_the_same_job(calls):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--seeds", "a,b"], "--seeds"), (["--bits", "four"], "--bits"), (["--plan", "missing.json"], "missing.json")],
+    [(["--seeds", "a,b"], "--seeds"), (["--bits", "four"], "`four`"), (["--plan", "missing.json"], "missing.json")],
 )
 def test_bad_arguments_exit_2(calls, args, message):
     result = runner.invoke(app, ["train", *args])
@@ -115,7 +115,7 @@ def test_bad_arguments_exit_2(calls, args, message):
 
 def test_help_lists_the_options():
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
-    for option in ("--plan", "--factor", "--seeds", "--resume", "--nproc", "--grad-quant", "--compile", "--json"):
+    for option in ("--plan", "--factor", "--seeds", "--resume", "--nproc", "--gradient-quant", "--compile", "--json"):
         assert option in result.output
 
 

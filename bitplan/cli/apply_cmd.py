@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, TrustModelSpecOption, console, guarded, write_or_print
+from bitplan.cli.common import JsonFlag, console, guarded, write_or_print
+from bitplan.cli.options import TrustModelSpec
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -23,7 +24,7 @@ def apply_plan(
     model: Annotated[str | None, typer.Option("--model", help="Model spec (default: the checkpoint's, else the plan's).")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Data spec: report the test metric before and after.")] = None,
     dequantized_out: Annotated[Path | None, typer.Option("--dequantized-out", help="Also write the dequantized state_dict here.")] = None,
-    trust_model_spec: TrustModelSpecOption = False,
+    trust_model_spec: TrustModelSpec = False,
     json: JsonFlag = False,
 ) -> None:
     """Quantize a trained model's planned weights to integer codes (safetensors), report size and metric."""

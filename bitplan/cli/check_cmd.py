@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, TrustModelSpecOption, console, guarded, to_json, write_or_print
+from bitplan.choices import OutputFormat
+from bitplan.cli.common import console, emit
+from bitplan.cli.options import Format, InputShape, Json, TrustModelSpec, cli_command, resolve_format
 
 VIOLATIONS_EXIT_CODE = 1
 
@@ -17,21 +19,22 @@ def register(app: typer.Typer) -> None:
     app.command("check")(check)
 
 
-@guarded
+@cli_command()
 def check(
     plans: Annotated[list[Path], typer.Argument(help="Plan files to check (several for pre-commit).")],
     model: Annotated[
         str | None, typer.Option("--model", help="Model spec to check against (default: the spec in the plan).")
     ] = None,
-    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for specs that need one.")] = None,
+    input_shape: InputShape = None,
     max_mbit: Annotated[float | None, typer.Option("--max-mbit", help="Largest allowed model size in MBit.")] = None,
     max_avg_bits: Annotated[
         float | None, typer.Option("--max-avg-bits", help="Largest allowed parameter-weighted mean bits.")
     ] = None,
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
-    trust_model_spec: TrustModelSpecOption = False,
-    json_output: JsonFlag = False,
+    trust_model_spec: TrustModelSpec = False,
+    format: Format = None,
+    json: Json = False,
 ) -> None:
     """Validate plans: schema, fingerprint, coverage of every weight GEMM, bits and budgets.
 
@@ -50,9 +53,10 @@ def check(
         max_bitops=max_bitops,
         trust_model_spec=trust_model_spec,
     )
-    if json_output:  # one object for one plan, a list for several
-        write_or_print(to_json(reports[0] if len(reports) == 1 else reports), None)
-    for report in [] if json_output else reports:
+    output_format = resolve_format(format, json)
+    if output_format is not OutputFormat.table:  # one object for one plan, a list for several
+        emit(reports[0] if len(reports) == 1 else reports, [check_table(report) for report in reports], output_format)
+    for report in [] if output_format is not OutputFormat.table else reports:
         if report.ok:
             console.print(
                 f"[green]ok[/]: {report.plan} fits {report.model}: {report.layers} GEMMs, "

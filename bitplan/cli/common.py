@@ -38,13 +38,6 @@ DebugOption = Annotated[bool, typer.Option("--debug", help="Show full tracebacks
 OutputPath = Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file (atomically).")]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-TrustModelSpecOption = Annotated[
-    bool,
-    typer.Option(
-        "--trust-model-spec",
-        help="Run a code model spec (file.py:factory) read from a plan or checkpoint; only for files you trust.",
-    ),
-]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -134,6 +127,38 @@ def to_json(result: BaseModel | list[BaseModel] | dict) -> str:
     if isinstance(result, list):
         return json.dumps([item.model_dump(mode="json") for item in result], indent=2)
     return json.dumps(result, indent=2)
+
+
+def emit(result: BaseModel | list[BaseModel], tables: list[Any], output_format: OutputFormat) -> None:
+    """Print a command's result: its rich tables, or the same tables as CSV/Markdown, or its JSON model."""
+    if output_format is OutputFormat.json:
+        write_or_print(to_json(result), None)
+    elif output_format is OutputFormat.table:
+        for table in tables:
+            console.print(table)
+    else:
+        write_or_print("\n".join(table_text(table, output_format) for table in tables), None)
+
+
+def table_text(table: Any, output_format: OutputFormat) -> str:
+    """A rich ``Table`` as CSV or a Markdown table (markup stripped, nothing cut)."""
+    import csv
+    import io
+
+    from rich.text import Text
+
+    def plain(cell: Any) -> str:
+        return Text.from_markup(cell).plain if isinstance(cell, str) else str(getattr(cell, "plain", cell))
+
+    header = [plain(column.header) for column in table.columns]
+    rows = [list(row) for row in zip(*[[plain(cell) for cell in column.cells] for column in table.columns])]
+    if output_format is OutputFormat.csv:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
+        return buffer.getvalue()
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def write_or_print(text: str, output: Path | None) -> None:

@@ -7,18 +7,32 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, err_console, guarded, to_json, write_or_print
-from bitplan.choices import (
-    FULL_PRECISION_BITS,
-    CapacityMeasure,
-    Factor,
-    GradQuant,
-    Mapping,
-    Objective,
-    Preset,
-    Strategy,
-    WeightGranularity,
+from bitplan.cli.common import emit, err_console
+from bitplan.cli.options import (
+    BUDGET_PANEL,
+    OUTPUT_PANEL,
+    PLAN_PANEL,
+    SPEC_HELP,
+    ActivationBits,
+    Batch,
+    Bits,
+    Format,
+    GradientBits,
+    GradientQuant,
+    InputShape,
+    Json,
+    Levels,
+    MappingOption,
+    PlanSeed,
+    UniformBits,
+    WeightGranularity_,
+    cli_command,
+    resolve_format,
 )
+from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy
+
+
+LAYERS_PANEL = "Layers kept or added"
 
 
 def _load_sensitivity(path: Path):
@@ -46,65 +60,69 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _fp32_as_none(bits: int) -> int | None:
-    """32 bits = not quantized (None); other widths, including ones above 32, go to the planner's check."""
+    """The plan stores "not quantized" as null; the CLI spells it 32 (``FULL_PRECISION_BITS``)."""
     return None if bits == FULL_PRECISION_BITS else bits
 
 
-@guarded
+@cli_command(aliases=("seed_alias",))
 def plan(
-    model: Annotated[str, typer.Argument(help="Model spec (zoo:resnet20, file.py:factory, model.onnx, ...) or a profile JSON.")],
-    factor: Annotated[Factor | None, typer.Option("--factor", help="Factor to rank layers by.")] = None,
-    strategy: Annotated[Strategy | None, typer.Option("--strategy", help="U, C+ (rise with factor), C- (fall), R.")] = None,
-    bits: Annotated[str | None, typer.Option("--bits", help="Range of widths LOW-HIGH, e.g. 6-8 (default 4-8).")] = None,
-    levels: Annotated[str | None, typer.Option("--levels", help="Explicit widths, e.g. 8,10,12,14,16.")] = None,
-    uniform_bits: Annotated[
-        int | None, typer.Option("--uniform-bits", help="Width of U and of the reference plan (default: middle of the range).")
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=f"Model spec or a profile JSON: {SPEC_HELP}", show_default=False)],
+    input_shape: InputShape = None,
+    batch: Batch = None,
+    factor: Annotated[Factor | None, typer.Option("--factor", help="Factor to rank layers by.", rich_help_panel=PLAN_PANEL)] = None,
+    strategy: Annotated[
+        Strategy | None, typer.Option("--strategy", help="U, C+ (rise with factor), C- (fall), R.", rich_help_panel=PLAN_PANEL)
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of R.")] = 0,
-    mapping: Annotated[Mapping, typer.Option("--mapping", help="How factor values become levels.")] = Mapping.rank,
-    preset: Annotated[Preset | None, typer.Option("--preset", help="dpc: C- on layer capacity.")] = None,
+    bits: Bits = None,
+    levels: Levels = None,
+    uniform_bits: UniformBits = None,
+    mapping: MappingOption = None,
+    plan_seed: PlanSeed = None,
+    preset: Annotated[Preset | None, typer.Option("--preset", help="dpc: C- on layer capacity.", rich_help_panel=PLAN_PANEL)] = None,
     capacity: Annotated[
-        CapacityMeasure, typer.Option("--capacity", help="DPC's capacity measure (the paper does not publish it).")
-    ] = CapacityMeasure.params,
+        CapacityMeasure | None,
+        typer.Option("--capacity", help="DPC's capacity measure (the paper does not publish it).", rich_help_panel=PLAN_PANEL),
+    ] = None,
     grid: Annotated[
-        bool, typer.Option("--grid/--no-grid", help="Every factor × strategy plan (restricted by --factor/--strategy).")
+        bool,
+        typer.Option("--grid/--no-grid", help="Every factor × strategy plan (restricted by --factor/--strategy).", rich_help_panel=PLAN_PANEL),
     ] = False,
-    budget_avg_bits: Annotated[
-        float | None, typer.Option("--budget-avg-bits", help="Largest order-preserving plan with at most this mean.")
-    ] = None,
-    budget_mbit: Annotated[float | None, typer.Option("--budget-mbit", help="... with at most this many MBit.")] = None,
-    budget_bitops: Annotated[
-        float | None, typer.Option("--budget-bitops", help="... with at most this many forward BitOPs.")
-    ] = None,
     keep: Annotated[
-        list[str] | None, typer.Option("--keep", help="Pin layers: first, last, names, FQNs or globs (comma-separated).")
+        list[str] | None,
+        typer.Option("--keep", help="Pin layers: first, last, names, FQNs or globs (comma-separated).", rich_help_panel=LAYERS_PANEL),
     ] = None,
-    keep_bits: Annotated[int, typer.Option("--keep-bits", help="Width of kept layers (32 = not quantized).")] = 8,
+    keep_bits: Annotated[int | None, typer.Option("--keep-bits", help="Width of kept layers (32 = not quantized).", rich_help_panel=LAYERS_PANEL)] = None,
     include_activation_gemms: Annotated[
         bool,
-        typer.Option("--include-activation-gemms/--no-include-activation-gemms", help="Also plan QKᵀ and A·V GEMMs."),
+        typer.Option("--include-activation-gemms/--no-include-activation-gemms", help="Also plan QKᵀ and A·V GEMMs.", rich_help_panel=LAYERS_PANEL),
     ] = False,
-    activation_bits: Annotated[int, typer.Option("--activation-bits", help="Activation bits for training (32 = fp32).")] = 8,
-    gradient_bits: Annotated[int, typer.Option("--gradient-bits", help="Gradient bits for training (32 = fp32).")] = 8,
-    gradient_quant: Annotated[
-        GradQuant, typer.Option("--gradient-quant", help="Gradient quantizer for training.")
-    ] = GradQuant.sr,
-    weight_granularity: Annotated[
-        WeightGranularity, typer.Option("--weight-granularity", help="Weight min/max per channel or per tensor.")
-    ] = WeightGranularity.channel,
-    input_shape: Annotated[str | None, typer.Option("--input-shape", help="Input shape for specs that need one.")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Batch to profile at (F and MACs scale with it).")] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the plan here (with --grid: a folder for all plans).")
+    budget_avg_bits: Annotated[
+        float | None, typer.Option("--budget-avg-bits", help="Largest order-preserving plan with at most this mean.", rich_help_panel=BUDGET_PANEL)
+    ] = None,
+    budget_mbit: Annotated[float | None, typer.Option("--budget-mbit", help="... with at most this many MBit.", rich_help_panel=BUDGET_PANEL)] = None,
+    budget_bitops: Annotated[
+        float | None, typer.Option("--budget-bitops", help="... with at most this many forward BitOPs.", rich_help_panel=BUDGET_PANEL)
     ] = None,
     sensitivity: Annotated[
-        Path | None, typer.Option("--sensitivity", help="A `bitplan sensitivity` report: the values of --factor S.")
+        Path | None,
+        typer.Option("--sensitivity", help="A `bitplan sensitivity` report: the values of --factor S.", rich_help_panel=BUDGET_PANEL),
     ] = None,
     objective: Annotated[
         Objective | None,
-        typer.Option("--objective", help="min-sensitivity: the exact least-noise bits within the budget (needs --sensitivity)."),
+        typer.Option(
+            "--objective", help="min-sensitivity: the exact least-noise bits within the budget (needs --sensitivity).", rich_help_panel=BUDGET_PANEL
+        ),
     ] = None,
-    json_output: JsonFlag = False,
+    activation_bits: ActivationBits = None,
+    gradient_bits: GradientBits = None,
+    gradient_quant: GradientQuant = None,
+    weight_granularity: WeightGranularity_ = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the plan here (with --grid: a folder for all plans).", rich_help_panel=OUTPUT_PANEL),
+    ] = None,
+    format: Format = None,
+    json: Json = False,
 ) -> None:
     """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates."""
     from bitplan.errors import PlanError
@@ -129,31 +147,36 @@ def plan(
         raise PlanError("give at most one of --budget-avg-bits, --budget-mbit, --budget-bitops.")
     if any(budget.value <= 0 for budget in budgets):
         raise PlanError("a budget must be positive.")
-    options = dict(
+    given = dict(
         bits=parse_bits_range(bits) if bits is not None else None,
         levels=parse_levels(levels) if levels is not None else None,
         uniform_bits=uniform_bits,
-        seed=seed,
+        seed=plan_seed,
         mapping=mapping,
         budget=budgets[0] if budgets else None,
         keep=_split(keep),
         keep_bits=keep_bits,
         include_activation_gemms=include_activation_gemms,
-        activation_bits=_fp32_as_none(activation_bits),
-        gradient_bits=_fp32_as_none(gradient_bits),
-        gradient_quant=gradient_quant.value,
-        weight_granularity=weight_granularity.value,
+        activation_bits=activation_bits,
+        gradient_bits=gradient_bits,
+        gradient_quant=gradient_quant,
+        weight_granularity=weight_granularity,
+        input_shape=input_shape,
+        batch=batch,
+        sensitivity=report,
     )
+    options = {key: value for key, value in given.items() if value is not None}
+    for name in ("activation_bits", "gradient_bits"):  # the plan stores "not quantized" as null
+        if name in options:
+            options[name] = _fp32_as_none(options[name])
+    output_format = resolve_format(format, json)
     if grid:
         if preset is not None:
             raise PlanError("--grid plans every factor × strategy; drop --preset (or drop --grid).")
         plans, result = grid_model(
             model,
-            input_shape=input_shape,
-            batch=batch,
             factors=[factor] if factor else [f for f in Factor if f.structural],
             strategies=[strategy] if strategy else Strategy.paper(),
-            sensitivity=report,
             **options,
         )
         if output is not None:
@@ -161,30 +184,13 @@ def plan(
 
             written = save_grid(plans, result, output)
             err_console.print(f"wrote {len(written) - 1} plans and {written[-1]}")
-        if json_output:
-            write_or_print(to_json(result), None)
-        else:
-            console.print(grid_table(result))
+        emit(result, [grid_table(result)], output_format)
         return
-    result = plan_model(
-        model,
-        input_shape=input_shape,
-        batch=batch,
-        factor=factor,
-        strategy=strategy,
-        preset=preset,
-        capacity=capacity,
-        sensitivity=report,
-        objective=objective.value if objective is not None else None,
-        **options,
-    )
+    recipe = {"factor": factor, "strategy": strategy, "preset": preset, "capacity": capacity, "objective": objective}
+    result = plan_model(model, **{key: value for key, value in recipe.items() if value is not None}, **options)
     if output is not None:
         from bitplan.plan.io import save_plan
 
         save_plan(result, output)
         err_console.print(f"wrote {output}")
-    if json_output:
-        write_or_print(to_json(result), None)
-    else:
-        console.print(layers_table(result))
-        console.print(summary_table(result))
+    emit(result, [layers_table(result), summary_table(result)], output_format)

@@ -7,22 +7,25 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import FormatOption, OutputFormat, OutputPath, console, guarded, write_or_print
-
-ModelArgument = Annotated[str, typer.Argument(help="zoo:NAME[?k=v], file.py:factory, pkg.module:factory, torchvision:NAME, hf:TYPE or model.onnx")]
-InputShapeOption = Annotated[str | None, typer.Option("--input-shape", help="Example input, e.g. 1x3x32x32 or 1x128:int64 (several joined by ',').")]
-BatchOption = Annotated[int | None, typer.Option("--batch", help="Batch size (leading dimension) of the example input.")]
+from bitplan.choices import OutputFormat
+from bitplan.cli.common import console, write_or_print
+from bitplan.cli.options import MODEL_PANEL, OUTPUT_PANEL, Batch, Format, InputShape, Json, Model, Output, cli_command, resolve_format
 
 
-@guarded
+@cli_command()
 def profile(
-    model: ModelArgument,
-    input_shape: InputShapeOption = None,
-    batch: BatchOption = None,
-    format: FormatOption = OutputFormat.table,
-    output: OutputPath = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write accumulation/frequency per layer to this PNG.")] = None,
-    tracer: Annotated[str, typer.Option("--tracer", help="auto (record, then torch.export), record, or export.")] = "auto",
+    model: Model,
+    input_shape: InputShape = None,
+    batch: Batch = None,
+    tracer: Annotated[
+        str, typer.Option("--tracer", help="auto (record, then torch.export), record, or export.", rich_help_panel=MODEL_PANEL)
+    ] = "auto",
+    output: Output = None,
+    format: Format = None,
+    json: Json = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write accumulation/frequency per layer to this PNG.", rich_help_panel=OUTPUT_PANEL)
+    ] = None,
 ) -> None:
     """Profile every GEMM-like op of a model (traced on meta tensors: no weights or activations allocated)."""
     from bitplan.profile import render
@@ -30,6 +33,7 @@ def profile(
 
     if tracer not in ("auto", "record", "export"):
         raise typer.BadParameter(f"`--tracer {tracer}` is not one of auto, record, export")
+    format = resolve_format(format, json)
     result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer)
     if plot is not None:
         render.plot(result, plot)

@@ -7,26 +7,30 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, err_console, guarded, write_or_print
+from bitplan.choices import OutputFormat
+from bitplan.cli.common import console, emit, err_console, write_or_print
+from bitplan.cli.options import Format, Json, cli_command, resolve_format
 
 
-@guarded
+@cli_command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A grid directory (bitplan compare --out) or a run directory (bitplan train --out).")],
-    json: JsonFlag = False,
+    directory: Annotated[Path, typer.Argument(help="A grid directory (bitplan compare -o) or a run directory (bitplan train -o).")],
+    format: Format = None,
+    json: Json = False,
 ) -> None:
     """Re-render results.md/.csv/.json, the figures and report.html from the files on disk."""
     from bitplan.compare import GridResult
     from bitplan.compare import report as render
 
+    output_format = resolve_format(format, json)
     result = render(directory)
-    if json:
-        write_or_print(result.model_dump_json(indent=2), None)
-    elif isinstance(result, GridResult):
+    if isinstance(result, GridResult):
         from bitplan.cli.compare_cmd import grid_table
 
-        console.print(grid_table(result))
+        emit(result, [grid_table(result)], output_format)
         err_console.print(f"wrote {directory / 'results.md'} and {directory / 'report.html'}")
+    elif output_format is OutputFormat.json:
+        write_or_print(result.model_dump_json(indent=2), None)
     else:
         for run, metric in result.final.items():
             value = "unfinished" if metric is None else f"{metric:.3f}"

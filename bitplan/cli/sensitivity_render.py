@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from bitplan.sensitivity_analysis.schema import SensitivityReport
 
 
-def render(report: SensitivityReport, console: Console) -> None:
+def tables(report: SensitivityReport) -> list[Table]:
+    """The ranked layer table, and the factor-validation table when the report has one."""
     table = Table(
         title=f"{report.model} on {report.data}: {report.method.value} sensitivity at {report.bits} bits",
         caption=f"{report.initialization.value} weights, {report.batches}×{report.batch_size} samples, {report.seconds:.1f} s",
@@ -23,7 +23,7 @@ def render(report: SensitivityReport, console: Console) -> None:
             "" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}",
             f"{layer.accumulation:,}", f"{layer.weight_frequency:,}", str(layer.depth),
         )
-    console.print(table)
+    shown = [table]
     if report.validation:
         check = Table(title="Do the structural factors rank layers like the measure? (95% bootstrap CI)")
         for column in ("factor", "Spearman ρ", "CI", "Kendall τ", "CI", "note"):
@@ -33,7 +33,8 @@ def render(report: SensitivityReport, console: Console) -> None:
                 row.factor, _number(row.spearman), _interval(row.spearman_ci), _number(row.kendall),
                 _interval(row.kendall_ci), row.note,
             )
-        console.print(check)
+        shown.append(check)
+    return shown
 
 
 def _number(value: float | None) -> str:

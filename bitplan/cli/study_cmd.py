@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, err_console, guarded, to_json, write_or_print
+from bitplan.choices import Distribution, OutputFormat, QuantizedOperand, StudySweep
+from bitplan.cli.common import console, emit, err_console
+from bitplan.cli.options import Device_, Format, Json, Output, Threads, cli_command, resolve_format
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from bitplan.study import StudyConfig, StudyResult
-
-
-class FactorChoice(str, Enum):
-    """A factor to sweep, or all three."""
-
-    accumulation = "accumulation"
-    frequency = "frequency"
-    depth = "depth"
-    all = "all"
-
-
-class DistributionChoice(str, Enum):
-    """Distribution of the matrix entries (mirrors ``bitplan.study.Distribution``)."""
-
-    normal = "normal"
-    uniform = "uniform"
-    relu = "relu"
-
-
-class OperandChoice(str, Enum):
-    """Operand of Y = X·W to quantize (mirrors ``bitplan.study.QuantizedOperand``)."""
-
-    left = "left"
-    right = "right"
-    both = "both"
 
 
 def register(app: typer.Typer) -> None:
@@ -53,17 +31,17 @@ def parse_int_list(text: str, option: str) -> list[int]:
         raise typer.BadParameter(message, param_hint=option) from None
 
 
-@guarded
+@cli_command(aliases=("out",))
 def study(
-    factor: Annotated[FactorChoice, typer.Argument(help="Factor to sweep, or all three.")],
+    factor: Annotated[StudySweep, typer.Argument(help="Factor to sweep, or all three.")],
     bits: Annotated[str | None, typer.Option("--bits", help="Comma-separated bit-widths, 1..16 (default 4,2).")] = None,
     trials: Annotated[int | None, typer.Option("--trials", help="Random trials per sweep point (default 50).")] = None,
     dist: Annotated[
-        DistributionChoice | None,
+        Distribution | None,
         typer.Option("--dist", help="Matrix entries: N(0,1), U(-1,1) or max(0,N(0,1)) (default normal)."),
     ] = None,
     quantize: Annotated[
-        OperandChoice | None, typer.Option("--quantize", help="Operand of Y = X·W to quantize (default right).")
+        QuantizedOperand | None, typer.Option("--quantize", help="Operand of Y = X·W to quantize (default right).")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of every random draw (default 0).")] = None,
     size: Annotated[
@@ -76,13 +54,14 @@ def study(
         str | None, typer.Option("--frequency", help="Uses per quantized element (default 512,256,…,16,9).")
     ] = None,
     depth: Annotated[int | None, typer.Option("--depth", help="Matrices in the depth chain (default 3).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Torch device (default cuda if available).")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads while running (default 1).")] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write CSV, JSON and PNG files into this folder.")
+    device: Device_ = None,
+    threads: Threads = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write CSV, JSON and PNG files into this folder.", rich_help_panel="Output")
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw a PNG per factor (with -o).")] = True,
-    json_output: JsonFlag = False,
+    format: Format = None,
+    json: Json = False,
 ) -> None:
     """Quantize one operand of random matrix products and measure the distance from the float64 truth.
 
@@ -92,20 +71,21 @@ def study(
     options: dict[str, Any] = {
         "bits": parse_int_list(bits, "--bits") if bits is not None else None,
         "trials": trials,
-        "distribution": dist.value if dist is not None else None,
-        "quantize": quantize.value if quantize is not None else None,
+        "distribution": dist,
+        "quantize": quantize,
         "seed": seed,
         "size": size,
         "accumulation": parse_int_list(accumulation, "--accumulation") if accumulation is not None else None,
         "frequency": parse_int_list(frequency, "--frequency") if frequency is not None else None,
         "depth": depth,
-        "device": device,
+        "device": None if device is None or device.value == "auto" else device.value,
         "threads": threads,
-        "out": out,
+        "out": output,
         "plots": plots,
     }
-    if factor is not FactorChoice.all:
+    if factor is not StudySweep.all:
         options["factors"] = [factor.value]
+    output_format = resolve_format(format, json)
     config = build_config({key: value for key, value in options.items() if value is not None})
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -126,13 +106,10 @@ def study(
             progress.update(task, completed=done, total=total, description=name)
 
         result = run_study(config, on_progress=on_progress)
-    if out is not None:
+    if output is not None:
         kinds = "CSV, JSON and PNG" if plots else "CSV and JSON"
-        err_console.print(f"wrote {kinds} files to {out}")
-    if json_output:
-        write_or_print(to_json(result), None)
-    else:
-        render_summary(result)
+        err_console.print(f"wrote {kinds} files to {output}")
+    emit(result, summary_tables(result), output_format)
 
 
 def build_config(options: dict[str, Any]) -> StudyConfig:
@@ -156,11 +133,12 @@ def describe_problem(problem: dict[str, Any]) -> str:
     return message if f"`{field}`" in message or not field else f"`--{flag}`: {message}"
 
 
-def render_summary(result: StudyResult) -> None:
+def summary_tables(result: StudyResult) -> list[Table]:
     """One rich table per factor: per sweep value and bit-width, the distances and their variances."""
     from rich.table import Table
 
     config = result.config
+    tables = []
     for factor_result in result.factors:
         table = Table(
             title=f"{factor_result.factor.value}: {factor_result.sweep}",
@@ -180,5 +158,6 @@ def render_summary(result: StudyResult) -> None:
                 f"{point.relative_distance:.4g}",
                 f"{point.relative_variance:.3g}",
             )
-        console.print(table)
-    console.print(f"[dim]{config.total_points()} sweep points in {result.seconds:.2f} s[/]")
+        tables.append(table)
+    tables[-1].caption += f"; {config.total_points()} sweep points in {result.seconds:.2f} s"
+    return tables

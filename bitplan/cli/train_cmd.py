@@ -11,8 +11,27 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, guarded, write_or_print
-from bitplan.choices import Device, Factor, ForwardQuant, GradQuant, Optimizer, Schedule, Strategy, WeightGranularity
+from bitplan.cli.common import emit
+from bitplan.cli.options import (
+    OUTPUT_PANEL,
+    PLAN_PANEL,
+    QUANT_PANEL,
+    TRAINING,
+    TRAINING_PANEL,
+    Bits,
+    Data,
+    Format,
+    InputShape,
+    Json,
+    OptionalModel,
+    PlanFile,
+    Progress,
+    Seeds,
+    cli_command,
+    parse_seeds,
+    resolve_format,
+)
+from bitplan.choices import Factor, OutputFormat, Strategy
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -20,96 +39,59 @@ if TYPE_CHECKING:
     from bitplan.train.records import SeedsSummary
 
 
-def parse_range(text: str, option: str) -> tuple[int, int]:
-    """``"4-8"`` → (4, 8); a single number ``"6"`` → (6, 6)."""
-    parts = text.split("-")
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2):
-        raise typer.BadParameter(f"`{option} {text}` must be LOW-HIGH bits, e.g. `{option} 4-8`")
-    return (values[0], values[-1])
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0,1,2,3"`` → [0, 1, 2, 3]."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or min(seeds) < 0:
-        raise typer.BadParameter(f"`--seeds {text}` must be non-negative integers joined by commas, e.g. `--seeds 0,1,2,3`")
-    return seeds
-
-
-@guarded
+@cli_command(TRAINING, aliases=("model_option", "act_bits", "grad_bits", "grad_quant", "grad_samples", "batch_size_alias", "out"))
 def train(
-    model: Annotated[str | None, typer.Option("--model", help="Model spec (default zoo:digits_cnn).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Data spec: digits, cifar10:PATH, text:PATH, synthetic, ...")] = None,
-    plan: Annotated[Path | None, typer.Option("--plan", help="Plan file to train with.")] = None,
-    factor: Annotated[Factor | None, typer.Option("--factor", help="Make a plan ranking layers by this factor.")] = None,
-    strategy: Annotated[Strategy | None, typer.Option("--strategy", help="Strategy of the plan made with --factor.")] = None,
-    bits: Annotated[str | None, typer.Option("--bits", help="Bit range of the plan made with --factor, e.g. 4-8.")] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
-    optimizer: Annotated[Optimizer | None, typer.Option("--optimizer", help="Optimizer.")] = None,
-    schedule: Annotated[Schedule | None, typer.Option("--schedule", help="Learning-rate schedule.")] = None,
-    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="Weight decay.")] = None,
-    momentum: Annotated[float | None, typer.Option("--momentum", help="SGD momentum (AdamW beta1).")] = None,
-    clip_grad_norm: Annotated[float | None, typer.Option("--clip-grad-norm", help="Clip the gradient norm.")] = None,
-    seeds: Annotated[str | None, typer.Option("--seeds", help="Seeds to run, e.g. 0,1,2,3.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/default).")] = None,
-    device: Annotated[Device | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
-    act_bits: Annotated[int | None, typer.Option("--act-bits", help="Activation bits (32 = fp32); overrides the plan.")] = None,
-    grad_bits: Annotated[int | None, typer.Option("--grad-bits", help="Gradient bits (32 = fp32); overrides the plan.")] = None,
-    grad_quant: Annotated[GradQuant | None, typer.Option("--grad-quant", help="Gradient quantizer; overrides the plan.")] = None,
-    weight_granularity: Annotated[WeightGranularity | None, typer.Option("--weight-granularity", help="Weight ranges per channel or tensor.")] = None,
-    keep_last_fp32: Annotated[bool, typer.Option("--keep-last-fp32/--no-keep-last-fp32", help="Keep the last weight GEMM in fp32 (CPT).")] = False,
-    forward_quant: Annotated[ForwardQuant | None, typer.Option("--forward-quant", help="uniform (min/max) or sawb (LUQ's 4-bit forward).")] = None,
-    grad_samples: Annotated[int | None, typer.Option("--grad-samples", help="LUQ SMP: gradient samples averaged.")] = None,
-    cyclic: Annotated[str | None, typer.Option("--cyclic", help="CPT cyclic precision MIN-MAX bits, e.g. 3-8.")] = None,
-    cyclic_cycles: Annotated[int | None, typer.Option("--cyclic-cycles", help="Cycles of --cyclic over training.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch threads per process.")] = None,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.")] = False,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted seeds from their checkpoints.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the finished results in --out and train afresh.")] = False,
-    nproc: Annotated[int, typer.Option("--nproc", help="Launch this many processes with torchrun (DDP).")] = 1,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars on stderr.")] = True,
-    json: JsonFlag = False,
+    model: OptionalModel = None,
+    data: Data = None,
+    input_shape: InputShape = None,
+    plan: PlanFile = None,
+    factor: Annotated[Factor | None, typer.Option("--factor", help="Make a plan ranking layers by this factor.", rich_help_panel=PLAN_PANEL)] = None,
+    strategy: Annotated[Strategy | None, typer.Option("--strategy", help="Strategy of the plan made with --factor.", rich_help_panel=PLAN_PANEL)] = None,
+    bits: Bits = None,
+    seeds: Seeds = None,
+    cyclic: Annotated[str | None, typer.Option("--cyclic", help="CPT cyclic precision MIN-MAX bits, e.g. 3-8.", rich_help_panel=QUANT_PANEL)] = None,
+    cyclic_cycles: Annotated[int | None, typer.Option("--cyclic-cycles", help="Cycles of --cyclic over training.", rich_help_panel=QUANT_PANEL)] = None,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=TRAINING_PANEL)] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted seeds from their checkpoints.", rich_help_panel=TRAINING_PANEL)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the finished results in the run folder and train afresh.", rich_help_panel=TRAINING_PANEL)] = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch this many processes with torchrun (DDP).", rich_help_panel=TRAINING_PANEL)] = 1,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default runs/default).", rich_help_panel=OUTPUT_PANEL)] = None,
+    progress: Progress = True,
+    format: Format = None,
+    json: Json = False,
+    *,
+    training: dict,
 ) -> None:
-    """Train with fake-quantized weights, activations and gradients (no plan = fp32 baseline)."""
+    """Train with fake-quantized weights, activations and gradients (no plan = fp32 baseline).
+
+    With no arguments: the embedded example (digits CNN on scikit-learn's digits, C− A 4–8 plan).
+    """
     from bitplan.plan import load_plan
+    from bitplan.plan.planner import parse_bits_range
     from bitplan.train import Job, launch, make_config, train_seeds
 
+    output_format = resolve_format(format, json)
+    loaded_plan = load_plan(plan) if plan is not None else None
     given = {
-        "model": model, "data": data, "factor": factor, "strategy": strategy, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "schedule": schedule,
-        "weight_decay": weight_decay, "momentum": momentum, "clip_grad_norm": clip_grad_norm, "out": out,
-        "device": device, "activation_bits": act_bits, "gradient_bits": grad_bits, "gradient_quant": grad_quant,
-        "weight_granularity": weight_granularity, "forward_quant": forward_quant, "gradient_samples": grad_samples,
-        "cyclic_cycles": cyclic_cycles, "threads": threads,
-        "bits": parse_range(bits, "--bits") if bits else None,
-        "cyclic": parse_range(cyclic, "--cyclic") if cyclic else None,
-        "plan": load_plan(plan) if plan is not None else None,
-        "keep_last_fp32": keep_last_fp32 or None, "compile": compile or None,
+        "model": model, "data": data, "factor": factor, "strategy": strategy, "out": output,
+        "input_shape": input_shape, "cyclic_cycles": cyclic_cycles,
+        "bits": parse_bits_range(bits) if bits else None,
+        "cyclic": parse_bits_range(cyclic) if cyclic else None,
+        "plan": loaded_plan, "compile": compile or None,
+        **training,
     }
     given = {key: value for key, value in given.items() if value is not None}
     bare = not any(key in given for key in ("model", "data", "plan", "factor"))
     config = make_config(given, example=bare)
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
     if nproc > 1:
-        code = launch(Job(config=config, seeds=seed_list, resume=resume, overwrite=overwrite, progress=progress, print_json=json), nproc)
-        raise typer.Exit(code)
+        job = Job(config=config, seeds=seed_list, resume=resume, overwrite=overwrite, progress=progress, print_json=output_format is OutputFormat.json)
+        raise typer.Exit(launch(job, nproc))
     summary = train_seeds(config, seed_list, resume=resume, overwrite=overwrite, progress=progress)
     from bitplan.train.distributed import is_main_process
 
     if is_main_process():  # under torchrun every rank runs this command; rank 0 reports
-        if json:
-            write_or_print(summary.model_dump_json(indent=2), None)
-        else:
-            console.print(_table(summary))
+        emit(summary, [_table(summary)], output_format)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from bitplan.cli.common import JsonFlag, console, guarded, to_json, write_or_print
+from bitplan.cli.common import emit
+from bitplan.cli.options import Format, Json, cli_command, resolve_format
 
 
-@guarded
-def zoo(json: JsonFlag = False) -> None:
+@cli_command()
+def zoo(format: Format = None, json: Json = False) -> None:
     """List the built-in models (random init; nothing is downloaded). Use them as zoo:NAME?option=value."""
     from rich.table import Table
 
     from bitplan.zoo import catalog
 
+    output_format = resolve_format(format, json)
     models = catalog()
-    if json:
-        write_or_print(to_json(models), None)
-        return
     table = Table(title="bitplan zoo (use as zoo:NAME?option=value)")
     table.add_column("model", style="bold")
     table.add_column("task")
@@ -31,7 +30,7 @@ def zoo(json: JsonFlag = False) -> None:
         table.add_row(
             model.name, model.task.value, f"{shape} {model.input_dtype}", f"{model.params:,}", options, model.description
         )
-    console.print(table)
+    emit(models, [table], output_format)
 
 
 def _format_default(value: object) -> str:

@@ -61,7 +61,7 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
         >>> result.row("A", "C-").mean, result.row("A", "C-").variance  # doctest: +SKIP
         (96.9, 0.11)
     """
-    with hold_folder(config.out, "this grid (`--out`)"):
+    with hold_folder(config.out, "this grid (`-o`)"):
         return _run_grid(config, jobs=jobs, progress=progress)
 
 

@@ -1,5 +1,5 @@
 """``--objective min-sensitivity``: the bits that minimise sensitivity-weighted quantization noise
-under a budget, exactly (a multiple-choice knapsack, ``bitplan.sensitivity_analysis.knapsack``).
+under a budget, exactly (a multiple-choice knapsack, ``bitplan.plan.knapsack``).
 
 Noise model: a layer of measured sensitivity s (at b0 bits) adds s·((2^b0 − 1)/(2^b − 1))² at b bits,
 since the quantization error variance scales with the squared step and the step with 1/(2^b − 1).
@@ -11,10 +11,10 @@ import numpy as np
 
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import Precision
+from bitplan.plan.knapsack import noise_scale, solve_mckp
 from bitplan.plan.schema import Budget
 from bitplan.plan.sizing import BudgetTerms
 from bitplan.plan.units import PlanUnit
-from bitplan.sensitivity_analysis.knapsack import noise_scale, solve_mckp
 
 
 def optimal_bits(

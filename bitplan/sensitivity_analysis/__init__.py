@@ -1,9 +1,8 @@
-"""Measured per-layer sensitivity, budget-optimal plans from it, and validation of A/F/D against it.
+"""Measured per-layer sensitivity, and validation of A/F/D against it (planning with it: ``bitplan.plan``).
 
 ``bitplan.sensitivity(model, data, method=...)`` is ``measure_sensitivity``.
 """
 
-from bitplan.sensitivity_analysis.knapsack import noise_scale, solve_mckp
 from bitplan.sensitivity_analysis.measure import measure_sensitivity
 from bitplan.sensitivity_analysis.schema import (
     FactorCorrelation,
@@ -26,7 +25,4 @@ __all__ = [
     "correlate",
     "FactorCorrelation",
     "FACTORS",
-    # planning
-    "solve_mckp",
-    "noise_scale",
 ]

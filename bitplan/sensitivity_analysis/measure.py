@@ -12,6 +12,7 @@ from torch import nn
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
 from bitplan.sensitivity_analysis import methods
+from bitplan.choices import DEFAULT_WEIGHT_GRANULARITY, Device, WeightGranularity
 from bitplan.sensitivity_analysis.schema import Initialization, LayerSensitivity, SensitivityMethod, SensitivityReport
 
 
@@ -51,8 +52,8 @@ def measure_sensitivity(
     seed: int = 0,
     checkpoint: str | Path | None = None,
     probes: int = 8,
-    per_channel: bool = True,
-    device: str = "cpu",
+    weight_granularity: WeightGranularity | str = DEFAULT_WEIGHT_GRANULARITY,
+    device: Device | str = Device.auto,
     progress: bool = False,
 ) -> SensitivityReport:
     """Measure how much each weight GEMM's quantization to ``bits`` hurts, on ``batches`` batches.
@@ -66,7 +67,8 @@ def measure_sensitivity(
         batches, batch_size: how much training data the measure averages over.
         checkpoint: a ``bitplan train`` checkpoint (or a plain state_dict); None = random init.
         probes: Rademacher probes per batch (hessian only).
-        per_channel: per-output-channel ranges for Δw (as training's default), else per tensor.
+        weight_granularity: ranges for Δw per output channel (as training's default) or per tensor.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
 
     Returns:
         A ``SensitivityReport`` with one entry per weight GEMM (larger = more sensitive).
@@ -78,12 +80,14 @@ def measure_sensitivity(
     from bitplan.profile.trace import profile_model
     from bitplan.train.config import TrainConfig
     from bitplan.train.loop import batch_loss
-    from bitplan.train.setup import build_run
+    from bitplan.train.setup import build_run, resolve_device
 
     method = SensitivityMethod(method)
     started = time.perf_counter()
-    torch_device = torch.device(device)
-    setup = build_run(TrainConfig(model=model, data=data, seed=seed), device=torch_device, sr_seed=seed)
+    per_channel = WeightGranularity(weight_granularity) is WeightGranularity.channel
+    config = TrainConfig(model=model, data=data, seed=seed, device=Device(device))
+    torch_device = resolve_device(config)
+    setup = build_run(config, device=torch_device, sr_seed=seed)
     net = setup.model
     if checkpoint is not None:
         try:

@@ -6,11 +6,11 @@ The defaults reproduce Section 3 of the seed paper (Figures 4–6): 50 trials, 4
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bitplan.choices import Distribution, QuantizedOperand, StudyFactor
 from bitplan.errors import BitplanError
 
 MAX_BITS = 16
@@ -20,33 +20,6 @@ MAX_OPERAND_ELEMENTS = 2**27
 
 class StudyError(BitplanError):
     """A study that cannot run as configured (e.g. a CUDA device on a machine without one)."""
-
-
-class StudyFactor(str, Enum):
-    """Which property of a GEMM a study sweeps."""
-
-    accumulation = "accumulation"
-    frequency = "frequency"
-    depth = "depth"
-
-
-class Distribution(str, Enum):
-    """Where every matrix entry is drawn from (independently, for every operand and trial).
-
-    normal: N(0, 1); uniform: U(−1, 1); relu: max(0, N(0, 1)), a rectified, non-zero-mean activation.
-    """
-
-    normal = "normal"
-    uniform = "uniform"
-    relu = "relu"
-
-
-class QuantizedOperand(str, Enum):
-    """Which operand of Y = X·W is quantized: left (X), right (W, the weight) or both."""
-
-    left = "left"
-    right = "right"
-    both = "both"
 
 
 class StudyConfig(BaseModel):

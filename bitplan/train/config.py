@@ -50,6 +50,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str = Field(default=DEFAULT_MODEL, description="Model spec (zoo:NAME, file.py:factory, ...).")
+    input_shape: str | None = Field(
+        default=None, description="Example input for specs that need one, e.g. 1x3x32x32 (see `bitplan profile --input-shape`)."
+    )
     data: str = Field(default=DEFAULT_DATA, description="Data spec (digits, cifar10:PATH, text:PATH, synthetic).")
     plan: BitPlan | None = Field(default=None, description="The plan to train with; None = see `factor`.")
     factor: Factor | None = Field(default=None, description="Make a plan by this factor when `plan` is None.")

@@ -97,7 +97,7 @@ def train_seeds(
     if not distributed.is_main_process():  # under torchrun rank 0 holds the folder for every rank
         return _train_seeds(config, seeds, resume=resume, progress=progress)
     check_train_folder(config.out, seeds, resume=resume, overwrite=overwrite)  # before anything is written
-    with hold_folder(config.out, "this training run (`--out`)"):
+    with hold_folder(config.out, "this training run (`-o`)"):
         check_train_folder(config.out, seeds, resume=resume, overwrite=overwrite)  # a run may have ended meanwhile
         if overwrite:
             clear_train_folder(config.out)

@@ -185,11 +185,11 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
         SpecError, DataError, PlanError: From the model, data or plan.
     """
     on_meta = split_spec(config.model)[0].startswith("zoo:")
-    probe = load_model(config.model, device="meta" if on_meta else None)
+    probe = load_model(config.model, input_shape=config.input_shape, device="meta" if on_meta else None)
     data = load_data(config.data, seed=config.seed, example_inputs=probe.example_inputs)
     options = model_options(config.model, data)
     torch.manual_seed(config.seed)  # initialisation depends on the seed only
-    loaded = load_model(config.model, options=options)
+    loaded = load_model(config.model, input_shape=config.input_shape, options=options)
     check_fits(loaded.model, data, loaded.example_inputs, spec_with_options(config.model, options))
     if config.plan is not None:  # named by its spec, so the message's fix is a command that runs
         from bitplan.plan import verify_fingerprint

@@ -146,7 +146,7 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(
             f"`{path}` is not a bitplan training checkpoint of format {CHECKPOINT_FORMAT}; "
-            "point --out at a new directory or delete the file"
+            "choose another output folder (`-o`) or delete the file"
         )
     return checkpoint
 

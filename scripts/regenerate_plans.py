@@ -1,6 +1,6 @@
 """The committed plans in ``plans/``: how they are made, and a drift check.
 
-Run ``python -m bitplan.plan.regenerate`` to rewrite them, ``--check`` to exit 1 when any differs.
+Run ``python scripts/regenerate_plans.py`` to rewrite them, ``--check`` to exit 1 when any differs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bitplan.plan.planner import make_plan
 from bitplan.plan.schema import BitPlan, Factor, Strategy
 from bitplan.profile.schema import ModelProfile
 
-PLANS_DIR = Path(__file__).resolve().parents[2] / "plans"
+PLANS_DIR = Path(__file__).resolve().parents[1] / "plans"
 PAPER_FACTORS = (Factor.A, Factor.F, Factor.D)
 
 
