@@ -149,10 +149,10 @@ ROWS = [
     Row("check-limit-inf", "check {c}/p.json --max-avg-bits inf", says=("finite",)),
     Row("check-min-bits-40", "check {c}/p.json --min-bits 40", says=("32",)),
     Row("train-activation-bits-33", "train --activation-bits 33 -o {c}/out/t", says=("activation_bits",)),
-    Row("train-seeds-repeat", "train --seeds 0,0 -o {c}/out/t", says=("repeats",)),
+    Row("train-seeds-repeat", "train --seeds 0,0 -o {c}/out/t", says=("--seeds 0,0",)),
     Row("train-seeds-text", "train --seeds zero -o {c}/out/t", says=("--seeds",)),
     Row("train-epochs-zero", "train --epochs 0 -o {c}/out/t", says=("epochs",)),
-    Row("compare-seeds-repeat", "compare zoo:digits_cnn --seeds 0,0 -o {c}/out/g", says=("repeats",)),
+    Row("compare-seeds-repeat", "compare zoo:digits_cnn --seeds 0,0 -o {c}/out/g", says=("--seeds 0,0",)),
     Row("compare-gradient-bits-33", "compare zoo:digits_cnn --gradient-bits 33 -o {c}/out/g", says=("gradient_bits",)),
     # run folders
     Row("train-into-finished", "train -o {c}/finished", says=("--resume", "--overwrite")),
