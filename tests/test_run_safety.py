@@ -59,6 +59,7 @@ def wait_for_lock(folder: Path, pid: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"process {pid} never took the lock of {folder}")
 
 
+@pytest.mark.slow
 def test_second_train_exits_at_once_and_a_rerun_changes_nothing(tmp_path):
     out = tmp_path / "run"
     first = bitplan_process("train", "--epochs", "2", "-o", str(out), "--no-progress", "--json")
@@ -175,3 +176,36 @@ def test_an_evil_plan_runs_no_code_unless_trusted(tmp_path):
     trusted = runner.invoke(app, ["check", str(tmp_path / "p.json"), "--trust-model-spec"])
     assert trusted.exit_code == 0, trusted.output
     assert marker.read_text() == "ran"
+
+
+def test_the_thread_count_is_part_of_a_grid_runs_key(tmp_path):
+    from bitplan.compare import GridConfig
+    from bitplan.compare.cells import grid_profile, plan_cells
+    from bitplan.compare.runs import plan_runs
+    from bitplan.train import TrainConfig
+
+    config = GridConfig(train=TrainConfig(model="zoo:digits_cnn", data="digits"), factors=["A"], strategies=["U"],
+                        seeds=[0], out=tmp_path)
+    cells = plan_cells(config, grid_profile(config)[0])
+    one, two = (plan_runs(config.train, cells, [0], tmp_path, threads=threads)[0] for threads in (1, 2))
+    assert (one.config.threads, two.config.threads) == (1, 2)
+    assert one.directory != two.directory  # `--jobs 2` on 2 cores (1 thread) never reuses a 2-thread run
+    pinned = plan_runs(config.train.model_copy(update={"threads": 3}), cells, [0], tmp_path, threads=1)[0]
+    assert pinned.config.threads == 3  # a template that pins its threads keeps them whatever --jobs is
+
+
+def test_library_apply_never_builds_a_code_spec_from_a_plan(tmp_path):
+    from bitplan import apply
+    from bitplan.errors import SpecError
+    from bitplan.plan import load_plan
+    from bitplan.spec import load_model
+
+    marker = tmp_path / "MARKER"
+    (tmp_path / "evil.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
+    made = runner.invoke(app, ["plan", "zoo:digits_cnn", "--factor", "A", "--strategy", "U", "-o", str(tmp_path / "p.json")])
+    assert made.exit_code == 0, made.output
+    plan = load_plan(tmp_path / "p.json").model_copy(update={"model": f"{tmp_path / 'evil.py'}:build"})
+    model = load_model("zoo:digits_cnn").model
+    with pytest.raises(SpecError, match="example_inputs"):
+        apply(model, plan)  # no example inputs: it would have to build the plan's model
+    assert not marker.exists()
