@@ -15,6 +15,7 @@ SCHEMAS: dict[str, str] = {
     "sensitivity": "bitplan.sensitivity_analysis.schema:SensitivityReport",
     "zoo_info": "bitplan.zoo.registry:ZooInfo",
     "plan": "bitplan.plan.schema:BitPlan", "plan_grid": "bitplan.plan.grid:GridResult", "plan_check": "bitplan.plan.check:CheckReport",
+    "plan_diff": "bitplan.plan.diff:PlanDiff",
     "study": "bitplan.study.result:StudyResult",
     "train_config": "bitplan.train.records:RunConfigFile", "train_metrics_line": "bitplan.train.records:MetricsLine", "train_final": "bitplan.train.records:RunResult", "train_summary": "bitplan.train.records:SeedsSummary", "apply_report": "bitplan.apply.export:ApplyReport",
     "compare_result": "bitplan.compare.result:GridResult",

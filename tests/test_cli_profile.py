@@ -28,7 +28,7 @@ def test_csv_and_markdown_and_file_output(tmp_path) -> None:
     target = tmp_path / "out" / "p.md"
     result = runner.invoke(app, ["profile", "zoo:resnet20", "-f", "md", "-o", str(target)])
     assert result.exit_code == 0
-    assert target.read_text().startswith("| name | op | depth |")
+    assert target.read_text().startswith("| # | name | op | depth |")
     assert not list(target.parent.glob(".*.tmp"))  # atomic write left no temporary behind
 
 

@@ -80,7 +80,7 @@ def test_html_report_is_self_contained_and_embeds_png_figures(grid):
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(images) == 3  # Figure 7 style plus one bar chart per factor
     assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
-    assert html.count("<table>") == 3 and "Acc-A" in html and "Size-F" in html
+    assert html.count("<table>") == 4 and "Acc-A" in html and "Size-F" in html  # Tables 1, 2, every cell, bits per layer
 
 
 def test_extra_sections_are_rendered_in_file_name_order(grid):

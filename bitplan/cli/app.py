@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "train_cmd", "apply_cmd",
     "sensitivity_cmd",
     "compare_cmd", "report_cmd",
+    "diff_cmd",
 ]
 
 

@@ -22,7 +22,21 @@ from bitplan.atomic import atomic_write_text
 from bitplan.choices import OutputFormat
 from bitplan.errors import BitplanError
 
-console = Console()
+# Width of results printed to a pipe or a file: wide enough that no table cell is ever cut.
+UNLIMITED_WIDTH = 100_000
+
+
+def result_console() -> Console:
+    """The console results print on: a terminal's own width, or no width limit on a pipe or file.
+
+    Rich shrinks tables to 80 columns when stdout is not a terminal and cuts names with "…"
+    (`blocks.0.a…` for q, k and v alike); `bitplan ... | grep` must see every name whole.
+    """
+    detected = Console()
+    return detected if detected.is_terminal else Console(width=UNLIMITED_WIDTH)
+
+
+console = result_console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])

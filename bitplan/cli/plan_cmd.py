@@ -123,6 +123,9 @@ def plan(
     ] = None,
     format: Format = None,
     json: Json = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this PNG.", rich_help_panel=OUTPUT_PANEL)
+    ] = None,
 ) -> None:
     """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates."""
     from bitplan.errors import PlanError
@@ -171,6 +174,8 @@ def plan(
             options[name] = _fp32_as_none(options[name])
     output_format = resolve_format(format, json)
     if grid:
+        if plot is not None:
+            raise PlanError("--plot draws one plan; drop --grid, or plot each plan of the grid with `bitplan plan`.")
         if preset is not None:
             raise PlanError("--grid plans every factor × strategy; drop --preset (or drop --grid).")
         plans, result = grid_model(
@@ -193,4 +198,10 @@ def plan(
 
         save_plan(result, output)
         err_console.print(f"wrote {output}")
+    if plot is not None:
+        from bitplan.plan.from_spec import load_profile
+        from bitplan.plan.plot import plot_plan
+
+        plot_plan(result, load_profile(model, input_shape=input_shape, batch=batch), plot)
+        err_console.print(f"wrote {plot}")
     emit(result, [layers_table(result), summary_table(result)], output_format)

@@ -26,6 +26,12 @@ def profile(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write accumulation/frequency per layer to this PNG.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
+    depth: Annotated[
+        int | None, typer.Option("--depth", min=1, help="Group GEMMs by the first N components of their module path.", rich_help_panel=OUTPUT_PANEL)
+    ] = None,
+    top: Annotated[
+        int | None, typer.Option("--top", min=1, help="Show only the N GEMMs (or groups) with the most MACs.", rich_help_panel=OUTPUT_PANEL)
+    ] = None,
 ) -> None:
     """Profile every GEMM-like op of a model (traced on meta tensors: no weights or activations allocated)."""
     from bitplan.profile import render
@@ -37,6 +43,9 @@ def profile(
     result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer)
     if plot is not None:
         render.plot(result, plot)
+    if depth is not None or top is not None:
+        _print_summary(result, format, output, depth=depth, top=top)
+        return
     if format is OutputFormat.table and output is None:
         console.print(render.to_table(result))
         return
@@ -46,6 +55,23 @@ def profile(
         OutputFormat.md: lambda: render.to_markdown(result),
         OutputFormat.table: lambda: result.model_dump_json(indent=2),
     }[format]()
+    write_or_print(text, output)
+
+
+def _print_summary(result, format: OutputFormat, output: Path | None, *, depth: int | None, top: int | None) -> None:
+    """``--depth``/``--top``: a shorter view for people; the JSON stays the whole profile."""
+    from bitplan.errors import SpecError
+    from bitplan.profile import render
+    from bitplan.profile.summary import summarize
+
+    if format is OutputFormat.json:
+        raise SpecError("--depth and --top shorten the table, CSV and Markdown; JSON is always the whole profile. "
+                        "Drop --depth/--top, or use --format table, csv or md.")
+    groups, how = summarize(result, depth=depth, top=top)
+    if format is OutputFormat.table and output is None:
+        console.print(render.groups_table(result, groups, how))
+        return
+    text = render.groups_csv(result, groups) if format is OutputFormat.csv else render.groups_markdown(result, groups, how)
     write_or_print(text, output)
 
 

@@ -8,18 +8,22 @@ from bitplan.sensitivity_analysis.schema import SensitivityReport
 
 
 def tables(report: SensitivityReport) -> list[Table]:
-    """The ranked layer table, and the factor-validation table when the report has one."""
+    """The ranked layer table, and the factor-validation table when the report has one.
+
+    ``#`` is the layer's 0-based position in the report's ``layers`` (as in every bitplan table);
+    ``rank`` 1 is the most sensitive layer.
+    """
     table = Table(
         title=f"{report.model} on {report.data}: {report.method.value} sensitivity at {report.bits} bits",
         caption=f"{report.initialization.value} weights, {report.batches}×{report.batch_size} samples, {report.seconds:.1f} s",
     )
-    for column in ("rank", "layer", "sensitivity", "SQNR dB", "A (K)", "F (M)", "D"):
+    for column in ("#", "rank", "layer", "sensitivity", "SQNR dB", "A (K)", "F (M)", "D"):
         table.add_column(column, justify="left" if column == "layer" else "right")
     order = sorted(range(len(report.layers)), key=lambda i: -report.layers[i].sensitivity)
     rank = {index: position + 1 for position, index in enumerate(order)}
     for index, layer in enumerate(report.layers):
         table.add_row(
-            str(rank[index]), layer.name, f"{layer.sensitivity:.4g}",
+            str(index), str(rank[index]), layer.name, f"{layer.sensitivity:.4g}",
             "" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}",
             f"{layer.accumulation:,}", f"{layer.weight_frequency:,}", str(layer.depth),
         )

@@ -3,42 +3,18 @@
 Figure 7 of the seed paper plots each strategy's test accuracy with a circle whose area shows the
 variance over replicates. Here: x = strategy, y = mean final metric, one colour per factor (offset
 side by side), circle area proportional to the variance (population, over ok seeds), every seed's
-value as a small dot. matplotlib is imported lazily (``import bitplan`` stays lean) and figures are
-drawn on the Agg canvas directly (no pyplot state): they render headless and never change the
-user's backend.
+value as a small dot. Figures are drawn with ``bitplan.figures`` (Agg canvas, constrained layout,
+matplotlib imported lazily).
 """
 
 from __future__ import annotations
 
-import io
-from typing import TYPE_CHECKING
-
 from bitplan.compare.result import GridResult
+from bitplan.figures import integer_ticks, new_figure, png_bytes
 from bitplan.train import MetricName
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 FACTOR_COLOURS = {"A": "#1f77b4", "F": "#d62728", "D": "#2ca02c", "capacity": "#9467bd", "macs": "#8c564b"}
 MAX_CIRCLE_AREA = 1400.0  # points², the area of the largest variance in the figure
-DPI = 110
-
-
-def new_figure(**options) -> Figure:
-    """A figure on its own Agg canvas, outside pyplot's global state."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(**options)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def png_bytes(figure: Figure) -> bytes:
-    """Render ``figure`` to PNG bytes."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
 
 
 def metric_label(name: MetricName) -> str:
@@ -51,7 +27,7 @@ def variance_figure(result: GridResult) -> bytes:
     factors = [factor.value for factor in result.config.factors]
     variances = [row.variance for row in result.rows if row.variance is not None]
     largest = max(variances, default=0.0) or 1.0
-    figure = new_figure(figsize=(1.6 + 1.5 * len(strategies), 4.2))
+    figure = new_figure(max(4.5, 1.6 + 1.5 * len(strategies)), 4.2)
     axes = figure.subplots()
     width = 0.6 / max(len(factors), 1)
     for index, factor in enumerate(factors):
@@ -82,7 +58,7 @@ def variance_figure(result: GridResult) -> bytes:
 def factor_bars(result: GridResult, factor: str) -> bytes:
     """One factor's strategies as bars of the mean metric, error bars ± one standard deviation, MBit below."""
     rows = [row for row in result.rows if row.factor.value == factor]
-    figure = new_figure(figsize=(1.2 + 1.2 * max(len(rows), 1), 3.6))
+    figure = new_figure(max(4.0, 1.2 + 1.2 * max(len(rows), 1)), 3.8)
     axes = figure.subplots()
     colour = FACTOR_COLOURS.get(factor, "#555555")
     means = [row.mean if row.mean is not None else 0.0 for row in rows]
@@ -95,12 +71,12 @@ def factor_bars(result: GridResult, factor: str) -> bytes:
     if finished:  # zoom to the data: differences between strategies are often a fraction of a point
         low = min(m - e for m, e in finished)
         high = max(m + e for m, e in finished)
-        margin = max((high - low) * 0.5, abs(high) * 0.002, 1e-3)
-        axes.set_ylim(low - margin, high + margin)
-    for position, row in zip(positions, rows):
-        if row.mean is not None:
-            axes.annotate(f"{row.mean:.2f}", (position, row.mean), ha="center", va="top", fontsize=8,
-                          xytext=(0, -4), textcoords="offset points", color="white", fontweight="bold")
+        margin = max((high - low) * 0.5, abs(high) * 0.01, 1e-3)
+        axes.set_ylim(low - margin, high + 1.5 * margin)  # headroom for the labels above the error bars
+    for position, row, error in zip(positions, rows, errors):
+        if row.mean is not None:  # above the error bar's cap, where neither the bar nor the bar's error hides it
+            axes.annotate(f"{row.mean:.2f}", (position, row.mean + error), ha="center", va="bottom", fontsize=8,
+                          xytext=(0, 3), textcoords="offset points", color="#222222", fontweight="bold")
     axes.set_ylabel(metric_label(result.metric_name))
     axes.set_title(f"factor {factor}: mean ± std over seeds", fontsize=10)
     axes.grid(axis="y", alpha=0.3)
@@ -114,7 +90,7 @@ def curves_figure(series: dict[str, list[dict]], metric: MetricName) -> bytes:
         series: Label -> the run's ``metrics.jsonl`` lines (dicts with epoch, train_loss, test_loss, metric).
         metric: What ``metric`` means.
     """
-    figure = new_figure(figsize=(9.5, 3.6))
+    figure = new_figure(9.5, 3.8)
     losses, metrics = figure.subplots(1, 2)
     for label, lines in series.items():
         epochs = [line["epoch"] for line in lines]
@@ -129,6 +105,7 @@ def curves_figure(series: dict[str, list[dict]], metric: MetricName) -> bytes:
     metrics.set_ylabel(metric_label(metric))
     metrics.set_title(metric_label(metric), fontsize=10)
     for axes in (losses, metrics):
+        integer_ticks(axes, "x")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
     return png_bytes(figure)

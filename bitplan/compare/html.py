@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from bitplan.compare.result import GridResult
-from bitplan.compare.tables import best_rows, metric_short, twin_notes
+from bitplan.compare.tables import LayerBits, best_rows, metric_short, twin_notes
 from bitplan.train import MetricName
 
 SECTIONS_DIR = "sections"
@@ -126,8 +126,24 @@ def grid_tables(result: GridResult) -> str:
     )
 
 
-def grid_page(result: GridResult, pictures: Sequence[Picture], sections: Sequence[str]) -> str:
-    """The whole ``report.html`` of a grid."""
+def layer_bits_html(table: LayerBits) -> str:
+    """Each plan's bits per layer: one row per GEMM (``#`` = 0-based position in the plan), one column per cell."""
+    head = "".join(f"<th>{escape(label)}</th>" for label in table.labels)
+    rows = "".join(
+        f'<tr><td>{index}</td><td class="left">{escape(name)}</td>'
+        + "".join(f"<td>{'' if b is None else b}</td>" for b in bits) + "</tr>"
+        for index, (name, bits) in enumerate(zip(table.names, table.bits))
+    )
+    return (
+        "<h2>Bits per layer of each cell's plan</h2>"
+        f'<table><tr><th>#</th><th class="left">GEMM</th>{head}</tr>{rows}</table>'
+    )
+
+
+def grid_page(
+    result: GridResult, pictures: Sequence[Picture], sections: Sequence[str], bits: LayerBits | None = None
+) -> str:
+    """The whole ``report.html`` of a grid (with each plan's bits per layer when ``bits`` is given)."""
     config = result.config
     title = f"bitplan compare: {result.model} on {result.data}"
     direction = "higher" if result.metric_name is MetricName.accuracy else "lower"
@@ -141,7 +157,7 @@ def grid_page(result: GridResult, pictures: Sequence[Picture], sections: Sequenc
     figures = "".join(figure_html(picture) for picture in pictures)
     body = (
         f"<h1>{escape(title)}</h1><p class=\"meta\">{escape(meta)}</p>"
-        f"{grid_tables(result)}<h2>Figures</h2><div class=\"figures\">{figures}</div>"
+        f"{grid_tables(result)}{layer_bits_html(bits) if bits is not None else ''}<h2>Figures</h2><div class=\"figures\">{figures}</div>"
         + "".join(sections)
     )
     return page(title, body)

@@ -17,7 +17,7 @@ from bitplan.compare.html import Picture, extra_sections, grid_page
 from bitplan.compare.result import GridResult
 from bitplan.compare.run_report import RunReport, is_run_directory, render_run_report
 from bitplan.compare.summarize import cells_of, summarize_grid
-from bitplan.compare.tables import csv_text, markdown
+from bitplan.compare.tables import csv_text, layer_bits, markdown
 from bitplan.errors import TrainingError
 
 RESULTS_JSON = "results.json"
@@ -36,7 +36,7 @@ def write_tables(result: GridResult, directory: Path) -> list[Path]:
     """``results.json``, ``results.md`` and ``results.csv`` (cheap: written after every finished run)."""
     return [
         atomic_write_text(directory / RESULTS_JSON, result.model_dump_json(indent=2) + "\n"),
-        atomic_write_text(directory / RESULTS_MD, markdown(result)),
+        atomic_write_text(directory / RESULTS_MD, markdown(result, layer_bits(result, directory))),
         atomic_write_text(directory / RESULTS_CSV, csv_text(result)),
     ]
 
@@ -61,7 +61,7 @@ def write_report(result: GridResult, directory: Path) -> list[Path]:
         png = factor_bars(result, factor)
         pictures.append(Picture(png, f"Factor {factor}: mean ± one standard deviation over seeds, with plan size."))
         written.append(atomic_write_bytes(directory / bars_png(factor), png))
-    html = grid_page(result, pictures, extra_sections(directory))
+    html = grid_page(result, pictures, extra_sections(directory), layer_bits(result, directory))
     written.append(atomic_write_text(directory / REPORT_HTML, html))
     return written
 

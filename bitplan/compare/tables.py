@@ -1,7 +1,8 @@
 """``results.md`` and ``results.csv``: the grid as the paper's Tables 1 and 2, and one long table.
 
 Markdown shows (1) the outcome per strategy with one column per factor (Table 1: mean, variance),
-(2) the model size per strategy and factor (Table 2: MBit), and (3) every number of every cell.
+(2) the model size per strategy and factor (Table 2: MBit), (3) every number of every cell, and
+(4) the bits each cell's plan gives each layer (``#`` = 0-based position in the plan's ``layers``).
 The best mean of each factor column is bold (highest accuracy, lowest perplexity).
 """
 
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
+from pathlib import Path
 
 from bitplan.compare.result import CellRow, GridResult
-from bitplan.plan import Strategy
+from bitplan.plan import Strategy, load_plan
 from bitplan.train import MetricName
 
 CSV_COLUMNS = (
@@ -19,6 +22,54 @@ CSV_COLUMNS = (
     "mbit", "size_ratio_fp32", "size_ratio_uniform", "bitops_forward_ratio_fp32", "bitops_training_ratio_fp32",
     "bitops_training_ratio_uniform", "seeds", "plan_file",
 )
+
+
+@dataclass(frozen=True)
+class LayerBits:
+    """The bits every distinct plan of a grid gives each layer: ``bits[i][j]`` is layer ``names[i]`` in ``labels[j]``.
+
+    U is one plan shown under every factor, so it is one column; a layer a plan does not cover is None.
+    """
+
+    labels: list[str]
+    names: list[str]
+    bits: list[list[int | None]]
+
+
+def cell_label(row: CellRow) -> str:
+    """``U`` for the shared uniform cell, else ``FACTOR STRATEGY`` (e.g. ``A C-``)."""
+    return row.strategy.value if row.shared else f"{row.factor.value} {row.strategy.value}"
+
+
+def layer_bits(result: GridResult, directory: Path) -> LayerBits:
+    """Read every distinct plan of the grid (``directory / row.plan_file``) and tabulate bits per layer.
+
+    Raises:
+        PlanError: A plan file is missing or invalid.
+    """
+    plans: dict[str, dict[str, int]] = {}
+    names: dict[str, None] = {}  # insertion-ordered union of layer names, first plan's order first
+    for row in result.rows:
+        label = cell_label(row)
+        if label not in plans:
+            plan = load_plan(directory / row.plan_file)
+            plans[label] = plan.bits_by_name()
+            names.update(dict.fromkeys(plans[label]))
+    labels = list(plans)
+    return LayerBits(labels, list(names), [[plans[label].get(name) for label in labels] for name in names])
+
+
+def layer_bits_markdown(table: LayerBits) -> list[str]:
+    """The per-layer bits as Markdown lines (a heading and one row per layer)."""
+    lines = [
+        "## Bits per layer of each cell's plan",
+        "",
+        "| # | GEMM | " + " | ".join(table.labels) + " |",
+        "|---|---|" + "---|" * len(table.labels),
+    ]
+    for index, (name, bits) in enumerate(zip(table.names, table.bits)):
+        lines.append(f"| {index} | {name} | " + " | ".join("" if b is None else str(b) for b in bits) + " |")
+    return lines
 
 
 def metric_short(name: MetricName) -> str:
@@ -71,8 +122,13 @@ def _strategy_rows(result: GridResult) -> list[tuple[Strategy, dict[str, CellRow
     return table
 
 
-def markdown(result: GridResult) -> str:
-    """The three tables of ``results.md`` with a header saying what was run and how variance is defined."""
+def markdown(result: GridResult, bits: LayerBits | None = None) -> str:
+    """The tables of ``results.md`` with a header saying what was run and how variance is defined.
+
+    Args:
+        result: The grid.
+        bits: Each plan's bits per layer (``layer_bits``), appended as a fourth table when given.
+    """
     config = result.config
     short = metric_short(result.metric_name)
     direction = "higher" if result.metric_name is MetricName.accuracy else "lower"
@@ -129,6 +185,8 @@ def markdown(result: GridResult) -> str:
             f"| {row.size_ratio_uniform:.3f} | {row.bitops_training_ratio_fp32:.4f} "
             f"| {row.bitops_training_ratio_uniform:.3f} |"
         )
+    if bits is not None:
+        lines += ["", *layer_bits_markdown(bits)]
     return "\n".join(lines) + "\n"
 
 

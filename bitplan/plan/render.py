@@ -1,11 +1,18 @@
-"""Rich tables for plans, grids and check reports (the CLI prints these)."""
+"""Rich tables for plans, grids, check reports and plan diffs (the CLI prints these).
+
+``#`` is always the 0-based position of a layer in its file's ``layers`` list.
+"""
 
 from __future__ import annotations
+
+import csv
+import io
 
 from rich import box
 from rich.table import Table
 
 from bitplan.plan.check import CheckReport
+from bitplan.plan.diff import LayerBitsDiff, PlanDiff
 from bitplan.plan.grid import GridResult
 from bitplan.plan.schema import BitPlan
 
@@ -112,3 +119,83 @@ def check_table(report: CheckReport) -> Table:
     for violation in report.violations:
         table.add_row(violation.code, violation.layer or "", violation.message)
     return table
+
+
+def _bits(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _delta_bits(row: LayerBitsDiff) -> str:
+    if row.bits_a is None or row.bits_b is None:
+        return "only A" if row.bits_b is None else "only B"
+    return "" if row.bits_a == row.bits_b else f"{row.bits_b - row.bits_a:+d}"
+
+
+def _index(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def diff_totals(diff: PlanDiff) -> list[tuple[str, str, str, str, str]]:
+    """(quantity, A, B, B − A, B / A) for avg bits, MBit and BitOPs (G = 10^9)."""
+    a, b = diff.totals_a, diff.totals_b
+
+    def ratio(new: float, old: float) -> str:
+        return f"{new / old:.4f}" if old else "—"
+
+    return [
+        ("avg bits", f"{a.avg_bits:.3f}", f"{b.avg_bits:.3f}", f"{diff.avg_bits_delta:+.3f}", ratio(b.avg_bits, a.avg_bits)),
+        ("MBit", f"{a.mbit:.6g}", f"{b.mbit:.6g}", f"{diff.mbit_delta:+.6g}", ratio(b.size_bits, a.size_bits)),
+        ("fwd G BitOPs", _g(a.bitops_forward), _g(b.bitops_forward), f"{diff.bitops_forward_delta / 1e9:+,.4g}",
+         ratio(b.bitops_forward, a.bitops_forward)),
+        ("train G BitOPs", _g(a.bitops_training), _g(b.bitops_training), f"{diff.bitops_training_delta / 1e9:+,.4g}",
+         ratio(b.bitops_training, a.bitops_training)),
+    ]
+
+
+def diff_tables(diff: PlanDiff) -> tuple[Table, Table]:
+    """Per-layer bits of A and B side by side, and the totals with their deltas (B − A)."""
+    layers = Table(title=f"A = {diff.a}   B = {diff.b}: {diff.changed} of {len(diff.layers)} layers differ",
+                   title_justify="left", caption="# = 0-based position in each plan's `layers`",
+                   caption_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("# A", "# B", "GEMM", "params", "MACs", "bits A", "bits B", "Δ"):
+        layers.add_column(column, justify="left" if column == "GEMM" else "right")
+    for row in diff.layers:
+        layers.add_row(_index(row.index_a), _index(row.index_b), row.name, f"{row.params:,}", f"{row.macs:,}",
+                       _bits(row.bits_a), _bits(row.bits_b), _delta_bits(row), style="bold" if row.changed else None)
+    totals = Table(title="size and compute (Δ = B − A)", title_justify="left", box=box.SIMPLE_HEAD,
+                   caption="\n".join(f"note: {note}" for note in diff.notes) or None, caption_justify="left")
+    for column in ("", "A", "B", "Δ", "B / A"):
+        totals.add_column(column, justify="left" if not column else "right", no_wrap=True)
+    for row in diff_totals(diff):
+        totals.add_row(*row)
+    return layers, totals
+
+
+DIFF_CSV_COLUMNS = ("index_a", "index_b", "name", "params", "macs", "bits_a", "bits_b", "delta")
+
+
+def diff_csv(diff: PlanDiff) -> str:
+    """One CSV line per layer (totals are in the JSON and the table)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(DIFF_CSV_COLUMNS)
+    for row in diff.layers:
+        delta = "" if row.bits_a is None or row.bits_b is None else row.bits_b - row.bits_a
+        writer.writerow([_index(row.index_a), _index(row.index_b), row.name, row.params, row.macs,
+                         _index(row.bits_a), _index(row.bits_b), delta])
+    return buffer.getvalue()
+
+
+def diff_markdown(diff: PlanDiff) -> str:
+    """The two tables of ``diff_tables`` as Markdown."""
+    lines = [f"A = {diff.a}, B = {diff.b}: {diff.changed} of {len(diff.layers)} layers differ.", "",
+             "| # A | # B | GEMM | params | MACs | bits A | bits B | Δ |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"| {_index(row.index_a)} | {_index(row.index_b)} | {row.name} | {row.params:,} | {row.macs:,} "
+        f"| {_bits(row.bits_a)} | {_bits(row.bits_b)} | {_delta_bits(row)} |"
+        for row in diff.layers
+    ]
+    lines += ["", "| | A | B | Δ (B − A) | B / A |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in diff_totals(diff)]
+    lines += [f"\nNote: {note}." for note in diff.notes]
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from bitplan.profile.schema import ModelProfile
+from bitplan.profile.summary import GemmGroup, index_ranges
 
 COLUMNS = [
     "name", "weight", "op", "depth", "m", "k", "n", "groups", "accumulation", "weight_frequency",
@@ -33,10 +34,10 @@ def to_csv(profile: ModelProfile) -> str:
 
 
 def to_markdown(profile: ModelProfile) -> str:
-    shown = ["name", "op", "depth", "accumulation", "weight_frequency", "activation_frequency", "params", "macs"]
+    shown = ["#", "name", "op", "depth", "accumulation", "weight_frequency", "activation_frequency", "params", "macs"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    for row in rows(profile):
-        lines.append("| " + " | ".join(str(row[key]) for key in shown) + " |")
+    for index, row in enumerate(rows(profile)):
+        lines.append("| " + " | ".join(str(index if key == "#" else row[key]) for key in shown) + " |")
     lines.append("")
     lines.append(_summary(profile))
     return "\n".join(lines) + "\n"
@@ -51,6 +52,7 @@ def _summary(profile: ModelProfile) -> str:
 
 
 def to_table(profile: ModelProfile) -> Table:
+    """Every GEMM as a rich table row; ``#`` is its 0-based position in ``profile.layers``."""
     table = Table(title=f"{profile.model} — GEMM profile", caption=_summary(profile))
     for column, justify in [
         ("#", "right"), ("name", "left"), ("op", "left"), ("depth", "right"), ("A (K)", "right"),
@@ -58,7 +60,7 @@ def to_table(profile: ModelProfile) -> Table:
         ("dX K", "right"), ("dW K", "right"),
     ]:
         table.add_column(column, justify=justify)
-    for index, layer in enumerate(profile.layers, 1):
+    for index, layer in enumerate(profile.layers):
         name = layer.name + (" [shared]" if layer.shared else "")
         table.add_row(
             str(index), name, layer.op.value, str(layer.depth), f"{layer.accumulation:,}",
@@ -69,27 +71,74 @@ def to_table(profile: ModelProfile) -> Table:
     return table
 
 
+GROUP_COLUMNS = ["#", "module", "GEMMs", "params", "MACs", "% MACs", "A (K)", "F (M)"]
+
+
+def group_rows(profile: ModelProfile, groups: list[GemmGroup]) -> list[list[str]]:
+    """One row of ``GROUP_COLUMNS`` per group: GEMM indices, counts, sums and K/M ranges."""
+    total = max(profile.total_macs, 1)
+    return [
+        [
+            index_ranges(group.indices), group.prefix, str(group.count), f"{group.params:,}", f"{group.macs:,}",
+            f"{group.macs / total:.1%}", _span(group.k_range), _span(group.m_range),
+        ]
+        for group in groups
+    ]
+
+
+def groups_table(profile: ModelProfile, groups: list[GemmGroup], how: str) -> Table:
+    """``group_rows`` as a rich table; ``how`` says how the groups were chosen (the caption's start)."""
+    table = Table(title=f"{profile.model} — GEMM profile", caption=f"{how}; {_summary(profile)}")
+    for column in GROUP_COLUMNS:
+        table.add_column(column, justify="left" if column == "module" else "right")
+    for row in group_rows(profile, groups):
+        table.add_row(*row)
+    return table
+
+
+GROUP_CSV_COLUMNS = ["indices", "module", "gemms", "params", "macs", "macs_share", "k_min", "k_max", "m_min", "m_max"]
+
+
+def groups_csv(profile: ModelProfile, groups: list[GemmGroup]) -> str:
+    """The groups with plain numbers (``indices`` as in the table, e.g. ``3-8``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(GROUP_CSV_COLUMNS)
+    for group in groups:
+        writer.writerow([
+            index_ranges(group.indices), group.prefix, group.count, group.params, group.macs,
+            repr(group.macs / max(profile.total_macs, 1)), *group.k_range, *group.m_range,
+        ])
+    return buffer.getvalue()
+
+
+def groups_markdown(profile: ModelProfile, groups: list[GemmGroup], how: str) -> str:
+    lines = ["| " + " | ".join(GROUP_COLUMNS) + " |", "|" + "---|" * len(GROUP_COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in group_rows(profile, groups)]
+    return "\n".join([*lines, "", f"{how}; {_summary(profile)}"]) + "\n"
+
+
+def _span(bounds: tuple[int, int]) -> str:
+    low, high = bounds
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+
 def plot(profile: ModelProfile, path: Path) -> Path:
-    """Accumulation and weight usage frequency per layer on log axes, as the paper's Figures 2–3."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bitplan.atomic import atomic_write
+    """Accumulation K and weight usage frequency M per GEMM on a log axis, as the paper's Figures 2–3."""
+    from bitplan.figures import layer_axis_width, log_ticks, layer_ticks, new_figure, save_png
 
     layers = profile.layers
-    index = list(range(1, len(layers) + 1))
-    figure, axis = plt.subplots(figsize=(max(6.0, 0.18 * len(layers)), 4.0))
+    width = layer_axis_width(len(layers))
+    figure = new_figure(width, 4.8 if len(layers) <= 60 else 4.0)
+    axis = figure.subplots()
+    index = list(range(len(layers)))
     axis.plot(index, [layer.accumulation for layer in layers], "o-", label="accumulation (K)")
     axis.plot(index, [layer.weight_frequency for layer in layers], "s--", label="usage frequency (M)")
     axis.set_yscale("log")
-    axis.set_xlabel("GEMM (execution order)")
+    log_ticks(axis, "y")
     axis.set_ylabel("count (log scale)")
-    axis.set_title(f"{profile.model}: accumulation and usage frequency per layer")
-    axis.grid(True, which="both", alpha=0.3)
+    axis.set_title(f"{profile.model}: accumulation and usage frequency per GEMM")
+    axis.grid(True, which="major", alpha=0.3)
     axis.legend()
-    figure.tight_layout()
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
-    plt.close(figure)
-    return path
+    layer_ticks(axis, [layer.name for layer in layers], width)
+    return save_png(figure, path)

@@ -73,30 +73,38 @@ def validate(report: SensitivityReport, *, resamples: int = 1000, seed: int = 0)
     return results
 
 
+SCATTER_COLUMNS = 3  # panels per row: five factors in a 3 + 2 grid, not a 20-inch strip
+
+
 def scatter(report: SensitivityReport, path) -> None:
     """One panel per factor: factor value (log) against measured sensitivity, ρ in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bitplan.atomic import atomic_write
+    from bitplan.figures import integer_ticks, log_ticks, new_figure, save_png
 
     correlations = {c.factor: c for c in (report.validation or validate(report))}
-    figure, axes = plt.subplots(1, len(FACTORS), figsize=(4 * len(FACTORS), 3.6))
+    rows = -(-len(FACTORS) // SCATTER_COLUMNS)
+    figure = new_figure(3.6 * SCATTER_COLUMNS, 3.1 * rows)
+    panels = figure.subplots(rows, SCATTER_COLUMNS, squeeze=False).ravel()
     sensitivity = [layer.sensitivity for layer in report.layers]
-    for axis, (factor, field) in zip(axes, FACTORS.items()):
+    for axis, (factor, field) in zip(panels, FACTORS.items()):
         values = [getattr(layer, field) for layer in report.layers]
         axis.scatter(values, sensitivity, s=18)
-        axis.set_xscale("log")
+        if field == "depth":  # a small whole number: linear, integer ticks
+            integer_ticks(axis, "x")
+        else:
+            axis.set_xscale("log")
+            log_ticks(axis, "x")
         if min(sensitivity) > 0:
             axis.set_yscale("log")
+            log_ticks(axis, "y")
         row = correlations.get(factor)
         rho = row.spearman if row is not None else None
-        axis.set_title(f"{factor}: ρ = {rho:.2f}" if rho is not None else f"{factor}: ρ undefined")
+        axis.set_title(f"{factor}: ρ = {rho:.2f}" if rho is not None else f"{factor}: ρ undefined", fontsize=10)
         axis.set_xlabel(field)
-    axes[0].set_ylabel(f"sensitivity ({report.method.value}, {report.bits} bits)")
-    figure.suptitle(f"{report.model} on {report.data} ({report.initialization.value})")
-    figure.tight_layout()
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
-    plt.close(figure)
+        axis.set_ylabel("sensitivity")
+    for unused in panels[len(FACTORS):]:
+        unused.set_axis_off()
+    figure.suptitle(
+        f"{report.model} on {report.data} ({report.initialization.value}): "
+        f"{report.method.value} sensitivity at {report.bits} bits"
+    )
+    save_png(figure, path)

@@ -6,7 +6,6 @@ canvas directly (no pyplot state), so drawing works headless and never changes t
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from bitplan.atomic import atomic_write_bytes, atomic_write_text
@@ -55,16 +54,15 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
     its variance over trials as dashed lines on a log-scale right axis, one colour per bit-width; the
     sweep runs on a log x-axis (frequency is drawn decreasing, 512 → 9, as in the paper).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    from matplotlib.ticker import NullLocator
 
     factor = factor_result.factor
-    figure = Figure(figsize=(11, 4.2), dpi=110)
-    FigureCanvasAgg(figure)
+    from bitplan.figures import log_ticks, new_figure, png_bytes
+
+    figure = new_figure(11, 4.6, constrained=False)
     # Fixed margins: constrained layout measures every label many times and triples the drawing time.
-    margins = {"left": 0.07, "right": 0.93, "bottom": 0.13, "top": 0.85, "wspace": 0.42}
+    margins = {"left": 0.07, "right": 0.9, "bottom": 0.2, "top": 0.86, "wspace": 0.45}
     panels = figure.subplots(1, 2, gridspec_kw=margins)
     metrics = [
         ("absolute distance", "distance", "distance_variance", "mean |Ŷ − Y| per element"),
@@ -87,11 +85,9 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
         axis.set_xticks(sweep, [str(value) for value in sweep])
         # Minor ticks on four log axes cost most of the drawing time; 1-2-5 major ticks label even a
         # range narrower than one decade.
-        for ticked in (axis.yaxis, variance_axis.yaxis):
-            ticked.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ticked.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
-        for ticked in (axis.xaxis, axis.yaxis, variance_axis.yaxis):
-            ticked.set_minor_locator(NullLocator())
+        log_ticks(axis, "y")
+        log_ticks(variance_axis, "y")
+        axis.xaxis.set_minor_locator(NullLocator())
         if factor is StudyFactor.frequency:
             axis.invert_xaxis()
         axis.set_ylabel(f"distance: {label}")
@@ -103,11 +99,10 @@ def render_factor_png(factor_result: FactorResult, config: StudyConfig) -> bytes
         Line2D([], [], color="black", linestyle="-", label="distance"),
         Line2D([], [], color="black", linestyle="--", label="variance"),
     ]
-    panels[0].legend(handles=handles, loc="best", fontsize="small")
+    # below the panels, where it hides no line (inside, "best" still covers points of some sweeps)
+    figure.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize="small", frameon=False)
     figure.suptitle(
         f"{_FIGURE_NAMES[factor]}-style {factor.value} study: {config.quantize.value} operand quantized, "
         f"{config.distribution.value} entries, {config.trials} trials, fixed size {config.size}"
     )
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return png_bytes(figure)
