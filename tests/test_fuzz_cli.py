@@ -108,6 +108,9 @@ def corpus(tmp_path_factory) -> Path:
         (c / "p.json").read_text()  # valid JSON, not a run result
     )
 
+    (c / "grid").mkdir()
+    (c / "grid" / "results.json").write_text("{}")
+
     cifar = c / "cifar" / "cifar-10-batches-py"
     cifar.mkdir(parents=True)
     batch = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": ["cat", "dog"]}
@@ -157,6 +160,8 @@ ROWS = [
     # run folders
     Row("train-into-finished", "train -o {c}/finished", says=("--resume", "--overwrite")),
     Row("train-resume-and-overwrite", "train -o {c}/finished --resume --overwrite", says=("one of them",)),
+    Row("compare-into-train-folder", "compare zoo:digits_cnn --seeds 0 -o {c}/finished", says=("run folder",)),
+    Row("train-into-grid-folder", "train -o {c}/grid", says=("grid folder",)),
     Row("train-resume-fewer-seeds", "train -o {c}/finished --resume --seeds 1", says=("--seeds 0,1",)),
     Row("train-resume-torn-final", "train -o {c}/torn-final --resume", says=("final.json", "--overwrite")),
     Row("train-resume-empty-checkpoint", "train -o {c}/foreign-checkpoint --resume", says=("final.json",)),

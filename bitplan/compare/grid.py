@@ -27,7 +27,7 @@ from bitplan.compare.summarize import CellRuns, summarize_grid
 from bitplan.compare.tables import twin_notes
 from bitplan.plan import save_plan
 from bitplan.train import RunResult
-from bitplan.train.folder import hold_folder
+from bitplan.train.folder import check_grid_folder, hold_folder
 
 PLANS_DIR = "plans"
 
@@ -50,6 +50,7 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
 
     Raises:
         FolderBusyError: Another process holds ``config.out``.
+        TrainingError: ``config.out`` is a ``bitplan train`` run folder.
         SpecError, DataError, TraceError, PlanError: The model, data or a plan cannot be made.
         TrainingError: A run cannot train (e.g. a checkpoint from another configuration).
 
@@ -61,6 +62,7 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
         >>> result.row("A", "C-").mean, result.row("A", "C-").variance  # doctest: +SKIP
         (96.9, 0.11)
     """
+    check_grid_folder(config.out)
     with hold_folder(config.out, "this grid (`-o`)"):
         return _run_grid(config, jobs=jobs, progress=progress)
 

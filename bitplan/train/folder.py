@@ -24,6 +24,8 @@ LOCK_FILE = ".bitplan.lock"
 SUMMARY_FILE = "summary.json"
 FINAL_FILE = "final.json"
 SEED_PREFIX = "seed-"
+GRID_RESULTS_FILE = "results.json"
+"""What marks a ``bitplan compare`` grid folder."""
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", FINAL_FILE)
 """What ``train_run`` writes in a seed folder (``--overwrite`` deletes exactly these)."""
 
@@ -94,13 +96,18 @@ def seed_folders(out: Path) -> dict[int, Path]:
 def check_train_folder(out: Path, seeds: Sequence[int], *, resume: bool, overwrite: bool) -> None:
     """Refuse to train into ``out`` when that would replace or strand finished results.
 
-    Without ``resume`` or ``overwrite``, a folder holding ``summary.json`` or any seed's ``final.json``
-    is refused. With ``resume``, seed folders the new ``seeds`` leave out are refused (the summary
+    A grid folder (``results.json``) is always refused. Without ``resume`` or ``overwrite``, a folder
+    holding ``summary.json`` or any seed's ``final.json`` is refused. With ``resume``, seed folders the new ``seeds`` leave out are refused (the summary
     would no longer describe the folder).
 
     Raises:
         TrainingError: ``out`` holds finished results the options would replace or leave inconsistent.
     """
+    if (out / GRID_RESULTS_FILE).is_file():
+        raise TrainingError(
+            f"`{out}` is a `bitplan compare` grid folder ({GRID_RESULTS_FILE}); a training run there would mix "
+            "with the grid's results. Choose another output folder."
+        )
     if overwrite:
         return
     present = seed_folders(out)
@@ -117,6 +124,19 @@ def check_train_folder(out: Path, seeds: Sequence[int], *, resume: bool, overwri
             f"`{out}` holds seed folders {stranded} that `--seeds {','.join(map(str, seeds))}` leaves out, so "
             f"its summary would not describe the folder. Resume with every seed "
             f"(`--seeds {','.join(map(str, sorted(set(present) | set(seeds))))}`), or pass `--overwrite`."
+        )
+
+
+def check_grid_folder(out: Path) -> None:
+    """Refuse to write a grid into a ``bitplan train`` run folder (its seeds and summary would mix in).
+
+    Raises:
+        TrainingError: ``out`` holds ``summary.json`` or ``seed-<s>`` folders.
+    """
+    if (out / SUMMARY_FILE).is_file() or seed_folders(out):
+        raise TrainingError(
+            f"`{out}` is a `bitplan train` run folder (summary.json, seed-*/); a grid there would mix with its "
+            "results. Choose another output folder for the grid."
         )
 
 
