@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bitplan.compare.cells import Cell
 from bitplan.train import TrainConfig
+from bitplan.train.folder import FINAL_FILE
 
 RUNS_DIR = "runs"
-FINAL_FILE = "final.json"  # written by bitplan.train.train_run when a run ends
 KEY_LENGTH = 12
 
 

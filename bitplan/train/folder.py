@@ -22,11 +22,14 @@ from bitplan.errors import BitplanError, TrainingError
 
 LOCK_FILE = ".bitplan.lock"
 SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
 FINAL_FILE = "final.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 SEED_PREFIX = "seed-"
 GRID_RESULTS_FILE = "results.json"
 """What marks a ``bitplan compare`` grid folder."""
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", FINAL_FILE)
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, FINAL_FILE)
 """What ``train_run`` writes in a seed folder (``--overwrite`` deletes exactly these)."""
 
 

@@ -28,15 +28,11 @@ from bitplan.errors import TrainingError
 from bitplan.quant import cyclic_bits
 from bitplan.train import distributed
 from bitplan.train.config import Optimizer, Schedule, TrainConfig
+from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
 from bitplan.train.setup import RunSetup, build_run, resolve_device
 from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-FINAL_FILE = "final.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def sr_seed(seed: int, rank: int) -> int:

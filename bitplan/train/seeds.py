@@ -8,14 +8,15 @@ from bitplan.atomic import atomic_write_text
 from bitplan.errors import TrainingError
 from bitplan.train import distributed
 from bitplan.train.config import TrainConfig
-from bitplan.train.folder import SUMMARY_FILE, check_train_folder, clear_train_folder, hold_folder
+from bitplan.train.folder import SEED_PREFIX, SUMMARY_FILE, check_train_folder, clear_train_folder, hold_folder
 from bitplan.train.loop import train_run
 from bitplan.train.setup import resolve_device
 from bitplan.train.records import MetricName, RunResult, SeedsSummary, SeedStatus
 
+
 def seed_dir_name(seed: int) -> str:
     """``seed-<s>``: where seed ``s`` of a multi-seed run lives inside ``out``."""
-    return f"seed-{seed}"
+    return f"{SEED_PREFIX}{seed}"
 
 
 def summarize(results: list[RunResult], out: str) -> SeedsSummary:
@@ -73,14 +74,11 @@ def train_seeds(
     Returns:
         The ``SeedsSummary`` also written to ``summary.json``.
 
-    ``config.out`` is locked for the call (rank 0): a second process exits at once. A folder with
-    finished results is refused unless ``resume`` or ``overwrite`` is given.
-
     Raises:
-        TrainingError: ``seeds`` is empty or repeats a seed.
-        FolderBusyError: Another process holds ``config.out``.
-        TrainingError: ``config.out`` holds finished results and neither ``resume`` nor ``overwrite``
-            is given, or resuming would leave seed folders out of the summary.
+        FolderBusyError: Another process holds ``config.out`` (rank 0 locks it for the call).
+        TrainingError: ``seeds`` is empty or repeats a seed; or ``config.out`` holds finished results
+            and neither ``resume`` nor ``overwrite`` is given; or resuming would leave seed folders
+            out of the summary.
         SpecError, DataError, PlanError, TrainingError: As ``train_run``.
 
     Example:
