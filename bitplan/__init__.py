@@ -8,17 +8,15 @@ from bitplan.apply import apply, strip
 from bitplan.errors import BitplanError, PlanError, SpecError, TraceError
 from bitplan.plan import BitPlan, load_plan, make_plan, save_plan
 from bitplan.profile.schema import GemmLayer, ModelProfile
-from bitplan.profile.trace import profile_model
+from bitplan.frontends.torch import trace as profile_model
 from bitplan.sensitivity_analysis import SensitivityReport, measure_sensitivity
 from bitplan.spec import LoadedModel, load_model, profile_spec
 from bitplan.train import RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
 
-profile = profile_model
 sensitivity = measure_sensitivity
 
 __all__ = [
-    # profiling
-    "profile",
+    # profiling (the data model is the subpackage ``bitplan.profile``)
     "profile_model",
     "profile_spec",
     "ModelProfile",

@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import parse_qsl
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from bitplan import zoo
 from bitplan.errors import SpecError
+from bitplan.frontends.onnx import trace as trace_onnx
+from bitplan.frontends.torch import trace as trace_torch
 from bitplan.profile.schema import ModelProfile
+from bitplan.zoo.registry import entry as zoo_entry
 
 _DTYPES = {
     "float32": torch.float32, "float": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -71,13 +78,49 @@ def split_spec(spec: str) -> tuple[str, dict[str, str]]:
 
 @_resolver("zoo")
 def _zoo(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
-    from bitplan import zoo
-
     return zoo.build(name, options)
 
 
 @_resolver("torchvision")
 def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
+    """A torchvision architecture with random weights: ``weights`` and ``weights_backbone`` are None
+    unless given, so nothing downloads."""
+    torchvision = import_torchvision(name)
+    settings = {"weights": None, **_typed(options)}
+    try:
+        builder = torchvision.models.get_model_builder(name)
+    except ValueError as error:
+        raise SpecError(f"torchvision has no model `{name}` ({error}); see torchvision.models.list_models()") from None
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        settings.setdefault("weights_backbone", None)
+    try:
+        model = builder(**settings)
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"`torchvision:{name}` does not accept these options ({error}); check the builder's arguments") from None
+    size = _torchvision_input_size(torchvision, name)
+    return model, (torch.zeros(1, 3, size, size),)
+
+
+def _torchvision_input_size(torchvision: ModuleType, name: str) -> int:
+    """The image size the model's own weights were evaluated at (their metadata, not the model's name):
+    the preprocessing's ``crop_size`` (299 for Inception), else its ``resize_size`` (520 for
+    segmentation models); 224 when the model has no weights metadata."""
+    try:
+        weights = list(torchvision.models.get_model_weights(name))
+    except (ValueError, KeyError, AttributeError):
+        return DEFAULT_IMAGE_SIZE
+    settings = getattr(getattr(weights[0], "transforms", None), "keywords", {}) if weights else {}
+    size = settings.get("crop_size") or settings.get("resize_size")
+    if isinstance(size, (list, tuple)):
+        size = size[0] if size else None
+    return int(size) if size else DEFAULT_IMAGE_SIZE
+
+
+DEFAULT_IMAGE_SIZE = 224
+
+
+def import_torchvision(name: str) -> ModuleType:
+    """Import torchvision, turning any failure (missing, or compiled for another torch) into a SpecError."""
     try:
         import torchvision
     except ImportError:
@@ -85,17 +128,30 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
             f"`torchvision:{name}` needs the optional package torchvision, which is not installed; "
             "install it (`pip install torchvision`) or use a `zoo:` model"
         ) from None
-    try:
-        model = torchvision.models.get_model(name, weights=None, **_typed(options))
-    except ValueError as error:
-        raise SpecError(f"torchvision has no model `{name}` ({error}); see torchvision.models.list_models()") from None
-    size = 299 if name.startswith("inception") else 224
-    return model, (torch.zeros(1, 3, size, size),)
+    except Exception as error:  # a torchvision built for another torch fails in its compiled ops, not ImportError
+        try:
+            installed = importlib.metadata.version("torchvision")
+        except importlib.metadata.PackageNotFoundError:
+            installed = "unknown"
+        raise SpecError(
+            f"`torchvision:{name}`: torchvision {installed} does not match torch {torch.__version__} (importing it "
+            f"raised {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}). "
+            "Install the torchvision release built for this torch (same CUDA or CPU variant, e.g. "
+            "`pip install torchvision --index-url https://download.pytorch.org/whl/cpu` for CPU torch), or use a "
+            "`zoo:` model"
+        ) from None
+    return torchvision
 
 
 @_resolver("hf")
 def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
-    """Build a transformers architecture from a locally constructed config; never downloads."""
+    """Build a transformers architecture from a locally constructed config; never downloads.
+
+    Options: ``seq_len`` (tokens of the example input, default 128), ``head`` (which Auto class:
+    ``causal_lm``, ``masked_lm``, ``seq2seq_lm`` or ``base``; default from the config: encoder–decoder
+    models are ``seq2seq_lm``, encoder-only ones ``masked_lm``, the rest ``causal_lm``), and any config
+    field (``hidden_size=64``, ``num_hidden_layers=2``, ``use_cache=false``). docs/models.md lists them.
+    """
     try:
         import transformers
     except ImportError:
@@ -105,19 +161,50 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         ) from None
     settings = _typed(options)
     seq_len = int(settings.pop("seq_len", 128))
+    head = settings.pop("head", None)
     try:
         config = transformers.AutoConfig.for_model(name, **settings)
     except ValueError as error:
         raise SpecError(f"transformers has no model type `{name}` ({error}); use e.g. `hf:gpt2` or `hf:llama`") from None
-    model = transformers.AutoModelForCausalLM.from_config(config)
-    return model, (torch.zeros(1, seq_len, dtype=torch.int64),)
+    head = head or _default_head(transformers, config)
+    if head not in HF_HEADS:
+        raise SpecError(f"`head={head}` is not one of {', '.join(HF_HEADS)}; write e.g. `hf:bert?head=masked_lm`")
+    try:
+        model = getattr(transformers, HF_HEADS[head]).from_config(config)
+    except ValueError as error:
+        raise SpecError(f"`hf:{name}` has no {head} model ({error}); pass another `head=` ({', '.join(HF_HEADS)})") from None
+    ids = torch.zeros(1, seq_len, dtype=torch.int64)
+    if config.is_encoder_decoder:  # forward(input_ids, attention_mask, decoder_input_ids)
+        return model, (ids, None, torch.zeros(1, seq_len, dtype=torch.int64))
+    return model, (ids,)
+
+
+HF_HEADS = {
+    "causal_lm": "AutoModelForCausalLM",
+    "masked_lm": "AutoModelForMaskedLM",
+    "seq2seq_lm": "AutoModelForSeq2SeqLM",
+    "base": "AutoModel",
+}
+
+
+def _default_head(transformers: ModuleType, config: object) -> str:
+    """seq2seq_lm for encoder–decoder configs, masked_lm for encoder-only ones, else causal_lm."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq_lm"
+    mappings = transformers.models.auto.modeling_auto
+    masked = config.model_type in mappings.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    causal = config.model_type in mappings.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return "masked_lm" if masked and (not causal or not getattr(config, "is_decoder", True)) else "causal_lm"
 
 
 def _typed(options: dict[str, str]) -> dict[str, object]:
-    """Turn option strings into ints, floats and booleans where they look like them."""
+    """Turn option strings into None (``None``/``null``), ints, floats and booleans where they look like them."""
     typed: dict[str, object] = {}
     for key, value in options.items():
         lowered = value.lower()
+        if lowered in ("none", "null"):
+            typed[key] = None
+            continue
         if lowered in ("true", "false"):
             typed[key] = lowered == "true"
             continue
@@ -296,10 +383,8 @@ _INITIALISERS = frozenset(
 def _sized_to(name: str, example: torch.Tensor) -> dict[str, str]:
     """Zoo options that make the model accept ``example``: token ids set ``seq_len``; a square image
     sets ``in_channels`` and ``input_size`` (the linear head of e.g. alexnet_cifar depends on it)."""
-    from bitplan.zoo.registry import entry
-
     try:
-        accepted = entry(name).config_type.model_fields
+        accepted = zoo_entry(name).config_type.model_fields
     except Exception:  # an unknown zoo name is reported by the zoo itself, with suggestions
         return {}
     if not example.is_floating_point() and example.dim() == 2:
@@ -316,12 +401,7 @@ def _unknown_spec_message(spec: str) -> str:
         f"cannot resolve model spec `{spec}`: use `zoo:NAME`, `path/to/file.py:factory`, "
         "`package.module:factory`, `torchvision:NAME`, `hf:MODEL_TYPE` or a `.onnx` file"
     )
-    try:
-        from bitplan import zoo
-
-        close = difflib.get_close_matches(spec.split("?")[0].split(":")[-1], zoo.names(), n=3)
-    except ImportError:
-        close = []
+    close = difflib.get_close_matches(spec.split("?")[0].split(":")[-1], zoo.names(), n=3)
     if close:
         message += f". Did you mean {', '.join(f'`zoo:{name}`' for name in close)}?"
     return message
@@ -334,19 +414,30 @@ def profile_spec(
     batch: int | None = None,
     tracer: str = "auto",
 ) -> ModelProfile:
-    """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device.
+    """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device
+    (on the CPU, with a note in the profile, when their code needs real values while it is built).
 
     Raises:
-        SpecError, TraceError, OnnxError: see ``load_model``, ``profile_model`` and ``profile_onnx``.
+        SpecError, TraceError, OnnxError: see ``load_model`` and the front ends' ``trace``.
     """
     base, _ = split_spec(spec)
     if base.endswith(".onnx"):
-        from bitplan.profile.onnx_frontend import profile_onnx
-
         shapes = [list(t.shape) for t in parse_input_shape(input_shape, "meta")] if input_shape else None
-        return profile_onnx(base, input_shapes=shapes, batch=batch, name=spec)
-    from bitplan.profile.trace import profile_model
-
+        return trace_onnx(base, input_shapes=shapes, batch=batch, name=spec)
+    notes = []
     builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
-    loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)
-    return profile_model(loaded.model, loaded.example_inputs, name=spec, tracer=tracer)
+    try:
+        loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)
+    except SpecError:
+        raise
+    except Exception as error:  # model code that needs real values while it is built (regnet's `.tolist()`)
+        if not builds_on_meta:
+            raise
+        loaded = load_model(spec, input_shape=input_shape, batch=batch)
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        notes.append(
+            f"built on the CPU with random weights (building on the meta device failed: {type(error).__name__}: "
+            f"{reason}); traced on meta tensors as usual"
+        )
+    profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer)
+    return profile.model_copy(update={"notes": [*profile.notes, *notes]}) if notes else profile

@@ -10,7 +10,7 @@ from torch import nn
 from bitplan.apply import apply, is_quantized, load_quant_state_dict, quant_runtime, quant_state_dict, strip
 from bitplan.errors import PlanError
 from bitplan.plan import BitPlan, make_plan, save_plan
-from bitplan.profile.trace import profile_model
+from bitplan.frontends.torch import trace as profile_model
 
 
 def reference_quant(x, bits, dim=None, low=None, high=None):

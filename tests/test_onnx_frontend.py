@@ -20,8 +20,8 @@ from torch import nn
 from torch.utils.flop_counter import conv_flop_count
 
 from bitplan.errors import OnnxError
-from bitplan.profile.onnx_frontend import profile_onnx
-from bitplan.profile.onnx_torch_names import (
+from bitplan.frontends.onnx import trace as profile_onnx
+from bitplan.frontends.onnx_names import (
     is_generated_name,
     reads_parameter,
     recovered_weight_fqn,
@@ -428,13 +428,13 @@ def test_gemms_inside_control_flow_are_reported(tmp_path: Path) -> None:
 def test_the_front_end_imports_without_onnx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import importlib
 
-    frontend = importlib.import_module("bitplan.profile.onnx_frontend")
+    frontend = importlib.import_module("bitplan.frontends.onnx")
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # any `import onnx` now fails
     try:
         importlib.reload(frontend)
         with pytest.raises(OnnxError, match="needs the `onnx` package.*pip install onnx"):
-            frontend.profile_onnx(tmp_path / "m.onnx")
+            frontend.trace(tmp_path / "m.onnx")
     finally:
         monkeypatch.undo()
         importlib.reload(frontend)
@@ -515,7 +515,7 @@ def _stats(layer: GemmLayer, *, weight: bool = True) -> tuple:
 
 
 def _torch_profile(model: nn.Module, inputs: tuple) -> ModelProfile:
-    from bitplan.profile.trace import profile_model
+    from bitplan.frontends.torch import trace as profile_model
 
     return profile_model(model, inputs)
 

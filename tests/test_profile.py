@@ -8,7 +8,7 @@ from torch import nn
 
 from bitplan.errors import TraceError
 from bitplan.profile.schema import GemmOp, ModelProfile, Tracer
-from bitplan.profile.trace import profile_model
+from bitplan.frontends.torch import trace as profile_model
 
 TRACERS = ["record", "export"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -87,3 +88,113 @@ def test_input_shape_resizes_zoo_models() -> None:
     # alexnet_cifar's first linear layer depends on the image size: 64×64 gives K = 256·4·4
     fc1 = next(l for l in profile_spec("zoo:alexnet_cifar", input_shape="1x3x64x64").layers if l.name == "fc1")
     assert fc1.k == 4096
+
+
+@pytest.fixture
+def fake_torchvision(tmp_path, monkeypatch):
+    """Install a package named torchvision with the given source (the real one is absent or broken here)."""
+
+    def install(body: str) -> None:
+        package = tmp_path / "torchvision"
+        package.mkdir()
+        (package / "__init__.py").write_text(textwrap.dedent(body))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        sys.modules.pop("torchvision", None)
+
+    saved = sys.modules.get("torchvision")
+    yield install
+    sys.modules.pop("torchvision", None)
+    if saved is not None:
+        sys.modules["torchvision"] = saved
+
+
+def test_a_torchvision_built_for_another_torch_is_one_clear_error(fake_torchvision) -> None:
+    from typer.testing import CliRunner
+
+    from bitplan.cli.app import app
+
+    fake_torchvision('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    with pytest.raises(SpecError, match=r"does not match torch .*RuntimeError: operator torchvision::nms does not exist"):
+        load_model("torchvision:resnet18")
+    result = CliRunner().invoke(app, ["profile", "torchvision:resnet18"])
+    assert result.exit_code == 2 and "does not match torch" in result.output and "Traceback" not in result.output
+
+
+BUILDERS = """
+    import functools
+    import types
+
+    import torch
+    from torch import nn
+
+    calls = []
+
+    class models:
+        @staticmethod
+        def get_model_builder(name):
+            def segmenter(*, weights, weights_backbone="DEFAULT", aux_loss=True, num_classes=21):
+                calls.append(dict(weights=weights, weights_backbone=weights_backbone, aux_loss=aux_loss))
+                return nn.Conv2d(3, num_classes, 1)
+
+            def regnet(*, weights):
+                torch.zeros(3).tolist()  # needs real values while building: fails on meta
+                return nn.Conv2d(3, 4, 3)
+
+            return {"fcn": segmenter, "regnet": regnet, "inception_v3": regnet, "quantized_googlenet": segmenter}[name]
+
+        @staticmethod
+        def get_model_weights(name):
+            if name == "regnet":
+                raise ValueError("no weights")
+            transforms = {
+                "fcn": functools.partial(print, resize_size=520),
+                "inception_v3": functools.partial(print, crop_size=299, resize_size=342),
+                "quantized_googlenet": functools.partial(print, crop_size=[200], resize_size=256),
+            }[name]
+            return [types.SimpleNamespace(transforms=transforms)]
+"""
+
+
+def test_torchvision_specs_never_download_and_none_means_none(fake_torchvision) -> None:
+    fake_torchvision(BUILDERS)
+    import torchvision
+
+    load_model("torchvision:fcn")
+    load_model("torchvision:fcn?aux_loss=None&num_classes=3")
+    assert torchvision.calls == [
+        {"weights": None, "weights_backbone": None, "aux_loss": True},
+        {"weights": None, "weights_backbone": None, "aux_loss": None},
+    ]
+
+
+def test_torchvision_input_sizes_follow_the_weights_metadata(fake_torchvision) -> None:
+    fake_torchvision(BUILDERS)
+    sizes = {name: load_model(f"torchvision:{name}").example_inputs[0].shape[-1] for name in
+             ("fcn", "inception_v3", "quantized_googlenet", "regnet")}
+    assert sizes == {"fcn": 520, "inception_v3": 299, "quantized_googlenet": 200, "regnet": 224}
+
+
+def test_a_model_that_cannot_be_built_on_meta_is_built_on_cpu_with_a_note(fake_torchvision) -> None:
+    fake_torchvision(BUILDERS)
+    profile = profile_spec("torchvision:regnet")
+    assert [(layer.m, layer.k, layer.n) for layer in profile.layers] == [(222 * 222, 27, 4)]
+    assert len(profile.notes) == 1 and profile.notes[0].startswith("built on the CPU")
+
+
+HF_TINY = "hidden_size=32&num_hidden_layers=1&num_attention_heads=2&intermediate_size=64&vocab_size=100&seq_len=8"
+
+
+def test_hf_encoder_only_and_encoder_decoder_get_their_auto_class() -> None:
+    pytest.importorskip("transformers")
+    bert = load_model(f"hf:bert?{HF_TINY}", device="meta").model
+    assert type(bert).__name__ == "BertForMaskedLM"
+    profile = profile_spec(f"hf:bert?{HF_TINY}")
+    assert (profile.layers[0].name, profile.layers[0].m, profile.layers[0].k) == ("bert.encoder.layer.0.attention.self.query", 8, 32)
+    t5 = "hf:t5?d_model=32&d_kv=8&d_ff=64&num_layers=1&num_decoder_layers=1&num_heads=4&vocab_size=100&seq_len=8"
+    loaded = load_model(t5, device="meta")
+    assert type(loaded.model).__name__ == "T5ForConditionalGeneration"
+    names = [layer.name for layer in profile_spec(t5).layers]
+    assert "decoder.block.0.layer.1.EncDecAttention.q" in names and names[-1] == "lm_head"
+    assert type(load_model(f"hf:bert?{HF_TINY}&head=base", device="meta").model).__name__ == "BertModel"
+    with pytest.raises(SpecError, match="`head=classifier` is not one of causal_lm"):
+        load_model(f"hf:bert?{HF_TINY}&head=classifier", device="meta")

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from bitplan.apply.layers import channel_dim_of, twin_base, twin_class
 from bitplan.apply.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
 from bitplan.apply.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
 from bitplan.errors import PlanError
+from bitplan.frontends.torch import trace
 from bitplan.plan import BitPlan, LayerPlan, load_plan, verify_fingerprint
+from bitplan.profile.schema import split_virtual_weight
 from bitplan.quant import ActivationObserver, GradQuant
 
 
@@ -150,11 +153,9 @@ def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -
     Raises:
         PlanError: Fingerprints differ, or no example inputs can be found to fingerprint the model.
     """
-    from bitplan.profile.trace import profile_model
-
     if example_inputs is None:
         example_inputs = _default_inputs(plan)
-    profile = profile_model(model, tuple(example_inputs), name=type(model).__name__)
+    profile = trace(model, tuple(example_inputs), name=type(model).__name__)
     verify_fingerprint(plan, profile)
 
 
@@ -198,14 +199,15 @@ def _resolve(model: nn.Module, plan: BitPlan) -> list[_ModuleTarget]:
         if entry.weight is None:
             target(path).activation_entries[entry.name[len(path) + 1 if path else 0 :]] = entry.bits
             continue
-        if entry.weight not in parameters:
+        stacked, index = split_virtual_weight(entry.weight)
+        if stacked not in parameters or index is not None and index >= parameters[stacked].shape[0]:
             raise PlanError(
                 f"the plan names weight `{entry.weight}` (layer `{entry.name}`) but the model has no such "
                 f"parameter; make the plan for this model with `bitplan plan`"
             )
-        parameter = parameters[entry.weight]
+        parameter = parameters[stacked]
         module = modules[path]
-        attribute = _own_attribute(module, parameter)
+        attribute = _own_attribute(module, parameter) if index is None else None
         if attribute is not None and twin_base(module) is not None:
             target(path).twin_weights[attribute] = (entry.weight, entry.bits)
         else:
@@ -239,9 +241,16 @@ def _running_module(entry: LayerPlan, modules: dict[str, nn.Module]) -> str:
 
 
 def _own_attribute(module: nn.Module, parameter: nn.Parameter) -> str | None:
+    """The weight attribute of ``module`` that is ``parameter``, or that a parametrization computes from it
+    (weight_norm, spectral_norm: the twin then quantizes the computed weight it reads)."""
     for name, candidate in module.named_parameters(recurse=False):
         if candidate is parameter and (name == "weight" or name.startswith("weight_")):
             return name
+    if parametrize.is_parametrized(module):
+        for name, parametrizations in module.parametrizations.items():
+            owns = any(candidate is parameter for candidate in parametrizations.parameters(recurse=False))
+            if owns and (name == "weight" or name.startswith("weight_")):
+                return name
     return None
 
 
@@ -288,11 +297,16 @@ def _attach(
     layer = _settings(plan, runtime, kind, cls, 0)
     slots = 0
     weight_slots: dict[str, list[Slot]] = defaultdict(list)
-    weights: dict[int, tuple[str, nn.Parameter, int]] = {}
+    weights: dict[int, tuple[str, nn.Parameter, int | dict[int, int]]] = {}
     for fqn, bits in target.scoped_weights:
-        weight_slots[fqn].append(Slot(slots, bits))
+        stacked, index = split_virtual_weight(fqn)  # an expert of a fused [E, out, in] parameter: its own bits
+        weight_slots[stacked].append(Slot(slots, bits))
         slots += 1
-        weights[id(parameters[fqn])] = (fqn, parameters[fqn], bits)
+        if index is None:
+            weights[id(parameters[stacked])] = (stacked, parameters[stacked], bits)
+        else:
+            per_matrix = weights.get(id(parameters[stacked]), (stacked, parameters[stacked], {}))[2]
+            weights[id(parameters[stacked])] = (stacked, parameters[stacked], {**per_matrix, index: bits})
     activation_slots = {}
     for suffix, bits in target.activation_entries.items():
         activation_slots[suffix] = Slot(slots, bits)

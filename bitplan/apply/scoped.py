@@ -31,36 +31,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten  # public-in-practice pytree helper used across torch
 
 from bitplan import quant
 from bitplan.apply.runtime import ForwardQuant, LayerQuant, quantize_activation
-from bitplan.profile.tracking import VIEW_OPS, op_name_of
+from bitplan.frontends.ops import OPS, gemm_operands
+from bitplan.frontends.torch_calls import VIEW_OPS, op_name_of
 
 OBSERVERS = "bitplan_observers"
 """A scoped module's input observers: ``ModuleList`` of 2 per slot (GEMM operands), non-persistent."""
 
 
-def _operands_of_einsum(args: tuple, kwargs: dict) -> list[int]:
-    if len(args) == 2 and isinstance(args[1], (list, tuple)):
-        return []  # operand list form: left to the plain call (rare in models)
-    return [1, 2] if len(args) == 3 else []
-
-
-# op name -> positions (in args) of the two GEMM operands
-GEMM_OPERANDS: dict[str, Callable[[tuple, dict], list[int]]] = {
-    **{name: (lambda a, k: [0, 1]) for name in ("linear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm")},
-    **{name: (lambda a, k: [0, 1]) for name in ("conv1d", "conv2d", "conv3d")},
-    **{name: (lambda a, k: [0, 1]) for name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")},
-    "addmm": lambda a, k: [1, 2],
-    "baddbmm": lambda a, k: [1, 2],
-    "einsum": _operands_of_einsum,
-}
-# the profiler's op name for a GEMM of two activations (matmul, mm, bmm, einsum, ... are "matmul")
-GEMM_KINDS = {
-    "linear": "linear",
-    **{f"conv{d}d": "conv" for d in (1, 2, 3)},
-    **{f"conv_transpose{d}d": "conv_transpose" for d in (1, 2, 3)},
-}
 ATTENTION = "scaled_dot_product_attention"
 
 
@@ -78,7 +59,8 @@ class ScopeQuant:
 
     Attributes:
         layer: Activation/gradient settings and the shared runtime (its ``weight_bits`` is unused).
-        weights: ``id(parameter)`` -> (FQN, parameter, bits).
+        weights: ``id(parameter)`` -> (FQN, parameter, bits), bits per matrix ``{e: bits}`` for the
+            virtual layers ``FQN[e]`` of a stacked expert parameter.
         weight_slots: Weight FQN -> one slot per GEMM that reads it, in call order.
         activation_slots: Entry suffix (``attention_qk``, ``attention_av#2``, ``matmul``, ...) -> slot.
         child_depth: > 0 while a submodule's forward runs (its calls are not this module's GEMMs).
@@ -86,7 +68,7 @@ class ScopeQuant:
     """
 
     layer: LayerQuant
-    weights: dict[int, tuple[str, nn.Parameter, int]]
+    weights: dict[int, tuple[str, nn.Parameter, int | dict[int, int]]]
     weight_slots: dict[str, list[Slot]]
     activation_slots: dict[str, Slot]
     child_depth: int = 0
@@ -113,7 +95,10 @@ class _ScopeMode(TorchFunctionMode):
         self.module = module
         self.scope = scope
         self.quantized: dict[int, torch.Tensor] = {}  # id(parameter) -> quantized value
-        self.derived: dict[int, tuple[str, torch.Tensor]] = {}  # id(view) -> (FQN, view); kept alive
+        # id(tensor) -> (FQN, tensor, computed): views of a planned weight (computed=False, made from its
+        # quantized value) and weights computed from it (computed=True, quantized where a GEMM reads them)
+        self.derived: dict[int, tuple[str, torch.Tensor, bool]] = {}
+        self.bits = {fqn: bits for fqn, _, bits in scope.weights.values()}
         self.calls: Counter[str] = Counter()
 
     # --- operands -------------------------------------------------------------------------
@@ -126,9 +111,15 @@ class _ScopeMode(TorchFunctionMode):
         entry = self.derived.get(id(value))
         return entry[0] if entry is not None and entry[1] is value else None
 
+    def _computed(self, value: torch.Tensor) -> bool:
+        entry = self.derived.get(id(value))
+        return entry is not None and entry[1] is value and entry[2]
+
     def _weight_value(self, value: torch.Tensor) -> torch.Tensor:
         planned = self.scope.weights.get(id(value))
         if planned is None:
+            if self._computed(value):  # the computed weight is what gets quantized
+                return _quantize_weight(self.scope.layer, value, self.bits[self._source(value)])
             return value  # already a view of a quantized weight
         if id(value) not in self.quantized:
             fqn, parameter, bits = planned
@@ -153,22 +144,35 @@ class _ScopeMode(TorchFunctionMode):
         if self.scope.child_depth > 0:
             return func(*args, **kwargs)
         name = op_name_of(func)
-        if name in VIEW_OPS and args and self._source(args[0]) is not None:
+        if name in VIEW_OPS and args and self._source(args[0]) is not None and not self._computed(args[0]):
             return self._view(func, args, kwargs)
         if name == ATTENTION:
             return self._attention(args, kwargs)
-        positions = GEMM_OPERANDS[name](args, kwargs) if name in GEMM_OPERANDS else []
+        positions = gemm_operands("matmul" if name == "__rmatmul__" else name, args, kwargs)
         if positions:
-            return self._gemm(func, GEMM_KINDS.get(name, "matmul"), list(args), kwargs, positions)
+            return self._gemm(func, OPS[name].kind if name in OPS else "matmul", list(args), kwargs, positions)
+        fqn = self._computed_from(args, kwargs)
+        if fqn is not None:
+            return self._track(func(*args, **kwargs), fqn, computed=True)
         return func(*args, **kwargs)
 
-    def _view(self, func, args: tuple, kwargs: dict) -> Any:
-        fqn = self._source(args[0])
-        out = func(self._weight_value(args[0]), *args[1:], **kwargs)
+    def _computed_from(self, args: tuple, kwargs: dict) -> str | None:
+        """The planned weight a call computes a new weight from (``W * 0.5``, a cast, a reshape of a
+        computed weight): it reads one and no activation (only parameters and planned-weight values)."""
+        tensors = [leaf for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
+        planned = [t for t in tensors if self._source(t) is not None]
+        if not planned or any(self._source(t) is None and not isinstance(t, nn.Parameter) for t in tensors):
+            return None
+        return self._source(max(planned, key=lambda t: t.numel()))
+
+    def _track(self, out: Any, fqn: str, *, computed: bool) -> Any:
         for leaf in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(leaf, torch.Tensor):
-                self.derived[id(leaf)] = (fqn, leaf)
+                self.derived[id(leaf)] = (fqn, leaf, computed)
         return out
+
+    def _view(self, func, args: tuple, kwargs: dict) -> Any:
+        return self._track(func(self._weight_value(args[0]), *args[1:], **kwargs), self._source(args[0]), computed=False)
 
     def _gemm(self, func, kind: str, args: list, kwargs: dict, positions: list[int]) -> Any:
         """A GEMM call: on a planned weight (quantize the other operand), or on two activations (``kind``)."""
@@ -243,7 +247,12 @@ class _ScopeMode(TorchFunctionMode):
         return layer.output(out) if av is not None else out
 
 
-def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int) -> torch.Tensor:
+def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int | dict[int, int]) -> torch.Tensor:
+    """The fake-quantized weight; ``bits`` per matrix (``{e: bits}``) quantizes each planned matrix
+    ``parameter[e]`` of a stacked [E, out, in] parameter on its own and leaves the others as they are."""
+    if isinstance(bits, dict):
+        matrices = [_quantize_weight(layer, matrix, bits[e]) if e in bits else matrix for e, matrix in enumerate(parameter)]
+        return torch.stack(matrices)  # [E, out, in]
     bits = layer.capped(bits)
     if layer.forward_quant is ForwardQuant.sawb:
         return quant.sawb_ste(parameter, bits)

@@ -33,6 +33,14 @@ def check(
     min_bits: Annotated[int | None, typer.Option("--min-bits", help="Smallest allowed width of any layer.")] = None,
     max_bitops: Annotated[float | None, typer.Option("--max-bitops", help="Largest allowed forward BitOPs.")] = None,
     trust_model_spec: TrustModelSpec = False,
+    max_accumulator_bits: Annotated[
+        int | None,
+        typer.Option(
+            "--max-accumulator-bits",
+            min=2,
+            help="Widest allowed integer accumulator (forward, dX or dW) of any layer.",
+        ),
+    ] = None,
     format: Format = None,
     json: Json = False,
 ) -> None:
@@ -52,6 +60,7 @@ def check(
         min_bits=min_bits,
         max_bitops=max_bitops,
         trust_model_spec=trust_model_spec,
+        max_accumulator_bits=max_accumulator_bits,
     )
     output_format = resolve_format(format, json)
     if output_format is not OutputFormat.table:  # one object for one plan, a list for several

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from bitplan.choices import OutputFormat
-from bitplan.cli.common import console, write_or_print
+from bitplan.cli.common import console, err_console, write_or_print
 from bitplan.cli.options import MODEL_PANEL, OUTPUT_PANEL, Batch, Format, InputShape, Json, Model, Output, cli_command, resolve_format
+from bitplan.profile.schema import ModelProfile
 
 
 @cli_command()
@@ -32,6 +33,10 @@ def profile(
     top: Annotated[
         int | None, typer.Option("--top", min=1, help="Show only the N GEMMs (or groups) with the most MACs.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Exit 1 when a weight is read by an op bitplan cannot count, or by none.", rich_help_panel=OUTPUT_PANEL),
+    ] = False,
 ) -> None:
     """Profile every GEMM-like op of a model (traced on meta tensors: no weights or activations allocated)."""
     from bitplan.profile import render
@@ -41,21 +46,36 @@ def profile(
         raise typer.BadParameter(f"`--tracer {tracer}` is not one of auto, record, export")
     format = resolve_format(format, json)
     result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer)
+    _warn_uncovered(result, strict)
     if plot is not None:
         render.plot(result, plot)
     if depth is not None or top is not None:
         _print_summary(result, format, output, depth=depth, top=top)
-        return
-    if format is OutputFormat.table and output is None:
+    elif format is OutputFormat.table and output is None:
         console.print(render.to_table(result))
-        return
-    text = {
-        OutputFormat.json: lambda: result.model_dump_json(indent=2),
-        OutputFormat.csv: lambda: render.to_csv(result),
-        OutputFormat.md: lambda: render.to_markdown(result),
-        OutputFormat.table: lambda: result.model_dump_json(indent=2),
-    }[format]()
-    write_or_print(text, output)
+    else:
+        text = {
+            OutputFormat.json: lambda: result.model_dump_json(indent=2),
+            OutputFormat.csv: lambda: render.to_csv(result),
+            OutputFormat.md: lambda: render.to_markdown(result),
+            OutputFormat.table: lambda: result.model_dump_json(indent=2),
+        }[format]()
+        write_or_print(text, output)
+    if strict and result.suspect_uncovered:
+        raise typer.Exit(1)
+
+
+def _warn_uncovered(result: ModelProfile, strict: bool) -> None:
+    """One warning line (stderr) when a weight may have a GEMM missing from the profile."""
+    suspect = result.suspect_uncovered
+    if suspect:
+        first = suspect[0]
+        err_console.print(
+            f"[yellow]warning:[/] {len(suspect)} weight(s) read by no GEMM bitplan can count, so GEMMs may be "
+            f"missing: `{first.parameter}` ({first.kind.value}, op `{first.op}`){' and more' if len(suspect) > 1 else ''}; see "
+            f"`uncovered` in --format json{'' if strict else ', or pass --strict to fail'}",
+            soft_wrap=True,
+        )
 
 
 def _print_summary(result, format: OutputFormat, output: Path | None, *, depth: int | None, top: int | None) -> None:

@@ -51,7 +51,7 @@ def grid_profile(config: GridConfig) -> tuple[ModelProfile, MetricName]:
         SpecError, DataError, TraceError: The model or data cannot be loaded or traced.
     """
     from bitplan.data import Task, load_data
-    from bitplan.profile.trace import profile_model
+    from bitplan.frontends.torch import trace as profile_model
     from bitplan.spec import load_model, split_spec
     from bitplan.train.setup import model_options
 

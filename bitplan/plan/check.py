@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitplan.errors import PlanError
-from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates
+from bitplan.plan.accumulator import layer_accumulator_bits
+from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates, precision_of
 from bitplan.plan.io import parse_plan, read_plan_text, regenerate_hint
 from bitplan.plan.schema import NOT_QUANTIZED_BITS, BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
 from bitplan.plan.units import combined_factor_value
@@ -62,6 +63,7 @@ def check_plan(
     min_bits: int | None = None,
     max_bitops: float | None = None,
     trust_model_spec: bool = False,
+    max_accumulator_bits: int | None = None,
 ) -> CheckReport:
     """Validate a plan file against its model and optional limits.
 
@@ -79,6 +81,8 @@ def check_plan(
         min_bits: Smallest allowed width of any layer.
         max_bitops: Largest allowed forward BitOPs.
         trust_model_spec: Resolve the plan's own model spec even when it names code (see bitplan.trust).
+        max_accumulator_bits: Widest allowed integer accumulator of any layer's forward, dX or dW GEMM,
+            recomputed from the model and the plan's bits (docs/accumulation.md).
 
     Returns:
         The report; ``ok`` is False when any violation was found.
@@ -108,6 +112,7 @@ def check_plan(
         *_strategy_violations(plan),
         *_estimate_violations(plan.estimates, estimates),
         *_limit_violations(plan, estimates, max_mbit, max_avg_bits, min_bits, max_bitops),
+        *_accumulator_violations(plan, profile, max_accumulator_bits),
     ]
     return CheckReport(
         plan=str(file),
@@ -147,7 +152,8 @@ def check_plans(
         paths: Plan files.
         model: Model spec to check every plan against (default: each plan's own spec).
         trust_model_spec: Resolve plans' own specs even when they name code (see bitplan.trust).
-        **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
+        **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``,
+            ``max_accumulator_bits``.
 
     Returns:
         One report per file, in order.
@@ -327,6 +333,43 @@ def _limit_violations(
                         message=f"`{layer.name}` has {layer.bits} bits, below --min-bits {min_bits}.",
                     )
                 )
+    return found
+
+
+def _accumulator_violations(plan: BitPlan, profile: ModelProfile, limit: int | None) -> list[Violation]:
+    """Stored accumulator widths that differ from the model's, and layers wider than ``limit``.
+
+    Widths are recomputed from the profile, so plans written before the field existed are checked too;
+    stored ones are compared only when the plan was profiled on the same input (dW's length is M).
+    """
+    gemms = {layer.name: layer for layer in profile.layers}
+    same_input = profile.input_shapes == plan.input_shapes and profile.batch == plan.batch
+    precision = precision_of(plan)
+    found = []
+    for entry in plan.layers:
+        gemm = gemms.get(entry.name)
+        if gemm is None:
+            continue  # reported as unknown_layer
+        widths = layer_accumulator_bits(gemm, entry.bits, precision)
+        if same_input and entry.accumulator_bits is not None and entry.accumulator_bits != widths:
+            found.append(
+                Violation(
+                    code="accumulator_bits",
+                    layer=entry.name,
+                    message=f"`{entry.name}` records accumulator bits {entry.accumulator_bits.label()} but its "
+                    f"{entry.bits} bits on this model give {widths.label()}. Regenerate it with `bitplan plan`.",
+                )
+            )
+        widest = widths.widest()
+        if limit is not None and widest is not None and widest > limit:
+            found.append(
+                Violation(
+                    code="max_accumulator_bits",
+                    layer=entry.name,
+                    message=f"`{entry.name}` at {entry.bits} bits needs {widest}-bit integer accumulators "
+                    f"(forward/dX/dW {widths.label()}), above --max-accumulator-bits {limit}.",
+                )
+            )
     return found
 
 

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from bitplan.choices import DEFAULT_BITS, GradQuant, WeightGranularity
 from bitplan.errors import PlanError
+from bitplan.plan.accumulator import layer_accumulator_bits
 from bitplan.plan.estimates import Precision, compute_estimates
 from bitplan.plan.mapping import level_indices
 from bitplan.plan.objective import optimal_bits
@@ -237,7 +238,7 @@ def make_plan(
             unplanned_macs=sum(layer.macs for layer in left_out),
         )
     bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
-    layers = _layer_plans(profile, units, bits_of, keep_bits)
+    layers = _layer_plans(profile, units, bits_of, keep_bits, precision)
     unplanned_macs = sum(layer.macs for layer in left_out)
     return BitPlan(
         model=model or profile.model,
@@ -277,23 +278,24 @@ def make_plan(
 
 
 def _layer_plans(
-    profile: ModelProfile, units: list[PlanUnit], bits_of: dict[str, int], keep_bits: int
+    profile: ModelProfile, units: list[PlanUnit], bits_of: dict[str, int], keep_bits: int, precision: Precision
 ) -> list[LayerPlan]:
     """One entry per planned GEMM, in the profile's graph order; a unit's GEMMs share its bits."""
-    entries = {
-        layer.name: LayerPlan(
-            name=layer.name,
-            weight=layer.weight,
-            op=layer.op,
-            bits=keep_bits if unit.kept else bits_of[unit.key],
-            factor_value=None if unit.kept else unit.factor_value,
-            params=layer.params,
-            macs=layer.macs,
-            kept=unit.kept,
-        )
-        for unit in units
-        for layer in unit.layers
-    }
+    entries = {}
+    for unit in units:
+        bits = keep_bits if unit.kept else bits_of[unit.key]
+        for layer in unit.layers:
+            entries[layer.name] = LayerPlan(
+                name=layer.name,
+                weight=layer.weight,
+                op=layer.op,
+                bits=bits,
+                factor_value=None if unit.kept else unit.factor_value,
+                params=layer.params,
+                macs=layer.macs,
+                kept=unit.kept,
+                accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+            )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 
 

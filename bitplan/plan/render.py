@@ -14,11 +14,16 @@ from rich.table import Table
 from bitplan.plan.check import CheckReport
 from bitplan.plan.diff import LayerBitsDiff, PlanDiff
 from bitplan.plan.grid import GridResult
-from bitplan.plan.schema import BitPlan
+from bitplan.plan.schema import BitPlan, LayerPlan
 
 
 def _g(bitops: int) -> str:
     return f"{bitops / 1e9:,.4g}"
+
+
+def _accumulator_cell(layer: LayerPlan) -> str:
+    """``fwd/dX/dW`` integer accumulator bits, ``fp32`` for a float product, blank in older plans."""
+    return "" if layer.accumulator_bits is None else layer.accumulator_bits.label()
 
 
 def plan_title(plan: BitPlan) -> str:
@@ -39,11 +44,19 @@ def layers_table(plan: BitPlan) -> Table:
     table.add_column("params", justify="right")
     table.add_column("MACs", justify="right")
     table.add_column("bits", justify="right", style="bold")
+    table.add_column("acc bits", justify="right", no_wrap=True)  # forward/dX/dW integer accumulators
     for index, layer in enumerate(plan.layers):
         value = "kept" if layer.kept else f"{layer.factor_value:g}"
         shared = "" if layer.weight is None or layer.weight.startswith(layer.name) else f" ({layer.weight})"
         table.add_row(
-            str(index), layer.name + shared, layer.op.value, value, f"{layer.params:,}", f"{layer.macs:,}", str(layer.bits)
+            str(index),
+            layer.name + shared,
+            layer.op.value,
+            value,
+            f"{layer.params:,}",
+            f"{layer.macs:,}",
+            str(layer.bits),
+            _accumulator_cell(layer),
         )
     return table
 

@@ -43,6 +43,28 @@ class Budget(BaseModel):
     )
 
 
+class AccumulatorBits(BaseModel):
+    """Worst-case signed integer accumulator width of a GEMM's three products (docs/accumulation.md).
+
+    ``1 + bit_length(K × max|code_1| × max|code_2|)`` over each product's reduction length K; null where an
+    operand stays fp32 (the product is a floating-point GEMM, no integer accumulator).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    forward: int | None = Field(description="Y = X·W: K products of weight and activation codes.")
+    grad_input: int | None = Field(description="dX = dY·Wᵀ: N products of gradient and weight codes.")
+    grad_weight: int | None = Field(description="dW = Xᵀ·dY: M products of activation and gradient codes.")
+
+    def widest(self) -> int | None:
+        """The largest of the three widths (None when all three are fp32)."""
+        return max((b for b in (self.forward, self.grad_input, self.grad_weight) if b is not None), default=None)
+
+    def label(self) -> str:
+        """``forward/dX/dW`` as shown in tables and messages, ``fp32`` for a floating-point product."""
+        return "/".join("fp32" if b is None else str(b) for b in (self.forward, self.grad_input, self.grad_weight))
+
+
 class LayerPlan(BaseModel):
     """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs)."""
 
@@ -56,6 +78,9 @@ class LayerPlan(BaseModel):
     params: int = Field(ge=0, description="Weight elements of this GEMM (a shared weight repeats them).")
     macs: int = Field(ge=0, description="Multiply-accumulates of this GEMM for the profiled input.")
     kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
+    accumulator_bits: AccumulatorBits | None = Field(
+        default=None, description="Integer accumulator widths at the plan's bits (absent in older plans)."
+    )
 
 
 class PlanEstimates(BaseModel):

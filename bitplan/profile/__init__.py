@@ -1,5 +1,17 @@
-"""Profiling: the GEMMs of a model with their accumulation, usage frequency and depth."""
+"""The profile data model: ``ModelProfile`` with one ``GemmLayer`` per GEMM and its coverage ledger.
 
-from bitplan.profile.schema import GemmLayer, GemmOp, ModelProfile, Tracer
+The front ends that produce profiles live in ``bitplan.frontends``; ``bitplan.profile_model`` traces
+a PyTorch module.
+"""
 
-__all__ = ["GemmLayer", "GemmOp", "ModelProfile", "Tracer"]
+from bitplan.profile.schema import (
+    Coverage,
+    GemmLayer,
+    GemmOp,
+    ModelProfile,
+    Tracer,
+    UncoveredKind,
+    UncoveredParameter,
+)
+
+__all__ = ["ModelProfile", "GemmLayer", "GemmOp", "Tracer", "Coverage", "UncoveredParameter", "UncoveredKind"]

@@ -6,6 +6,8 @@ Exact definitions of every field are in docs/concepts.md.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,6 +36,12 @@ class Tracer(str, Enum):
     onnx = "onnx"
 
 
+class Routing(str, Enum):
+    """How a mixture-of-experts GEMM's M was counted (docs/concepts.md, "Mixture of experts")."""
+
+    uniform = "uniform"  # tokens × top_k / n_experts rows per expert: the expectation under uniform routing
+
+
 class GemmLayer(BaseModel):
     """One GEMM: ``groups`` independent products of X[m×k] by W[k×n].
 
@@ -53,6 +61,7 @@ class GemmLayer(BaseModel):
     depth: int = Field(ge=1, description="1 + the largest depth among the GEMMs this one depends on.")
     weight_shape: list[int] | None = Field(default=None, description="Shape of the weight parameter as stored.")
     shared: bool = Field(default=False, description="The weight is also used by another op (tied embeddings).")
+    routing: Routing | None = Field(default=None, description="Set on expert GEMMs: how their M (routed tokens) was counted.")
 
     accumulation: int = Field(default=0, description="A: the reduction length K.")
     weight_frequency: int = Field(default=0, description="F: uses of each weight element for the traced input (M).")
@@ -81,6 +90,16 @@ class GemmLayer(BaseModel):
         return data
 
 
+VIRTUAL_WEIGHT = re.compile(r"^(?P<parameter>.+)\[(?P<index>\d+)\]$")
+
+
+def split_virtual_weight(weight: str) -> tuple[str, int | None]:
+    """``'experts.down_proj[3]'`` → (``'experts.down_proj'``, 3): matrix 3 of a stacked parameter
+    [E, out, in] is a virtual layer of its own (fused experts); a plain FQN gives (FQN, None)."""
+    match = VIRTUAL_WEIGHT.match(weight)
+    return (match["parameter"], int(match["index"])) if match else (weight, None)
+
+
 def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool) -> dict[str, int]:
     """The statistics every GEMM record carries, from its shape (definitions: docs/concepts.md)."""
     return {
@@ -92,6 +111,43 @@ def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool) -> dict[
         "grad_input_accumulation": n,
         "grad_weight_accumulation": m,
     }
+
+
+class UncoveredKind(str, Enum):
+    """Why a matrix parameter has no GEMM (docs/concepts.md, "Coverage")."""
+
+    embedding = "embedding"  # a lookup table: read, not multiplied (plannable for size, not ranked by A/F)
+    elementwise = "elementwise"  # added, multiplied or concatenated elementwise (positional embeddings, scales)
+    unused = "unused"  # not read by the traced forward (e.g. a head that runs only in training mode)
+    unsupported = "unsupported"  # read by an op bitplan cannot count: a GEMM may be missing
+
+    @property
+    def suspect(self) -> bool:
+        """Whether a GEMM may be missing from the profile: the CLI warns, and ``--strict`` fails."""
+        return self in (UncoveredKind.unsupported, UncoveredKind.unused)
+
+
+class UncoveredParameter(BaseModel):
+    """A parameter (or computed weight's source) of >= 2 dims that no recorded GEMM consumes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    parameter: str = Field(description="Fully qualified parameter name (ONNX: the initializer name).")
+    shape: list[int]
+    op: str | None = Field(description="The op that consumed it (torch op or ONNX op type); null when none did.")
+    kind: UncoveredKind
+    reason: str
+
+
+class Coverage(BaseModel):
+    """How much of the model's parameters the profile's GEMMs account for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemm_params: int = Field(ge=0, description="Parameter elements consumed by recorded GEMMs, each parameter once.")
+    matrix_params: int = Field(ge=0, description="Elements of all parameters with >= 2 dims.")
+    uncovered_params: int = Field(ge=0, description="Elements of the parameters listed in `uncovered`.")
+    total_params: int = Field(ge=0, description="All parameter elements, each parameter once.")
 
 
 class ModelProfile(BaseModel):
@@ -106,6 +162,11 @@ class ModelProfile(BaseModel):
     input_shapes: list[list[int]]
     total_params: int = Field(ge=0, description="All parameters of the model, each counted once.")
     layers: list[GemmLayer]
+    coverage: Coverage | None = Field(default=None, description="Parameter elements consumed by GEMMs (null in old profiles).")
+    uncovered: list[UncoveredParameter] = Field(
+        default_factory=list, description="Every parameter of >= 2 dims that no GEMM consumes, with the reason."
+    )
+    notes: list[str] = Field(default_factory=list, description="How the model was built or traced, when unusual.")
 
     @model_validator(mode="after")
     def _names_unique(self) -> ModelProfile:
@@ -127,13 +188,16 @@ class ModelProfile(BaseModel):
         return sum({layer.weight: layer.params for layer in self.weight_layers}.values())
 
     @property
+    def suspect_uncovered(self) -> list[UncoveredParameter]:
+        """Uncovered parameters that may hide a GEMM: read by an op bitplan cannot count, or not read at all."""
+        return [entry for entry in self.uncovered if entry.kind.suspect]
+
+    @property
     def total_macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
     def fingerprint(self) -> str:
         """Hash of GEMM names and weight shapes: identifies the architecture, not the input size."""
-        import hashlib
-
         digest = hashlib.sha256()
         for layer in self.weight_layers:
             digest.update(f"{layer.name}|{layer.weight}|{layer.weight_shape}\n".encode())

@@ -77,7 +77,7 @@ def measure_sensitivity(
         >>> report = measure_sensitivity("zoo:digits_cnn", "digits", method="sqnr", batches=2)  # doctest: +SKIP
     """
     from bitplan.data import make_loader
-    from bitplan.profile.trace import profile_model
+    from bitplan.frontends.torch import trace as profile_model
     from bitplan.train.config import TrainConfig
     from bitplan.train.loop import batch_loss
     from bitplan.train.setup import build_run, resolve_device

@@ -95,7 +95,7 @@ def effective_plan(
     plan = config.plan
     if plan is None and config.factor is not None:
         from bitplan.plan import make_plan
-        from bitplan.profile.trace import profile_model
+        from bitplan.frontends.torch import trace as profile_model
 
         spec = spec_with_options(config.model, options or {})
         profile = profile_model(model, example_inputs, name=spec)
@@ -193,7 +193,7 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
     check_fits(loaded.model, data, loaded.example_inputs, spec_with_options(config.model, options))
     if config.plan is not None:  # named by its spec, so the message's fix is a command that runs
         from bitplan.plan import verify_fingerprint
-        from bitplan.profile.trace import profile_model
+        from bitplan.frontends.torch import trace as profile_model
 
         spec = spec_with_options(config.model, options)
         verify_fingerprint(config.plan, profile_model(loaded.model, loaded.example_inputs, name=spec))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from onnx import NodeProto, helper
 
-from bitplan.profile.onnx_graph import STANDARD_DOMAINS, OnnxGraph, WeightRef
-from bitplan.profile.onnx_torch_names import rnn_weight_fqn, torch_scope
+from bitplan.frontends.onnx_graph import STANDARD_DOMAINS, OnnxGraph, WeightRef
+from bitplan.frontends.onnx_names import rnn_weight_fqn, torch_scope
+from bitplan.frontends.ops import Gemm, parse_equation
 from bitplan.profile.schema import GemmOp
 
 # Elementwise ops that sit between QKᵀ and its softmax (scale, mask, bias) or after the softmax (dropout).
@@ -23,25 +23,20 @@ RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 LINEAR_CALL = "target=torch.ops.aten.linear."
 
 
-@dataclass(frozen=True)
-class GemmDraft:
-    """One GEMM found in a node, before names, depth and sharing are settled.
+def draft(op: GemmOp, m: int, k: int, n: int, groups: int, weight: WeightRef | None = None, name: str | None = None,
+          step: int = 0) -> Gemm:
+    """One GEMM of a node as the shared ``Gemm`` record; its depth is set when the graph is walked.
 
-    ``step`` orders GEMMs chained inside one node (Attention: QKᵀ is step 0, A·V step 1); ``name`` is set
-    by handlers that know the final name (RNNs name each GEMM after its weight).
+    ``weight`` names the parameter and the constant it is read from (the record's ``sources``); ``name`` is
+    set by handlers that know the final name (RNNs name each GEMM after its weight).
     """
-
-    op: GemmOp
-    m: int
-    k: int
-    n: int
-    groups: int
-    weight: WeightRef | None = None
-    name: str | None = None
-    step: int = 0
+    if weight is None:
+        return Gemm(op, m, k, n, groups, 0, name=name, step=step)
+    return Gemm(op, m, k, n, groups, 0, weight.name, tuple(weight.shape), sources=frozenset({weight.source}), name=name,
+                step=step)
 
 
-Handler = Callable[[NodeProto, OnnxGraph], list[GemmDraft]]
+Handler = Callable[[NodeProto, OnnxGraph], list[Gemm]]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -56,7 +51,7 @@ def handles(*op_types: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def gemms_of(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def gemms_of(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """Every GEMM ``node`` computes (empty for non-GEMM ops and ops of custom domains)."""
     if node.domain not in STANDARD_DOMAINS or node.op_type not in HANDLERS:
         return []
@@ -72,21 +67,23 @@ def attribute(node: NodeProto, name: str, default: object) -> object:
 
 
 # Where X and W sit among a conv-like op's inputs.
-CONV_OPERANDS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
+CONV_OPERANDS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3), "DeformConv": (0, 1)}
 
 
 @handles(*CONV_OPERANDS)
-def conv(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def conv(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """Conv of any spatial rank: X[N, C_in, *S] * W[C_out, C_in/g, *kernel] -> Y[N, C_out, *S_out].
 
-    Per group: M = N·prod(S_out) output positions, K = C_in/g·prod(kernel), N = C_out/g.
+    Per group: M = N·prod(S_out) output positions, K = C_in/g·prod(kernel), N = C_out/g. DeformConv
+    (opset 19) samples X at learned offsets, then computes the same GEMM (offset groups only change
+    where it samples).
     """
     x_index, w_index = CONV_OPERANDS[node.op_type]
     w = graph.static_shape(node.input[w_index], node)
     y = graph.static_shape(node.output[0], node)
     groups = int(attribute(node, "group", 1))
     return [
-        GemmDraft(
+        draft(
             op=GemmOp.conv, m=y[0] * math.prod(y[2:]), k=w[1] * math.prod(w[2:]), n=w[0] // groups,
             groups=groups, weight=graph.resolve_weight(node.input[w_index], node),
         )
@@ -94,7 +91,7 @@ def conv(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
 
 
 @handles("ConvTranspose")
-def conv_transpose(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def conv_transpose(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """ConvTranspose in its col2im form: X[N, C_in, *S] * W[C_in, C_out/g, *kernel].
 
     Per group: each input position's C_in/g channels are multiplied by W into C_out/g·prod(kernel) columns,
@@ -105,7 +102,7 @@ def conv_transpose(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
     w = graph.static_shape(node.input[1], node)
     groups = int(attribute(node, "group", 1))
     return [
-        GemmDraft(
+        draft(
             op=GemmOp.conv_transpose, m=x[0] * math.prod(x[2:]), k=w[0] // groups, n=w[1] * math.prod(w[2:]),
             groups=groups, weight=graph.resolve_weight(node.input[1], node),
         )
@@ -113,7 +110,7 @@ def conv_transpose(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
 
 
 @handles("Gemm")
-def gemm(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def gemm(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """Y = A'·B' (+C) with A' = A or Aᵀ [M×K] and B' = B or Bᵀ [K×N]."""
     a = graph.static_shape(node.input[0], node)
     b = graph.static_shape(node.input[1], node)
@@ -127,7 +124,7 @@ MATMUL_OPERANDS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (
 
 
 @handles(*MATMUL_OPERANDS)
-def matmul(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def matmul(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """numpy matmul: A[*batch_a, M, K] · B[*batch_b, K, N] with broadcast batch dims (1-D operands promoted)."""
     a_index, b_index = MATMUL_OPERANDS[node.op_type]
     a = graph.static_shape(node.input[a_index], node)
@@ -142,7 +139,7 @@ def matmul(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
 
 
 @handles("Einsum")
-def einsum(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def einsum(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """Two-operand einsum as a batched GEMM: shared output labels batch, shared summed labels reduce.
 
     Labels only in A and the output make M, only in B and the output make N. Einsums with another number
@@ -152,7 +149,7 @@ def einsum(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
         return []
     a = graph.static_shape(node.input[0], node)
     b = graph.static_shape(node.input[1], node)
-    terms, output = _parse_equation(str(attribute(node, "equation", "")), [len(a), len(b)])
+    terms, output = parse_equation(str(attribute(node, "equation", "")), [len(a), len(b)])
     sizes_a, sizes_b = dict(zip(terms[0], a)), dict(zip(terms[1], b))
     size = {label: max(sizes_a.get(label, 1), sizes_b.get(label, 1)) for label in [*terms[0], *terms[1]]}
     batch = [label for label in sizes_a if label in sizes_b and label in output]
@@ -173,7 +170,7 @@ def einsum(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
 
 
 @handles(*RNN_GATES)
-def rnn(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def rnn(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """LSTM/GRU/RNN: per direction an input–hidden GEMM (K = input size) and a hidden–hidden GEMM (K = hidden).
 
     Both run once per time step for the whole batch, so M = batch·seq_len; N = gates·hidden.
@@ -183,20 +180,20 @@ def rnn(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
     r = graph.static_shape(node.input[2], node)  # [directions, gates·hidden, hidden]
     seq_len, batch = (x[1], x[0]) if attribute(node, "layout", 0) else (x[0], x[1])
     direction = str(attribute(node, "direction", "forward"))
-    drafts: list[GemmDraft] = []
+    drafts: list[Gemm] = []
     for d in range(w[0]):
         reverse = direction == "reverse" or (direction == "bidirectional" and d == 1)
         for hidden, index, shape in ((False, 1, w), (True, 2, r)):
             weight = _rnn_weight(node, graph, index, d, w[0], hidden=hidden, reverse=reverse)
             drafts.append(
-                GemmDraft(op=GemmOp.rnn_hh if hidden else GemmOp.rnn_ih, m=batch * seq_len, k=shape[2],
+                draft(op=GemmOp.rnn_hh if hidden else GemmOp.rnn_ih, m=batch * seq_len, k=shape[2],
                           n=shape[1], groups=1, weight=weight, name=weight.name if weight else None)
             )
     return drafts
 
 
 @handles("Attention")
-def attention(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
+def attention(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """ONNX Attention (opset 23): QKᵀ then A·V per batch and query head, as two activation GEMMs.
 
     Q/K/V are [B, heads, S, D] (4-D) or [B, S, heads·D] (3-D, heads from q_num_heads/kv_num_heads);
@@ -217,13 +214,13 @@ def attention(node: NodeProto, graph: OnnxGraph) -> list[GemmDraft]:
         seq_kv += graph.static_shape(node.input[4], node)[2]
     groups = batch * heads
     return [
-        GemmDraft(op=GemmOp.attention_qk, m=seq_q, k=head_dim, n=seq_kv, groups=groups, step=0),
-        GemmDraft(op=GemmOp.attention_av, m=seq_q, k=seq_kv, n=value_dim, groups=groups, step=1),
+        draft(op=GemmOp.attention_qk, m=seq_q, k=head_dim, n=seq_kv, groups=groups, step=0),
+        draft(op=GemmOp.attention_av, m=seq_q, k=seq_kv, n=value_dim, groups=groups, step=1),
     ]
 
 
 def _product(node: NodeProto, graph: OnnxGraph, a_name: str, b_name: str, *, m: int, k: int, n: int,
-             a_groups: int, b_groups: int, total: int) -> GemmDraft:
+             a_groups: int, b_groups: int, total: int) -> Gemm:
     """A[M×K]·B[K×N] repeated ``total`` times (batch), with whichever operand is a weight as W.
 
     A weight with G stacked matrices is G groups, each used total/G times as often as one product uses it.
@@ -233,10 +230,10 @@ def _product(node: NodeProto, graph: OnnxGraph, a_name: str, b_name: str, *, m: 
     weight_b = graph.resolve_weight(b_name, node)
     weight_a = graph.resolve_weight(a_name, node) if weight_b is None else None
     if weight_b is not None:
-        return GemmDraft(op=_weight_op(node), m=total // b_groups * m, k=k, n=n, groups=b_groups, weight=weight_b)
+        return draft(op=_weight_op(node), m=total // b_groups * m, k=k, n=n, groups=b_groups, weight=weight_b)
     if weight_a is not None:
-        return GemmDraft(op=_weight_op(node), m=total // a_groups * n, k=k, n=m, groups=a_groups, weight=weight_a)
-    return GemmDraft(op=_activation_op(node, graph, a_name), m=m, k=k, n=n, groups=total)
+        return draft(op=_weight_op(node), m=total // a_groups * n, k=k, n=m, groups=a_groups, weight=weight_a)
+    return draft(op=_activation_op(node, graph, a_name), m=m, k=k, n=n, groups=total)
 
 
 def _weight_op(node: NodeProto) -> GemmOp:
@@ -303,29 +300,3 @@ def _broadcast(a: list[int], b: list[int]) -> list[int]:
     width = max(len(a), len(b))
     a, b = [1] * (width - len(a)) + a, [1] * (width - len(b)) + b
     return [max(x, y) if 1 in (x, y) else x for x, y in zip(a, b)]
-
-
-def _parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
-    """Split an einsum equation into per-operand label lists and the output's, expanding ``...``.
-
-    Ellipsis dims get labels ".0", ".1"... aligned from the right, as numpy broadcasts them.
-    """
-    equation = equation.replace(" ", "")
-    lhs, _, rhs = equation.partition("->")
-    widths = [rank - (len(term) - 3) if "..." in term else 0 for term, rank in zip(lhs.split(","), ranks)]
-    ellipsis = max(widths, default=0)
-
-    def labels(term: str, width: int) -> list[str]:
-        head, dots, tail = term.partition("...")
-        middle = [f".{i}" for i in range(ellipsis - width, ellipsis)] if dots else []
-        return [*head, *middle, *tail]
-
-    terms = [labels(term, width) for term, width in zip(lhs.split(","), widths)]
-    if "->" in equation:
-        output = labels(rhs, ellipsis)
-    else:  # implicit output: broadcast dims, then labels that appear once, alphabetically
-        counts = [label for term in terms for label in term]
-        output = [f".{i}" for i in range(ellipsis)] + sorted(
-            label for label in set(counts) if counts.count(label) == 1 and not label.startswith(".")
-        )
-    return terms, output

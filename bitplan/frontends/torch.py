@@ -1,4 +1,8 @@
-"""``profile_model``: every GEMM of a PyTorch model, by the fastest tracer that works on it."""
+"""The PyTorch front end: ``trace(model, inputs) -> ModelProfile`` by the fastest tracer that works.
+
+``bitplan.profile_model`` is this ``trace``; the ONNX front end (``bitplan.frontends.onnx.trace``)
+has the same verb and feeds the same ``ProfileBuilder``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ import torch
 from torch import nn
 
 from bitplan.errors import TraceError
-from bitplan.profile.builder import ProfileBuilder
+from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.moe import uniform_routing
+from bitplan.frontends.torch_export import export_gemms
+from bitplan.frontends.torch_record import record_gemms
 from bitplan.profile.schema import ModelProfile, Tracer
 
 
@@ -21,16 +28,14 @@ class TracerChoice(str, Enum):
 
 
 def _run(tracer: Tracer, model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
-    if tracer is Tracer.record:
-        from bitplan.profile.record import record_gemms
-
-        return record_gemms(model, example_inputs)
-    from bitplan.profile.export import export_gemms
-
-    return export_gemms(model, example_inputs)
+    """One tracer run, mixture-of-experts modules routing uniformly (``bitplan.frontends.moe``)."""
+    with uniform_routing(model) as expert_paths:
+        builder = record_gemms(model, example_inputs) if tracer is Tracer.record else export_gemms(model, example_inputs)
+    builder.expert_paths = tuple(expert_paths)
+    return builder
 
 
-def profile_model(
+def trace(
     model: nn.Module,
     example_inputs: tuple | torch.Tensor,
     *,
@@ -53,7 +58,7 @@ def profile_model(
 
     Example:
         >>> from torch import nn
-        >>> profile = profile_model(nn.Linear(4, 3), torch.zeros(2, 4))
+        >>> profile = trace(nn.Linear(4, 3), torch.zeros(2, 4))
         >>> (profile.layers[0].m, profile.layers[0].k, profile.layers[0].n)
         (2, 4, 3)
     """
@@ -90,7 +95,7 @@ def profile_model(
         batch=int(first.shape[0]) if first is not None and first.dim() > 0 else 1,
         tracer=candidate,
         input_shapes=[list(t.shape) for t in inputs if isinstance(t, torch.Tensor)],
-        total_params=sum(p.numel() for p in model.parameters()),
+        parameters={name: tuple(parameter.shape) for name, parameter in model.named_parameters()},
     )
 
 

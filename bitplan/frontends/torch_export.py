@@ -6,13 +6,15 @@ the model calls torch; ``nn_module_stack`` gives module paths and the graph sign
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from bitplan.profile.builder import ProfileBuilder
-from bitplan.profile.gemms import TensorRef
-from bitplan.profile.tracking import meta_like, op_name_of, record_call
+from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.ops import TensorRef
+from bitplan.frontends.torch_calls import meta_like, op_name_of, record_call
 
 
 def _module_path(node: torch.fx.Node) -> str:
@@ -35,11 +37,11 @@ def export_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
     program = torch.export.export(model, inputs, strict=False)
     signature = program.graph_signature
     canonical = _canonical_names(model)
+    kinds = torch.export.graph_signature.InputKind
     parameters = {
-        spec.arg.name: canonical.get(spec.target, spec.target)
-        for spec in signature.input_specs
-        if spec.kind == torch.export.graph_signature.InputKind.PARAMETER
+        spec.arg.name: canonical.get(spec.target, spec.target) for spec in signature.input_specs if spec.kind == kinds.PARAMETER
     }
+    user_inputs = {spec.arg.name for spec in signature.input_specs if spec.kind == kinds.USER_INPUT}
     builder = ProfileBuilder()
     refs: dict[str, TensorRef] = {}
 
@@ -52,17 +54,19 @@ def export_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
         value = node.meta.get("val")
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else ()
         if node.op == "placeholder":
-            refs[node.name] = TensorRef(shape, 0, parameters.get(node.name))
+            parameter = parameters.get(node.name)
+            sources = frozenset({parameter}) if parameter else frozenset()
+            refs[node.name] = TensorRef(shape, 0, parameter, sources, node.name in user_inputs)
             continue
         if node.op != "call_function":
             continue
         ref_args, ref_kwargs = tree_map(as_ref, node.args), tree_map(as_ref, dict(node.kwargs))
         inputs = [leaf for leaf in tree_flatten((ref_args, ref_kwargs))[0] if isinstance(leaf, TensorRef)]
         produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in tree_flatten(value)[0])
-        depth, origin = record_call(
+        carried = record_call(
             builder, _module_path(node), op_name_of(node.target), ref_args, ref_kwargs, inputs, produces_tensor
         )
-        refs[node.name] = TensorRef(shape, depth, origin)
+        refs[node.name] = replace(carried, shape=shape)
     return builder
 
 

@@ -8,6 +8,7 @@ inputs are replaced by meta tensors of the same shape, so no weight or activatio
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -15,9 +16,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map  # public-in-practice pytree helpers used across torch
 
-from bitplan.profile.builder import ProfileBuilder
-from bitplan.profile.gemms import HANDLERS, TensorRef
-from bitplan.profile.tracking import meta_like, op_name_of, record_call
+from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.ops import OPS, TensorRef
+from bitplan.frontends.torch_calls import meta_like, op_name_of, record_call
 
 
 # Python-level torch functions that perform GEMMs internally; while the recorder handles a call the
@@ -59,20 +60,17 @@ class _ModuleStack:
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, builder: ProfileBuilder, modules: _ModuleStack, origins: dict[int, str]) -> None:
+    def __init__(self, builder: ProfileBuilder, modules: _ModuleStack, known: dict[int, TensorRef]) -> None:
         super().__init__()
         self.builder = builder
         self.modules = modules
-        # id(tensor) -> (depth, origin); tensors are kept alive so ids are never reused
-        self.known: dict[int, tuple[int, str | None]] = {}
+        # id(tensor) -> what it carries (shape left empty); tensors are kept alive so ids are never reused
+        self.known = known
         self.alive: list[torch.Tensor] = []
-        for key, name in origins.items():
-            self.known[key] = (0, name)
 
     def _ref(self, value: object) -> object:
         if isinstance(value, torch.Tensor):
-            depth, origin = self.known.get(id(value), (0, None))
-            return TensorRef(tuple(value.shape), depth, origin)
+            return replace(self.known.get(id(value), TensorRef(())), shape=tuple(value.shape))
         return value
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -84,7 +82,7 @@ class _Recorder(TorchFunctionMode):
             )
         out = func(*args, **kwargs)
         inputs = [self._ref(leaf) for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
-        if name in HANDLERS or name == "__rmatmul__":  # only GEMMs need their arguments' shapes in place
+        if name in OPS or name == "__rmatmul__":  # only GEMMs need their arguments' shapes in place
             ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)
             if name == "__rmatmul__":
                 name, ref_args = "matmul", (ref_args[1], ref_args[0])
@@ -92,12 +90,10 @@ class _Recorder(TorchFunctionMode):
             ref_args, ref_kwargs = args, kwargs
         outputs = tree_flatten(out)[0]
         produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in outputs)
-        depth, origin = record_call(
-            self.builder, self.modules.current, name, ref_args, ref_kwargs, inputs, produces_tensor
-        )
+        carried = record_call(self.builder, self.modules.current, name, ref_args, ref_kwargs, inputs, produces_tensor)
         for leaf in outputs:
             if isinstance(leaf, torch.Tensor):
-                self.known[id(leaf)] = (depth, origin)
+                self.known[id(leaf)] = carried
                 self.alive.append(leaf)
         return out
 
@@ -111,10 +107,11 @@ def record_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
     builder = ProfileBuilder()
     state = {name: meta_like(t) for name, t in model.named_parameters()}
     state.update({name: meta_like(t) for name, t in model.named_buffers()})
-    origins = {id(state[name]): name for name, _ in model.named_parameters()}
+    known = {id(state[name]): TensorRef((), 0, name, frozenset({name})) for name, _ in model.named_parameters()}
     inputs = tree_map(lambda v: meta_like(v) if isinstance(v, torch.Tensor) else v, tuple(example_inputs))
+    known.update((id(leaf), TensorRef((), data=True)) for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor))
     with torch.no_grad(), _ModuleStack(model) as modules:
-        recorder = _Recorder(builder, modules, origins)
+        recorder = _Recorder(builder, modules, known)
         wrapper = _RecordingWrapper(model, recorder)
         state = {f"inner.{name}": value for name, value in state.items()}
         torch.func.functional_call(wrapper, state, inputs, strict=False, tie_weights=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitplan.errors import OnnxError
-from bitplan.profile.onnx_torch_names import is_generated_name, reads_parameter, recovered_weight_fqn, torch_scope
+from bitplan.frontends.onnx_names import is_generated_name, reads_parameter, recovered_weight_fqn, torch_scope
 
 if TYPE_CHECKING:
     from onnx import GraphProto, NodeProto, TensorProto

@@ -17,7 +17,7 @@ from onnx import ModelProto, NodeProto, helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
 from onnx.reference import ReferenceEvaluator
 
-from bitplan.profile.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, value_shape
+from bitplan.frontends.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, value_shape
 
 FOLDABLE_OPS = frozenset(
     {"Shape", "Size", "Constant", "ConstantOfShape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast",

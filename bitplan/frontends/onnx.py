@@ -1,6 +1,6 @@
-"""``profile_onnx``: every GEMM of an ONNX model, from the graph and ONNX shape inference.
+"""The ONNX front end, ``trace(path) -> ModelProfile``: every GEMM of an ONNX model, from the graph and ONNX shape inference.
 
-Weights are never read: the file is loaded without its external data (so models over 2 GB work),
+Weights are never read: neither external data (so models over 2 GB work) nor embedded values (``onnx_read``),
 shapes come from ``onnx.shape_inference``, and each Conv/ConvTranspose/Gemm/MatMul/Einsum/LSTM/GRU/RNN/
 Attention node becomes GEMM records with the same definitions as the PyTorch front end (docs/onnx.md).
 ``onnx`` is imported inside the function, so ``import bitplan`` works without it.
@@ -11,25 +11,28 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bitplan.errors import OnnxError
-from bitplan.profile.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, OnnxGraph, format_shape, value_shape
-from bitplan.profile.schema import GemmLayer, ModelProfile, Tracer
+from bitplan.frontends.builder import ProfileBuilder
+from bitplan.frontends.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, OnnxGraph, format_shape, value_shape
+from bitplan.frontends.onnx_names import torch_scope
+from bitplan.frontends.onnx_read import read_graph_bytes
+from bitplan.frontends.ops import Gemm
+from bitplan.profile.schema import ModelProfile, Tracer
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
 
-    from bitplan.profile.onnx_ops import GemmDraft
 
 INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
 FOLD_ROUNDS = 4
 GEMM_LIKE = re.compile(r"Conv|MatMul|Gemm|Attention|LSTM|GRU|RNN|Einsum")
 
 
-def profile_onnx(
+def trace(
     path: str | Path,
     *,
     input_shapes: list[list[int]] | None = None,
@@ -53,7 +56,7 @@ def profile_onnx(
             symbolic (pass ``input_shapes``/``--input-shape``), or ``input_shapes`` does not fit the inputs.
 
     Example:
-        >>> profile = profile_onnx("resnet20.onnx", batch=8)  # doctest: +SKIP
+        >>> profile = trace("resnet20.onnx", batch=8)  # doctest: +SKIP
         >>> profile.layers[0].k, profile.layers[0].m  # doctest: +SKIP
         (27, 8192)
     """
@@ -66,13 +69,19 @@ def profile_onnx(
     graph = OnnxGraph(_fold_until_static(onnx, model, path, overridden).graph)
     _check_reshapes(graph, overridden)
     drafts = _find_gemms(graph)
-    return ModelProfile(
+    builder = ProfileBuilder()
+    _add_layers(builder, graph, drafts)
+    parameters = _parameters(graph, drafts)
+    for initializer in parameters:
+        for node, _ in graph.terminal_uses(initializer):
+            builder.note_consumer(initializer, node.op_type)
+    return builder.build(
         model=name or str(path),
         batch=shapes[0][0] if shapes and shapes[0] else 1,
         tracer=Tracer.onnx,
         input_shapes=shapes,
-        total_params=_total_params(graph, drafts),
-        layers=_layers(graph, drafts),
+        parameters=parameters,
+        total_params=_total_params(graph, drafts, parameters),
     )
 
 
@@ -88,14 +97,16 @@ def _import_onnx() -> Any:
 
 
 def _load(onnx: Any, path: Path) -> ModelProto:
-    """Read the graph (not the weights) and inline local functions, or explain why the file is unusable."""
+    """Read the graph (not the weights: ``onnx_read``) and inline local functions, or explain why the
+    file is unusable."""
     if not path.is_file():
         where = "is a directory" if path.is_dir() else "does not exist"
         raise OnnxError(f"ONNX file `{path}` {where}; check the path (relative paths start at {Path.cwd()}).")
     from google.protobuf.message import DecodeError
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        model = onnx.ModelProto()
+        model.ParseFromString(read_graph_bytes(path, keep_values_up_to=SMALL_TENSOR))
     except (DecodeError, ValueError, RuntimeError, OSError) as error:
         model, reason = None, f"{type(error).__name__}: {error}"
     else:
@@ -203,7 +214,7 @@ def _infer_shapes(onnx: Any, model: ModelProto, path: Path, overridden: bool) ->
 
 def _fold_until_static(onnx: Any, model: ModelProto, path: Path, overridden: bool) -> ModelProto:
     """Fold shape computations and infer again while a GEMM operand's shape is unknown (at most 4 rounds)."""
-    from bitplan.profile.onnx_fold import fold_shape_computations
+    from bitplan.frontends.onnx_fold import fold_shape_computations
 
     for _ in range(FOLD_ROUNDS):
         if not _gemm_shapes_unknown(model) or not fold_shape_computations(model):
@@ -213,7 +224,7 @@ def _fold_until_static(onnx: Any, model: ModelProto, path: Path, overridden: boo
 
 
 def _gemm_shapes_unknown(model: ModelProto) -> bool:
-    from bitplan.profile.onnx_ops import HANDLERS
+    from bitplan.frontends.onnx_ops import HANDLERS
 
     graph = OnnxGraph(model.graph)
     for node in graph.nodes:
@@ -262,17 +273,17 @@ def _check_reshapes(graph: OnnxGraph, overridden: bool) -> None:
                 )
 
 
-def _find_gemms(graph: OnnxGraph) -> list[tuple[GemmDraft, NodeProto, int]]:
+def _find_gemms(graph: OnnxGraph) -> list[tuple[Gemm, NodeProto]]:
     """Every GEMM with its node and depth: 1 + the largest GEMM depth among its inputs (constants are 0)."""
-    from bitplan.profile.onnx_ops import gemms_of
+    from bitplan.frontends.onnx_ops import gemms_of
 
     depth: dict[str, int] = {}
-    found: list[tuple[GemmDraft, NodeProto, int]] = []
+    found: list[tuple[Gemm, NodeProto]] = []
     skipped: set[str] = set()
     for node in graph.nodes:
         base = max((depth.get(name, 0) for name in node.input if name), default=0)
         drafts = [d for d in gemms_of(node, graph) if min(d.m, d.k, d.n, d.groups) > 0]  # empty GEMMs do no work
-        found.extend((draft, node, base + 1 + draft.step) for draft in drafts)
+        found.extend((replace(draft, depth=base + 1 + draft.step), node) for draft in drafts)
         out = base + 1 + max(draft.step for draft in drafts) if drafts else base
         depth.update((name, out) for name in node.output if name)
         if _hides_gemms(node):
@@ -287,7 +298,7 @@ def _find_gemms(graph: OnnxGraph) -> list[tuple[GemmDraft, NodeProto, int]]:
 
 def _hides_gemms(node: NodeProto) -> bool:
     """A GEMM-like op of a custom domain, or a control-flow op whose body holds GEMMs: both go unprofiled."""
-    from bitplan.profile.onnx_ops import HANDLERS
+    from bitplan.frontends.onnx_ops import HANDLERS
 
     if node.domain not in STANDARD_DOMAINS:
         return bool(GEMM_LIKE.search(node.op_type))
@@ -295,47 +306,43 @@ def _hides_gemms(node: NodeProto) -> bool:
     return any(inner.op_type in HANDLERS or _hides_gemms(inner) for body in bodies for inner in body.node)
 
 
-def _layers(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> list[GemmLayer]:
-    """Name each GEMM uniquely (``#2``, ``#3`` for repeats) and flag weights read by more than one op."""
+def _add_layers(builder: ProfileBuilder, graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]]) -> None:
+    """Feed each GEMM to the builder with its name and whether its weight is read by more than one op."""
     sources: dict[str, set[str]] = {}
-    for draft, _, _ in found:
-        if draft.weight is not None:
-            sources.setdefault(draft.weight.name, set()).add(draft.weight.source)
-    counts: Counter[str] = Counter()
-    layers = []
-    for draft, node, depth in found:
-        base = _gemm_name(draft, node)
-        counts[base] += 1
-        weight = draft.weight
+    for gemm, _ in found:
+        if gemm.weight is not None:
+            sources.setdefault(gemm.weight, set()).update(gemm.sources)
+    for gemm, node in found:
         shared = False
-        if weight is not None:
+        if gemm.weight is not None:
             # a folded copy of a parameter (tied embedding transposed by the exporter) shares its uses
-            copied = weight.initializer is not None and weight.name in graph.initializers
-            readers = sources[weight.name] | ({weight.name} if copied else set())
+            copied = _initializer(gemm, graph) is not None and gemm.weight in graph.initializers
+            readers = sources[gemm.weight] | ({gemm.weight} if copied else set())
             shared = sum(len(graph.terminal_uses(source)) for source in readers) > 1
-        layers.append(
-            GemmLayer(
-                name=base if counts[base] == 1 else f"{base}#{counts[base]}",
-                weight=weight.name if weight else None,
-                op=draft.op, m=draft.m, k=draft.k, n=draft.n, groups=draft.groups, depth=depth,
-                weight_shape=list(weight.shape) if weight else None,
-                shared=shared,
-            )
-        )
-    return layers
+        builder.add("", replace(gemm, name=_gemm_name(gemm, node)), shared=shared)
 
 
-def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
+def _source(gemm: Gemm) -> str:
+    """The constant tensor a weight GEMM reads its weight from (an initializer or a folded value)."""
+    (source,) = gemm.sources
+    return source
+
+
+def _initializer(gemm: Gemm, graph: OnnxGraph) -> str | None:
+    """The initializer a weight GEMM reads, or None when its weight is computed from several."""
+    source = _source(gemm)
+    return source if source in graph.initializers else None
+
+
+def _gemm_name(draft: Gemm, node: NodeProto) -> str:
     """The layer name: the weight's module path when known, else the node's name (docs/onnx.md)."""
-    from bitplan.profile.onnx_torch_names import torch_scope
-
     if draft.name:
         return draft.name
     scope = torch_scope(node)
     if draft.weight is None:
         prefix = scope.module_path if scope else node.name
         return f"{prefix}.{draft.op.value}" if prefix else draft.op.value
-    weight = draft.weight.name
+    weight = draft.weight
     if weight.endswith(".weight"):
         return weight.removesuffix(".weight")
     if scope is not None:
@@ -344,22 +351,29 @@ def _gemm_name(draft: GemmDraft, node: NodeProto) -> str:
     return node.name or weight
 
 
-def _total_params(graph: OnnxGraph, found: list[tuple[GemmDraft, NodeProto, int]]) -> int:
+def _parameters(graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]]) -> dict[str, list[int]]:
+    """Every initializer that holds parameters → its dims (the coverage ledger's universe)."""
+    weight_sources = {_source(gemm) for gemm, _ in found if gemm.weight is not None}
+    biased_outputs = {out for gemm, node in found if gemm.weight is not None for out in node.output}
+    return {
+        name: list(tensor.dims)
+        for name, tensor in graph.initializers.items()
+        if graph.is_parameter(name, weight_sources, biased_outputs)
+    }
+
+
+def _total_params(graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]], parameters: dict[str, list[int]]) -> int:
     """Elements of the initializers that hold parameters, each counted once (rule in docs/onnx.md).
 
     Folded copies of one parameter (a transposed tied embedding) count once: initializers are grouped
     by the parameter name their GEMMs give them.
     """
-    weight_sources = {d.weight.source for d, _, _ in found if d.weight is not None}
-    biased_outputs = {out for d, node, _ in found if d.weight is not None for out in node.output}
-    group_of: dict[str, str] = {name: name for name in graph.initializers}
-    for draft, _, _ in found:
-        weight = draft.weight
-        if weight is not None and weight.initializer is not None and weight.name in graph.initializers:
-            group_of[weight.initializer] = weight.name
+    group_of: dict[str, str] = {name: name for name in parameters}
+    for gemm, _ in found:
+        initializer = _initializer(gemm, graph) if gemm.weight is not None else None
+        if initializer in parameters and gemm.weight in graph.initializers:
+            group_of[initializer] = gemm.weight
     sizes: dict[str, int] = {}
-    for name in graph.initializers:
-        if graph.is_parameter(name, weight_sources, biased_outputs):
-            group = group_of[name]
-            sizes[group] = max(sizes.get(group, 0), graph.numel(name))
+    for name in parameters:
+        sizes[group_of[name]] = max(sizes.get(group_of[name], 0), graph.numel(name))
     return sum(sizes.values())

@@ -1,0 +1,162 @@
+"""Mixture-of-experts layers under uniform top-k routing: every expert's GEMMs, without the router's data.
+
+Which tokens reach which expert depends on the router's values, which tracing on meta tensors does
+not have (``nonzero`` and ``where`` have no meta result, and a loop over the experts a batch hit
+silently skips all of them). While a model is traced, each mixture-of-experts module found here runs
+a stand-in forward that sends every expert its expected share of the tokens under uniform routing:
+T tokens choosing top_k of E experts give T·top_k expert rows, split as evenly as integers allow
+(the first T·top_k mod E experts get one row more), so the experts' MACs add up to exactly
+T·top_k × one expert's MACs per token. The router and shared experts run on all T tokens as usual.
+
+Two layouts are recognised (docs/concepts.md, "Mixture of experts"):
+
+- fused experts: a module with an int ``num_experts`` attribute and 3-D parameters ``[E, out, in]``
+  (``[E, in, out]`` when ``is_transposed`` is set), called as ``experts(hidden, top_k_index, weights)``,
+  as in transformers 5 (Mixtral, Qwen-MoE, OLMoE, DeepSeek-V3). Expert e of parameter ``P`` is the
+  virtual layer ``P[e]``; consecutive parameters chain (a ``[2I, H]`` gate-up output is split into
+  gate and up halves before a ``[H, I]`` down projection; two parameters of one shape both read the
+  expert's input);
+- a block with an ``experts`` ``nn.ModuleList``, an int ``top_k`` (or ``num_experts_per_tok``)
+  attribute and a ``gate`` or ``router`` submodule, whose forward maps hidden states to a tensor of
+  the same shape (a hand-written loop over experts). Its ``shared_expert(s)`` and
+  ``shared_expert_gate`` submodules run on every token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROUTER_NAMES = ("gate", "router")
+SHARED_NAMES = ("shared_expert", "shared_experts", "shared_expert_gate")
+
+
+def uniform_rows(tokens: int, top_k: int, experts: int) -> list[int]:
+    """Rows each expert receives under uniform top-k routing; they sum to ``tokens × top_k``.
+
+    Example:
+        >>> uniform_rows(5, 2, 4)
+        [3, 3, 2, 2]
+    """
+    base, extra = divmod(tokens * top_k, experts)
+    return [base + (1 if e < extra else 0) for e in range(experts)]
+
+
+def fused_expert_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The ``[E, out, in]`` parameters of a fused-experts module (empty when it is not one)."""
+    experts = getattr(module, "num_experts", None)
+    if not isinstance(experts, int) or experts < 1:
+        return []
+    return [
+        (name, parameter)
+        for name, parameter in module.named_parameters(recurse=False)
+        if parameter.dim() == 3 and parameter.shape[0] == experts
+    ]
+
+
+def _top_k(module: nn.Module) -> int | None:
+    for name in ("top_k", "num_experts_per_tok"):
+        value = getattr(module, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _is_expert_block(module: nn.Module) -> bool:
+    experts = getattr(module, "experts", None)
+    return (
+        isinstance(experts, nn.ModuleList)
+        and len(experts) > 0
+        and _top_k(module) is not None
+        and any(isinstance(getattr(module, name, None), nn.Module) for name in ROUTER_NAMES)
+    )
+
+
+def _fused_forward(module: nn.Module) -> Any:
+    names = [name for name, _ in fused_expert_parameters(module)]
+    transposed = bool(getattr(module, "is_transposed", False))
+
+    def forward(hidden_states: torch.Tensor, top_k_index: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x = hidden_states.reshape(-1, hidden_states.shape[-1])  # [T, H]
+        top_k = top_k_index.shape[-1] if top_k_index.dim() > 1 else 1
+        out = torch.zeros_like(hidden_states)
+        for e, rows in enumerate(uniform_rows(x.shape[0], top_k, module.num_experts)):
+            if rows == 0:
+                continue
+            # read at call time: tracers substitute the module's parameters (functional_call, torch.export)
+            matrices = [getattr(module, name)[e] for name in names]  # each [out, in] ([in, out] transposed)
+            y = _chain(x[:rows], [w.t() for w in matrices] if transposed else matrices)  # [rows, out]
+            out = out + y.sum()  # carries the experts' depth to what reads the block's output
+        return out
+
+    return forward
+
+
+def _chain(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """One expert's MLP on ``x`` [rows, H] from its weight matrices [out, in], in parameter order."""
+    inputs, h, previous = x, x, None
+    for w in weights:
+        if previous is not None and w.shape == previous.shape:  # gate and up: both read the same input
+            h = F.linear(inputs, w) * h
+        else:
+            if h.shape[-1] == 2 * w.shape[-1]:  # fused gate-up output: gate half × up half
+                gate, up = h.chunk(2, dim=-1)
+                h = gate * up
+            inputs = h
+            h = F.linear(h, w)
+        previous = w
+    return h
+
+
+def _block_forward(module: nn.Module) -> Any:
+    router = next(getattr(module, name) for name in ROUTER_NAMES if isinstance(getattr(module, name, None), nn.Module))
+    shared = [getattr(module, name) for name in SHARED_NAMES if isinstance(getattr(module, name, None), nn.Module)]
+
+    def forward(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        x = hidden_states.reshape(-1, hidden_states.shape[-1])  # [T, H]
+        router(x)
+        out = torch.zeros_like(hidden_states)
+        for expert, rows in zip(module.experts, uniform_rows(x.shape[0], _top_k(module), len(module.experts))):
+            if rows:
+                out = out + expert(x[:rows]).sum()  # carries the experts' depth
+        for extra in shared:
+            out = out + extra(x).sum()
+        return out
+
+    return forward
+
+
+@contextlib.contextmanager
+def uniform_routing(model: nn.Module) -> Iterator[list[str]]:
+    """Within this context, every mixture-of-experts module of ``model`` routes uniformly.
+
+    Yields:
+        The module paths whose GEMMs are expert GEMMs (their records get ``routing="uniform"``).
+    """
+    patched: list[tuple[nn.Module, Any]] = []  # (module, the instance forward it had, if any)
+    paths: list[str] = []
+    for path, module in model.named_modules():
+        if any(path.startswith(f"{done}.") for done in paths):
+            continue
+        if fused_expert_parameters(module):
+            stand_in, expert_path = _fused_forward(module), path
+        elif _is_expert_block(module):
+            stand_in, expert_path = _block_forward(module), f"{path}.experts" if path else "experts"
+        else:
+            continue
+        patched.append((module, module.__dict__.get("forward")))
+        module.forward = stand_in
+        paths.append(expert_path)
+    try:
+        yield paths
+    finally:
+        for module, own in patched:
+            if own is None:
+                del module.forward  # the class's forward shows again
+            else:
+                module.forward = own

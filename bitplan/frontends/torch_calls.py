@@ -1,0 +1,96 @@
+"""What both torch tracers share: op names that only view a tensor, and per-call bookkeeping."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
+from bitplan.frontends.ops import TensorRef, gemms_of_call
+
+# Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
+# seen through them is still that parameter, and they add no GEMM depth.
+VIEW_OPS = frozenset(
+    {
+        "t", "T", "mT", "H", "mH", "transpose", "transpose_", "permute", "view", "view_as", "reshape",
+        "reshape_as", "_unsafe_view", "expand", "expand_as", "unsqueeze", "squeeze", "flatten", "unflatten",
+        "contiguous", "clone", "detach", "alias", "to", "_to_copy", "type", "type_as", "float", "half",
+        "bfloat16", "double", "__getitem__", "narrow", "select", "slice", "split", "chunk", "unbind",
+        "movedim", "swapaxes", "repeat", "numpy_T", "lift_fresh_copy", "getitem",
+    }
+)
+
+
+def record_call(
+    builder: ProfileBuilder,
+    module_path: str,
+    op_name: str,
+    ref_args: tuple,
+    ref_kwargs: dict,
+    inputs: list[TensorRef],
+    produces_tensor: bool = True,
+) -> TensorRef:
+    """Book one call; return what its tensor outputs carry (their shape left empty for the caller).
+
+    A call reading parameters but no model input computes a weight (``W * 0.5``, a weight-norm or
+    spectral-norm parametrization, a cast, even a product of two parameters): it is no GEMM of the
+    model, and its output stays attributed to those parameters, so the GEMM that consumes it is theirs. Any other call reading a parameter is a consumer the coverage
+    ledger reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
+    reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a weight
+    computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
+    """
+    in_depth = max((ref.depth for ref in inputs), default=0)
+    data = any(ref.data for ref in inputs)
+    if op_name in VIEW_OPS:
+        first = inputs[0] if inputs else TensorRef(())
+        return TensorRef((), in_depth, _slice_origin(op_name, ref_args, first), first.sources, first.data)
+    weighted = [ref for ref in inputs if ref.sources]
+    if weighted and not data and op_name not in EMBEDDING_OPS:
+        main = max(weighted, key=lambda ref: math.prod(ref.shape))
+        return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)))
+    for ref in inputs if produces_tensor else ():
+        if ref.origin is not None:
+            builder.note_use(ref.origin)
+        for source in ref.sources:
+            builder.note_consumer(source, op_name)
+    found = gemms_of_call(op_name, ref_args, ref_kwargs)
+    if found is None:
+        return TensorRef((), in_depth, data=data)
+    for gemm in found.gemms:
+        builder.add(module_path, gemm)
+    return TensorRef((), found.out_depth if found.gemms else in_depth, data=data)
+
+
+def _slice_origin(op_name: str, args: tuple, first: TensorRef) -> str | None:
+    """``P[e]`` for matrix e of a stacked parameter P [E, out, in] (fused experts), else ``first.origin``.
+
+    The slice is a virtual layer of its own: plans give it its own bits, ``apply`` quantizes it alone.
+    """
+    origin = first.origin
+    if origin is None or origin not in first.sources or len(first.shape) < 3:
+        return origin
+    if op_name in ("__getitem__", "getitem") and len(args) > 1 and type(args[1]) is int:
+        index = args[1]
+    elif op_name == "select" and len(args) > 2 and args[1] == 0 and type(args[2]) is int:
+        index = args[2]
+    else:
+        return origin
+    return f"{origin}[{index % first.shape[0]}]"
+
+
+def op_name_of(func: Callable) -> str:
+    """A torch callable's bare name: ``F.linear`` → 'linear', ``Tensor.T`` getter → 'T', aten op → packet."""
+    packet = getattr(func, "_overloadpacket", None)
+    if packet is not None:
+        return packet.__name__
+    name = getattr(func, "__name__", "")
+    if name == "__get__":  # a Tensor property such as .T or .mT
+        return getattr(getattr(func, "__self__", None), "__name__", name)
+    return name
+
+
+def meta_like(tensor: torch.Tensor) -> torch.Tensor:
+    """A meta tensor with ``tensor``'s shape and dtype: tracing with it allocates nothing."""
+    return tensor if tensor.device.type == "meta" else torch.empty_like(tensor, device="meta")
