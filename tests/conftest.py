@@ -1,11 +1,23 @@
-"""Shared fixtures: tiny models with hand-checkable GEMMs."""
+"""Shared fixtures: tiny models with hand-checkable GEMMs; the hypothesis profile of CI.
+
+CI (``CI`` or ``BITPLAN_CI`` set, as ``.ci/run`` does) runs property tests derandomized: the same
+examples on every run, so a red CI is reproducible and never a coin flip. Locally they keep
+exploring new examples (and ``--hypothesis-seed=N`` replays one exploration).
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import settings
 from torch import nn
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") or os.environ.get("BITPLAN_CI") else "explore")
 
 
 class Branchy(nn.Module):

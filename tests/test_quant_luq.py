@@ -40,14 +40,27 @@ def test_levels_are_powers_of_two_times_alpha(values: np.ndarray, seed: int) -> 
     if peak == 0:
         assert torch.equal(q, torch.zeros_like(x))
         return
-    alpha = peak / 2**7  # exact in float32: a power-of-two division
+    alpha = float(np.float32(peak) / np.float32(2**7))  # exact unless subnormal (then rounded to nearest)
+    if alpha * 2**7 < peak:  # the specification: a subnormal α rounds up, so α·2^7 ≥ max|x|
+        alpha = float(np.nextafter(np.float32(alpha), np.float32(np.inf)))
+    top = alpha * 2**7
+    assert top >= peak and (top == peak or alpha < float(np.finfo(np.float32).tiny))
     assert bool(is_luq_level(q, alpha).all())
     assert bool((q * x >= 0).all())  # sign kept (or zero)
-    assert float(q.abs().max()) <= peak  # nothing clips, nothing grows past max|x|
+    assert float(q.abs().max()) <= top  # nothing clips; only a subnormal α puts the top level above max|x|
     # each magnitude lands on a neighbour: 0/α below α, else 2^n·α or 2^(n+1)·α around |x|
     magnitude = x.abs()
     assert bool(((q.abs() == 0) | (q.abs() >= torch.clamp(magnitude / 2, max=alpha))).all())
     assert bool((q.abs() <= torch.clamp(2 * magnitude, min=alpha)).all())
+
+
+def test_subnormal_peak_stays_within_the_fp4_levels() -> None:
+    # max|x| = 1580 subnormal steps: /2^7 = 12.34 steps rounds to 12 (top level 1536 < 1580, so 1580
+    # would round to 2^8·α, outside FP4). Rounded up, α = 13 steps: 1580 lies between 832 and 1664.
+    step = float(np.float32(2.0**-149))
+    x = torch.full((64,), 1580 * step, dtype=torch.float32)
+    q = luq_quantize(x, generator=generator(3))
+    assert set(torch.unique(q).tolist()) <= {832 * step, 1664 * step}
 
 
 def test_hand_checked_values() -> None:

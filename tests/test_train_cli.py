@@ -28,8 +28,8 @@ def _summary(failed: bool = False) -> SeedsSummary:
 def calls(monkeypatch):
     recorded: dict = {}
 
-    def fake_train_seeds(config, seeds, *, resume=False, progress=True):
-        recorded.update(config=config, seeds=seeds, resume=resume, progress=progress)
+    def fake_train_seeds(config, seeds, *, resume=False, overwrite=False, progress=True):
+        recorded.update(config=config, seeds=seeds, resume=resume, overwrite=overwrite, progress=progress)
         return recorded.get("summary", _summary())
 
     def fake_launch(job, nproc):

@@ -9,7 +9,7 @@ import typer
 
 from bitplan.choices import OutputFormat
 from bitplan.cli.common import console, emit
-from bitplan.cli.options import Format, InputShape, Json, cli_command, resolve_format
+from bitplan.cli.options import Format, InputShape, Json, TrustModelSpec, cli_command, resolve_format
 
 VIOLATIONS_EXIT_CODE = 1
 
@@ -39,6 +39,7 @@ def check(
             help="Check schema, strategy, estimates and budgets only: no re-profiling (fast; never imports torch).",
         ),
     ] = False,
+    trust_model_spec: TrustModelSpec = False,
     max_accumulator_bits: Annotated[
         int | None,
         typer.Option(
@@ -66,6 +67,7 @@ def check(
         min_bits=min_bits,
         max_bitops=max_bitops,
         against_model=not no_model,
+        trust_model_spec=trust_model_spec,
         max_accumulator_bits=max_accumulator_bits,
     )
     output_format = resolve_format(format, json)

@@ -5,6 +5,7 @@ A command parses its options, calls one library function, and renders the result
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -72,14 +73,65 @@ def guarded(command: F) -> F:
             if DebugState.enabled:
                 raise
             fail(str(error), error.exit_code)
-        except FileNotFoundError as error:
+        except ValidationError as error:  # a value a library model refused, e.g. a budget of 0 or NaN
             if DebugState.enabled:
                 raise
-            fail(f"file not found: {error.filename or error}. Check the path and try again.")
+            fail(validation_message(error))
+        except OSError as error:
+            if DebugState.enabled:
+                raise
+            fail(os_error_message(error))
         except KeyboardInterrupt:
             fail("interrupted; files written so far are complete (writes are atomic).", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+_OS_FIXES = {
+    errno.ENOENT: "Check the path (and that its folder exists).",
+    errno.EACCES: "Check the permissions, or choose another path.",
+    errno.EPERM: "Check the permissions, or choose another path.",
+    errno.EROFS: "The file system is read-only; choose a path on a writable one.",
+    errno.ENOSPC: "Free some space, or choose a path on another file system.",
+    errno.EDQUOT: "Free some space within your quota, or choose another path.",
+    errno.EISDIR: "Give a file name (e.g. `DIR/out.json`), not a directory.",
+    errno.ENOTDIR: "A part of the path is a file, not a folder; choose another path.",
+    errno.EEXIST: "A part of the path is a file, not a folder; choose another path.",
+}
+
+
+def validation_message(error: ValidationError) -> str:
+    """One paragraph naming every refused field, its value and why.
+
+    Example:
+        >>> from bitplan.plan import Budget
+        >>> try:
+        ...     Budget(kind="avg_bits", value=0)
+        ... except ValidationError as error:
+        ...     print(validation_message(error))
+        invalid Budget: `value` = 0: Input should be greater than 0. Fix the option or file and run again.
+    """
+    problems = "; ".join(
+        f"`{'.'.join(str(part) for part in item['loc']) or 'value'}` = {item.get('input')!r}: {item['msg']}"
+        if not isinstance(item.get("input"), dict)
+        else f"`{'.'.join(str(part) for part in item['loc']) or 'options'}`: {item['msg']}"
+        for item in error.errors()
+    )
+    return f"invalid {error.title}: {problems}. Fix the option or file and run again."
+
+
+def os_error_message(error: OSError) -> str:
+    """One paragraph for an error of the operating system: the path, its reason and the fix.
+
+    Example:
+        >>> os_error_message(OSError(28, "No space left on device", "out/plan.json"))[:50]
+        '`out/plan.json`: No space left on device (ENOSPC).'
+    """
+    path = error.filename if error.filename is not None else "(unnamed file)"
+    name = errno.errorcode.get(error.errno or -1)
+    reason = f"{error.strerror or error}" + (f" ({name})" if name else "")
+    fix = _OS_FIXES.get(error.errno or -1, "Check the path and try again.")
+    return f"`{path}`: {reason}. {fix} bitplan's writes are atomic: no file is left half-written."
 
 
 def to_json(result: BaseModel | list[BaseModel] | dict) -> str:

@@ -76,7 +76,7 @@ def compare(
 ) -> None:
     """Train every factor × strategy plan for every seed; write Tables 1–2, figures and report.html."""
     from bitplan.compare import GridConfig, run_grid
-    from bitplan.train import TrainConfig
+    from bitplan.train import make_config
 
     output_format = resolve_format(format, json)
     train_options = {"model": model, "data": data, "input_shape": input_shape, **training}
@@ -86,7 +86,7 @@ def compare(
         **parse_levels_group(widths),
         "seeds": parse_seeds(seeds) if seeds else None, "match_size": match_size, "out": output,
     }
-    template = TrainConfig(**{key: value for key, value in train_options.items() if value is not None})
+    template = make_config({key: value for key, value in train_options.items() if value is not None})
     config = GridConfig(train=template, **{key: value for key, value in grid_options.items() if value is not None})
     result = run_grid(config, jobs=jobs, progress=progress)
     emit(result, [grid_table(result)], output_format)

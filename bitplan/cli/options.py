@@ -87,6 +87,14 @@ WeightGranularity_ = Annotated[
 ]
 
 # -------------------------------------------------------------------------------------------- output
+TrustModelSpec = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model-spec",
+        help="Run a code model spec (file.py:factory) read from a plan or checkpoint; only for files you trust.",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the result here (atomically).", rich_help_panel=OUTPUT_PANEL)]
 Format = Annotated[
     OutputFormat | None, typer.Option("--format", "-f", help="table (default), json, csv or md.", rich_help_panel=OUTPUT_PANEL)

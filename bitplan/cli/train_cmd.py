@@ -53,6 +53,7 @@ def train(
     cyclic_cycles: Annotated[int | None, typer.Option("--cyclic-cycles", help="Cycles of --cyclic over training.", rich_help_panel=QUANT_PANEL)] = None,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=TRAINING_PANEL)] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted seeds from their checkpoints.", rich_help_panel=TRAINING_PANEL)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the finished results in the run folder and train afresh.", rich_help_panel=OUTPUT_PANEL)] = False,
     nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch this many processes with torchrun (DDP).", rich_help_panel=TRAINING_PANEL)] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default runs/default).", rich_help_panel=OUTPUT_PANEL)] = None,
     progress: Progress = True,
@@ -84,9 +85,9 @@ def train(
     config = make_config(given, example=bare)
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
     if nproc > 1:
-        job = Job(config=config, seeds=seed_list, resume=resume, progress=progress, print_json=output_format is OutputFormat.json)
+        job = Job(config=config, seeds=seed_list, resume=resume, overwrite=overwrite, progress=progress, print_json=output_format is OutputFormat.json)
         raise typer.Exit(launch(job, nproc))
-    summary = train_seeds(config, seed_list, resume=resume, progress=progress)
+    summary = train_seeds(config, seed_list, resume=resume, overwrite=overwrite, progress=progress)
     from bitplan.train.distributed import is_main_process
 
     if is_main_process():  # under torchrun every rank runs this command; rank 0 reports

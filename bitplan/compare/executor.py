@@ -1,10 +1,11 @@
 """Run a grid's pending training runs, one after another or in parallel processes.
 
 Parallel runs use a ``ProcessPoolExecutor`` with the ``spawn`` start method (no forked torch
-state) and give every worker ``max(1, cores // jobs)`` torch threads (``OMP_NUM_THREADS`` too, for
-anything the worker starts), so ``jobs`` runs never oversubscribe the machine's cores. The thread
-count is set on the worker, not in the run's ``TrainConfig``: it must not change a run's cache key,
-or a grid resumed with another ``--jobs`` would train everything again.
+state). Every run's ``TrainConfig.threads`` is ``max(1, cores // jobs)`` (``plan_runs``), so ``jobs``
+runs never oversubscribe the machine's cores; workers also set ``OMP_NUM_THREADS`` to it for anything
+they start. The thread count is in the run's cache key: floating-point reductions split over another
+number of threads sum in another order, so a grid resumed with another ``--jobs`` trains new runs
+instead of mixing results computed differently.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def execute(runs: Sequence[PlannedRun], *, jobs: int = 1, progress: bool = True,
             result = train_run(run.config, resume=run.state() is not RunState.new, progress=progress)
             on_finished(run, result)
         return
-    workers = min(jobs, len(runs))  # fewer runs than jobs: fewer workers, each with more threads
+    workers = min(jobs, len(runs))
     context = multiprocessing.get_context("spawn")
-    initargs = (threads_per_job(workers),)
+    initargs = (max(run.config.threads or 1 for run in runs),)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=initargs) as pool:
         pending: dict[Future, PlannedRun] = {
             pool.submit(_train_in_worker, run.config.model_dump_json(), run.state() is not RunState.new): run

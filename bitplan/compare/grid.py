@@ -19,7 +19,7 @@ from rich.console import Console
 
 from bitplan.compare.cells import Cell, grid_profile, plan_cells
 from bitplan.compare.config import GridConfig
-from bitplan.compare.executor import execute
+from bitplan.compare.executor import execute, threads_per_job
 from bitplan.compare.report import write_report, write_tables
 from bitplan.compare.result import GridResult
 from bitplan.compare.runs import PlannedRun, RunState, plan_runs
@@ -27,6 +27,7 @@ from bitplan.compare.summarize import CellRuns, summarize_grid
 from bitplan.compare.tables import twin_notes
 from bitplan.plan import save_plan
 from bitplan.train import RunResult
+from bitplan.train.folder import check_grid_folder, hold_folder
 
 PLANS_DIR = "plans"
 
@@ -36,7 +37,8 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
 
     Finished runs (``final.json`` present, ok or failed) are read, never trained again; runs that
     were interrupted resume from their checkpoints; runs whose configuration changed get a new
-    directory and train from scratch.
+    directory and train from scratch. The thread count (``cores // jobs`` unless the template sets
+    ``threads``) is part of each run's key. ``config.out`` is locked for the call.
 
     Args:
         config: The grid: training template, factors, strategies, bits, seeds, size matching, out.
@@ -47,6 +49,8 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
         The grid's ``GridResult`` (also written to ``results.json``).
 
     Raises:
+        FolderBusyError: Another process holds ``config.out``.
+        TrainingError: ``config.out`` is a ``bitplan train`` run folder.
         SpecError, DataError, TraceError, PlanError: The model, data or a plan cannot be made.
         TrainingError: A run cannot train (e.g. a checkpoint from another configuration).
 
@@ -58,11 +62,17 @@ def run_grid(config: GridConfig, *, jobs: int = 1, progress: bool = True) -> Gri
         >>> result.row("A", "C-").mean, result.row("A", "C-").variance  # doctest: +SKIP
         (96.9, 0.11)
     """
+    check_grid_folder(config.out)
+    with hold_folder(config.out, "this grid (`-o`)"):
+        return _run_grid(config, jobs=jobs, progress=progress)
+
+
+def _run_grid(config: GridConfig, *, jobs: int, progress: bool) -> GridResult:
     out = config.out
     console = Console(stderr=True, quiet=not progress)
     profile, metric_name = grid_profile(config)
     cells = plan_cells(config, profile)
-    runs = plan_runs(config.train, cells, config.seeds, out)
+    runs = plan_runs(config.train, cells, config.seeds, out, threads=threads_per_job(jobs))
     stored = [_store_cell(cell, [run for run in runs if run.cell is cell], out) for cell in cells]
     initial = summarize_grid(config, stored, out, metric_name=metric_name)
     write_tables(initial, out)

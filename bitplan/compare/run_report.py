@@ -7,7 +7,6 @@ per seed.
 
 from __future__ import annotations
 
-import json
 from html import escape
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from bitplan.atomic import atomic_write_bytes, atomic_write_text
 from bitplan.compare.figures import curves_figure
 from bitplan.compare.html import Picture, figure_html, page
-from bitplan.compare.runs import read_result
 from bitplan.errors import TrainingError
 from bitplan.train import MetricName, RunResult
+from bitplan.train.loop import read_metrics, read_result
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
@@ -49,12 +48,6 @@ def run_directories(directory: Path) -> list[Path]:
         return [directory]
     seeds = [path for path in directory.glob("seed-*") if (path / METRICS_FILE).is_file()]
     return sorted(seeds, key=lambda path: (len(path.name), path.name))  # seed-2 before seed-10
-
-
-def read_metrics(run: Path) -> list[dict]:
-    """The run's ``metrics.jsonl`` lines (one dict per finished epoch)."""
-    text = (run / METRICS_FILE).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def render_run_report(directory: str | Path) -> RunReport:

@@ -1,8 +1,9 @@
 """Run directories keyed by configuration: what makes a grid resumable and its cache exact.
 
 Every (cell, seed) run lives in ``<grid>/runs/<cell>-seed<s>-<key>/`` where ``key`` hashes the run's
-whole configuration: model spec, data spec, plan content, seed, every training option and the
-bitplan version. So a finished run (``final.json`` present, ``ok`` or ``failed``) is never trained
+whole configuration: model spec, data spec, plan content, seed, every training option, the torch
+thread count (floating-point sums depend on it, so runs with other ``--jobs`` are other runs) and
+the bitplan version. So a finished run (``final.json`` present, ``ok`` or ``failed``) is never trained
 again; a run with a checkpoint but no ``final.json`` is resumed by the train engine; and changing
 any option changes the key, so only the runs it affects train again.
 """
@@ -16,10 +17,10 @@ from enum import Enum
 from pathlib import Path
 
 from bitplan.compare.cells import Cell
-from bitplan.train import RunResult, TrainConfig
+from bitplan.train import TrainConfig
+from bitplan.train.folder import FINAL_FILE
 
 RUNS_DIR = "runs"
-FINAL_FILE = "final.json"  # written by bitplan.train.train_run when a run ends
 KEY_LENGTH = 12
 
 
@@ -69,7 +70,9 @@ def run_key(config: TrainConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:KEY_LENGTH]
 
 
-def plan_runs(template: TrainConfig, cells: list[Cell], seeds: list[int], grid_dir: Path) -> list[PlannedRun]:
+def plan_runs(
+    template: TrainConfig, cells: list[Cell], seeds: list[int], grid_dir: Path, *, threads: int
+) -> list[PlannedRun]:
     """Resolve every (cell, seed) run: the template with the cell's plan and the seed, keyed directory.
 
     Args:
@@ -77,6 +80,7 @@ def plan_runs(template: TrainConfig, cells: list[Cell], seeds: list[int], grid_d
         cells: The grid's cells.
         seeds: Training seeds.
         grid_dir: The grid directory; runs go in its ``runs/`` folder.
+        threads: torch threads of every run, unless the template pins its own; part of the key.
 
     Returns:
         Runs cell-major, seeds in the given order.
@@ -84,7 +88,9 @@ def plan_runs(template: TrainConfig, cells: list[Cell], seeds: list[int], grid_d
     runs = []
     for cell in cells:
         for seed in seeds:
-            config = template.model_copy(update={"plan": cell.plan, "factor": None, "seed": seed})
+            config = template.model_copy(
+                update={"plan": cell.plan, "factor": None, "seed": seed, "threads": template.threads or threads}
+            )
             # Validate the copy: model_copy skips validation, and the key must hash a valid config.
             config = TrainConfig.model_validate(config.model_dump())
             name = f"{cell.slug}-seed{seed}-{run_key(config)}"
@@ -92,9 +98,3 @@ def plan_runs(template: TrainConfig, cells: list[Cell], seeds: list[int], grid_d
     return runs
 
 
-def read_result(directory: Path) -> RunResult | None:
-    """The ``final.json`` of a run directory, or None when the run has not finished."""
-    path = directory / FINAL_FILE
-    if not path.is_file():
-        return None
-    return RunResult.model_validate_json(path.read_text(encoding="utf-8"))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from bitplan.compare.config import GridConfig
 from bitplan.compare.result import CellRow, GridResult, SeedRun
-from bitplan.compare.runs import read_result
 from bitplan.plan import BitPlan, Factor, Strategy, load_plan
 from bitplan.train import MetricName, RunResult, summarize
+from bitplan.train.loop import read_result
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,13 @@ def read_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
             f"python-version batch files, not the binary or MATLAB ones."
         )
     data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
+    raw_labels = np.asarray(batch[label_key])
+    if raw_labels.dtype.kind not in "iub" or raw_labels.ndim != 1:  # e.g. strings, floats, nested lists
+        raise DataError(
+            f"CIFAR batch `{path}` holds {label_key!r} of type {raw_labels.dtype} and shape {list(raw_labels.shape)}; "
+            f"expected N integer class indices. Re-extract it from the official python-version tarball."
+        )
+    labels = raw_labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
         raise DataError(
             f"CIFAR batch `{path}` holds {data.dtype} data of shape {data.shape} with {labels.shape[0]} labels; "

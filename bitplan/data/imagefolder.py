@@ -106,6 +106,11 @@ class FolderImages(Dataset):
                 image = opened.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
             raise DataError(f"image `{path}` cannot be decoded ({error}); delete or replace the file.") from error
+        except Image.DecompressionBombError as error:  # a huge image would exhaust memory when decoded
+            raise DataError(
+                f"image `{path}` is too large to decode safely ({error}); resize it (the model sees "
+                f"{self.size}×{self.size}) or remove it."
+            ) from None
         square = (self.size, self.size)
         if self.augment:
             generator = self.randomness.generator(index)

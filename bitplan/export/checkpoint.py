@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bitplan.errors import TrainingError
+from bitplan.torchfile import read_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -58,10 +59,7 @@ def load_trained_state(path: str | os.PathLike) -> TrainedState:
         TrainingError: The file cannot be read, or holds neither a training checkpoint nor a state_dict.
     """
     file = checkpoint_file(path)
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise TrainingError(f"cannot read checkpoint `{file}` ({type(error).__name__}); pass a run's `{CHECKPOINT_NAME}`") from None
+    state = read_torch_file(file, f"pass a run's `{CHECKPOINT_NAME}` or a saved state_dict")
     if isinstance(state, dict) and "format" in state and "model" in state:
         quant = state.get("quant") or [{}]
         return TrainedState(state["model"], state.get("model_spec"), dict(state.get("model_options", {})), quant[0])

@@ -21,6 +21,7 @@ from bitplan.errors import ExportError, TrainingError
 from bitplan.export.checkpoint import TrainedState, load_trained_state
 from bitplan.export.weights import ExportWarning, require
 from bitplan.plan import BitPlan, load_plan
+from bitplan.trust import spec_from_file
 
 
 class ExportReport(BaseModel):
@@ -50,6 +51,7 @@ def export_model(
     *,
     checkpoint: str | os.PathLike | None = None,
     strict: bool = False,
+    trust_model_spec: bool = False,
 ) -> ExportReport:
     """Export ``model`` quantized as ``plan`` says, in ``format``, to ``output``.
 
@@ -62,6 +64,8 @@ def export_model(
         checkpoint: A run directory, its ``checkpoint.pt``, or a saved state_dict; None exports
             the weights the model's factory builds.
         strict: Refuse instead of widening a width or leaving a layer out.
+        trust_model_spec: With ``model`` None, resolve the checkpoint's or plan's spec even when it
+            names code (files never run code otherwise; see ``bitplan.trust``).
 
     Returns:
         The ``ExportReport``.
@@ -70,7 +74,7 @@ def export_model(
         PlanError: The plan was made for another model.
         TrainingError: The checkpoint cannot be read or does not fit the model.
         ExportError: A missing optional dependency, or ``strict`` and the plan does not fit the format.
-        SpecError: The model spec cannot be built.
+        SpecError: The model spec cannot be built, or (``model`` None) a code spec from a file is not trusted.
 
     Example:
         >>> export_model("zoo:resnet20", "plan.json", "packed", "/tmp/r20.safetensors")  # doctest: +SKIP
@@ -80,7 +84,8 @@ def export_model(
     if not isinstance(plan, BitPlan):
         plan = load_plan(Path(plan))
     trained = load_trained_state(checkpoint) if checkpoint is not None else None
-    spec = model or (trained.model_spec if trained else None) or plan.model
+    saved = trained.model_spec if trained else None
+    spec = model or spec_from_file(saved or plan.model, "the checkpoint" if saved else "the plan", trusted=trust_model_spec)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExportWarning)
         if format is ExportFormat.modelopt:

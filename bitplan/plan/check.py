@@ -6,6 +6,7 @@ Usage errors (a missing file, a model spec that does not resolve) raise instead.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from bitplan.errors import PlanError
 from bitplan.plan.accumulator import layer_accumulator_bits
 from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates, precision_of
-from bitplan.plan.io import parse_plan
-from bitplan.plan.schema import BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
+from bitplan.plan.io import parse_plan, read_plan_text, regenerate_hint
+from bitplan.plan.schema import NOT_QUANTIZED_BITS, BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
 from bitplan.plan.units import combined_factor_value
 from bitplan.profile.schema import ModelProfile
+from bitplan.trust import spec_from_file
 
 RELATIVE_TOLERANCE = 1e-9
 
@@ -61,6 +63,7 @@ def check_plan(
     min_bits: int | None = None,
     max_bitops: float | None = None,
     against_model: bool = True,
+    trust_model_spec: bool = False,
     max_accumulator_bits: int | None = None,
 ) -> CheckReport:
     """Validate a plan file against its model and optional limits.
@@ -81,6 +84,7 @@ def check_plan(
         min_bits: Smallest allowed width of any layer.
         max_bitops: Largest allowed forward BitOPs.
         against_model: Profile the model and check fingerprint, coverage and factor values.
+        trust_model_spec: Resolve the plan's own model spec even when it names code (see bitplan.trust).
         max_accumulator_bits: Widest allowed integer accumulator of any layer's forward, dX or dW GEMM,
             recomputed from the model and the plan's bits (docs/accumulation.md).
 
@@ -88,20 +92,22 @@ def check_plan(
         The report; ``ok`` is False when any violation was found. ``model`` is null without a model check.
 
     Raises:
-        PlanError: The file does not exist.
-        SpecError, TraceError: The model spec cannot be profiled.
+        PlanError: The file does not exist, is a directory or is not UTF-8 text.
+        SpecError, TraceError: The model spec cannot be profiled, or the plan's spec names code and
+            neither ``model`` nor ``trust_model_spec`` is given.
     """
+    check_limits(max_mbit=max_mbit, max_avg_bits=max_avg_bits, min_bits=min_bits, max_bitops=max_bitops)
     file = Path(path)
-    if not file.is_file():
-        raise PlanError(f"plan file `{file}` does not exist. Check the path (make one with `bitplan plan`).")
+    text = read_plan_text(file)
     try:
-        plan = parse_plan(file.read_text(encoding="utf-8"), source=f"`{file}`")
+        plan = parse_plan(text, source=f"`{file}`")
     except PlanError as error:
         return CheckReport(
             plan=str(file), model=model, ok=False, violations=[Violation(code="schema", message=str(error))]
         )
     if profile is None and against_model:
-        profile = profile_for_plan(plan, model, input_shape)
+        spec = model or spec_from_file(plan.model, f"plan file `{file}`", trusted=trust_model_spec)
+        profile = profile_for_plan(plan, spec, input_shape)
     estimates = plan_estimates(plan)
     violations = [
         *(_model_violations(plan, profile) if against_model else []),
@@ -123,8 +129,25 @@ def check_plan(
     )
 
 
+def check_limits(**limits: float | None) -> None:
+    """Refuse limits no plan can be measured against: not positive, NaN or infinite; bits beyond 1..32.
+
+    Raises:
+        PlanError: Names the option and its value.
+    """
+    for name, value in limits.items():
+        option = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if not math.isfinite(value) or value <= 0:
+            raise PlanError(f"`{option} {value}` must be a positive, finite number.")
+        if name == "min_bits" and not 1 <= value <= NOT_QUANTIZED_BITS:
+            raise PlanError(f"`{option} {value}` must be a bit-width between 1 and {NOT_QUANTIZED_BITS}.")
+
+
 def check_plans(
-    paths: Sequence[str | os.PathLike], *, model: str | None = None, against_model: bool = True, **limits: Any
+    paths: Sequence[str | os.PathLike], *, model: str | None = None, against_model: bool = True,
+    trust_model_spec: bool = False, **limits: Any
 ) -> list[CheckReport]:
     """``check_plan`` for several files, profiling each model spec once.
 
@@ -132,31 +155,36 @@ def check_plans(
         paths: Plan files.
         model: Model spec to check every plan against (default: each plan's own spec).
         against_model: False checks schema, strategy, estimates and budgets only (no profiling, no torch).
-        **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``.
+        trust_model_spec: Resolve plans' own specs even when they name code (see bitplan.trust).
         **limits: ``input_shape``, ``max_mbit``, ``max_avg_bits``, ``min_bits``, ``max_bitops``,
             ``max_accumulator_bits``.
 
     Returns:
         One report per file, in order.
     """
-    profiles: dict[tuple[str, int], ModelProfile] = {}
+    check_limits(**{key: value for key, value in limits.items() if key != "input_shape"})
+    profiles: dict[tuple[str, int, str], ModelProfile] = {}
     reports = []
     for path in paths:
         profile = None
+        text = read_plan_text(path)
         try:
-            plan = parse_plan(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else None
+            plan = parse_plan(text)
         except PlanError:
             plan = None  # check_plan reports it
         if plan is not None and against_model:
-            key = (model or plan.model, plan.batch, str(plan.input_shapes))
+            spec = model or spec_from_file(plan.model, f"plan file `{path}`", trusted=trust_model_spec)
+            key = (spec, plan.batch, str(plan.input_shapes))
             if key not in profiles:
-                profiles[key] = profile_for_plan(plan, model, limits.get("input_shape"))
+                profiles[key] = profile_for_plan(plan, spec, limits.get("input_shape"))
             profile = profiles[key]
-        reports.append(check_plan(path, model=model, profile=profile, against_model=against_model, **limits))
+        reports.append(
+            check_plan(path, model=model, profile=profile, against_model=against_model, trust_model_spec=trust_model_spec, **limits)
+        )
     return reports
 
 
-def profile_for_plan(plan: BitPlan, model: str | None = None, input_shape: str | None = None) -> ModelProfile:
+def profile_for_plan(plan: BitPlan, spec: str, input_shape: str | None = None) -> ModelProfile:
     """The model's profile at the plan's batch and, unless ``input_shape`` says otherwise, its input shapes.
 
     A plan records the shapes it was made for (``bitplan plan --input-shape``), so checking it needs
@@ -164,7 +192,6 @@ def profile_for_plan(plan: BitPlan, model: str | None = None, input_shape: str |
     """
     from bitplan.spec import load_model, profile_spec
 
-    spec = model or plan.model
     profile = profile_spec(spec, input_shape=input_shape, batch=plan.batch)
     if input_shape is not None or profile.input_shapes == plan.input_shapes:
         return profile
@@ -182,8 +209,8 @@ def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
             Violation(
                 code="fingerprint",
                 message=f"plan fingerprint {plan.fingerprint} (model `{plan.model}`) differs from the model's "
-                f"{profile.fingerprint()}: the plan was made for another architecture. Regenerate it with "
-                f"`bitplan plan {profile.model}`.",
+                f"{profile.fingerprint()}: the plan was made for another architecture. "
+                f"{regenerate_hint(profile.model)}",
             )
         )
     gemms = {layer.name: layer for layer in profile.layers}

@@ -59,6 +59,30 @@ def parse_plan(text: str, source: str = "plan") -> BitPlan:
         raise PlanError(f"{source} is not a valid plan: {details}. Fix these fields or regenerate the plan.") from None
 
 
+def read_plan_text(path: str | os.PathLike) -> str:
+    """The text of a plan file, or one clear ``PlanError`` for a path that holds no readable text.
+
+    Raises:
+        PlanError: The path is missing, a directory, unreadable, or not UTF-8 text.
+    """
+    file = Path(path)
+    if file.is_dir():
+        raise PlanError(
+            f"`{file}` is a directory, not a plan file; pass the plan files in it, e.g. `{file / '*.json'}`."
+        )
+    if not file.is_file():
+        raise PlanError(f"plan file `{file}` does not exist. Make one with `bitplan plan MODEL -o {file}`.")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise PlanError(
+            f"plan file `{file}` is not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); "
+            "a plan is JSON written by `bitplan plan`. Regenerate it or pass the right file."
+        ) from None
+    except OSError as error:
+        raise PlanError(f"cannot read plan file `{file}`: {error.strerror or error}. Check its permissions.") from None
+
+
 def load_plan(path: str | os.PathLike) -> BitPlan:
     """Read a plan file written by ``save_plan`` (or ``bitplan plan -o``).
 
@@ -68,12 +92,9 @@ def load_plan(path: str | os.PathLike) -> BitPlan:
         8
 
     Raises:
-        PlanError: The file is missing, not JSON, of an unknown schema version, or malformed.
+        PlanError: The file is missing, not UTF-8 JSON, of an unknown schema version, or malformed.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise PlanError(f"plan file `{file}` does not exist. Make one with `bitplan plan MODEL -o {file}`.")
-    return parse_plan(file.read_text(encoding="utf-8"), source=f"plan file `{file}`")
+    return parse_plan(read_plan_text(path), source=f"plan file `{Path(path)}`")
 
 
 def plan_to_json(plan: BitPlan) -> str:
@@ -84,6 +105,22 @@ def plan_to_json(plan: BitPlan) -> str:
 def save_plan(plan: BitPlan, path: str | os.PathLike) -> Path:
     """Write ``plan`` as JSON atomically and return the path."""
     return atomic_write_text(path, plan_to_json(plan))
+
+
+def regenerate_hint(model: str) -> str:
+    """How to make a plan for ``model``: the command when it is a spec, else how to name the model.
+
+    ``apply`` fingerprints a module object, whose name (e.g. ``DigitsCnn``) is no spec a command
+    takes; suggesting ``bitplan plan DigitsCnn`` would send the user to an error.
+    """
+    base = model.partition("?")[0]
+    prefix, separator, rest = base.partition(":")
+    if (separator and rest) or base.lower().endswith((".onnx", ".json")):
+        return f"Make a plan for this model with `bitplan plan '{model}'`."
+    return (
+        f"Make a plan for this model with `bitplan plan SPEC`, where SPEC names it (e.g. `zoo:NAME` or "
+        f"`path/to/file.py:factory` returning this `{model}`)."
+    )
 
 
 def verify_fingerprint(plan: BitPlan, profile: ModelProfile) -> None:
@@ -97,5 +134,5 @@ def verify_fingerprint(plan: BitPlan, profile: ModelProfile) -> None:
         raise PlanError(
             f"the plan was made for model `{plan.model}` (fingerprint {plan.fingerprint}) but this model "
             f"`{profile.model}` has fingerprint {actual}: their GEMM names or weight shapes differ. "
-            f"Make a plan for this model with `bitplan plan {profile.model}`."
+            f"{regenerate_hint(profile.model)}"
         )

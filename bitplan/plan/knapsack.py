@@ -14,6 +14,10 @@ import numpy as np
 
 from bitplan.errors import PlanError
 
+BUDGET_TOLERANCE = 1e-12
+"""Relative slack of Σ cost ≤ budget: a budget computed in floating point (e.g. U's average bits
+times the parameters) may land a rounding error below the exact integer size it stands for."""
+
 
 def noise_scale(bits: int, measured_bits: int) -> float:
     """Quantization noise at ``bits`` relative to ``measured_bits``: the error variance scales with
@@ -26,7 +30,7 @@ def noise_scale(bits: int, measured_bits: int) -> float:
 def solve_mckp(
     cost: np.ndarray, noise: np.ndarray, budget: float, *, max_states: int = 2_000_000
 ) -> tuple[list[int], float]:
-    """Exact minimum of Σ noise[i, choice_i] subject to Σ cost[i, choice_i] ≤ budget.
+    """Exact minimum of Σ noise[i, choice_i] subject to Σ cost[i, choice_i] ≤ budget·(1 + BUDGET_TOLERANCE).
 
     Args:
         cost: [layers, levels] non-negative costs.
@@ -43,7 +47,7 @@ def solve_mckp(
     noise = np.asarray(noise, dtype=float)
     layers, levels = cost.shape
     smallest, largest = cost.min(axis=1).sum(), cost.max(axis=1).sum()
-    if smallest > budget * (1 + 1e-12):
+    if smallest > budget * (1 + BUDGET_TOLERANCE):
         raise PlanError(
             f"the budget {budget:,.6g} is unreachable: the cheapest assignment costs {smallest:,.6g} and the "
             f"dearest {largest:,.6g}; give a budget in that range or allow lower bit levels"
@@ -63,7 +67,7 @@ def _pareto_dp(cost: np.ndarray, noise: np.ndarray, budget: float, max_states: i
         # [states, levels] candidates
         cand_cost = (state_cost[:, None] + layer_cost[None, :]).ravel()
         cand_noise = (state_noise[:, None] + layer_noise[None, :]).ravel()
-        keep = cand_cost <= budget * (1 + 1e-12)
+        keep = cand_cost <= budget * (1 + BUDGET_TOLERANCE)
         index = np.flatnonzero(keep)
         order = np.lexsort((cand_noise[index], cand_cost[index]))  # by cost, then noise
         index = index[order]

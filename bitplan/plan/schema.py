@@ -40,7 +40,9 @@ class Budget(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: BudgetKind
-    value: float = Field(gt=0, description="avg bits, MBit (10^6 bits), or forward BitOPs, by `kind`.")
+    value: float = Field(
+        gt=0, allow_inf_nan=False, description="avg bits, MBit (10^6 bits), or forward BitOPs, by `kind`."
+    )
 
 
 class AccumulatorBits(BaseModel):
@@ -148,7 +150,7 @@ class BitPlan(BaseModel):
         default=None, description="min-sensitivity: Σ s·((2^b0−1)/(2^b−1))² minimised exactly under the budget."
     )
     objective_value: float | None = Field(default=None, description="The objective at the chosen bits.")
-    layers: list[LayerPlan]
+    layers: list[LayerPlan] = Field(min_length=1, description="One entry per planned GEMM (at least one).")
     estimates: PlanEstimates
 
     @model_validator(mode="after")

@@ -198,9 +198,11 @@ def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -
 def _default_inputs(plan: BitPlan) -> tuple:
     from bitplan.errors import SpecError
     from bitplan.spec import load_model
+    from bitplan.trust import spec_from_file
 
+    spec = spec_from_file(plan.model, "the plan", remedy="Pass `example_inputs` to `bitplan.apply` instead.")
     try:
-        return load_model(plan.model, device="meta").example_inputs
+        return load_model(spec, device="meta").example_inputs
     except SpecError as error:
         raise PlanError(
             f"cannot build the plan's model `{plan.model}` to find example inputs ({error}); "

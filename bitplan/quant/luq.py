@@ -4,7 +4,9 @@ Two quantizers that LUQ pairs:
 
 - ``luq_quantize`` — the backward pass's neural-gradient format, radix-2 FP4: 1 sign bit and 3
   exponent bits, magnitudes α·2^k (k = 0..7) and 0. α = max|x|/2^7, as in the reference code, so
-  the largest magnitude is exactly max|x| and nothing clips. Below α, stochastic underflow: |x|
+  the largest magnitude is exactly max|x| and nothing clips. When max|x|/2^7 is subnormal it is not
+  exact; α is then rounded up to the next representable value, so α·2^7 ≥ max|x| still holds (no
+  magnitude lands above the top level) and the top level exceeds max|x| by less than 2^7 subnormal steps. Below α, stochastic underflow: |x|
   becomes α with probability |x|/α, else 0. Between 2^n·α and 2^(n+1)·α, logarithmic stochastic
   rounding: up with probability (|x| − 2^n·α)/(2^n·α). Both are unbiased, E[q(x)] = x. SMP
   averages ``samples`` independent quantizations (variance / samples).
@@ -60,6 +62,8 @@ def luq_quantize(x: Tensor, *, generator: torch.Generator | None = None, samples
         peak = torch.maximum(-low, high).to(compute_dtype(x))
         # An all-zero tensor has no scale: any α > 0 maps it to zeros.
         alpha = torch.where(peak > 0, peak / LUQ_RANGE, torch.ones_like(peak))
+        # a subnormal quotient is rounded; rounding it up keeps every |x| within α·2^7
+        alpha = torch.where(alpha * LUQ_RANGE < peak, torch.nextafter(alpha, peak), alpha)
         seeds = kernels.draw_seeds(samples, generator, x.device)
         out = kernels.run(kernels.luq_levels, view, alpha, seeds)
     return out.view(x.shape)

@@ -90,7 +90,13 @@ def measure_sensitivity(
     setup = build_run(config, device=torch_device, sr_seed=seed)
     net = setup.model
     if checkpoint is not None:
-        net.load_state_dict(_state_dict(Path(checkpoint)))
+        try:
+            net.load_state_dict(_state_dict(Path(checkpoint)))
+        except RuntimeError as error:
+            raise SpecError(
+                f"checkpoint `{checkpoint}` does not fit model `{model}` ({str(error).splitlines()[0]}); "
+                "pass the model spec and data it was trained with"
+            ) from None
     net.eval()  # fixed batch-norm statistics and no dropout: the measure is of the weights alone
     profile = profile_model(net, setup.example_inputs, name=model)
     targets = _targets(net, profile)
@@ -146,10 +152,13 @@ def measure_sensitivity(
 
 
 def _state_dict(path: Path) -> dict:
-    if not path.is_file():
-        raise SpecError(f"checkpoint `{path}` does not exist; pass the `checkpoint.pt` of a `bitplan train` run")
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    return loaded["model"] if isinstance(loaded, dict) and "model" in loaded else loaded
+    from bitplan.torchfile import read_torch_file
+
+    loaded = read_torch_file(path, "pass the `checkpoint.pt` of a `bitplan train` run")
+    state = loaded["model"] if isinstance(loaded, dict) and "model" in loaded else loaded
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise SpecError(f"checkpoint `{path}` holds no model state_dict; pass the `checkpoint.pt` of a `bitplan train` run")
+    return state
 
 
 def _with_progress(enabled: bool, total: int, work):

@@ -32,6 +32,7 @@ class Job(BaseModel):
     config: TrainConfig
     seeds: list[int]
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     print_json: bool = False
 

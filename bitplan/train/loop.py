@@ -28,15 +28,11 @@ from bitplan.errors import TrainingError
 from bitplan.quant import cyclic_bits
 from bitplan.train import distributed
 from bitplan.train.config import Optimizer, Schedule, TrainConfig
+from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
 from bitplan.train.setup import RunSetup, build_run, resolve_device
 from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-FINAL_FILE = "final.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def sr_seed(seed: int, rank: int) -> int:
@@ -213,11 +209,7 @@ def _resume_or_start(run: _Run, resume: bool) -> None:
     config = run.config
     if resume and run.checkpoint.is_file():
         checkpoint = load_checkpoint(run.checkpoint, map_location=run.device)
-        if checkpoint["config"] != _config_key(config):
-            raise TrainingError(
-                f"`{run.checkpoint}` was written by a run with other settings; resume with the same "
-                "arguments, or pass a new `--out` to start a fresh run"
-            )
+        _same_settings(config, checkpoint)
         restore(
             checkpoint, rank=distributed.rank(), model=run.model, optimizer=run.optimizer,
             scheduler=run.scheduler, loader=run.train_loader,
@@ -278,9 +270,62 @@ def _stats(loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> torch.T
     return torch.stack([loss_sum.double(), correct.double(), count_tensor])
 
 
+def read_result(directory: Path) -> RunResult | None:
+    """The ``final.json`` of a run directory, or None when the run has not finished.
+
+    Raises:
+        TrainingError: ``final.json`` exists but is not a valid run result (corrupt or hand-edited).
+    """
+    path = directory / FINAL_FILE
+    if not path.is_file():
+        return None
+    try:
+        return RunResult.model_validate_json(path.read_bytes())
+    except ValueError as error:  # pydantic's ValidationError (bad JSON, bad fields) is a ValueError
+        reason = str(error).splitlines()[-1].strip() if str(error) else type(error).__name__
+        raise TrainingError(
+            f"`{path}` is not a valid run result ({reason}); the run's files were damaged. Delete `{path}` to "
+            "continue the run from its checkpoint with `--resume`, or pass `--overwrite` to train it afresh"
+        ) from None
+
+
+def read_metrics(directory: Path) -> list[dict]:
+    """The ``metrics.jsonl`` lines of a run directory (one dict per finished epoch), validated.
+
+    Raises:
+        TrainingError: A line is not a valid ``MetricsLine`` (the file was damaged or edited).
+    """
+    path = directory / METRICS_FILE
+    lines = []
+    for number, text in enumerate(path.read_bytes().splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            lines.append(MetricsLine.model_validate_json(text).model_dump(mode="json"))
+        except ValueError as error:
+            reason = str(error).splitlines()[-1].strip()
+            raise TrainingError(
+                f"line {number} of `{path}` is not a valid metrics line ({reason}); the run's files were damaged. "
+                "Rerun the training with `--overwrite` (or restore the file)"
+            ) from None
+    return lines
+
+
+def _same_settings(config: TrainConfig, checkpoint: dict) -> None:
+    """Refuse a checkpoint written with other settings: its results are not this run's."""
+    if checkpoint.get("config") != _config_key(config):
+        raise TrainingError(
+            f"`{config.out / CHECKPOINT_FILE}` was written by a run with other settings; resume with the same "
+            "arguments, pass `--overwrite` to replace its results, or choose another output folder"
+        )
+
+
 def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:
-    if resume and (config.out / FINAL_FILE).is_file():
-        return RunResult.model_validate_json((config.out / FINAL_FILE).read_text(encoding="utf-8"))
+    finished = read_result(config.out) if resume else None
+    if finished is not None:
+        if (config.out / CHECKPOINT_FILE).is_file():  # a run that failed before its first epoch has none
+            _same_settings(config, load_checkpoint(config.out / CHECKPOINT_FILE))
+        return finished
     run = _prepare(config, device)
     _resume_or_start(run, resume)
     name = run.setup.metric_name

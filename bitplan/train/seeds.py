@@ -5,18 +5,18 @@ from __future__ import annotations
 import statistics
 
 from bitplan.atomic import atomic_write_text
+from bitplan.errors import TrainingError
 from bitplan.train import distributed
 from bitplan.train.config import TrainConfig
+from bitplan.train.folder import SEED_PREFIX, SUMMARY_FILE, check_train_folder, clear_train_folder, hold_folder
 from bitplan.train.loop import train_run
 from bitplan.train.setup import resolve_device
 from bitplan.train.records import MetricName, RunResult, SeedsSummary, SeedStatus
 
-SUMMARY_FILE = "summary.json"
-
 
 def seed_dir_name(seed: int) -> str:
     """``seed-<s>``: where seed ``s`` of a multi-seed run lives inside ``out``."""
-    return f"seed-{seed}"
+    return f"{SEED_PREFIX}{seed}"
 
 
 def summarize(results: list[RunResult], out: str) -> SeedsSummary:
@@ -53,7 +53,12 @@ def summarize(results: list[RunResult], out: str) -> SeedsSummary:
 
 
 def train_seeds(
-    config: TrainConfig, seeds: list[int], *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    seeds: list[int],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> SeedsSummary:
     """Run ``config`` once per seed in ``config.out/seed-<s>/`` and write ``config.out/summary.json``.
 
@@ -63,13 +68,17 @@ def train_seeds(
         config: The run; its ``seed`` is replaced by each of ``seeds``.
         seeds: Seeds to run, in order (e.g. ``[0, 1, 2, 3]``, the paper's four runs).
         resume: Skip finished seeds and continue interrupted ones from their checkpoints.
+        overwrite: Delete the finished results in ``config.out`` first (see ``bitplan.train.folder``).
         progress: Show progress bars (rank 0 only).
 
     Returns:
         The ``SeedsSummary`` also written to ``summary.json``.
 
     Raises:
-        ValueError: ``seeds`` is empty or repeats a seed.
+        FolderBusyError: Another process holds ``config.out`` (rank 0 locks it for the call).
+        TrainingError: ``seeds`` is empty or repeats a seed; or ``config.out`` holds finished results
+            and neither ``resume`` nor ``overwrite`` is given; or resuming would leave seed folders
+            out of the summary.
         SpecError, DataError, PlanError, TrainingError: As ``train_run``.
 
     Example:
@@ -78,9 +87,22 @@ def train_seeds(
         (2, 96.4)
     """
     if not seeds:
-        raise ValueError("`seeds` is empty; give at least one seed, e.g. [0]")
+        raise TrainingError("`seeds` is empty; give at least one seed, e.g. `--seeds 0`")
     if len(set(seeds)) != len(seeds):
-        raise ValueError(f"`seeds` repeats a seed: {seeds}")
+        raise TrainingError(f"`seeds` {seeds} repeats a seed; give each seed once, e.g. `--seeds 0,1`")
+    if resume and overwrite:
+        raise TrainingError("`--resume` keeps a folder's results and `--overwrite` deletes them; pass one of them")
+    if not distributed.is_main_process():  # under torchrun rank 0 holds the folder for every rank
+        return _train_seeds(config, seeds, resume=resume, progress=progress)
+    check_train_folder(config.out, seeds, resume=resume, overwrite=overwrite)  # before anything is written
+    with hold_folder(config.out, "this training run (`-o`)"):
+        check_train_folder(config.out, seeds, resume=resume, overwrite=overwrite)  # a run may have ended meanwhile
+        if overwrite:
+            clear_train_folder(config.out)
+        return _train_seeds(config, seeds, resume=resume, progress=progress)
+
+
+def _train_seeds(config: TrainConfig, seeds: list[int], *, resume: bool, progress: bool) -> SeedsSummary:
     results: list[RunResult] = []
     with distributed.process_group(resolve_device(config).type):  # one group for all seeds
         for seed in seeds:

@@ -120,6 +120,59 @@ def effective_plan(
     return plan.model_copy(update=update) if update else plan
 
 
+FIT_SAMPLES = 2
+"""Samples of the one forward pass that checks a model fits its data before training starts."""
+
+
+def check_fits(model: nn.Module, data: DataBundle, example_inputs: tuple, spec: str) -> None:
+    """One forward pass on the first training samples: does ``model`` take ``data`` and predict its targets?
+
+    Catches a mismatch before any epoch runs (instead of mid-training), naming both sides. The pass
+    runs without gradients in eval mode, so it changes no weight, statistic or random stream.
+
+    Raises:
+        TrainingError: The model rejects the data's inputs, or its output cannot score the data's
+            classes (classification: [B, ≥ classes]) or tokens (language model: [B, T, ≥ vocabulary]).
+    """
+    from bitplan.errors import TrainingError
+
+    samples = [data.train[index] for index in range(min(FIT_SAMPLES, len(data.train)))]
+    if not samples:
+        raise TrainingError(f"the training split of `{data.name}` is empty; give data with at least one sample")
+    inputs = torch.stack([sample[0] for sample in samples])  # [B, *input_shape]
+    wanted = data.vocab_size if data.task is Task.language_model else data.num_classes
+    expected = "[batch, sequence, vocabulary]" if data.task is Task.language_model else "[batch, classes]"
+    sides = (
+        f"model `{spec}` (example input {[list(t.shape) for t in example_inputs]}) vs data `{data.name}` "
+        f"(samples of shape {list(data.input_shape)}, {data.task.value} with "
+        f"{'vocabulary' if data.task is Task.language_model else 'classes'} {wanted})"
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(inputs)
+    except Exception as error:  # any failure of a user's forward is a mismatch to report, not a crash
+        raise TrainingError(
+            f"the model does not accept the data: {sides}; its forward pass on a batch of shape "
+            f"{list(inputs.shape)} raised {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}. "
+            "Pass a model sized for this data (e.g. `?num_classes=`, `?in_channels=`) or other data"
+        ) from None
+    finally:
+        model.train(was_training)
+    logits = output[0] if isinstance(output, (tuple, list)) else output
+    rank = 3 if data.task is Task.language_model else 2
+    shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+    if not isinstance(logits, torch.Tensor) or logits.dim() != rank or logits.shape[0] != len(samples) or (
+        wanted is not None and logits.shape[-1] < wanted
+    ):
+        raise TrainingError(
+            f"the model's output does not fit the data: {sides}; on a batch of shape {list(inputs.shape)} it "
+            f"returned {shape}, but training needs {expected} with at least {wanted} in the last dimension. "
+            "Pass a model sized for this data or other data"
+        )
+
+
 def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> RunSetup:
     """Load data and model, apply the effective plan, move to ``device``.
 
@@ -137,6 +190,13 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
     options = model_options(config.model, data)
     torch.manual_seed(config.seed)  # initialisation depends on the seed only
     loaded = load_model(config.model, input_shape=config.input_shape, options=options)
+    check_fits(loaded.model, data, loaded.example_inputs, spec_with_options(config.model, options))
+    if config.plan is not None:  # named by its spec, so the message's fix is a command that runs
+        from bitplan.plan import verify_fingerprint
+        from bitplan.frontends.torch import trace as profile_model
+
+        spec = spec_with_options(config.model, options)
+        verify_fingerprint(config.plan, profile_model(loaded.model, loaded.example_inputs, name=spec))
     plan = effective_plan(config, loaded.model, loaded.example_inputs, options)
     model = loaded.model
     if plan is not None:
@@ -147,7 +207,7 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
             seed=sr_seed,
             forward_quant=config.forward_quant,
             gradient_samples=config.gradient_samples,
-            verify=config.plan is not None,
+            verify=False,  # a given plan was verified above; a made plan fits by construction
         )
     metric = MetricName.perplexity if data.task is Task.language_model else MetricName.accuracy
     return RunSetup(model.to(device), loaded.example_inputs, data, plan, options, metric)

@@ -21,8 +21,10 @@ from torch.utils.data import DataLoader
 from bitplan.qat import load_quant_state_dict, quant_runtime, quant_state_dict
 from bitplan.atomic import atomic_torch_save
 from bitplan.errors import TrainingError
+from bitplan.torchfile import read_torch_file
 
 CHECKPOINT_FORMAT = 1
+"""What torch's ``weights_only`` unpickler says when it refuses to construct an object."""
 
 
 def rng_state(loader: DataLoader | None = None) -> dict[str, Any]:
@@ -103,17 +105,11 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
     Raises:
         TrainingError: The file is not a bitplan checkpoint (or of another format version).
     """
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or foreign files
-        raise TrainingError(
-            f"cannot read checkpoint `{path}` ({type(error).__name__}: {error}); "
-            "delete it to start the run afresh"
-        ) from None
+    checkpoint = read_torch_file(path, "delete it to start the run afresh (or pass `--overwrite`)", map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(
             f"`{path}` is not a bitplan training checkpoint of format {CHECKPOINT_FORMAT}; "
-            "point --out at a new directory or delete the file"
+            "choose another output folder (`-o`) or delete the file"
         )
     return checkpoint
 

@@ -12,7 +12,7 @@ from bitplan.train.seeds import train_seeds
 def main(argv: list[str]) -> int:
     """Run the job file's seeds; rank 0 prints the summary JSON when asked. Exit 1 if a seed failed."""
     job = Job.model_validate_json(Path(argv[0]).read_text(encoding="utf-8"))
-    summary = train_seeds(job.config, job.seeds, resume=job.resume, progress=job.progress)
+    summary = train_seeds(job.config, job.seeds, resume=job.resume, overwrite=job.overwrite, progress=job.progress)
     if job.print_json and is_main_process():
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     return 1 if summary.failed else 0
