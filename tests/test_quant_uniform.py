@@ -24,7 +24,7 @@ FINITE = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
 
 
 def reference(x: np.ndarray, bits: int, low: float, high: float) -> np.ndarray:
-    """METHODS.md's formula in numpy float64, round half to even like torch.round."""
+    """docs/quantizers.md's formula in numpy float64, round half to even like torch.round."""
     scale = max((high - low) / (2**bits - 1), 1e-8)
     q = np.clip(np.round((x - low) / scale), 0, 2**bits - 1)
     return q * scale + low

@@ -117,7 +117,7 @@ class _Swap(nn.Module):
 
 
 def _gemmlowp_by_hand(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """METHODS.md's quantizer, per output channel, written out independently of bitplan.quant."""
+    """docs/quantizers.md's quantizer, per output channel, written out independently of bitplan.quant."""
     low = w.min(dim=1, keepdim=True).values
     high = w.max(dim=1, keepdim=True).values
     scale = torch.clamp((high - low) / (2**bits - 1), min=1e-8)

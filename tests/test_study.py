@@ -30,7 +30,7 @@ NUMERIC_COLUMNS = [
 
 
 def gemmlowp_numpy(x: np.ndarray, bits: int) -> np.ndarray:
-    """METHODS.md's uniform affine quantizer, round to nearest, range per tensor per trial. x: [T, r, c]."""
+    """docs/quantizers.md's uniform affine quantizer, round to nearest, range per tensor per trial. x: [T, r, c]."""
     low = x.min(axis=(1, 2), keepdims=True)
     high = x.max(axis=(1, 2), keepdims=True)
     scale = np.maximum((high - low) / (2**bits - 1), 1e-8)

@@ -1,4 +1,4 @@
-"""Fake quantizers for low-precision training (METHODS.md has the formulas).
+"""Fake quantizers for low-precision training (docs/quantizers.md has the formulas).
 
 Each quantizer is a function that returns dequantized values, plus an autograd wrapper:
 

@@ -16,7 +16,7 @@ compressed-tensors) the range is first widened to include 0, min' = min(min, 0),
     q     = clamp(round(x·(1/scale)) + zp, 0, 2^b − 1)
     x̂     = (q − zp)·scale
 
-(multiplying by the reciprocal, as torchao does, so both agree bit for bit; docs/quantizers.md). Stochastic rounding goes up with probability frac(v): the same law as METHODS.md's
+(multiplying by the reciprocal, as torchao does, so both agree bit for bit; docs/quantizers.md). Stochastic rounding goes up with probability frac(v): the same law as
 round(v + u), u ~ U(−½, ½), and unbiased, E[q] = v. Arithmetic is in float32 (float64 for float64
 inputs); the result has the input's dtype. 32 bits means full precision: the input is returned.
 """
@@ -35,7 +35,7 @@ from bitplan.quant import kernels
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 
 SCALE_FLOOR = 1e-8
-"""Smallest scale (METHODS.md): a constant tensor quantizes to itself instead of dividing by zero."""
+"""Smallest scale (docs/quantizers.md): a constant tensor quantizes to itself instead of dividing by zero."""
 
 Bound = float | Tensor | None
 
