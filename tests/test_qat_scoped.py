@@ -9,7 +9,7 @@ from torch import nn
 
 from bitplan.qat import apply, strip
 from bitplan.errors import PlanError
-from test_apply import plan_for, reference_quant
+from test_qat import plan_for, reference_quant
 
 
 class SelfAttention(nn.Module):
