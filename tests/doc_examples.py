@@ -69,21 +69,31 @@ def examples(language: str) -> list[Example]:
     return found
 
 
-def commands(example: Example) -> Iterator[str]:
-    """The block's commands: continuation lines joined, comments and blank lines dropped, ``&&`` split."""
+def commands(example: Example) -> Iterator[list[str]]:
+    """The block's commands as words: continuation lines joined, comments and blank lines dropped, ``&&`` split."""
     joined = example.text.replace("\\\n", " ")
     for line in joined.splitlines():
-        words = shlex.split(line, comments=True)
-        if not words:
-            continue
         command: list[str] = []
-        for word in [*words, "&&"]:
+        for word in [*shlex.split(line, comments=True), "&&"]:
             if word == "&&":
                 if command:
-                    yield shlex.join(command)
+                    yield command
                 command = []
             else:
                 command.append(word)
+
+
+def expand(words: list[str], variables: dict[str, str]) -> list[str]:
+    """``$NAME`` as a whole word splits into the value's words (as an unquoted shell variable); inside a word it is text."""
+    out: list[str] = []
+    for word in words:
+        if word.startswith("$") and word[1:] in variables:
+            out += shlex.split(variables[word[1:]])
+            continue
+        for name, value in variables.items():
+            word = word.replace(f"${name}", value)
+        out.append(word)
+    return out
 
 
 def reason_not_run(command: str) -> str | None:

@@ -134,7 +134,7 @@ def test_exit_0_when_valid(plan_file: Path, profiles: list) -> None:
     result = runner.invoke(app, ["check", str(plan_file), "--max-avg-bits", "4.5"])
     assert result.exit_code == 0, result.output
     assert "ok" in result.output and "4.391 avg bits" in result.output
-    assert profiles == [("zoo:resnet20", {"input_shape": None, "batch": 1})]
+    assert profiles == [("zoo:resnet20", {"batch": 1})]  # once, at the plan's batch and its own input shapes
 
 
 def test_exit_1_lists_each_violation(plan_file: Path, profiles: list) -> None:
@@ -187,6 +187,6 @@ def test_check_takes_the_input_shape_from_the_plan(tmp_path: Path) -> None:
         bitplan.spec.profile_spec(spec)
     plan = make_plan(bitplan.spec.profile_spec(spec, input_shape="2x3x10x10"), factor="F", strategy="C+", bits=(4, 8))
     save_plan(plan, tmp_path / "p.json")
-    report = check_plan(tmp_path / "p.json")
+    report = check_plan(tmp_path / "p.json", model=spec)  # a code spec is named by the user, never read from the file
     assert report.ok, report.violations
     assert report.layers == 2 and plan.input_shapes == [[2, 3, 10, 10]]

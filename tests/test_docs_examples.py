@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from bitplan.cli.app import app
 from bitplan.cli.common import DebugState
-from doc_examples import ROOT, Example, FixtureData, commands, examples, reason_not_run, shrink, shrink_python
+from doc_examples import ROOT, Example, FixtureData, commands, examples, expand, reason_not_run, shrink, shrink_python
 
 BASH = examples("bash")
 PYTHON = examples("python")
@@ -62,18 +62,18 @@ def test_bash_example_runs(example: Example, workspace: dict) -> None:
     folder = folder_for(workspace, example)
     variables: dict[str, str] = {}
     skipped = []
-    for command in commands(example):
-        assignment = ASSIGNMENT.match(command)
-        if assignment:  # an absolute path becomes a folder of this document's workspace
-            value = shlex.split(assignment.group(2))[0] if assignment.group(2) else ""
+    for words in commands(example):
+        assignment = ASSIGNMENT.match(words[0]) if len(words) == 1 else None
+        if assignment:  # NAME=value; an absolute path becomes a folder of this document's workspace
+            value = assignment.group(2)
             variables[assignment.group(1)] = str(folder / Path(value).name) if value.startswith("/") else value
             continue
-        for name, value in variables.items():
-            command = command.replace(f"${name}", value)
+        words = expand(words, variables)
+        command = shlex.join(words)
         if (why := reason_not_run(command)) is not None:
             skipped.append(why)
             continue
-        argv = [workspace["fixtures"].substitute(word) for word in shlex.split(command)]
+        argv = [workspace["fixtures"].substitute(word) for word in words]
         prefix = next((p for p in BITPLAN if argv[: len(p)] == p), None)
         if "|" in argv:  # a pipeline: the shell runs it, with the installed `bitplan` on PATH
             path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitplan.errors import PlanError
+from bitplan.errors import BitplanError, PlanError, SpecError
 from bitplan.plan.accumulator import layer_accumulator_bits
 from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates, precision_of
 from bitplan.plan.io import parse_plan, read_plan_text, regenerate_hint
@@ -188,18 +188,31 @@ def profile_for_plan(plan: BitPlan, spec: str, input_shape: str | None = None) -
     """The model's profile at the plan's batch and, unless ``input_shape`` says otherwise, its input shapes.
 
     A plan records the shapes it was made for (``bitplan plan --input-shape``), so checking it needs
-    no shape again; the inputs keep the dtypes of the model's own example inputs (token ids stay int64).
+    no shape again: the inputs keep the dtypes of the model's own example inputs (token ids stay
+    int64), float32 for a factory that returns only a module. When the model cannot take the plan's
+    shapes, it is profiled at its own and the mismatch is reported as violations.
     """
     from bitplan.spec import load_model, profile_spec
 
-    profile = profile_spec(spec, input_shape=input_shape, batch=plan.batch)
-    if input_shape is not None or profile.input_shapes == plan.input_shapes:
-        return profile
-    dtypes = [str(tensor.dtype).removeprefix("torch.") for tensor in load_model(spec, device="meta").example_inputs]
-    if len(dtypes) != len(plan.input_shapes):
-        return profile
+    if input_shape is not None:
+        return profile_spec(spec, input_shape=input_shape, batch=plan.batch)
+    try:
+        own = profile_spec(spec, batch=plan.batch)
+    except SpecError:  # a factory that returns only a module: its input is what the plan was made for
+        own = None
+    if own is not None and own.input_shapes == plan.input_shapes:
+        return own
+    try:
+        dtypes = [str(tensor.dtype).removeprefix("torch.") for tensor in load_model(spec, device="meta").example_inputs]
+    except SpecError:
+        dtypes = ["float32"] * len(plan.input_shapes)
     shapes = ",".join("x".join(map(str, shape)) + f":{dtype}" for shape, dtype in zip(plan.input_shapes, dtypes))
-    return profile_spec(spec, input_shape=shapes, batch=plan.batch)
+    try:
+        return profile_spec(spec, input_shape=shapes, batch=plan.batch)
+    except BitplanError:
+        if own is None:
+            raise
+        return own
 
 
 def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
