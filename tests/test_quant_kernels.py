@@ -90,6 +90,28 @@ def test_a_compiled_kernel_serves_mid_size_tensors_once_it_exists(monkeypatch: p
     assert sizes == [1000, 500]
 
 
+def test_a_weight_that_requires_grad_reaches_the_kernel_as_plain_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weights require grad, activations do not: both must meet one compiled graph (no recompile per flag)."""
+    flags: list[bool] = []
+
+    def recording_compile(recipe, **options):  # stands in for torch.compile: notes what the graph would guard on
+        def compiled(x, *args):
+            flags.append(x.requires_grad)
+            return recipe(x, *args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    monkeypatch.setattr(kernels, "_compiled", {})
+    monkeypatch.setattr(kernels, "_failed", set())
+    monkeypatch.setattr(kernels, "_warm", set())
+    weight = torch.randn(64, 32, requires_grad=True)
+    with quant.kernel_policy(compile=True, min_numel=0):
+        out = quant.fake_quant_ste(weight, 4)
+        quant.uniform_quantize(torch.randn(64, 32), 4)
+    assert flags == [False, False] and out.requires_grad  # the STE still passes the gradient
+
+
 @pytest.mark.slow
 def test_compiled_kernels_equal_eager_bit_for_bit() -> None:
     # Two compiled graphs: stochastic rounding (noise hash, compare, clamp, affine) and LUQ. The

@@ -129,6 +129,8 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
     Returns:
         The recipe's result (identical on both paths).
     """
+    if not torch.is_grad_enabled():  # values only: a requires_grad flag must not split (and recompile) the graph
+        x, args = x.detach(), tuple(arg.detach() if isinstance(arg, Tensor) else arg for arg in args)
     key = (recipe.__name__, x.dtype, x.device.type)
     if _wants_compiled(x, (*key, x.dim()) in _warm) and key not in _failed:
         compiled = _compiled.get(recipe)
