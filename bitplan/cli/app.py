@@ -6,7 +6,8 @@ import importlib
 
 import typer
 
-from bitplan.cli.common import DebugOption, DebugState
+from bitplan.cli.common import DebugState
+from bitplan.cli.options import Debug
 
 app = typer.Typer(
     name="bitplan",
@@ -30,7 +31,7 @@ COMMAND_MODULES = [
 
 
 @app.callback()
-def root(debug: DebugOption = False) -> None:
+def root(debug: Debug = False) -> None:
     """bitplan: which layer gets how many bits."""
     DebugState.enabled = debug
 

@@ -1,4 +1,4 @@
-"""What every command shares: the error boundary, the output sink and option aliases.
+"""What every command shares: the error boundary and the output sink (options live in ``cli/options.py``).
 
 A command parses its options, calls one library function, and renders the result with ``emit``.
 """
@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -46,12 +46,6 @@ class DebugState:
     """Set by the global ``--debug`` flag: show tracebacks instead of one red paragraph."""
 
     enabled = False
-
-
-DebugOption = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
-OutputPath = Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to this file (atomically).")]
-FormatOption = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
 def fail(message: str, code: int = 2) -> None:
