@@ -141,3 +141,26 @@ def test_quantizers_never_modify_their_input(dtype: torch.dtype) -> None:
         quant.luq_quantize(x, samples=2)
         quant.sawb_quantize(x)
     assert torch.equal(x, original)
+
+
+def test_inside_an_outer_compile_quantizers_keep_the_tensor_shape() -> None:
+    """Under an outer torch.compile a flat view would make inductor transpose channels-last tensors."""
+    graphs: list[torch.fx.GraphModule] = []
+
+    def capturing_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(graph)
+        return graph.forward
+
+    def quantize(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return quant.uniform_quantize(t, 4), quant.luq_quantize(t)
+
+    x = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    torch.compiler.reset()  # a fresh trace, whatever ran before
+    nearest, _ = torch.compile(quantize, backend=capturing_backend, fullgraph=True)(x)
+    flattened = [  # x.reshape(-1) / x.view(-1)
+        node for graph in graphs for node in graph.graph.nodes
+        if node.target in ("reshape", "view", torch.reshape) and tuple(node.args[1:]) in ((-1,), ((-1,),), ([-1],))
+    ]
+    assert graphs and not flattened
+    with quant.kernel_policy(compile=False):
+        assert torch.equal(nearest, quant.uniform_quantize(x, 4))

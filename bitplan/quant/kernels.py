@@ -163,6 +163,20 @@ def _wants_compiled(x: Tensor, warm: bool) -> bool:
     )
 
 
+def flat_view(x: Tensor) -> Tensor:
+    """``x`` as the tensor a per-tensor recipe runs on: 1-D when contiguous, else ``x`` itself.
+
+    A 1-D view lets one compiled kernel serve every shape. Inside an outer ``torch.compile`` the
+    tensor is kept as it is: there its memory layout may be channels-last (inductor's layout
+    choice for convolutions), and a flat view in logical order would force a transposing copy
+    (gathers, plus a second pass to transpose back). Elementwise results do not depend on the
+    view: the noise hash is indexed by the logical element index either way.
+    """
+    if x.is_contiguous() and not torch.compiler.is_compiling():
+        return x.reshape(-1)  # [N]
+    return x
+
+
 # --- noise ---------------------------------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ def luq_quantize(x: Tensor, *, generator: torch.Generator | None = None, samples
     if x.numel() == 0:
         return x.clone()
     with torch.no_grad():
-        view = x.reshape(-1) if x.is_contiguous() else x
+        view = kernels.flat_view(x)
         low, high = torch.aminmax(view)  # max|x| without an |x| temporary
         peak = torch.maximum(-low, high).to(compute_dtype(x))
         # An all-zero tensor has no scale: any α > 0 maps it to zeros.
@@ -85,7 +85,7 @@ def sawb_clip(x: Tensor, bits: int = 4, *, coefficients: tuple[float, float] | N
         Scalar tensor on ``x``'s device.
     """
     coefficients = coefficients if coefficients is not None else SAWB_COEFFICIENTS.get(bits)
-    view = x.reshape(-1) if x.is_contiguous() else x
+    view = kernels.flat_view(x)
     peak, square_sum, abs_sum = kernels.run(kernels.abs_moments, view)  # one fused pass when compiled
     if coefficients is None:
         return peak.clamp_min(SCALE_FLOOR)
@@ -124,7 +124,7 @@ def sawb_quantize(x: Tensor, bits: int = 4, *, coefficients: tuple[float, float]
     if x.numel() == 0:
         return x.clone()
     with torch.no_grad():
-        view = x.reshape(-1) if x.is_contiguous() else x
+        view = kernels.flat_view(x)
         qlim = torch.full((), 2 ** (bits - 1) - 1, dtype=compute_dtype(x), device=x.device)
         step = sawb_clip(view, bits, coefficients=coefficients) / qlim
         out = kernels.run(kernels.symmetric_nearest, view, step, qlim)

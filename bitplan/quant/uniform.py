@@ -270,7 +270,7 @@ def _affine(
 ) -> _Affine:
     dtype = compute_dtype(x)
     if channel_dim is None:
-        view = x.reshape(-1) if x.is_contiguous() else x  # 1-D: one compiled graph for every shape
+        view = kernels.flat_view(x)  # [N] when contiguous: one compiled graph for every shape
         low, high = _tensor_range(view, x_min, x_max)
         channels = None
     else:
