@@ -32,6 +32,18 @@ def test_noise_streams_are_uncorrelated() -> None:
     assert abs(float(neighbours)) < 5 / math.sqrt(len(a)) and abs(float(across)) < 5 / math.sqrt(len(a))
 
 
+def test_lane_seeds_give_the_noise_of_the_plain_index() -> None:
+    """A [R, 16] view hashes 16·row XOR (lane XOR seed): the same bits as index XOR seed."""
+    seeds = torch.tensor([12345, -7, 2**31 - 1], dtype=torch.int32)
+    flat = torch.empty(16 * 1000)
+    rows = flat.view(-1, 16)
+    lanes = kernels.lane_seeds(seeds, rows)
+    assert lanes.shape == (3, 16) and kernels.lane_seeds(seeds, flat) is seeds
+    for sample in range(3):
+        plain = kernels.counter_uniform(flat, seeds[sample])
+        assert torch.equal(kernels.counter_uniform(rows, lanes[sample]).view(-1), plain)
+
+
 def test_seeds_follow_the_generator() -> None:
     first = kernels.draw_seeds(3, torch.Generator().manual_seed(4), torch.device("cpu"))
     assert first.dtype == torch.int32 and first.shape == (3,)

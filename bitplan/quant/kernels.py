@@ -38,6 +38,7 @@ from torch import Tensor
 _HASH_MULTIPLIER = 0x45D9F3B  # 32-bit integer hash constant (two xorshift-multiply rounds)
 _NOISE_BITS = 24  # uniform noise resolution: r = k · 2^-24, k in [0, 2^24)
 _MAX_NUMEL = 2**31 - 1  # the element index is hashed as int32
+NOISE_LANES = 16  # a [R, 16] view hashes index 16·row + lane, the lane part XORed into its seed beforehand
 
 Result = TypeVar("Result")
 
@@ -164,15 +165,20 @@ def _wants_compiled(x: Tensor, warm: bool) -> bool:
 
 
 def flat_view(x: Tensor) -> Tensor:
-    """``x`` as the tensor a per-tensor recipe runs on: 1-D when contiguous, else ``x`` itself.
+    """``x`` as the tensor a per-tensor recipe runs on: [N/16, 16] or [N] when contiguous, else ``x``.
 
-    A 1-D view lets one compiled kernel serve every shape. Inside an outer ``torch.compile`` the
-    tensor is kept as it is: there its memory layout may be channels-last (inductor's layout
-    choice for convolutions), and a flat view in logical order would force a transposing copy
-    (gathers, plus a second pass to transpose back). Elementwise results do not depend on the
-    view: the noise hash is indexed by the logical element index either way.
+    A flat view lets one compiled kernel serve every shape. Rows of ``NOISE_LANES`` (16) elements,
+    when N allows, let the noise hash take its element index as 16·row + lane with the lane part
+    read from a 16-element vector (``lane_seeds``), instead of building an index vector per element
+    (which costs more than the rest of the rounding). Inside an outer ``torch.compile`` the tensor
+    is kept as it is: there its memory layout may be channels-last (inductor's layout choice for
+    convolutions), and a flat view in logical order would force a transposing copy (gathers, plus
+    a second pass to transpose back). Results do not depend on the view: the noise hash is indexed
+    by the logical element index either way.
     """
     if x.is_contiguous() and not torch.compiler.is_compiling():
+        if x.numel() % NOISE_LANES == 0:
+            return x.view(-1, NOISE_LANES)  # [N/16, 16]
         return x.reshape(-1)  # [N]
     return x
 
@@ -191,23 +197,49 @@ def draw_seeds(count: int, generator: torch.Generator | None, device: torch.devi
     return seeds.to(device=device, dtype=torch.int32)
 
 
+def lane_seeds(seeds: Tensor, view: Tensor) -> Tensor:
+    """Seeds in the form ``counter_uniform`` hashes ``view`` fastest: [count, 16] for a [R, 16] view.
+
+    For a [R, 16] tensor the element index is 16·row + lane; its low 4 bits are the lane, so
+    index XOR seed = 16·row XOR (lane XOR seed). Precomputing lane XOR seed (16 values) leaves the
+    kernel a scalar per row and one vector load, and gives exactly the noise of the plain index.
+
+    Args:
+        seeds: [count] int32 from ``draw_seeds``.
+        view: The tensor the recipe will run on.
+
+    Returns:
+        [count, 16] int32 when ``view`` is [R, 16], else ``seeds`` unchanged ([count]).
+    """
+    if view.dim() != 2 or view.shape[1] != NOISE_LANES:
+        return seeds
+    lanes = torch.arange(NOISE_LANES, dtype=torch.int32, device=seeds.device)
+    return seeds[:, None].bitwise_xor(lanes)  # [count, 16]
+
+
 def counter_uniform(like: Tensor, seed: Tensor) -> Tensor:
     """Uniform noise r = k·2^-24 in [0, 1), one value per element of ``like``, from a hash of (seed, index).
 
     The hash is two xorshift-multiply rounds on 32-bit integers (wrapping arithmetic) of
-    ``index XOR seed``; its top 24 bits are the noise. Stateless, so it fuses into a kernel.
+    ``index XOR seed`` (index: the element's position in row-major order); its top 24 bits are the
+    noise. Stateless, so it fuses into a kernel.
 
     Args:
         like: Any tensor; only its shape and device are used.
-        seed: int32 scalar tensor (from ``draw_seeds``).
+        seed: int32 scalar tensor (from ``draw_seeds``), or for a [R, 16] ``like`` the [16] row of
+            ``lane_seeds`` (same noise, cheaper in a compiled kernel).
 
     Returns:
         float32 tensor shaped like ``like``.
     """
     if like.numel() > _MAX_NUMEL:
         raise ValueError(f"stochastic rounding supports tensors of up to 2^31 - 1 elements, got {like.numel()}.")
-    k = torch.arange(like.numel(), dtype=torch.int32, device=like.device).view(like.shape)
-    k.bitwise_xor_(seed)
+    if seed.dim() == 1:  # like [R, 16], seed [16] = lane XOR seed
+        rows = torch.arange(like.shape[0], dtype=torch.int32, device=like.device).mul_(NOISE_LANES)
+        k = rows[:, None].bitwise_xor(seed)  # [R, 16]: (16·row + lane) XOR seed
+    else:
+        k = torch.arange(like.numel(), dtype=torch.int32, device=like.device).view(like.shape)
+        k.bitwise_xor_(seed)
     k.bitwise_xor_((k >> 16) & 0xFFFF).mul_(_HASH_MULTIPLIER)  # >> is arithmetic: mask the sign copies
     k.bitwise_xor_((k >> 16) & 0xFFFF).mul_(_HASH_MULTIPLIER)
     k.bitwise_xor_((k >> 16) & 0xFFFF)

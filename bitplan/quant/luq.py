@@ -64,7 +64,7 @@ def luq_quantize(x: Tensor, *, generator: torch.Generator | None = None, samples
         alpha = torch.where(peak > 0, peak / LUQ_RANGE, torch.ones_like(peak))
         # a subnormal quotient is rounded; rounding it up keeps every |x| within α·2^7
         alpha = torch.where(alpha * LUQ_RANGE < peak, torch.nextafter(alpha, peak), alpha)
-        seeds = kernels.draw_seeds(samples, generator, x.device)
+        seeds = kernels.lane_seeds(kernels.draw_seeds(samples, generator, x.device), view)
         out = kernels.run(kernels.luq_levels, view, alpha, seeds)
     return out.view(x.shape)
 

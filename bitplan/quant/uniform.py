@@ -113,7 +113,7 @@ def uniform_quantize(
         return x.clone()
     with torch.no_grad():
         p = _affine(x, bits, channel_dim, x_min, x_max, grid)
-        seeds = kernels.draw_seeds(samples, generator, x.device) if stochastic else None
+        seeds = kernels.lane_seeds(kernels.draw_seeds(samples, generator, x.device), p.view) if stochastic else None
         if p.zero_point is not None:
             out = _integer_grid(p, seeds)
         elif stochastic:
@@ -270,7 +270,7 @@ def _affine(
 ) -> _Affine:
     dtype = compute_dtype(x)
     if channel_dim is None:
-        view = kernels.flat_view(x)  # [N] when contiguous: one compiled graph for every shape
+        view = kernels.flat_view(x)  # [N/16, 16] or [N] when contiguous: one compiled graph for every shape
         low, high = _tensor_range(view, x_min, x_max)
         channels = None
     else:
