@@ -19,7 +19,7 @@ fresh process with an empty inductor cache (import + compile of the first kernel
 On CUDA (``--device cuda``) the same variants run on the GPU, each call synchronized.
 
     python benchmarks/quant_bench.py [--size-mib 64] [--mid-mib 8] [--rounds 15] [--threads 2]
-                                     [--device cpu|cuda] [--cold] [--out benchmarks/results/quant.json]
+                                     [--device cpu|cuda] [--cold] [--out benchmarks/results/quant_bench.json]
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--cold", action="store_true", help="also time a cold compile in a fresh process")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quant.json"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quant_bench.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
