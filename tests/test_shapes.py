@@ -259,6 +259,11 @@ def test_factories_on_meta() -> None:
     assert fake_call("zeros", (2,), {"device": "cpu"}) is NOT_HANDLED
 
 
+def test_calls_a_rule_cannot_read_are_left_to_torch() -> None:
+    assert fake_call("linear", (), {"input": meta(2, 4), "weight": meta(3, 4)}) is NOT_HANDLED
+    assert fake_call("conv2d", (meta(1, 3, 8, 8),), {}) is NOT_HANDLED
+
+
 def test_tensors_off_meta_are_left_to_torch() -> None:
     assert fake_call("relu", (torch.zeros(2),), {}) is NOT_HANDLED
     assert fake_call("add", (meta(2), meta(2)), {"out": meta(2)}) is NOT_HANDLED

@@ -32,7 +32,8 @@ RULES: dict[str, Rule] = {}
 def fake_call(name: str, args: Sequence[object], kwargs: dict) -> object:
     """The result of calling the torch function ``name`` on meta tensors, or ``NOT_HANDLED``.
 
-    Only calls whose tensor arguments are all on the meta device, without ``out=``, are handled.
+    Only calls whose tensor arguments are all on the meta device, without ``out=``, are handled;
+    a call whose arguments a rule cannot read (``F.linear(input=x, weight=w)``) is left to torch.
     """
     rule = RULES.get(name)
     if rule is None or "out" in kwargs:
@@ -41,7 +42,10 @@ def fake_call(name: str, args: Sequence[object], kwargs: dict) -> object:
     tensors += [t for a in args if isinstance(a, (list, tuple)) for t in a if isinstance(t, torch.Tensor)]
     if any(t.device.type != "meta" for t in tensors):
         return NOT_HANDLED
-    return rule(args, kwargs)
+    try:
+        return rule(args, kwargs)
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError):  # a call spelled as no rule reads it
+        return NOT_HANDLED
 
 
 def _rule(*names: str) -> Callable[[Rule], Rule]:
@@ -414,10 +418,7 @@ def _pool_rule(spatial: int, has_dilation: bool) -> Rule:
         ]
         if min(sizes) < 1:
             return NOT_HANDLED
-        out = _empty((*x.shape[: x.dim() - spatial], *sizes), x.dtype)
-        if has_dilation and _arg(args, kwargs, 6, "return_indices", False):
-            return out, _empty(out.shape, torch.int64)
-        return out
+        return _pool_output(x, sizes, has_dilation and _arg(args, kwargs, 6, "return_indices", False))
 
     return rule
 
@@ -431,12 +432,15 @@ def _adaptive_rule(spatial: int, has_indices: bool) -> Rule:
         sizes = [x.shape[x.dim() - spatial + i] if s is None else s for i, s in enumerate(sizes)]
         if x.dim() not in (spatial + 1, spatial + 2):
             return NOT_HANDLED
-        out = _empty((*x.shape[: x.dim() - spatial], *sizes), x.dtype)
-        if has_indices and _arg(args, kwargs, 2, "return_indices", False):
-            return out, _empty(out.shape, torch.int64)
-        return out
+        return _pool_output(x, sizes, has_indices and _arg(args, kwargs, 2, "return_indices", False))
 
     return rule
+
+
+def _pool_output(x: torch.Tensor, sizes: list[int], with_indices: bool) -> object:
+    """x's leading dims, then the pooled sizes; max pooling may also return int64 indices of that shape."""
+    out = _empty((*x.shape[: x.dim() - len(sizes)], *sizes), x.dtype)
+    return (out, _empty(out.shape, torch.int64)) if with_indices else out
 
 
 for _n in (1, 2, 3):
