@@ -86,6 +86,15 @@ def test_binary_rules_handle_the_common_cases() -> None:
     check("div", torch.div, meta(3, dtype=torch.int64), meta(3, dtype=torch.int64))  # true division: float
 
 
+def test_outputs_keep_a_dense_layout_and_never_alias() -> None:
+    """Like torch: a channels-last input gives a channels-last output, an expanded one a fresh dense one."""
+    channels_last = meta(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    assert fake_call("relu", (channels_last,), {}).stride() == torch.relu(channels_last).stride()
+    expanded = meta(3, 1).expand(3, 4)
+    out = fake_call("__add__", (expanded, 1.0), {})
+    assert out.is_contiguous() and out.stride() == (expanded + 1.0).stride()
+
+
 def test_broadcast_matches_torch() -> None:
     assert broadcast((2, 1, 3), (4, 1)) == torch.broadcast_shapes((2, 1, 3), (4, 1))
     assert broadcast((2, 3), (3, 2)) is None

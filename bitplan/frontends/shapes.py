@@ -64,11 +64,22 @@ def _arg(args: Sequence[object], kwargs: dict, index: int, name: str, default: o
 
 
 def _empty(shape: Sequence[int], dtype: torch.dtype, like: torch.Tensor | None = None) -> torch.Tensor:
-    """A meta tensor of ``shape``; with ``like``'s strides when it has that shape (elementwise outputs)."""
+    """A meta tensor of ``shape``; with ``like``'s strides when it has that shape and is dense
+    (elementwise outputs keep a permuted or channels-last layout, as torch's do)."""
     shape = tuple(int(s) for s in shape)
-    if like is not None and tuple(like.shape) == shape:
+    if like is not None and tuple(like.shape) == shape and _dense(like):
         return torch.empty_strided(shape, like.stride(), dtype=dtype, device="meta")
     return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _dense(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s elements fill its memory exactly once, in some order of its dims (not expanded)."""
+    expected = 1
+    for size, stride in sorted(zip(tensor.shape, tensor.stride()), key=lambda pair: pair[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _shape(value: object) -> tuple[int, ...]:
