@@ -137,6 +137,57 @@ def test_normalisations_check_their_channels(channels_given) -> None:
     check("rms_norm", F.rms_norm, x, [5], meta(5))
 
 
+@settings(max_examples=80, deadline=None)
+@given(a=shapes, b=shapes, a_dtype=st.sampled_from(DTYPES), scalar=st.sampled_from([None, 0, 1.5]))
+def test_comparisons_masks_and_where(a, b, a_dtype, scalar) -> None:
+    x, other = meta(*a, dtype=a_dtype), scalar if scalar is not None else meta(*b)
+    for name in ("eq", "__lt__", "ge", "__ne__"):
+        func = getattr(torch.Tensor, name)
+        check(name, func, x, other, expect_handled=False)
+    mask = meta(*b, dtype=torch.bool)
+    check("masked_fill", torch.Tensor.masked_fill, x, mask, 0.5, expect_handled=False)
+    check("masked_fill_", torch.Tensor.masked_fill_, meta(*a, dtype=a_dtype), mask, 0, expect_handled=False)
+    check("where", torch.where, mask, x, other, expect_handled=False)
+    for name, func in (("logical_not", torch.logical_not), ("__invert__", torch.Tensor.__invert__)):
+        check(name, func, x, expect_handled=False)
+
+
+def test_mask_rules_handle_the_common_cases() -> None:
+    scores = meta(2, 4, 7, 7)
+    causal = meta(7, 7, dtype=torch.bool)
+    check("triu", torch.triu, meta(7, 7, dtype=torch.bool), 1)
+    check("tril", torch.tril, scores)
+    check("triu", torch.triu, meta(7))  # 1-D: torch raises
+    check("masked_fill", torch.Tensor.masked_fill, scores, causal, float("-inf"))
+    check("where", torch.where, causal, scores, 0.0)
+    check("eq", torch.eq, meta(3, dtype=torch.int64), 0)
+    check("logical_not", torch.logical_not, causal)
+    check("__invert__", torch.Tensor.__invert__, causal)
+    check("clamp", torch.clamp, scores, 0, 6)
+    check("clamp", torch.clamp, scores, max=1.5)
+    check("clamp_min", torch.clamp_min, scores, 1e-6)
+    check("normalize", F.normalize, scores, dim=-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple), data=st.data())
+def test_flip_roll_cumsum(shape, data) -> None:
+    x = meta(*shape)
+    dims = data.draw(st.lists(st.integers(-3, 2), min_size=1, max_size=2))
+    check("flip", torch.flip, x, dims, expect_handled=False)
+    check("roll", torch.roll, x, data.draw(st.integers(-3, 3)), expect_handled=False)
+    check("roll", torch.roll, x, [1] * len(dims), dims, expect_handled=False)
+    check("cumsum", torch.cumsum, x, dims[0], expect_handled=False)
+
+
+def test_rearranging_rules_handle_valid_calls() -> None:
+    x = meta(2, 3, 4)
+    check("flip", torch.flip, x, [0, -1])
+    check("roll", torch.roll, x, (1, 2), (0, 2))
+    check("roll", torch.roll, x, 5)
+    check("cumsum", torch.cumsum, x, -1)
+
+
 # ------------------------------------------------------------------------------------- GEMMs
 @settings(max_examples=150, deadline=None)
 @given(a=st.lists(st.sampled_from([1, 2, 3]), min_size=1, max_size=4), b=st.lists(st.sampled_from([1, 2, 3]), min_size=1, max_size=4))
@@ -218,6 +269,28 @@ def test_reductions_handle_the_common_cases() -> None:
     check("mean", torch.Tensor.mean, meta(2, 3), None)
 
 
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), count=st.integers(1, 3))
+def test_einsum(data, count) -> None:
+    letters = "abcd"
+    terms = [data.draw(st.lists(st.sampled_from(letters), min_size=0, max_size=3)) for _ in range(count)]
+    used = sorted({label for term in terms for label in term})
+    out = data.draw(st.lists(st.sampled_from(used), unique=True)) if used else []
+    size = {label: data.draw(st.integers(1, 3)) for label in letters}
+    operands = [meta(*(data.draw(st.sampled_from([size[label], 1])) for label in term)) for term in terms]
+    equation = ",".join("".join(term) for term in terms) + "->" + "".join(out)
+    check("einsum", torch.einsum, equation, *operands, expect_handled=False)
+    check("einsum", torch.einsum, equation.split("->")[0], *operands, expect_handled=False)  # implicit output
+
+
+def test_einsum_and_baddbmm_handle_valid_calls() -> None:
+    check("einsum", torch.einsum, "bhqd,bhkd->bhqk", meta(2, 4, 7, 8), meta(2, 4, 5, 8))
+    check("einsum", torch.einsum, "...ij,jk", meta(3, 2, 4), meta(4, 5))
+    check("einsum", torch.einsum, "ij,jk->ik", [meta(2, 4), meta(4, 5)])
+    check("baddbmm", torch.baddbmm, meta(1, 3, 5), meta(2, 3, 4), meta(2, 4, 5))
+    check("baddbmm", torch.baddbmm, meta(2, 2, 5), meta(2, 3, 4), meta(2, 4, 5))  # input does not broadcast
+
+
 # ----------------------------------------------------------------------------------- pooling
 @settings(max_examples=150, deadline=None)
 @given(
@@ -271,6 +344,20 @@ def test_factories_on_meta() -> None:
 def test_calls_a_rule_cannot_read_are_left_to_torch() -> None:
     assert fake_call("linear", (), {"input": meta(2, 4), "weight": meta(3, 4)}) is NOT_HANDLED
     assert fake_call("conv2d", (meta(1, 3, 8, 8),), {}) is NOT_HANDLED
+
+
+def test_like_factories_and_padding() -> None:
+    x = meta(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    for name in ("zeros_like", "ones_like", "empty_like", "rand_like", "randn_like"):
+        check(name, getattr(torch, name), x)
+        check(name, getattr(torch, name), x, dtype=torch.float16)
+    check("zeros_like", torch.zeros_like, meta(3, dtype=torch.int64))
+    check("randn_like", torch.randn_like, meta(3, dtype=torch.int64))  # random integers: torch raises
+    check("full_like", torch.full_like, x, 7)
+    assert fake_call("empty_like", (x,), {}).stride() == torch.empty_like(x).stride()
+    check("pad", F.pad, x, (1, 2))
+    check("pad", F.pad, x, (1, 2, 0, 3, 1, 1), value=0.5)
+    check("pad", F.pad, meta(2, 3), (1, 1, 1, 1, 1, 1))  # more pads than dims: torch raises
 
 
 def test_tensors_off_meta_are_left_to_torch() -> None:

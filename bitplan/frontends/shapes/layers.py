@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bitplan.frontends.ops import conv_output_shape
+from bitplan.frontends.ops import conv_output_shape, parse_equation
 from bitplan.frontends.shapes.elementwise import same_as_input
 from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, Rule, arg, broadcast, empty, per_dim, rule, shape_of
 
@@ -108,6 +108,43 @@ def _addmm(args: Sequence[object], kwargs: dict) -> object:
         return NOT_HANDLED
     out = (a.shape[0], b.shape[1])
     return empty(out, a.dtype) if broadcast(shape_of(bias), out) == out else NOT_HANDLED
+
+
+@rule("baddbmm")
+def _baddbmm(args: Sequence[object], kwargs: dict) -> object:
+    """baddbmm(input, b1[B, n, m], b2[B, m, p]) → [B, n, p]; ``input`` broadcasts to it."""
+    bias, a, b = args[0], arg(args, kwargs, 1, "batch1"), arg(args, kwargs, 2, "batch2")
+    if a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1] or a.dtype != b.dtype:
+        return NOT_HANDLED
+    out = (a.shape[0], a.shape[1], b.shape[2])
+    return empty(out, a.dtype) if broadcast(shape_of(bias), out) == out else NOT_HANDLED
+
+
+@rule("einsum")
+def _einsum(args: Sequence[object], kwargs: dict) -> object:
+    """einsum(equation, *operands): each label's size (size-1 dims broadcast), in the output's order."""
+    operands = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
+    if kwargs or not isinstance(args[0], str) or not operands or len({t.dtype for t in operands}) != 1:
+        return NOT_HANDLED
+    terms, out = parse_equation(args[0], [t.dim() for t in operands])
+    if len(terms) != len(operands) or len(set(out)) != len(out):
+        return NOT_HANDLED
+    sizes: dict[str, int] = {}
+    for term, tensor in zip(terms, operands):
+        if len(term) != tensor.dim():
+            return NOT_HANDLED
+        within = dict(zip(term, tensor.shape))
+        if any(within[label] != size for label, size in zip(term, tensor.shape)):
+            return NOT_HANDLED  # a label repeated in one operand (a diagonal) needs equal sizes there
+        for label, size in zip(term, tensor.shape):
+            known = sizes.get(label)
+            if known is None or known == 1:
+                sizes[label] = size
+            elif size not in (known, 1):
+                return NOT_HANDLED
+    if not all(label in sizes for label in out):
+        return NOT_HANDLED
+    return empty([sizes[label] for label in out], operands[0].dtype)
 
 
 def _conv_spatial(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bitplan.frontends.shapes.registry import NOT_HANDLED, arg, empty, rule
+from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, Rule, arg, empty, rule
 
 
 # ---------------------------------------------------------------------------------- reductions
@@ -75,8 +75,9 @@ def _outer(args: Sequence[object], kwargs: dict) -> object:
 _FACTORY_OPTIONS = frozenset({"dtype", "device", "layout", "requires_grad", "generator", "pin_memory", "size"})
 
 
-def _made(size: object, kwargs: dict, dtype: torch.dtype) -> object:
-    """The tensor a factory makes on meta, or NOT_HANDLED for options or devices left to torch."""
+def _made(size: object, kwargs: dict, dtype: torch.dtype, like: torch.Tensor | None = None) -> object:
+    """The tensor a factory makes on meta (in ``like``'s layout), or NOT_HANDLED for options or devices
+    left to torch."""
     if not _FACTORY_OPTIONS.issuperset(kwargs) or kwargs.get("layout") not in (None, torch.strided) or kwargs.get("pin_memory"):
         return NOT_HANDLED
     device = kwargs.get("device")
@@ -85,7 +86,7 @@ def _made(size: object, kwargs: dict, dtype: torch.dtype) -> object:
     size = tuple(size)
     if not all(type(s) is int and s >= 0 for s in size):
         return NOT_HANDLED
-    return empty(size, kwargs.get("dtype") or dtype).requires_grad_(bool(kwargs.get("requires_grad")))
+    return empty(size, kwargs.get("dtype") or dtype, like).requires_grad_(bool(kwargs.get("requires_grad")))
 
 
 def _size_from(args: Sequence[object], kwargs: dict) -> object:
@@ -131,3 +132,41 @@ def _arange(args: Sequence[object], kwargs: dict) -> object:
         return NOT_HANDLED
     dtype = torch.int64 if all(type(v) is int for v in args) else torch.get_default_dtype()
     return _made((math.ceil((end - start) / step),), kwargs, dtype)
+
+
+_LIKE_OPTIONS = frozenset({"dtype", "device", "layout", "requires_grad", "memory_format", "generator", "fill_value"})
+
+
+def _like_rule(random: bool) -> Rule:
+    """*_like(input[, fill_value]): the input's shape and layout, its dtype unless ``dtype`` is given
+    (random values need a floating-point dtype)."""
+
+    def like(args: Sequence[object], kwargs: dict) -> object:
+        x = args[0]
+        options = {k: v for k, v in kwargs.items() if k not in ("fill_value", "memory_format")}
+        if len(args) > 2 or not _LIKE_OPTIONS.issuperset(kwargs) or kwargs.get("memory_format") not in (None, torch.preserve_format):
+            return NOT_HANDLED
+        dtype = options.get("dtype") or x.dtype
+        if random and not dtype.is_floating_point:
+            return NOT_HANDLED
+        return _made(x.shape, options, dtype, x)
+
+    return like
+
+
+RULES.update({name: _like_rule(random=False) for name in ("zeros_like", "ones_like", "empty_like", "full_like")})
+RULES.update({name: _like_rule(random=True) for name in ("rand_like", "randn_like")})
+
+
+@rule("pad")
+def _pad(args: Sequence[object], kwargs: dict) -> object:
+    """F.pad(input, pad, mode="constant"): (left, right) pairs grow the last dims, last dim first."""
+    x, pad = args[0], list(arg(args, kwargs, 1, "pad"))
+    if arg(args, kwargs, 2, "mode", "constant") != "constant" or len(pad) % 2 or len(pad) // 2 > x.dim():
+        return NOT_HANDLED
+    if not all(type(p) is int and p >= 0 for p in pad):
+        return NOT_HANDLED  # cropping (negative pads): left to torch
+    shape = list(x.shape)
+    for i in range(len(pad) // 2):
+        shape[-1 - i] += pad[2 * i] + pad[2 * i + 1]
+    return empty(shape, x.dtype)
