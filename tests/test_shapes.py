@@ -435,3 +435,51 @@ def test_rarer_layers_profile_equal_the_real_meta_kernels() -> None:
     fake, real = _profiles(model, (meta(2, 3, 4, 4),))
     assert fake == real
     assert len(fake["layers"]) == 1 + 2 * 2 * 3 + 2 + 1  # conv-transpose, LSTM ih/hh/hr ×2 layers ×2 directions, GRU, head
+
+
+class _CausalAttention(nn.Module):
+    """Attention written out by hand, as many research models do: masks, einsum, a learned position table."""
+
+    def __init__(self, dim: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.heads, self.embed, self.qkv, self.out = heads, nn.Embedding(50, dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.position = nn.Parameter(torch.zeros(1, 12, dim))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.position[:, : ids.shape[1]]  # [B, T, D]
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        scores = torch.einsum("bhqd,bhkd->bhqk", q, k) * (dim // self.heads) ** -0.5
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=ids.device), 1)
+        weights = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        return self.out((weights @ v).transpose(1, 2).reshape(batch, length, dim))
+
+
+class _Mixer(nn.Module):
+    """MLP-Mixer: patches by a strided conv, token mixing through transposes, a class token by cat."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.patches = nn.Conv2d(3, dim, 8, stride=8)
+        self.token_norm, self.tokens = nn.LayerNorm(dim), nn.Linear(16, 16)
+        self.channel_norm = nn.LayerNorm(dim)
+        self.channels = nn.Sequential(nn.Linear(dim, 64), nn.GELU(), nn.Linear(64, dim))
+        self.cls, self.head = nn.Parameter(torch.zeros(1, 1, dim)), nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patches(x).flatten(2).transpose(1, 2)  # [B, 16, D]
+        x = x + self.tokens(self.token_norm(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self.channels(self.channel_norm(x))
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), F.pad(x, (0, 0, 0, 0))], dim=1)
+        return self.head(x.mean(dim=1))
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: (_CausalAttention(), meta(2, 12, dtype=torch.int64)), lambda: (_Mixer(), meta(2, 3, 32, 32))],
+    ids=["hand-written attention", "mlp-mixer"],
+)
+def test_hand_written_models_profile_equal_the_real_meta_kernels(make) -> None:
+    with torch.device("meta"):
+        model, x = make()
+    fake, real = _profiles(model, (x,))
+    assert fake == real and fake["layers"]
