@@ -16,17 +16,23 @@ this 2-core machine under load, torch 2.13 CPU):
 
 - Before issue 13, ``import bitplan`` imported torch plus, through ``bitplan.qat.core``,
   torch._dynamo, sympy and torch.distributed: ``--help`` cost 1.8–4 s. The package ``__init__``s are
-  now lazy (PEP 562) and ``bitplan.spec`` imports torch only to build a model: ``--help`` and
-  ``check --no-model`` import typer, rich and pydantic only (~0.3 s), the ONNX front end onnx+numpy.
+  now lazy (PEP 562) and ``bitplan.spec`` imports torch only to build a model: ``--help`` imports
+  typer and rich only (~0.2 s; pydantic comes with the commands that make results), ``check
+  --no-model`` adds pydantic, the ONNX front end onnx and numpy.
 - ``import torch`` itself already imports torch.export and torch.distributed (torch/__init__.py);
   they are part of the floor, not of bitplan.
-- Profiling a torch model costs import torch + the recorder's forward on meta tensors, and that
-  forward is what is slow the first time: meta tensors have no C++ kernels for many ops (relu,
-  batch_norm, normal_, ...), so torch runs its Python references (torch._refs / torch._decomp),
-  which are wrapped in ``torch._compile._disable_dynamo`` and import torch._dynamo, sympy and
-  torch._inductor on first use (~1–2.5 s of CPU; the same model profiled again in one process takes
-  0.2 s). Avoiding it needs a recorder that propagates shapes itself instead of running meta
-  kernels (a fake-dispatch recorder); see the issue-13 report.
+- Profiling a torch model used to cost import torch + ~2.2 s, although tracing takes 0.05 s: on the
+  meta device nearly every op (add, relu, conv2d, batch_norm, randn, arange, ...) runs a Python
+  reference kernel, and those call ``torch._check`` (which imports sympy through
+  torch.fx.experimental.symbolic_shapes) or are wrapped in ``torch._compile._disable_dynamo``
+  (which imports torch._dynamo): ~1.2 s of imports plus slow first calls. Counted per op with an
+  import hook, every zoo model hit them. ``bitplan.frontends.shapes`` now computes the output
+  shapes of those ops in Python (checked against the meta kernels in tests/test_shapes.py), both
+  while the model is built on meta and while it is traced, so neither package is imported
+  (tests/test_imports.py). What is left over ``import torch``: typer/rich/pydantic (~0.15 s), the
+  zoo and front-end modules, building the model on meta and tracing it (0.05 s small, ~0.3 s 7B).
+- ``profile model.onnx``: onnx + numpy import (~0.13 s) and the CLI (~0.15 s) dominate. Constant
+  and Identity nodes are now folded without ``onnx.reference`` (48 of resnet20's 62 folds).
 
     python benchmarks/startup_bench.py [--rounds 5] [--out benchmarks/results/startup.json]
 """
@@ -74,11 +80,16 @@ def export_resnet20(path: Path) -> None:
     subprocess.run([sys.executable, "-W", "ignore", "-c", script, str(path)], check=True, capture_output=True)
 
 
+# Processes run as an installed package does: with bytecode caches (this sandbox sets
+# PYTHONDONTWRITEBYTECODE=1, which recompiles every bitplan module in every process, ~0.1 s).
+CHILD_ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_once(argv: list[str]) -> tuple[float, float]:
     """Wall and CPU (user + system) seconds of one process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=CHILD_ENV)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -89,6 +100,8 @@ def measure(argvs: dict[str, list[str]], rounds: int) -> dict[str, dict[str, flo
     names = list(argvs)
     walls: dict[str, list[float]] = {name: [] for name in names}
     cpus: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:  # untimed: writes the bytecode caches and warms the page cache
+        run_once(argvs[name])
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -107,6 +120,7 @@ def measure(argvs: dict[str, list[str]], rounds: int) -> dict[str, dict[str, flo
             "wall_vs_torch": wall / torch_wall,
             "cpu_vs_torch": cpu / torch_cpu,
             "cpu_over_torch_s": cpu - torch_cpu,
+            "wall_over_torch_s": wall - torch_wall,
             "target_s": TARGETS_S.get(name),
             "target_over_torch_s": TARGETS_OVER_TORCH_S.get(name),
         }
@@ -125,7 +139,7 @@ def main() -> None:
         report = measure(cases(onnx_file), args.rounds)
     load_after = os.getloadavg()
     print(f"median of {args.rounds} interleaved rounds; load average {load_before[0]:.1f} -> {load_after[0]:.1f}")
-    print(f"{'case':<18} {'wall s':>7} {'cpu s':>7} {'cpu-torch':>9} {'× torch':>8} {'target':>16}")
+    print(f"{'case':<18} {'wall s':>7} {'cpu s':>7} {'wall-torch':>10} {'cpu-torch':>9} {'× torch':>8} {'target':>16}")
     for name, row in report.items():
         if row["target_s"] is not None:
             target = f"≤ {row['target_s']:.1f} s"
@@ -134,7 +148,7 @@ def main() -> None:
         else:
             target = "-"
         print(
-            f"{name:<18} {row['wall_s']:7.2f} {row['cpu_s']:7.2f} {row['cpu_over_torch_s']:+9.2f} "
+            f"{name:<18} {row['wall_s']:7.2f} {row['cpu_s']:7.2f} {row['wall_over_torch_s']:+10.2f} {row['cpu_over_torch_s']:+9.2f} "
             f"{row['cpu_vs_torch']:7.2f}× {target:>16}"
         )
     record = {

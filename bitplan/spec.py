@@ -383,21 +383,26 @@ def load_model(
 
 
 def _skip_meta_init():
-    """A torch-function mode that skips in-place initialisers on meta tensors: they compute nothing,
-    yet ``normal_`` on meta loads torch's compiler stack (seconds) just to produce no values."""
+    """A torch-function mode for building on meta: it skips in-place initialisers, which compute
+    nothing there, and makes factory and elementwise results from their shapes alone
+    (``bitplan.frontends.shapes``): their meta kernels load torch's compiler stack (seconds)."""
     import torch
     from torch.overrides import TorchFunctionMode
 
+    from bitplan.frontends.shapes import NOT_HANDLED, fake_call
+    from bitplan.frontends.torch_calls import op_name_of
+
     class SkipMetaInit(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            if (
-                getattr(func, "__name__", "") in _INITIALISERS
-                and args
-                and isinstance(args[0], torch.Tensor)
-                and args[0].device.type == "meta"
-            ):
-                return args[0]
-            return func(*args, **(kwargs or {}))
+            kwargs = kwargs or {}
+            name = op_name_of(func)
+            if name in _INITIALISERS:
+                # ``nn.init`` functions reach the mode with the tensor as a keyword argument
+                target = args[0] if args else kwargs.get("tensor")
+                if isinstance(target, torch.Tensor) and target.device.type == "meta":
+                    return target
+            out = fake_call(name, args, kwargs)  # factories and tables (RoPE) without meta kernels
+            return func(*args, **kwargs) if out is NOT_HANDLED else out
 
     return SkipMetaInit()
 

@@ -119,3 +119,15 @@ def test_profiling_a_torch_model_loads_no_optional_extras(tmp_path: Path) -> Non
     code, modules = imported_by(tmp_path, "profile", "zoo:resnet20", "--format", "json")
     assert code == 0 and "torch" in modules
     assert not modules & {"onnx", "onnxruntime", "matplotlib", "scipy", "transformers", "torchao"}
+
+
+def test_profiling_zoo_models_never_loads_the_compiler_stack(tmp_path: Path) -> None:
+    """Shapes come from ``bitplan.frontends.shapes``, not from meta kernels that import torch._dynamo and sympy.
+
+    Modules accumulate over the runs, so every model here must stay on the Python shape rules.
+    """
+    specs = ["zoo:resnet20", "zoo:mobilenet_v2", "zoo:lstm2", "zoo:transformer_lm?style=llama&n_layers=1", "zoo:alexnet_cifar"]
+    runs = [("profile", spec, "--format", "json") for spec in specs]
+    results = imported_by_runs(tmp_path, *runs)
+    assert [code for code, _ in results] == [0] * len(specs)
+    assert not results[-1][1] & {"torch._dynamo", "sympy", "torch._inductor"}

@@ -11,16 +11,18 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from bitplan.atomic import atomic_write_text
 from bitplan.choices import OutputFormat
 from bitplan.errors import BitplanError
+
+if TYPE_CHECKING:  # pydantic is imported by the commands that make results, not for --help
+    from pydantic import BaseModel, ValidationError
 
 # Width of results printed to a pipe or a file: wide enough that no table cell is ever cut.
 UNLIMITED_WIDTH = 100_000
@@ -67,18 +69,24 @@ def guarded(command: F) -> F:
             if DebugState.enabled:
                 raise
             fail(str(error), error.exit_code)
-        except ValidationError as error:  # a value a library model refused, e.g. a budget of 0 or NaN
-            if DebugState.enabled:
-                raise
-            fail(validation_message(error))
         except OSError as error:
             if DebugState.enabled:
                 raise
             fail(os_error_message(error))
+        except Exception as error:
+            if DebugState.enabled or not _is_validation_error(error):
+                raise
+            fail(validation_message(error))  # a value a library model refused, e.g. a budget of 0 or NaN
         except KeyboardInterrupt:
             fail("interrupted; files written so far are complete (writes are atomic).", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _is_validation_error(error: Exception) -> bool:
+    """A pydantic ValidationError; pydantic is loaded already whenever one can have been raised."""
+    pydantic_core = sys.modules.get("pydantic_core")
+    return pydantic_core is not None and isinstance(error, pydantic_core.ValidationError)
 
 
 _OS_FIXES = {
@@ -98,6 +106,7 @@ def validation_message(error: ValidationError) -> str:
     """One paragraph naming every refused field, its value and why.
 
     Example:
+        >>> from pydantic import ValidationError
         >>> from bitplan.plan import Budget
         >>> try:
         ...     Budget(kind="avg_bits", value=0)
@@ -130,6 +139,8 @@ def os_error_message(error: OSError) -> str:
 
 def to_json(result: BaseModel | list[BaseModel] | dict) -> str:
     """Serialise a pydantic result (or a list of them) as indented JSON."""
+    from pydantic import BaseModel
+
     if isinstance(result, BaseModel):
         return result.model_dump_json(indent=2)
     if isinstance(result, list):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bitplan.choices import OutputFormat
 from bitplan.cli.common import console, err_console, write_or_print
 from bitplan.cli.options import MODEL_PANEL, OUTPUT_PANEL, Batch, Format, InputShape, Json, Model, Output, cli_command, resolve_format
-from bitplan.profile.schema import ModelProfile
+
+if TYPE_CHECKING:  # the schema (pydantic models) is imported when a profile is made, not for --help
+    from bitplan.profile.schema import ModelProfile
 
 
 @cli_command()

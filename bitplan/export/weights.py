@@ -89,10 +89,15 @@ def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 
 def weight_codes(weight: PlannedWeight, grid: ZeroPoint | str) -> Codes:
-    """``weight``'s codes on ``grid`` at its planned bits (scale and zero point flattened to [C] or [])."""
-    codes, scale, zero_point = quant.uniform_codes(
-        weight.tensor.float(), weight.bits, channel_dim=weight.channel_dim, grid=grid
-    )
+    """``weight``'s codes on ``grid`` at its planned bits (scale and zero point flattened to [C] or []).
+
+    Eager kernels: each weight is quantized once, so compiling a kernel (seconds) never pays off here;
+    both paths give the same codes bit for bit.
+    """
+    with quant.kernel_policy(compile=False):
+        codes, scale, zero_point = quant.uniform_codes(
+            weight.tensor.float(), weight.bits, channel_dim=weight.channel_dim, grid=grid
+        )
     return Codes(codes, scale.reshape(-1) if weight.channel_dim is not None else scale, _flat(zero_point, weight), ZeroPoint(grid))
 
 

@@ -3,8 +3,9 @@
 Graphs from torch's TorchScript exporter (and other converters) compute shapes at run time:
 ``Shape → Gather → Concat → ConstantOfShape → Expand``. ONNX shape inference propagates values through
 some of these ops but not all, leaving dims unknown. When a GEMM's shape is still unknown after
-inference, the front end evaluates such subgraphs here (with ``onnx.reference``, on tensors of at most
-``SMALL_TENSOR`` elements) and infers again. Only integer and boolean results become initializers, so
+inference, the front end evaluates such subgraphs here (with numpy for the common shape ops,
+``bitplan.frontends.onnx_eval``, else ``onnx.reference``; on tensors of at most ``SMALL_TENSOR``
+elements) and infers again. Only integer and boolean results become initializers, so
 parameters and activations are never materialised.
 """
 
@@ -15,8 +16,8 @@ import math
 import numpy as np
 from onnx import ModelProto, NodeProto, helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
-from onnx.reference import ReferenceEvaluator
 
+from bitplan.frontends.onnx_eval import evaluate
 from bitplan.frontends.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, value_shape
 
 FOLDABLE_OPS = frozenset(
@@ -80,6 +81,11 @@ def _evaluate(
     inputs = [values.get(name) for name in node.input if name]
     if any(value is None for value in inputs) or _too_big(node, inputs):
         return None
+    outputs = evaluate(node, inputs, _default_opset(model))
+    if outputs is not None:
+        return outputs if all(value.size <= SMALL_TENSOR for value in outputs) else None
+    from onnx.reference import ReferenceEvaluator  # 50–100 ms to import its op list: only when needed
+
     feeds = {name: value for name, value in zip([n for n in node.input if n], inputs)}
     tiny = helper.make_model(
         helper.make_graph(
@@ -99,6 +105,10 @@ def _evaluate(
         return None
     outputs = [np.asarray(value) for value in outputs]
     return outputs if all(value.size <= SMALL_TENSOR for value in outputs) else None
+
+
+def _default_opset(model: ModelProto) -> int:
+    return next((entry.version for entry in model.opset_import if entry.domain in STANDARD_DOMAINS), 1)
 
 
 def _too_big(node: NodeProto, inputs: list[np.ndarray]) -> bool:

@@ -18,6 +18,7 @@ from torch.utils._pytree import tree_flatten, tree_map  # public-in-practice pyt
 
 from bitplan.frontends.builder import ProfileBuilder
 from bitplan.frontends.ops import OPS, TensorRef
+from bitplan.frontends.shapes import NOT_HANDLED, fake_call
 from bitplan.frontends.torch_calls import meta_like, op_name_of, record_call
 
 
@@ -60,9 +61,12 @@ class _ModuleStack:
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, builder: ProfileBuilder, modules: _ModuleStack, known: dict[int, TensorRef]) -> None:
+    def __init__(
+        self, builder: ProfileBuilder, modules: _ModuleStack, known: dict[int, TensorRef], fake_shapes: bool
+    ) -> None:
         super().__init__()
         self.builder = builder
+        self.fake_shapes = fake_shapes
         self.modules = modules
         # id(tensor) -> what it carries (shape left empty); tensors are kept alive so ids are never reused
         self.known = known
@@ -80,7 +84,9 @@ class _Recorder(TorchFunctionMode):
             raise NotImplementedError(
                 f"`{name}` runs its GEMMs inside Python code the recorder cannot see into; use torch.export"
             )
-        out = func(*args, **kwargs)
+        out = fake_call(name, args, kwargs) if self.fake_shapes else NOT_HANDLED
+        if out is NOT_HANDLED:
+            out = func(*args, **kwargs)
         inputs = [self._ref(leaf) for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
         if name in OPS or name == "__rmatmul__":  # only GEMMs need their arguments' shapes in place
             ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)
@@ -98,12 +104,25 @@ class _Recorder(TorchFunctionMode):
         return out
 
 
-def record_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
+def record_gemms(model: nn.Module, example_inputs: tuple, *, fake_shapes: bool = True) -> ProfileBuilder:
     """Run ``model`` once on meta copies of its parameters and inputs, recording every GEMM.
+
+    With ``fake_shapes``, output shapes of common ops come from ``bitplan.frontends.shapes`` (no
+    meta kernel runs for them, so torch's compiler stack is not imported); when the model fails that
+    way, it runs again on the real meta kernels, as it does without ``fake_shapes``.
 
     Raises whatever the model raises on meta tensors (data-dependent control flow, ``.item()``);
     the caller falls back to torch.export.
     """
+    if fake_shapes:
+        try:
+            return _record(model, example_inputs, fake_shapes=True)
+        except Exception:  # any model code may rely on what only the real kernels give (strides, dtypes)
+            pass
+    return _record(model, example_inputs, fake_shapes=False)
+
+
+def _record(model: nn.Module, example_inputs: tuple, fake_shapes: bool) -> ProfileBuilder:
     builder = ProfileBuilder()
     state = {name: meta_like(t) for name, t in model.named_parameters()}
     state.update({name: meta_like(t) for name, t in model.named_buffers()})
@@ -111,7 +130,7 @@ def record_gemms(model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
     inputs = tree_map(lambda v: meta_like(v) if isinstance(v, torch.Tensor) else v, tuple(example_inputs))
     known.update((id(leaf), TensorRef((), data=True)) for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor))
     with torch.no_grad(), _ModuleStack(model) as modules:
-        recorder = _Recorder(builder, modules, known)
+        recorder = _Recorder(builder, modules, known, fake_shapes)
         wrapper = _RecordingWrapper(model, recorder)
         state = {f"inner.{name}": value for name, value in state.items()}
         torch.func.functional_call(wrapper, state, inputs, strict=False, tie_weights=True)
