@@ -38,9 +38,10 @@ quantizers inside real steps, before this file's last changes; load average 1–
   ``aminmax`` + one fused nearest-rounding pass; weights are small).
 - page faults: a quantized step faults 16–36 K pages (64–150 MB) where fp32 faults none. The
   quantized activations saved for backward (+92 MB at batch 128) make glibc trim and regrow the
-  heap every step. Run with ``MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_MMAP_THRESHOLD_=1073741824``
-  the faults vanish and the ratios drop (same session, interleaved): SR 1.244 → 1.217, LUQ 1.370 →
-  1.279. Python-level overhead per quantizer call (checks, scalar range math, autograd node) is
+  heap every step. With the thresholds raised (``MALLOC_TRIM_THRESHOLD_`` /
+  ``MALLOC_MMAP_THRESHOLD_``) the faults vanish and the ratios drop (same session, interleaved): SR
+  1.244 → 1.217, LUQ 1.370 → 1.279. ``bitplan train`` now raises them itself
+  (``bitplan.train.allocator``), and so does this benchmark unless ``--default-malloc``. Python-level overhead per quantizer call (checks, scalar range math, autograd node) is
   ≈ 0.1 ms, ≈ 6 ms per step: small against the passes.
 
 Compiled (``--compile``): inside an outer ``torch.compile`` the quantizers used to flatten each
@@ -72,6 +73,7 @@ import torch.nn.functional as F
 from bitplan.qat import apply, quant_runtime
 from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec
+from bitplan.train.allocator import retain_freed_memory
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd variants")
+    parser.add_argument(
+        "--default-malloc", action="store_true", help="keep glibc's default trim/mmap thresholds (bitplan train raises them)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_bench.json")
     args = parser.parse_args()
     args.variants = ("fp32", *(name for name in args.variants.split(",") if name != "fp32"))
@@ -303,6 +308,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
     torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        retain_freed_memory()  # what `bitplan train` does; fp32 and every variant share the setting
     device = torch.device(args.device)
     load_before = os.getloadavg()
     results = {}
