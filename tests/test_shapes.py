@@ -312,6 +312,8 @@ def test_pooling(spatial, batched, size, kernel, stride, padding, dilation, ceil
 def test_pooling_rules_handle_valid_calls() -> None:
     check("max_pool2d", F.max_pool2d, meta(1, 3, 7, 7), 3, 2, 1, ceil_mode=True)
     check("avg_pool2d", F.avg_pool2d, meta(1, 3, 7, 7), 2)
+    check("avg_pool2d", F.avg_pool2d, meta(3, 1, 1), 2, ceil_mode=True)
+    check("avg_pool3d", F.avg_pool3d, meta(3, 1, 1, 1), 2, None, 1, True)  # smaller than its kernel: torch raises
     check("adaptive_avg_pool2d", F.adaptive_avg_pool2d, meta(1, 3, 7, 9), (None, 2))
     check("adaptive_max_pool2d", F.adaptive_max_pool2d, meta(1, 3, 7, 9), 2, return_indices=True)
 

@@ -80,9 +80,9 @@ _BINARY = {
 
 
 def _defined(name: str, dtype: torch.dtype, other: object) -> bool:
-    """Whether torch defines the op for these operands (it refuses bool subtraction, integer powers
-    with a negative integer exponent, and a scalar operand of maximum/minimum)."""
-    if dtype == torch.bool and "sub" in name:
+    """Whether torch defines the op for these operands (it refuses bool subtraction and bool powers,
+    integer powers with a negative integer exponent, and a scalar operand of maximum/minimum)."""
+    if dtype == torch.bool and ("sub" in name or "pow" in name):
         return False
     if "pow" in name and not dtype.is_floating_point and type(other) is int and other < 0:
         return False

@@ -263,6 +263,9 @@ def _pool_rule(spatial: int, has_dilation: bool) -> Rule:
         ceil_mode = bool(arg(args, kwargs, 5 if has_dilation else 4, "ceil_mode", False))
         if x.dim() not in (spatial + 1, spatial + 2) or any(2 * p > k for p, k in zip(padding, kernel)):
             return NOT_HANDLED
+        inputs = x.shape[x.dim() - spatial :]
+        if spatial == 3 and not has_dilation and any(size < k for size, k in zip(inputs, kernel)):
+            return NOT_HANDLED  # avg_pool3d alone refuses an input smaller than its kernel, padding or not
         sizes = [
             _pooled(x.shape[x.dim() - spatial + i], kernel[i], padding[i], stride[i], dilation[i], ceil_mode)
             for i in range(spatial)
