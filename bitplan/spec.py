@@ -389,7 +389,7 @@ def _skip_meta_init():
     import torch
     from torch.overrides import TorchFunctionMode
 
-    from bitplan.frontends.shapes import NOT_HANDLED, fake_call
+    from bitplan.frontends.shapes import call_on_meta
     from bitplan.frontends.torch_calls import op_name_of
 
     class SkipMetaInit(TorchFunctionMode):
@@ -401,8 +401,7 @@ def _skip_meta_init():
                 target = args[0] if args else kwargs.get("tensor")
                 if isinstance(target, torch.Tensor) and target.device.type == "meta":
                     return target
-            out = fake_call(name, args, kwargs)  # factories and tables (RoPE) without meta kernels
-            return func(*args, **kwargs) if out is NOT_HANDLED else out
+            return call_on_meta(name, func, args, kwargs)  # factories and tables (RoPE) without meta kernels
 
     return SkipMetaInit()
 

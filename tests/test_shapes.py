@@ -326,7 +326,17 @@ def test_joining() -> None:
     check("cat", torch.cat, [a, b], 0)  # sizes differ off the cat dimension: torch raises
     check("cat", torch.cat, (a, meta(2, 3, dtype=torch.float16)), -1)
     check("stack", torch.stack, [a, a], 2)
+    check("cat", torch.cat, [a, a], 2)  # no dim 2: torch raises
+    check("stack", torch.stack, [a, a], -4)
     check("outer", torch.outer, meta(3), meta(4))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple), dim=st.integers(-4, 4))
+def test_cat_and_stack_dims(shape, dim) -> None:
+    x = meta(*shape)
+    check("cat", torch.cat, [x, x], dim, expect_handled=False)
+    check("stack", torch.stack, [x, x], dim, expect_handled=False)
 
 
 def test_factories_on_meta() -> None:

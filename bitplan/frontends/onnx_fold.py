@@ -82,8 +82,13 @@ def _evaluate(
     if any(value is None for value in inputs) or _too_big(node, inputs):
         return None
     outputs = evaluate(node, inputs, _default_opset(model))
-    if outputs is not None:
-        return outputs if all(value.size <= SMALL_TENSOR for value in outputs) else None
+    if outputs is None:
+        outputs = _reference_outputs(node, inputs, model)
+    return outputs if outputs is not None and all(value.size <= SMALL_TENSOR for value in outputs) else None
+
+
+def _reference_outputs(node: NodeProto, inputs: list[np.ndarray], model: ModelProto) -> list[np.ndarray] | None:
+    """The node run alone by ``onnx.reference``, for the ops ``onnx_eval`` leaves to it; None if it cannot."""
     from onnx.reference import ReferenceEvaluator  # 50–100 ms to import its op list: only when needed
 
     feeds = {name: value for name, value in zip([n for n in node.input if n], inputs)}
@@ -100,11 +105,9 @@ def _evaluate(
         ir_version=model.ir_version,
     )
     try:
-        outputs = ReferenceEvaluator(tiny).run(None, feeds)
+        return [np.asarray(value) for value in ReferenceEvaluator(tiny).run(None, feeds)]
     except Exception:  # an op the reference runtime cannot run here; the node just stays unfolded
         return None
-    outputs = [np.asarray(value) for value in outputs]
-    return outputs if all(value.size <= SMALL_TENSOR for value in outputs) else None
 
 
 def _default_opset(model: ModelProto) -> int:

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_flatten, tree_map  # public-in-practice pyt
 
 from bitplan.frontends.builder import ProfileBuilder
 from bitplan.frontends.ops import OPS, TensorRef
-from bitplan.frontends.shapes import NOT_HANDLED, fake_call
+from bitplan.frontends.shapes import call_on_meta
 from bitplan.frontends.torch_calls import meta_like, op_name_of, record_call
 
 
@@ -84,9 +84,7 @@ class _Recorder(TorchFunctionMode):
             raise NotImplementedError(
                 f"`{name}` runs its GEMMs inside Python code the recorder cannot see into; use torch.export"
             )
-        out = fake_call(name, args, kwargs) if self.fake_shapes else NOT_HANDLED
-        if out is NOT_HANDLED:
-            out = func(*args, **kwargs)
+        out = call_on_meta(name, func, args, kwargs) if self.fake_shapes else func(*args, **kwargs)
         inputs = [self._ref(leaf) for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
         if name in OPS or name == "__rmatmul__":  # only GEMMs need their arguments' shapes in place
             ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)

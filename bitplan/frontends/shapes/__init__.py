@@ -17,14 +17,14 @@ this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from bitplan.frontends.shapes import elementwise, layers, tensors  # noqa: F401  (importing registers the rules)
 from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, broadcast
 
-__all__ = ["NOT_HANDLED", "RULES", "broadcast", "fake_call"]
+__all__ = ["NOT_HANDLED", "RULES", "broadcast", "call_on_meta", "fake_call"]
 
 
 def fake_call(name: str, args: Sequence[object], kwargs: dict) -> object:
@@ -44,3 +44,9 @@ def fake_call(name: str, args: Sequence[object], kwargs: dict) -> object:
         return rule(args, kwargs)
     except (IndexError, KeyError, TypeError, AttributeError, ValueError):  # a call spelled as no rule reads it
         return NOT_HANDLED
+
+
+def call_on_meta(name: str, func: Callable, args: Sequence[object], kwargs: dict) -> object:
+    """``func(*args, **kwargs)``: the rule's result when there is one, else torch's (its meta kernel)."""
+    out = fake_call(name, args, kwargs)
+    return func(*args, **kwargs) if out is NOT_HANDLED else out

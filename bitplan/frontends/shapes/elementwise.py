@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, Rule, arg, broadcast, empty, rule, shape_of
+from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, Rule, arg, broadcast, dims_fit, empty, rule, shape_of
 
 
 # ----------------------------------------------------------------------------------- elementwise
@@ -55,10 +55,8 @@ RULES.update({name: (lambda args, kwargs: same_as_input(args, kwargs, inplace=Tr
 def _softmax(args: Sequence[object], kwargs: dict) -> object:
     """softmax(input, dim, dtype=None): the input's shape, in ``dtype`` when one is given."""
     dim = arg(args, kwargs, 1, "dim")
-    if len(args) > 2 or type(dim) is not int:  # F.softmax and torch.softmax place dtype differently
-        return NOT_HANDLED
-    if not -max(args[0].dim(), 1) <= dim < max(args[0].dim(), 1):
-        return NOT_HANDLED
+    if len(args) > 2 or type(dim) is not int or not dims_fit(args[0].dim(), dim):  # dtype: keyword only
+        return NOT_HANDLED  # (F.softmax and torch.softmax place it differently)
     out = same_as_input(args, kwargs)
     dtype = kwargs.get("dtype")
     return out if dtype is None or out is NOT_HANDLED else empty(out.shape, dtype, out)
@@ -89,16 +87,24 @@ def _defined(name: str, dtype: torch.dtype, other: object) -> bool:
     return isinstance(other, torch.Tensor) or name not in ("maximum", "minimum")
 
 
+def _operands(args: Sequence[object], kwargs: dict) -> tuple[torch.Tensor, object, tuple[int, ...]] | None:
+    """A binary op's two positional operands (a tensor, then a tensor or a Python number) and their
+    broadcast shape; None for keyword operands or options (alpha=, rounding_mode=: left to torch)."""
+    if len(args) != 2 or kwargs:
+        return None
+    a, b = args
+    if not isinstance(a, torch.Tensor) or not isinstance(b, (torch.Tensor, bool, int, float)):
+        return None
+    shape = broadcast(shape_of(a), shape_of(b))
+    return None if shape is None else (a, b, shape)
+
+
 def _binary_rule(name: str, swap: bool, true_division: bool, inplace: bool) -> Rule:
     def rule(args: Sequence[object], kwargs: dict) -> object:
-        if len(args) != 2 or kwargs:  # alpha=, rounding_mode=, keyword operands: left to torch
+        operands = _operands(args, kwargs)
+        if operands is None:
             return NOT_HANDLED
-        a, b = args
-        if not isinstance(a, torch.Tensor) or not isinstance(b, (torch.Tensor, bool, int, float)):
-            return NOT_HANDLED
-        shape = broadcast(shape_of(a), shape_of(b))
-        if shape is None:
-            return NOT_HANDLED
+        a, b, shape = operands
         dtype = torch.result_type(*((b, a) if swap else (a, b)))
         if true_division and not (dtype.is_floating_point or dtype.is_complex):
             dtype = torch.get_default_dtype()
@@ -123,13 +129,10 @@ _COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__"
 @rule(*_COMPARISONS)
 def _comparison(args: Sequence[object], kwargs: dict) -> object:
     """A comparison: the broadcast shape, bool (complex operands, which do not order: left to torch)."""
-    if len(args) != 2 or kwargs:
+    operands = _operands(args, kwargs)
+    if operands is None or operands[0].dtype.is_complex:
         return NOT_HANDLED
-    a, b = args
-    if not isinstance(a, torch.Tensor) or not isinstance(b, (torch.Tensor, bool, int, float)) or a.dtype.is_complex:
-        return NOT_HANDLED
-    shape = broadcast(shape_of(a), shape_of(b))
-    return NOT_HANDLED if shape is None else empty(shape, torch.bool)
+    return empty(operands[2], torch.bool)
 
 
 def _unary_only(args: Sequence[object], kwargs: dict) -> torch.Tensor | None:
@@ -197,23 +200,14 @@ def _clamp(args: Sequence[object], kwargs: dict) -> object:
     return _kept(x, bool(bounds) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bounds))
 
 
-def _dims_fit(x: torch.Tensor, dims: object, unique: bool = False) -> bool:
-    """``dims`` (an int or a sequence of ints) name existing dims of ``x`` (each once, if ``unique``)."""
-    dims = [dims] if type(dims) is int else list(dims) if isinstance(dims, (list, tuple)) else None
-    rank = max(x.dim(), 1)
-    if dims is None or not all(type(d) is int and -rank <= d < rank for d in dims):
-        return False
-    return not unique or len({d % rank for d in dims}) == len(dims)
-
-
 def _kept(x: torch.Tensor, ok: bool) -> object:
     """A floating input's shape and dtype, when the call's options fit."""
-    return empty(x.shape, x.dtype, x) if ok and x.dtype.is_floating_point else NOT_HANDLED
+    return same_as_input((x,), {}) if ok else NOT_HANDLED
 
 
 @rule("flip")
 def _flip(args: Sequence[object], kwargs: dict) -> object:
-    return _kept(args[0], _dims_fit(args[0], arg(args, kwargs, 1, "dims"), unique=True))
+    return _kept(args[0], dims_fit(args[0].dim(), arg(args, kwargs, 1, "dims"), unique=True))
 
 
 @rule("roll")
@@ -224,15 +218,15 @@ def _roll(args: Sequence[object], kwargs: dict) -> object:
     if dims is None:
         return _kept(x, len(shifts) == 1 and all(type(s) is int for s in shifts))
     count = 1 if type(dims) is int else len(dims)
-    return _kept(x, _dims_fit(x, dims) and count == len(shifts) and all(type(s) is int for s in shifts))
+    return _kept(x, dims_fit(x.dim(), dims) and count == len(shifts) and all(type(s) is int for s in shifts))
 
 
 @rule("cumsum")
 def _cumsum(args: Sequence[object], kwargs: dict) -> object:
-    return _kept(args[0], not set(kwargs) - {"dim"} and len(args) <= 2 and _dims_fit(args[0], arg(args, kwargs, 1, "dim")))
+    return _kept(args[0], not set(kwargs) - {"dim"} and len(args) <= 2 and dims_fit(args[0].dim(), arg(args, kwargs, 1, "dim")))
 
 
 @rule("normalize")
 def _normalize(args: Sequence[object], kwargs: dict) -> object:
     """F.normalize(input, p, dim, eps): the input's shape and dtype."""
-    return _kept(args[0], "out" not in kwargs and _dims_fit(args[0], arg(args, kwargs, 2, "dim", 1)))
+    return _kept(args[0], "out" not in kwargs and dims_fit(args[0].dim(), arg(args, kwargs, 2, "dim", 1)))

@@ -56,8 +56,6 @@ def _layer_norm(args: Sequence[object], kwargs: dict) -> object:
     return same_as_input(args, kwargs) if ok and x.dim() >= len(normalized) else NOT_HANDLED
 
 
-
-
 # ------------------------------------------------------------------------------------------ GEMMs
 # Each rule checks the operands agree, so a wrong input shape still raises (from the real kernel).
 @rule("linear")
@@ -147,17 +145,19 @@ def _einsum(args: Sequence[object], kwargs: dict) -> object:
     return empty([sizes[label] for label in out], operands[0].dtype)
 
 
-def _conv_spatial(
-    x: torch.Tensor, w: torch.Tensor, in_channels: int, stride, padding, dilation, **transpose_options
-) -> list[int] | None:
-    """Output spatial sizes of a convolution, or None when the operands or options do not fit."""
+def _conv_output(
+    x: torch.Tensor, w: torch.Tensor, in_channels: int, out_channels: int, stride, padding, dilation, **transpose_options
+) -> object:
+    """A convolution's output [(N,) out_channels, *sizes], or NOT_HANDLED when the operands or options do not fit."""
     spatial = w.dim() - 2
     if spatial < 1 or x.dim() not in (spatial + 1, spatial + 2) or x.shape[x.dim() - spatial - 1] != in_channels:
-        return None
+        return NOT_HANDLED
     if isinstance(padding, str) and (padding not in ("same", "valid") or transpose_options or any(s != 1 for s in per_dim(stride, spatial))):
-        return None
-    sizes = list(conv_output_shape(x.shape, w.shape, stride, padding, dilation, **transpose_options))
-    return sizes if min(sizes) >= 1 else None
+        return NOT_HANDLED
+    sizes = conv_output_shape(x.shape, w.shape, stride, padding, dilation, **transpose_options)
+    if min(sizes) < 1:
+        return NOT_HANDLED
+    return empty((*x.shape[: x.dim() - spatial - 1], out_channels, *sizes), x.dtype)
 
 
 @rule("conv1d", "conv2d", "conv3d")
@@ -165,36 +165,32 @@ def _conv(args: Sequence[object], kwargs: dict) -> object:
     """conv{n}d(input[(N,) C, *S], weight[C_out, C/g, *k], bias, stride, padding, dilation, groups)."""
     x, w = args[0], args[1]
     groups = int(arg(args, kwargs, 6, "groups", 1))
-    spatial = _conv_spatial(
-        x, w, w.shape[1] * groups, arg(args, kwargs, 3, "stride", 1), arg(args, kwargs, 4, "padding", 0),
+    if w.shape[0] % groups:
+        return NOT_HANDLED
+    return _conv_output(
+        x, w, w.shape[1] * groups, w.shape[0], arg(args, kwargs, 3, "stride", 1), arg(args, kwargs, 4, "padding", 0),
         arg(args, kwargs, 5, "dilation", 1),
     )
-    if spatial is None or w.shape[0] % groups:
-        return NOT_HANDLED
-    return empty((*x.shape[: x.dim() - len(spatial) - 1], w.shape[0], *spatial), x.dtype)
 
 
 @rule("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 def _conv_transpose(args: Sequence[object], kwargs: dict) -> object:
-    """conv_transpose{n}d(input, weight[C_in, C_out/g, *k], bias, stride, padding, output_padding, groups, dilation)."""
+    """conv_transpose{n}d(input, weight[C_in, C_out/g, *k], bias, stride, padding, output_padding, groups, dilation).
+
+    torch requires output_padding < stride or < dilation in every dimension.
+    """
     x, w = args[0], args[1]
-    groups = int(arg(args, kwargs, 6, "groups", 1))
-    spatial = _conv_spatial(
-        x, w, w.shape[0], arg(args, kwargs, 3, "stride", 1), arg(args, kwargs, 4, "padding", 0),
-        arg(args, kwargs, 7, "dilation", 1), transposed=True, output_padding=arg(args, kwargs, 5, "output_padding", 0),
+    stride, padding, output_padding, groups, dilation = (
+        arg(args, kwargs, i, key, default)
+        for i, key, default in ((3, "stride", 1), (4, "padding", 0), (5, "output_padding", 0), (6, "groups", 1), (7, "dilation", 1))
     )
-    if spatial is None or w.shape[0] % groups or not _output_padding_fits(args, kwargs, len(spatial)):
+    spatial = w.dim() - 2
+    fits = zip(*(per_dim(value, spatial) for value in (output_padding, stride, dilation)))
+    if w.shape[0] % int(groups) or not all(p < s or p < d for p, s, d in fits):
         return NOT_HANDLED
-    return empty((*x.shape[: x.dim() - len(spatial) - 1], w.shape[1] * groups, *spatial), x.dtype)
-
-
-def _output_padding_fits(args: Sequence[object], kwargs: dict, spatial: int) -> bool:
-    """torch requires output_padding < stride or < dilation in every dimension."""
-    stride, dilation, padding = (
-        per_dim(arg(args, kwargs, i, key, default), spatial)
-        for i, key, default in ((3, "stride", 1), (7, "dilation", 1), (5, "output_padding", 0))
+    return _conv_output(
+        x, w, w.shape[0], w.shape[1] * int(groups), stride, padding, dilation, transposed=True, output_padding=output_padding
     )
-    return all(p < s or p < d for p, s, d in zip(padding, stride, dilation))
 
 
 @rule("scaled_dot_product_attention")

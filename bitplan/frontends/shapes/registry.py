@@ -71,3 +71,13 @@ def per_dim(value: object, spatial: int) -> list[int]:
     """A per-dimension option (stride, padding, ...) given as an int or a sequence, for ``spatial`` dims."""
     values = [value] if isinstance(value, int) else list(value)
     return values * spatial if len(values) == 1 else values
+
+
+def dims_fit(rank: int, dims: object, unique: bool = False) -> bool:
+    """``dims`` (an int or a sequence of ints) name dims of a rank-``rank`` tensor, negative ones
+    counted from the end, as torch wraps them (a 0-d tensor takes −1 and 0); each once, if ``unique``."""
+    dims = [dims] if type(dims) is int else list(dims) if isinstance(dims, (list, tuple)) else None
+    rank = max(rank, 1)
+    if dims is None or not all(type(d) is int and -rank <= d < rank for d in dims):
+        return False
+    return not unique or len({d % rank for d in dims}) == len(dims)

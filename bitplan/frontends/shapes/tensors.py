@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, Rule, arg, empty, rule
+from bitplan.frontends.shapes.registry import NOT_HANDLED, RULES, Rule, arg, dims_fit, empty, rule
 
 
 # ---------------------------------------------------------------------------------- reductions
@@ -18,13 +18,10 @@ def _reduction(args: Sequence[object], kwargs: dict) -> object:
     dim, keepdim = arg(args, kwargs, 1, "dim"), bool(arg(args, kwargs, 2, "keepdim", False))
     if not x.dtype.is_floating_point or set(kwargs) - {"dim", "keepdim", "dtype"}:
         return NOT_HANDLED
-    rank = max(x.dim(), 1)
-    dims = range(x.dim()) if dim is None or dim == [] or dim == () else [dim] if type(dim) is int else list(dim)
-    if not all(type(d) is int and -rank <= d < rank for d in dims):
-        return NOT_HANDLED
-    reduced = {d % rank for d in dims}
-    if len(reduced) != len(list(dims)):
-        return NOT_HANDLED  # a dimension named twice: torch raises
+    dims = list(range(x.dim())) if dim is None or dim == [] or dim == () else [dim] if type(dim) is int else list(dim)
+    if not dims_fit(x.dim(), dims, unique=True):
+        return NOT_HANDLED  # a dimension out of range or named twice: torch raises
+    reduced = {d % max(x.dim(), 1) for d in dims}
     shape = [1 if i in reduced else size for i, size in enumerate(x.shape) if keepdim or i not in reduced]
     return empty(shape, kwargs.get("dtype") or x.dtype)
 
@@ -36,8 +33,10 @@ def _cat(args: Sequence[object], kwargs: dict) -> object:
     tensors = [t for t in arg(args, kwargs, 0, "tensors") if not (t.dim() == 1 and t.shape[0] == 0)]
     if not tensors:
         return NOT_HANDLED
-    rank = tensors[0].dim()
-    dim = int(arg(args, kwargs, 1, "dim", kwargs.get("axis", 0))) % max(rank, 1)
+    rank, dim = tensors[0].dim(), arg(args, kwargs, 1, "dim", kwargs.get("axis", 0))
+    if not dims_fit(rank, dim):
+        return NOT_HANDLED
+    dim %= max(rank, 1)
     if any(t.dim() != rank or t.shape[:dim] != tensors[0].shape[:dim] or t.shape[dim + 1 :] != tensors[0].shape[dim + 1 :] for t in tensors):
         return NOT_HANDLED
     shape = list(tensors[0].shape)
@@ -48,11 +47,11 @@ def _cat(args: Sequence[object], kwargs: dict) -> object:
 @rule("stack")
 def _stack(args: Sequence[object], kwargs: dict) -> object:
     """stack(tensors, dim): a new dimension of size len(tensors) at ``dim``."""
-    tensors = list(arg(args, kwargs, 0, "tensors"))
-    if not tensors or any(t.shape != tensors[0].shape for t in tensors):
+    tensors, dim = list(arg(args, kwargs, 0, "tensors")), arg(args, kwargs, 1, "dim", 0)
+    if not tensors or any(t.shape != tensors[0].shape for t in tensors) or not dims_fit(tensors[0].dim() + 1, dim):
         return NOT_HANDLED
     shape = list(tensors[0].shape)
-    shape.insert(int(arg(args, kwargs, 1, "dim", 0)) % (len(shape) + 1), len(tensors))
+    shape.insert(dim % (len(shape) + 1), len(tensors))
     return empty(shape, _promoted(tensors))
 
 
