@@ -78,3 +78,26 @@ def tied_lm() -> tuple[nn.Module, tuple]:
 @pytest.fixture
 def attention() -> tuple[nn.Module, tuple]:
     return Attention(), (torch.zeros(2, 5, 8),)
+
+
+@pytest.fixture
+def compiled_calls(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """``torch.compile`` replaced by a stand-in that runs the quantizer recipe eagerly and records the
+    tensor of every call; bitplan's kernel caches start empty, so no kernel an earlier test built is used.
+    A test may install another stand-in over it (``monkeypatch.setattr(torch, "compile", ...)``)."""
+    from bitplan.quant import kernels
+
+    calls: list[torch.Tensor] = []
+
+    def recording_compile(recipe, **options):
+        def compiled(x, *args):
+            calls.append(x)
+            return recipe(x, *args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    monkeypatch.setattr(kernels, "_compiled", {})
+    monkeypatch.setattr(kernels, "_failed", set())
+    monkeypatch.setattr(kernels, "_warm", set())
+    return calls

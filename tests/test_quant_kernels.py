@@ -59,7 +59,9 @@ def test_policy_context_restores_and_validates() -> None:
         quant.KernelPolicy(min_numel=-1)
 
 
-def test_failed_compile_warns_once_and_falls_back_to_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_compile_warns_once_and_falls_back_to_the_same_result(
+    monkeypatch: pytest.MonkeyPatch, compiled_calls: list[torch.Tensor]
+) -> None:
     def broken(*args: object, **kwargs: object) -> object:
         def compiled(*call_args: object) -> object:
             raise RuntimeError("no C++ compiler")
@@ -67,8 +69,6 @@ def test_failed_compile_warns_once_and_falls_back_to_the_same_result(monkeypatch
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(kernels, "_compiled", {})
-    monkeypatch.setattr(kernels, "_failed", set())
     x = torch.randn(64, dtype=torch.float64)
     with quant.kernel_policy(compile=True, min_numel=0):
         with pytest.warns(RuntimeWarning, match="compiling the `affine_nearest` kernel for torch.float64 on cpu failed"):
@@ -78,20 +78,7 @@ def test_failed_compile_warns_once_and_falls_back_to_the_same_result(monkeypatch
         assert torch.equal(quant.uniform_quantize(x, 4), out)  # no second warning: eager from now on
 
 
-def test_a_compiled_kernel_serves_mid_size_tensors_once_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    sizes: list[int] = []
-
-    def recording_compile(recipe, **options):  # stands in for torch.compile: runs the recipe, notes the size
-        def compiled(x, *args):
-            sizes.append(x.numel())
-            return recipe(x, *args)
-
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", recording_compile)
-    monkeypatch.setattr(kernels, "_compiled", {})
-    monkeypatch.setattr(kernels, "_failed", set())
-    monkeypatch.setattr(kernels, "_warm", set())
+def test_a_compiled_kernel_serves_mid_size_tensors_once_it_exists(compiled_calls: list[torch.Tensor]) -> None:
     with quant.kernel_policy(compile=True, min_numel=1000, warm_min_numel=100):
         quant.uniform_quantize(torch.randn(500), 4)  # no kernel yet and below min_numel: eager
         quant.uniform_quantize(torch.randn(1000), 4)  # compiles the kernel
@@ -99,29 +86,16 @@ def test_a_compiled_kernel_serves_mid_size_tensors_once_it_exists(monkeypatch: p
         quant.uniform_quantize(torch.randn(50), 4)  # below warm_min_numel: eager
         quant.uniform_quantize(torch.randn(500, dtype=torch.float64), 4)  # no float64 kernel yet: eager
         quant.uniform_quantize(torch.randn(5, 100), 4, channel_dim=0)  # no rank-3 (per-channel) kernel yet: eager
-    assert sizes == [1000, 500]
+    assert [x.numel() for x in compiled_calls] == [1000, 500]
 
 
-def test_a_weight_that_requires_grad_reaches_the_kernel_as_plain_values(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_weight_that_requires_grad_reaches_the_kernel_as_plain_values(compiled_calls: list[torch.Tensor]) -> None:
     """Weights require grad, activations do not: both must meet one compiled graph (no recompile per flag)."""
-    flags: list[bool] = []
-
-    def recording_compile(recipe, **options):  # stands in for torch.compile: notes what the graph would guard on
-        def compiled(x, *args):
-            flags.append(x.requires_grad)
-            return recipe(x, *args)
-
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", recording_compile)
-    monkeypatch.setattr(kernels, "_compiled", {})
-    monkeypatch.setattr(kernels, "_failed", set())
-    monkeypatch.setattr(kernels, "_warm", set())
     weight = torch.randn(64, 32, requires_grad=True)
     with quant.kernel_policy(compile=True, min_numel=0):
         out = quant.fake_quant_ste(weight, 4)
         quant.uniform_quantize(torch.randn(64, 32), 4)
-    assert flags == [False, False] and out.requires_grad  # the STE still passes the gradient
+    assert [x.requires_grad for x in compiled_calls] == [False, False] and out.requires_grad  # the STE still passes the gradient
 
 
 @pytest.mark.slow
