@@ -246,6 +246,17 @@ class StudySweep(str, Enum):
     all = "all"
 
 
+# -------------------------------------------------------------------------------------------- profile
+
+
+class TracerChoice(str, Enum):
+    """Which tracer profiles a torch model: ``auto`` records first and falls back to torch.export."""
+
+    auto = "auto"
+    record = "record"
+    export = "export"
+
+
 # --------------------------------------------------------------------------------------------- output
 
 

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
+from bitplan.choices import TracerChoice
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
 
@@ -450,7 +451,7 @@ def profile_spec(
     *,
     input_shape: str | None = None,
     batch: int | None = None,
-    tracer: str = "auto",
+    tracer: TracerChoice | str = TracerChoice.auto,
 ) -> ModelProfile:
     """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device
     (on the CPU, with a note in the profile, when their code needs real values while it is built).

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.choices import OutputFormat
+from bitplan.choices import OutputFormat, TracerChoice
 from bitplan.cli.common import console, err_console, write_or_print
 from bitplan.cli.options import MODEL_PANEL, OUTPUT_PANEL, Batch, Format, InputShape, Json, Model, Output, cli_command, resolve_format
 
@@ -21,8 +21,8 @@ def profile(
     input_shape: InputShape = None,
     batch: Batch = None,
     tracer: Annotated[
-        str, typer.Option("--tracer", help="auto (record, then torch.export), record, or export.", rich_help_panel=MODEL_PANEL)
-    ] = "auto",
+        TracerChoice, typer.Option("--tracer", help="auto (record, then torch.export), record, or export.", rich_help_panel=MODEL_PANEL)
+    ] = TracerChoice.auto,
     output: Output = None,
     format: Format = None,
     json: Json = False,
@@ -44,8 +44,6 @@ def profile(
     from bitplan.profile import render
     from bitplan.spec import profile_spec
 
-    if tracer not in ("auto", "record", "export"):
-        raise typer.BadParameter(f"`--tracer {tracer}` is not one of auto, record, export")
     format = resolve_format(format, json)
     result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer)
     _warn_uncovered(result, strict)

@@ -6,25 +6,16 @@ has the same verb and feeds the same ``ProfileBuilder``.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 from torch import nn
 
+from bitplan.choices import TracerChoice
 from bitplan.errors import TraceError
 from bitplan.frontends.builder import ProfileBuilder
 from bitplan.frontends.moe import uniform_routing
 from bitplan.frontends.torch_export import export_gemms
 from bitplan.frontends.torch_record import record_gemms
 from bitplan.profile.schema import ModelProfile, Tracer
-
-
-class TracerChoice(str, Enum):
-    """Which tracer to run: ``auto`` records first and falls back to torch.export."""
-
-    auto = "auto"
-    record = "record"
-    export = "export"
 
 
 def _run(tracer: Tracer, model: nn.Module, example_inputs: tuple) -> ProfileBuilder:
