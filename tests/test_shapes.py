@@ -351,6 +351,8 @@ def test_factories_on_meta() -> None:
     for args in [(5,), (1, 10, 3), (0, 1, 0.25), (2.5,), (10, 0, -3)]:
         check("arange", torch.arange, *args, **on_meta)
     assert fake_call("zeros", (2,), {"device": "cpu"}) is NOT_HANDLED
+    assert fake_call("randn", (2,), {"dtype": torch.int64, "device": "meta"}) is NOT_HANDLED  # CPU refuses random integers
+    assert fake_call("zeros", (2, 2), {"memory_format": torch.channels_last}) is NOT_HANDLED
 
 
 def test_calls_a_rule_cannot_read_are_left_to_torch() -> None:

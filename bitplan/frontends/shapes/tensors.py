@@ -71,21 +71,36 @@ def _outer(args: Sequence[object], kwargs: dict) -> object:
 
 
 # ----------------------------------------------------------------------------------- factories
-_FACTORY_OPTIONS = frozenset({"dtype", "device", "layout", "requires_grad", "generator", "pin_memory", "size"})
+_FACTORY_OPTIONS = frozenset({"dtype", "device", "layout", "requires_grad", "generator", "pin_memory", "memory_format"})
 
 
-def _made(size: object, kwargs: dict, dtype: torch.dtype, like: torch.Tensor | None = None) -> object:
-    """The tensor a factory makes on meta (in ``like``'s layout), or NOT_HANDLED for options or devices
-    left to torch."""
-    if not _FACTORY_OPTIONS.issuperset(kwargs) or kwargs.get("layout") not in (None, torch.strided) or kwargs.get("pin_memory"):
+def _made(
+    size: object, kwargs: dict, dtype: torch.dtype, *, used: tuple[str, ...] = (), like: torch.Tensor | None = None,
+    random: bool = False,
+) -> object:
+    """The tensor a factory makes on meta, or NOT_HANDLED for options or devices left to torch.
+
+    Args:
+        size: Its shape.
+        kwargs: The call's keyword arguments; ``used`` names those the rule already read.
+        dtype: Its dtype unless ``dtype=`` is given.
+        like: The input of a ``*_like`` factory, whose layout it keeps.
+        random: Random values, which torch draws in floating-point dtypes only.
+    """
+    options = {key: value for key, value in kwargs.items() if key not in used}
+    dtype = options.get("dtype") or dtype
+    keeps_layout = options.get("memory_format") in (None, torch.preserve_format if like is not None else None)
+    if not _FACTORY_OPTIONS.issuperset(options) or options.get("layout") not in (None, torch.strided) or not keeps_layout:
         return NOT_HANDLED
-    device = kwargs.get("device")
+    if options.get("pin_memory") or (random and not dtype.is_floating_point):
+        return NOT_HANDLED
+    device = options.get("device")
     if device is not None and torch.device(device).type != "meta":  # the builder asks under torch.device("meta")
         return NOT_HANDLED
     size = tuple(size)
     if not all(type(s) is int and s >= 0 for s in size):
         return NOT_HANDLED
-    return empty(size, kwargs.get("dtype") or dtype, like).requires_grad_(bool(kwargs.get("requires_grad")))
+    return empty(size, dtype, like).requires_grad_(bool(options.get("requires_grad")))
 
 
 def _size_from(args: Sequence[object], kwargs: dict) -> object:
@@ -95,9 +110,15 @@ def _size_from(args: Sequence[object], kwargs: dict) -> object:
     return args[0] if len(args) == 1 and isinstance(args[0], (list, tuple)) else args
 
 
-@rule("randn", "rand", "zeros", "ones", "empty")
-def _filled(args: Sequence[object], kwargs: dict) -> object:
-    return _made(_size_from(args, kwargs), {k: v for k, v in kwargs.items() if k != "size"}, torch.get_default_dtype())
+def _filled_rule(random: bool) -> Rule:
+    def filled(args: Sequence[object], kwargs: dict) -> object:
+        return _made(_size_from(args, kwargs), kwargs, torch.get_default_dtype(), used=("size",), random=random)
+
+    return filled
+
+
+RULES.update({name: _filled_rule(random=False) for name in ("zeros", "ones", "empty")})
+RULES.update({name: _filled_rule(random=True) for name in ("rand", "randn")})
 
 
 @rule("randint")
@@ -108,7 +129,7 @@ def _randint(args: Sequence[object], kwargs: dict) -> object:
     size = kwargs.get("size", rest[0] if len(rest) == 1 else None)
     if size is None or not 1 <= len(bounds) + ("high" in kwargs) + ("low" in kwargs) <= 2:
         return NOT_HANDLED
-    return _made(size, {k: v for k, v in kwargs.items() if k not in ("size", "low", "high")}, torch.int64)
+    return _made(size, kwargs, torch.int64, used=("size", "low", "high"))
 
 
 @rule("full")
@@ -118,7 +139,7 @@ def _full(args: Sequence[object], kwargs: dict) -> object:
     if not isinstance(fill, (bool, int, float)) or size is None:
         return NOT_HANDLED
     dtype = torch.bool if isinstance(fill, bool) else torch.int64 if isinstance(fill, int) else torch.get_default_dtype()
-    return _made(size, {k: v for k, v in kwargs.items() if k not in ("size", "fill_value")}, dtype)
+    return _made(size, kwargs, dtype, used=("size", "fill_value"))
 
 
 @rule("arange")
@@ -133,22 +154,12 @@ def _arange(args: Sequence[object], kwargs: dict) -> object:
     return _made((math.ceil((end - start) / step),), kwargs, dtype)
 
 
-_LIKE_OPTIONS = frozenset({"dtype", "device", "layout", "requires_grad", "memory_format", "generator", "fill_value"})
-
-
 def _like_rule(random: bool) -> Rule:
-    """*_like(input[, fill_value]): the input's shape and layout, its dtype unless ``dtype`` is given
-    (random values need a floating-point dtype)."""
+    """*_like(input[, fill_value]): the input's shape and layout, its dtype unless ``dtype`` is given."""
 
     def like(args: Sequence[object], kwargs: dict) -> object:
         x = args[0]
-        options = {k: v for k, v in kwargs.items() if k not in ("fill_value", "memory_format")}
-        if len(args) > 2 or not _LIKE_OPTIONS.issuperset(kwargs) or kwargs.get("memory_format") not in (None, torch.preserve_format):
-            return NOT_HANDLED
-        dtype = options.get("dtype") or x.dtype
-        if random and not dtype.is_floating_point:
-            return NOT_HANDLED
-        return _made(x.shape, options, dtype, x)
+        return NOT_HANDLED if len(args) > 2 else _made(x.shape, kwargs, x.dtype, used=("fill_value",), like=x, random=random)
 
     return like
 
