@@ -191,6 +191,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Parallel(str, Enum):
+    """How several processes share training: ``ddp`` replicates the model, ``fsdp`` shards it (FSDP2)."""
+
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
 DEFAULT_MODEL = "zoo:digits_cnn"
 DEFAULT_DATA = "digits"
 

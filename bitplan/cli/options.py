@@ -24,6 +24,7 @@ from bitplan.choices import (
     Mapping,
     Optimizer,
     OutputFormat,
+    Parallel,
     Schedule,
     WeightGranularity,
 )
@@ -159,6 +160,17 @@ TRAINING = OptionGroup(
         ],
         "gradient_samples": Annotated[
             int | None, typer.Option("--gradient-samples", min=1, help="LUQ SMP: gradient samples averaged.", rich_help_panel=QUANT_PANEL)
+        ],
+        "parallel": Annotated[
+            Parallel | None,
+            typer.Option("--parallel", help="With --nproc: ddp (replicas) or fsdp (FSDP2, sharded weights).", rich_help_panel=TRAINING_PANEL),
+        ],
+        "activation_checkpointing": Annotated[
+            bool | None,
+            typer.Option(
+                "--activation-checkpointing/--no-activation-checkpointing",
+                help="Recompute each block's activations in backward (less memory).", rich_help_panel=TRAINING_PANEL, show_default=False,
+            ),
         ],
         "keep_last_fp32": Annotated[
             bool | None,

@@ -54,7 +54,7 @@ def train(
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=TRAINING_PANEL)] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted seeds from their checkpoints.", rich_help_panel=TRAINING_PANEL)] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the finished results in the run folder and train afresh.", rich_help_panel=OUTPUT_PANEL)] = False,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch this many processes with torchrun (DDP).", rich_help_panel=TRAINING_PANEL)] = 1,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch this many processes with torchrun (see --parallel).", rich_help_panel=TRAINING_PANEL)] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default runs/default).", rich_help_panel=OUTPUT_PANEL)] = None,
     progress: Progress = True,
     format: Format = None,
@@ -69,6 +69,7 @@ def train(
     from bitplan.plan import load_plan
     from bitplan.plan.planner import parse_bits_range
     from bitplan.train import Job, launch, make_config, train_seeds
+    from bitplan.train.seeds import preflight
 
     output_format = resolve_format(format, json)
     loaded_plan = load_plan(plan) if plan is not None else None
@@ -85,6 +86,7 @@ def train(
     config = make_config(given, example=bare)
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
     if nproc > 1:
+        preflight(config, seed_list, processes=nproc, resume=resume, overwrite=overwrite)
         job = Job(config=config, seeds=seed_list, resume=resume, overwrite=overwrite, progress=progress, print_json=output_format is OutputFormat.json)
         raise typer.Exit(launch(job, nproc))
     summary = train_seeds(config, seed_list, resume=resume, overwrite=overwrite, progress=progress)

@@ -16,6 +16,28 @@ from bitplan.errors import TrainingError
 from bitplan.torchfile import read_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
+SHARDED_NAME = "checkpoint"
+"""An FSDP2 run's sharded checkpoint: a directory (``bitplan.train.sharded`` writes it)."""
+SHARDED_LATEST = "latest"
+SHARDED_STATE = "state.pt"
+
+
+def sharded_epoch_dir(root: Path) -> Path | None:
+    """The newest complete epoch of a sharded checkpoint directory (``root/latest`` names it), or None."""
+    latest = root / SHARDED_LATEST
+    if not latest.is_file():
+        return None
+    epoch_dir = root / latest.read_text(encoding="utf-8").strip()
+    return epoch_dir if (epoch_dir / SHARDED_STATE).is_file() and (epoch_dir / ".metadata").is_file() else None
+
+
+def _sharded_root(path: Path) -> Path | None:
+    """The sharded checkpoint ``path`` names: itself, a run folder's, or its only seed's."""
+    for candidate in (path, path / SHARDED_NAME, path.parent if path.name.startswith("epoch-") else None):
+        if candidate is not None and sharded_epoch_dir(candidate) is not None:
+            return candidate
+    found = [root.parent for root in path.glob(f"*/{SHARDED_NAME}/{SHARDED_LATEST}")]
+    return found[0] if len(found) == 1 and sharded_epoch_dir(found[0]) else None
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,9 @@ def load_trained_state(path: str | os.PathLike) -> TrainedState:
     Raises:
         TrainingError: The file cannot be read, or holds neither a training checkpoint nor a state_dict.
     """
+    sharded = _sharded_root(Path(path)) if Path(path).is_dir() else None
+    if sharded is not None:
+        return _load_sharded(sharded)
     file = checkpoint_file(path)
     state = read_torch_file(file, f"pass a run's `{CHECKPOINT_NAME}` or a saved state_dict")
     if isinstance(state, dict) and "format" in state and "model" in state:
@@ -69,3 +94,33 @@ def load_trained_state(path: str | os.PathLike) -> TrainedState:
         f"`{file}` holds neither a bitplan training checkpoint nor a state_dict; pass a run's `{CHECKPOINT_NAME}` "
         "or a file written by `torch.save(model.state_dict(), ...)`"
     )
+
+
+def _load_sharded(root: Path) -> TrainedState:
+    """Gather a sharded checkpoint's full weights in this one process (DCP without a process group).
+
+    Raises:
+        TrainingError: The directory's files are damaged or not a bitplan run's.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    epoch_dir = sharded_epoch_dir(root)
+    state = read_torch_file(epoch_dir / SHARDED_STATE, "pass the run folder of a finished `bitplan train` run")
+    try:
+        metadata = dcp.FileSystemReader(str(epoch_dir)).read_metadata()
+        prefix = "model."
+        weights = {
+            key[len(prefix):]: torch.empty(item.size, dtype=item.properties.dtype)
+            for key, item in metadata.state_dict_metadata.items()
+            if key.startswith(prefix) and isinstance(item, TensorStorageMetadata)
+        }
+        dcp.load({"model": weights}, checkpoint_id=str(epoch_dir), no_dist=True)
+    except Exception as error:  # a torn or foreign directory: DCP's reader raises many kinds
+        raise TrainingError(
+            f"the sharded checkpoint `{epoch_dir}` cannot be read ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[-1][:200] if str(error).strip() else ''}); pass the folder of a "
+            "finished `bitplan train --parallel fsdp` run"
+        ) from None
+    quant = state.get("quant") or [{}]
+    return TrainedState(weights, state.get("model_spec"), dict(state.get("model_options", {})), quant[0])

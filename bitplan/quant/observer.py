@@ -44,6 +44,7 @@ class ActivationObserver(nn.Module):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"`momentum` must be in [0, 1) (weight of the old running value), got {momentum!r}.")
         self.momentum = momentum
+        self.frozen = False  # set while activation checkpointing recomputes a forward: it saw this batch already
         self.register_buffer("running_min", torch.zeros(()), persistent=persistent)
         self.register_buffer("running_max", torch.zeros(()), persistent=persistent)
         self.register_buffer("num_batches", torch.zeros((), dtype=torch.long), persistent=persistent)
@@ -54,6 +55,8 @@ class ActivationObserver(nn.Module):
             return self.running_min.clone(), self.running_max.clone()
         low, high = torch.aminmax(x.detach())  # [] and []
         seen = self.num_batches > 0
+        if self.training and self.frozen:
+            return low, high
         if self.training:
             with torch.no_grad():
                 self.running_min.copy_(torch.where(seen, self._average(self.running_min, low), low))

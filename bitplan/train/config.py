@@ -25,6 +25,7 @@ from bitplan.choices import (
     ForwardQuant,
     GradQuant,
     Optimizer,
+    Parallel,
     Schedule,
     Strategy,
     WeightGranularity,
@@ -78,6 +79,10 @@ class TrainConfig(BaseModel):
     cyclic: tuple[int, int] | None = Field(default=None, description="CPT cyclic precision: (min, max) bits.")
     cyclic_cycles: int = Field(default=8, ge=1, description="Cosine cycles of the cyclic schedule over training.")
     compile: bool = Field(default=False, description="torch.compile the model.")
+    parallel: Parallel = Field(default=Parallel.ddp, description="Several processes: ddp (replicas) or fsdp (FSDP2 shards).")
+    activation_checkpointing: bool = Field(
+        default=False, description="Recompute each block's activations in backward instead of keeping them."
+    )
     threads: int | None = Field(default=None, ge=1, description="torch intra-op threads (None: torch default).")
     out: Path = Field(default=Path("runs/default"), description="Run directory.")
 

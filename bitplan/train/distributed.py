@@ -35,6 +35,7 @@ class Job(BaseModel):
     overwrite: bool = False
     progress: bool = True
     print_json: bool = False
+    error_file: str | None = None  # where rank 0 reports a BitplanError to the launcher (set by ``launch``)
 
 
 def world_size() -> int:
@@ -99,6 +100,14 @@ def sum_across_ranks(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def max_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of ``values`` over all ranks (unchanged in a single process)."""
+    if world_size() > 1:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
 def gather_to_all(value: object) -> list[object]:
     """Every rank's ``value`` (picklable), in rank order; ``[value]`` in a single process."""
     if world_size() == 1:
@@ -132,12 +141,24 @@ def launch(job: Job, nproc: int) -> int:
 
     Returns:
         torchrun's exit code (0 when every rank succeeded).
+
+    Raises:
+        BitplanError: A rank refused its input (the same error, raised here once instead of per rank).
     """
     with tempfile.TemporaryDirectory(prefix="bitplan-launch-") as tmp:
-        job_file = Path(tmp) / "job.json"
-        job_file.write_text(job.model_dump_json(), encoding="utf-8")
+        job_file, error_file = Path(tmp) / "job.json", Path(tmp) / "error.json"
+        job_file.write_text(job.model_copy(update={"error_file": str(error_file)}).model_dump_json(), encoding="utf-8")
         command = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
             "-m", "bitplan.train.worker", str(job_file),
         ]
-        return subprocess.run(command, check=False).returncode
+        code = subprocess.run(command, check=False).returncode
+        if error_file.is_file():
+            import json
+
+            from bitplan import errors
+
+            reported = json.loads(error_file.read_text(encoding="utf-8"))
+            kind = getattr(errors, reported["kind"], errors.TrainingError)
+            raise (kind if isinstance(kind, type) and issubclass(kind, errors.BitplanError) else errors.TrainingError)(reported["message"])
+        return code

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from bitplan.errors import BitplanError, TrainingError
+from bitplan.export.checkpoint import SHARDED_NAME
 
 LOCK_FILE = ".bitplan.lock"
 SUMMARY_FILE = "summary.json"
@@ -152,6 +154,8 @@ def clear_train_folder(out: Path) -> None:
     for path in seed_folders(out).values():
         for name in RUN_FILES:
             (path / name).unlink(missing_ok=True)
+        if (path / SHARDED_NAME).is_dir():  # an FSDP2 run's sharded checkpoint
+            shutil.rmtree(path / SHARDED_NAME)
         remove_stale_temps(path)
         if not any(path.iterdir()):
             path.rmdir()

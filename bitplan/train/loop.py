@@ -28,11 +28,12 @@ from bitplan.errors import TrainingError
 from bitplan.quant import cyclic_bits
 from bitplan.train import distributed
 from bitplan.train.allocator import retain_freed_memory
-from bitplan.train.config import Optimizer, Schedule, TrainConfig
+from bitplan.train.config import Optimizer, Parallel, Schedule, TrainConfig
 from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
 from bitplan.train.setup import RunSetup, build_run, resolve_device
+from bitplan.train.sharded import has_sharded, load_sharded, load_sharded_state, save_sharded
 from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
 
 
@@ -92,16 +93,42 @@ def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -
 def evaluate(
     model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
 ) -> tuple[float, float]:
-    """Test loss and metric, each rank on its shard, summed across ranks."""
+    """Test loss and metric, each rank on its shard, summed across ranks.
+
+    A sharded model's forward is collective, so every rank runs as many forwards as the rank with
+    the most test batches: a rank that has run out repeats its first batch and does not count it.
+    """
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
-    for inputs, target in loader:
+    batches = len(loader)
+    if distributed.world_size() > 1 and _is_sharded(model):
+        batches = int(distributed.max_across_ranks(torch.tensor([batches], device=device)).item())
+    for index, (inputs, target) in enumerate(_cycled(loader, batches)):
         inputs, target = inputs.to(device), target.to(device)
         loss, correct, count = batch_loss(model(inputs), target, task)
-        totals += _stats(loss * count, correct, count)
+        if index < len(loader):
+            totals += _stats(loss * count, correct, count)
     loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
     model.train()
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
+
+
+def _cycled(loader: DataLoader, batches: int):
+    """``batches`` batches: the loader's, then its first one again (an exhausted rank's stand-in forwards)."""
+    first = None
+    for batch in loader:
+        first = batch if first is None else first
+        yield batch
+    for _ in range(len(loader), batches):
+        if first is None:  # an empty shard has nothing to repeat; only a dataset smaller than the ranks
+            raise TrainingError("a rank's test shard is empty; give a test split with at least one sample per process")
+        yield first
+
+
+def _is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(parameter, DTensor) for parameter in model.parameters())
 
 
 def _versions() -> Versions:
@@ -118,7 +145,7 @@ def _versions() -> Versions:
 
 def _config_key(config: TrainConfig) -> dict:
     """The parts of a config a checkpoint must agree with to be resumed (all but where it lives)."""
-    return config.model_dump(mode="json", exclude={"out"})
+    return config.model_dump(mode="json", exclude={"out", "activation_checkpointing"})  # recomputing changes no number
 
 
 def train_run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> RunResult:
@@ -191,10 +218,19 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
     # each rank evaluates every world-th test sample, in batches as large as the training ones
     test_shard = Subset(setup.data.test, range(rank, len(setup.data.test), world))
     test_loader = make_loader(test_shard, batch_size=per_rank, shuffle=False, seed=config.seed)
+    sharded = world > 1 and config.parallel is Parallel.fsdp
+    if sharded:  # plan applied (build_run), then checkpointing, then fully_shard, then the optimizer
+        from bitplan.train.fsdp import shard
+
+        shard(setup.model, device=device, activation_checkpointing=config.activation_checkpointing)
+    elif config.activation_checkpointing:
+        from bitplan.train.fsdp import checkpoint_activations
+
+        checkpoint_activations(setup.model)
     optimizer = make_optimizer(config, setup.model)
     scheduler = make_scheduler(config, optimizer, len(train_loader) * config.epochs)
     trained: nn.Module = setup.model
-    if world > 1:
+    if world > 1 and not sharded:
         ids = [device.index] if device.type == "cuda" else None
         trained = nn.parallel.DistributedDataParallel(trained, device_ids=ids)
     if config.compile:
@@ -209,11 +245,14 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
 def _resume_or_start(run: _Run, resume: bool) -> None:
     """Load the checkpoint when resuming (refusing one from other settings), else write config.json."""
     config = run.config
-    if resume and run.checkpoint.is_file():
-        checkpoint = load_checkpoint(run.checkpoint, map_location=run.device)
+    sharded = config.parallel is Parallel.fsdp
+    if resume and (has_sharded(config.out) if sharded else run.checkpoint.is_file()):
+        checkpoint = load_sharded_state(config.out) if sharded else load_checkpoint(run.checkpoint, map_location=run.device)
         _same_settings(config, checkpoint)
+        if sharded:
+            load_sharded(config.out, run.model, run.optimizer)
         restore(
-            checkpoint, rank=distributed.rank(), model=run.model, optimizer=run.optimizer,
+            checkpoint, rank=distributed.rank(), model=run.model, optimizer=None if sharded else run.optimizer,
             scheduler=run.scheduler, loader=run.train_loader,
         )
         run.start_epoch, run.seconds = checkpoint["epoch"], checkpoint["seconds"]
@@ -313,11 +352,24 @@ def read_metrics(directory: Path) -> list[dict]:
     return lines
 
 
+def check_resumable(config: TrainConfig) -> None:
+    """Refuse to resume ``config.out`` from a checkpoint (plain or sharded) written with other settings.
+
+    Raises:
+        TrainingError: The checkpoint's settings differ, or it cannot be read.
+    """
+    if (config.out / CHECKPOINT_FILE).is_file():
+        _same_settings(config, load_checkpoint(config.out / CHECKPOINT_FILE))
+    elif has_sharded(config.out):
+        _same_settings(config, load_sharded_state(config.out))
+
+
 def _same_settings(config: TrainConfig, checkpoint: dict) -> None:
     """Refuse a checkpoint written with other settings: its results are not this run's."""
     if checkpoint.get("config") != _config_key(config):
         raise TrainingError(
-            f"`{config.out / CHECKPOINT_FILE}` was written by a run with other settings; resume with the same "
+            f"the checkpoint in `{config.out}` was written by a run with other settings (model, plan or recipe); "
+            "resume with the same "
             "arguments, pass `--overwrite` to replace its results, or choose another output folder"
         )
 
@@ -325,8 +377,7 @@ def _same_settings(config: TrainConfig, checkpoint: dict) -> None:
 def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:
     finished = read_result(config.out) if resume else None
     if finished is not None:
-        if (config.out / CHECKPOINT_FILE).is_file():  # a run that failed before its first epoch has none
-            _same_settings(config, load_checkpoint(config.out / CHECKPOINT_FILE))
+        check_resumable(config)  # a run that failed before its first epoch has no checkpoint
         return finished
     run = _prepare(config, device)
     _resume_or_start(run, resume)
@@ -341,6 +392,10 @@ def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress:
             totals = _train_epoch(run, epoch, bar)
             if isinstance(totals, str):
                 return _finish(run, "failed", totals)
+            if _is_sharded(run.model):
+                from bitplan.train.fsdp import sync_activation_ranges
+
+                sync_activation_ranges(run.model)
             test_loss, metric = evaluate(run.model, run.test_loader, run.setup.data.task, name, device)
             if not math.isfinite(test_loss):
                 return _finish(run, "failed", (
@@ -380,26 +435,23 @@ def _last_good(checkpoint: Path, epoch: int) -> str:
 
 
 def _end_of_epoch(run: _Run, epoch: int) -> None:
-    """Every rank contributes its RNG and quantizer state; rank 0 writes metrics and the checkpoint."""
+    """Every rank contributes its RNG and quantizer state; rank 0 writes metrics and the checkpoint
+    (under FSDP2 every rank writes its shards of a sharded checkpoint)."""
     rng_per_rank = distributed.gather_to_all(rng_state(run.train_loader))
     quant_per_rank = distributed.gather_to_all(quant_state(run.model))
+    out = run.config.out
+    extras = {
+        "scheduler": run.scheduler.state_dict(), "rng": rng_per_rank, "quant": quant_per_rank,
+        "metrics": run.metrics, "seconds": run.seconds, "config": _config_key(run.config),
+        "model_spec": run.config.model, "model_options": run.setup.model_options,
+    }
     if distributed.is_main():
-        out = run.config.out
         atomic_write_text(out / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in run.metrics))
-        save_checkpoint(
-            run.checkpoint,
-            epoch=epoch,
-            model=run.model,
-            optimizer=run.optimizer,
-            scheduler=run.scheduler,
-            rng_per_rank=rng_per_rank,
-            quant_per_rank=quant_per_rank,
-            metrics=run.metrics,
-            seconds=run.seconds,
-            config=_config_key(run.config),
-            model_spec=run.config.model,
-            model_options=run.setup.model_options,
-        )
+    if _is_sharded(run.model):
+        save_sharded(out, epoch, run.model, run.optimizer, extras)
+        return
+    if distributed.is_main():
+        save_checkpoint(run.checkpoint, epoch=epoch, model=run.model, optimizer=run.optimizer, state=extras)
     distributed.barrier()
 
 

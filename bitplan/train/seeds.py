@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 
 from bitplan.atomic import atomic_write_text
 from bitplan.errors import TrainingError
 from bitplan.train import distributed
-from bitplan.train.config import TrainConfig
+from bitplan.train.config import Parallel, TrainConfig
 from bitplan.train.folder import SEED_PREFIX, SUMMARY_FILE, check_train_folder, clear_train_folder, hold_folder
 from bitplan.train.loop import train_run
 from bitplan.train.setup import resolve_device
@@ -92,6 +93,7 @@ def train_seeds(
         raise TrainingError(f"`seeds` {seeds} repeats a seed; give each seed once, e.g. `--seeds 0,1`")
     if resume and overwrite:
         raise TrainingError("`--resume` keeps a folder's results and `--overwrite` deletes them; pass one of them")
+    check_parallel(config, int(os.environ.get("WORLD_SIZE", "1")))
     if not distributed.is_main_process():  # under torchrun rank 0 holds the folder for every rank
         return _train_seeds(config, seeds, resume=resume, progress=progress)
     check_train_folder(config.out, seeds, resume=resume, overwrite=overwrite)  # before anything is written
@@ -116,3 +118,39 @@ def _write_summary(results: list[RunResult], config: TrainConfig) -> None:
     if results and distributed.is_main():
         summary = summarize(results, str(config.out))
         atomic_write_text(config.out / SUMMARY_FILE, summary.model_dump_json(indent=2) + "\n")
+
+
+def check_parallel(config: TrainConfig, processes: int) -> None:
+    """Refuse ``--parallel fsdp`` where it cannot run, before any file is written.
+
+    Raises:
+        TrainingError: FSDP2 with a single process, or on a torch without ``fully_shard``.
+    """
+    if config.parallel is not Parallel.fsdp:
+        return
+    from bitplan.train.fsdp import fully_shard_api
+
+    fully_shard_api()
+    if processes < 2:
+        raise TrainingError(
+            "`--parallel fsdp` shards the model over several processes, but this run has one; pass `--nproc 2` "
+            "or more (one per GPU, or CPU processes), or drop `--parallel fsdp` to train in one process"
+        )
+
+
+def preflight(config: TrainConfig, seeds: list[int], *, processes: int, resume: bool, overwrite: bool) -> None:
+    """What the launcher checks before starting processes: the parallel mode and the run folder.
+
+    A resumed seed's checkpoint must come from the same settings (model, plan, recipe), so a
+    mismatch is one error here instead of a failure inside every rank.
+
+    Raises:
+        TrainingError: As ``check_parallel``, ``check_train_folder`` and a resume with other settings.
+    """
+    from bitplan.train.loop import check_resumable
+
+    check_parallel(config, processes)
+    check_train_folder(config.out, seeds, resume=resume, overwrite=overwrite)
+    if resume:
+        for seed in seeds:
+            check_resumable(config.model_copy(update={"seed": seed, "out": config.out / seed_dir_name(seed)}))

@@ -65,35 +65,20 @@ def _python_state_to_lists(state: tuple) -> list:
 
 
 def save_checkpoint(
-    path: Path,
-    *,
-    epoch: int,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    rng_per_rank: list[dict[str, Any]],
-    quant_per_rank: list[dict[str, Any]],
-    metrics: list[dict[str, float]],
-    seconds: float,
-    config: dict[str, Any],
-    model_spec: str,
-    model_options: dict[str, str],
+    path: Path, *, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
-    """Write the end-of-epoch checkpoint atomically (a crash never leaves a torn file)."""
+    """Write the end-of-epoch checkpoint atomically (a crash never leaves a torn file).
+
+    ``state`` holds the rest: ``scheduler`` (its state_dict), ``rng`` and ``quant`` (one entry per
+    rank), ``metrics``, ``seconds``, ``config``, ``model_spec`` and ``model_options``.
+    """
     atomic_torch_save(
         {
             "format": CHECKPOINT_FORMAT,
             "epoch": epoch,
             "model": model.state_dict(),
-            "quant": quant_per_rank,
             "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_per_rank,
-            "metrics": metrics,
-            "seconds": seconds,
-            "config": config,
-            "model_spec": model_spec,
-            "model_options": model_options,
+            **state,
         },
         path,
     )
@@ -119,11 +104,14 @@ def restore(
     *,
     rank: int,
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | None,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loader: DataLoader,
 ) -> None:
     """Load model, quantizer, optimizer, scheduler and this rank's RNG state from ``checkpoint``.
+
+    With ``optimizer`` None the weights and optimizer state were loaded elsewhere (a sharded
+    checkpoint, ``bitplan.train.sharded``) and only the rest is restored here.
 
     Raises:
         TrainingError: The checkpoint was written by a run with a different number of processes.
@@ -133,10 +121,11 @@ def restore(
             f"the checkpoint was written by a {len(checkpoint['rng'])}-process run; resume it with "
             f"the same number of processes (`--nproc {len(checkpoint['rng'])}`)"
         )
-    model.load_state_dict(checkpoint["model"])
+    if optimizer is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
     if quant_runtime(model) is not None:
         load_quant_state_dict(model, checkpoint["quant"][rank])
-    optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     set_rng_state(checkpoint["rng"][rank], loader)
 
