@@ -124,3 +124,92 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path):
         assert report[key + "-moved"] > 1e-3, key  # five steps did train
         assert report[key + "-observed"] == [5], key
         assert report[key + "-resume"] == {"loss_equal": True, "weights_equal": True}, key
+
+
+LM_DATA = "synthetic?n=64&test_n=17&vocab=64"  # 17 test samples: the two ranks' shards differ in length
+LM_ARGS = [
+    "--data", LM_DATA, "--factor", "A", "--bits", "4-8", "--act-bits", "8", "--epochs", "2", "--batch", "8",
+    "--lr", "0.05", "--device", "cpu", "--threads", "1", "--no-progress",
+]
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_fsdp_cli_run_matches_ddp_exports_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from bitplan.cli.app import app
+    from bitplan.export.checkpoint import load_trained_state
+
+    runner = CliRunner()
+    for parallel in ("ddp", "fsdp"):
+        result = runner.invoke(app, ["train", SPEC, *LM_ARGS, "--nproc", "2", "--parallel", parallel, "-o", str(tmp_path / parallel)])
+        assert result.exit_code == 0, result.output
+    lines = {
+        parallel: [json.loads(line) for line in (tmp_path / parallel / "seed-0" / "metrics.jsonl").read_text().splitlines()]
+        for parallel in ("ddp", "fsdp")
+    }
+    for ddp, fsdp in zip(lines["ddp"], lines["fsdp"], strict=True):
+        assert fsdp["train_loss"] == pytest.approx(ddp["train_loss"], rel=1e-6)
+        assert fsdp["test_loss"] == pytest.approx(ddp["test_loss"], rel=1e-3)
+    assert (tmp_path / "fsdp" / "seed-0" / "checkpoint" / "latest").read_text().strip() == "epoch-2"
+    sharded, plain = load_trained_state(tmp_path / "fsdp"), load_trained_state(tmp_path / "ddp")
+    assert sharded.weights.keys() == plain.weights.keys() and sharded.model_spec == SPEC
+    for name, value in plain.weights.items():
+        torch.testing.assert_close(sharded.weights[name], value, atol=1e-5, rtol=0, msg=name)
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(json.loads((tmp_path / "fsdp" / "seed-0" / "config.json").read_text())["config"]["plan"]))
+    exported = runner.invoke(app, [
+        "export", SPEC, "--plan", str(plan), "--checkpoint", str(tmp_path / "fsdp"), "--format", "packed",
+        "-o", str(tmp_path / "fsdp.safetensors"),
+    ])
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "fsdp.safetensors").stat().st_size > 0
+
+    # bad input: each exits 2 with one paragraph and leaves no (or no changed) run folder
+    before = _digest(tmp_path / "fsdp")
+    other_plan = runner.invoke(app, ["train", SPEC, *LM_ARGS, "--bits", "8-8", "--nproc", "2", "--parallel", "fsdp", "--resume", "-o", str(tmp_path / "fsdp")])
+    assert other_plan.exit_code == 2 and "other settings" in other_plan.output, other_plan.output
+    assert _digest(tmp_path / "fsdp") == before
+    other_model = runner.invoke(app, [
+        "export", SPEC.replace("d_model=32", "d_model=48"), "--plan", str(plan), "--checkpoint", str(tmp_path / "fsdp"),
+        "--format", "packed", "-o", str(tmp_path / "other.safetensors"),
+    ])
+    assert other_model.exit_code == 2 and "does not fit" in other_model.output, other_model.output
+    assert not (tmp_path / "other.safetensors").exists()
+
+
+def test_fsdp_with_one_process_is_refused_before_any_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from bitplan.cli.app import app
+
+    result = CliRunner().invoke(app, ["train", SPEC, *LM_ARGS, "--parallel", "fsdp", "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--nproc 2" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_shard_refuses_a_single_process():
+    from torch import nn
+
+    from bitplan.errors import TrainingError
+    from bitplan.train.fsdp import shard
+
+    with pytest.raises(TrainingError, match="single process"):
+        shard(nn.Linear(2, 2))
+
+
+def test_a_torch_without_fully_shard_is_refused(monkeypatch):
+    import torch.distributed.fsdp
+
+    from bitplan.errors import TrainingError
+    from bitplan.train.fsdp import fully_shard_api
+
+    monkeypatch.delattr(torch.distributed.fsdp, "fully_shard")
+    with pytest.raises(TrainingError, match="--parallel ddp"):
+        fully_shard_api()

@@ -7,6 +7,7 @@ training; the checkpoint's keys are those ``bitplan.train.state.save_checkpoint`
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +116,9 @@ def _load_sharded(root: Path) -> TrainedState:
             for key, item in metadata.state_dict_metadata.items()
             if key.startswith(prefix) and isinstance(item, TensorStorageMetadata)
         }
-        dcp.load({"model": weights}, checkpoint_id=str(epoch_dir), no_dist=True)
+        with warnings.catch_warnings():  # DCP warns that it loads in one process, which is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load({"model": weights}, checkpoint_id=str(epoch_dir), no_dist=True)
     except Exception as error:  # a torn or foreign directory: DCP's reader raises many kinds
         raise TrainingError(
             f"the sharded checkpoint `{epoch_dir}` cannot be read ({type(error).__name__}: "
