@@ -284,3 +284,4 @@ class ExportFormat(str, Enum):
     torchao = "torchao"
     compressed_tensors = "compressed-tensors"
     modelopt = "modelopt"
+    hf = "hf"

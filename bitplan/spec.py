@@ -150,7 +150,8 @@ def import_torchvision(name: str) -> ModuleType:
 
 @_resolver("hf")
 def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
-    """Build a transformers architecture from a locally constructed config; never downloads.
+    """Build a transformers architecture from a locally constructed config (or, for ``hf:DIRECTORY``,
+    load that checkpoint: see ``bitplan.hf_checkpoint``); never downloads.
 
     Options: ``seq_len`` (tokens of the example input, default 128), ``head`` (which Auto class:
     ``causal_lm``, ``masked_lm``, ``seq2seq_lm`` or ``base``; default from the config: encoder–decoder
@@ -167,17 +168,16 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
     settings = _typed(options)
     seq_len = int(settings.pop("seq_len", 128))
     head = settings.pop("head", None)
-    try:
-        config = transformers.AutoConfig.for_model(name, **settings)
-    except ValueError as error:
-        raise SpecError(f"transformers has no model type `{name}` ({error}); use e.g. `hf:gpt2` or `hf:llama`") from None
-    head = head or _default_head(transformers, config)
-    if head not in HF_HEADS:
-        raise SpecError(f"`head={head}` is not one of {', '.join(HF_HEADS)}; write e.g. `hf:bert?head=masked_lm`")
-    try:
-        model = getattr(transformers, HF_HEADS[head]).from_config(config)
-    except ValueError as error:
-        raise SpecError(f"`hf:{name}` has no {head} model ({error}); pass another `head=` ({', '.join(HF_HEADS)})") from None
+    if is_hf_directory(name):
+        from bitplan.hf_checkpoint import load_hf_directory
+
+        model, config = load_hf_directory(Path(name), head, settings)
+    else:
+        try:
+            config = transformers.AutoConfig.for_model(name, **settings)
+        except ValueError as error:
+            raise SpecError(f"transformers has no model type `{name}` ({error}); use e.g. `hf:gpt2` or `hf:llama`") from None
+        model = hf_head_model(transformers, config, head, f"hf:{name}").from_config(config)
     import torch
 
     ids = torch.zeros(1, seq_len, dtype=torch.int64)
@@ -192,6 +192,23 @@ HF_HEADS = {
     "seq2seq_lm": "AutoModelForSeq2SeqLM",
     "base": "AutoModel",
 }
+
+
+def is_hf_directory(text: str) -> bool:
+    """Whether ``text`` names a local Hugging Face checkpoint: a directory holding ``config.json``."""
+    return "?" not in text and Path(text).is_dir() and (Path(text) / "config.json").is_file()
+
+
+def hf_head_model(transformers: ModuleType, config: object, head: str | None, spec: str) -> type:
+    """The Auto class for ``head`` (default from the config, see ``_huggingface``)."""
+    head = head or _default_head(transformers, config)
+    if head not in HF_HEADS:
+        raise SpecError(f"`head={head}` is not one of {', '.join(HF_HEADS)}; write e.g. `hf:bert?head=masked_lm`")
+    auto = getattr(transformers, HF_HEADS[head])
+    mapping = getattr(auto, "_model_mapping", None)
+    if mapping is not None and type(config) not in mapping:
+        raise SpecError(f"`{spec}` has no {head} model; pass another `head=` ({', '.join(HF_HEADS)})")
+    return auto
 
 
 def _default_head(transformers: ModuleType, config: object) -> str:
@@ -332,7 +349,8 @@ def load_model(
 
     Args:
         spec: ``zoo:NAME[?k=v&...]``, ``path/to/file.py:factory``, ``package.module:factory``,
-            ``torchvision:NAME`` or ``hf:MODEL_TYPE``.
+            ``torchvision:NAME``, ``hf:MODEL_TYPE``, or a local Hugging Face checkpoint directory
+            (``DIR`` or ``hf:DIR``, loaded with its weights, offline).
         input_shape: override the example inputs, e.g. ``'1x3x32x32'`` or ``'1x128:int64'``.
         batch: replace the leading dimension of every example input.
         options: extra options merged into the spec's query (e.g. ``num_classes`` from a dataset).
@@ -358,6 +376,8 @@ def load_model(
         )
     import torch
 
+    if is_hf_directory(base):  # a local Hugging Face checkpoint, named by its directory
+        base = f"hf:{base}"
     prefix, _, rest = base.partition(":")
     override = parse_input_shape(input_shape, "meta") if input_shape else None
     if prefix == "zoo" and override:
@@ -436,7 +456,7 @@ def _sized_to(name: str, example: torch.Tensor) -> dict[str, str]:
 def _unknown_spec_message(spec: str) -> str:
     message = (
         f"cannot resolve model spec `{spec}`: use `zoo:NAME`, `path/to/file.py:factory`, "
-        "`package.module:factory`, `torchvision:NAME`, `hf:MODEL_TYPE` or a `.onnx` file"
+        "`package.module:factory`, `torchvision:NAME`, `hf:MODEL_TYPE`, a Hugging Face checkpoint directory or a `.onnx` file"
     )
     from bitplan import zoo
 
@@ -468,7 +488,7 @@ def profile_spec(
     from bitplan.frontends.torch import trace as trace_torch
 
     notes = []
-    builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
+    builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf") or is_hf_directory(base)
     try:
         loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)
     except SpecError:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bitplan.choices import WeightGranularity
+from bitplan.export.hf import architecture_config
 from bitplan.export.outputs import atomic_directory
 from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes, unique_state
 from bitplan.plan import BitPlan
@@ -83,7 +84,11 @@ def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.Pat
             state[f"{module}.weight_scale"] = code.scale.float().reshape(1)
             state[f"{module}.weight_zero_point"] = zero_point.reshape(1)
         groups.setdefault(weight.bits, []).append(module)
-    config = {"quantization_config": quantization_config(groups, channel), "bitplan": {"model": plan.model, "plan_fingerprint": plan.fingerprint}}
+    config = {
+        **architecture_config(model),  # a transformers model's own fields: from_pretrained builds it from them
+        "quantization_config": quantization_config(groups, channel),
+        "bitplan": {"model": plan.model, "plan_fingerprint": plan.fingerprint},
+    }
     with atomic_directory(out_dir) as directory:
         save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")

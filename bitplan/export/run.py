@@ -58,9 +58,9 @@ def export_model(
     Args:
         model: Model spec (None: the checkpoint's, else the plan's).
         plan: The plan (object or file).
-        format: packed, onnx, torchao, compressed-tensors or modelopt.
+        format: packed, onnx, torchao, compressed-tensors, modelopt or hf.
         output: File (packed ``.safetensors``, ``.onnx``, torchao/modelopt JSON) or directory
-            (compressed-tensors).
+            (compressed-tensors, hf).
         checkpoint: A run directory, its ``checkpoint.pt``, or a saved state_dict; None exports
             the weights the model's factory builds.
         strict: Refuse instead of widening a width or leaving a layer out.
@@ -169,6 +169,10 @@ def _write(format: ExportFormat, loaded: tuple[nn.Module, tuple], plan: BitPlan,
         from bitplan.export.compressed import to_compressed_tensors
 
         to_compressed_tensors(network, plan, output, strict=strict)
+    elif format is ExportFormat.hf:
+        from bitplan.export.hf import to_hf
+
+        to_hf(network, plan, output, strict=strict)
 
 
 def _size(path: Path) -> int:

@@ -32,7 +32,7 @@ from bitplan.train.config import Optimizer, Parallel, Schedule, TrainConfig
 from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
-from bitplan.train.setup import RunSetup, build_run, resolve_device
+from bitplan.train.setup import RunSetup, build_run, logits_of, resolve_device
 from bitplan.train.sharded import has_sharded, load_sharded, load_sharded_state, save_sharded
 from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
 
@@ -74,7 +74,7 @@ def batch_loss(output: object, target: torch.Tensor, task: Task) -> tuple[torch.
 
     Classification: output [B, C], target [B]. Language model: output [B, T, V], target [B, T].
     """
-    logits = output[0] if isinstance(output, (tuple, list)) else output
+    logits = logits_of(output)
     if task is Task.language_model:
         logits, target = logits.flatten(0, -2), target.flatten()  # [B·T, V], [B·T]
     loss = F.cross_entropy(logits, target)

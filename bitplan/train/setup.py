@@ -17,7 +17,7 @@ from torch import nn
 from bitplan.qat import apply
 from bitplan.data import DataBundle, Task, load_data
 from bitplan.plan import BitPlan
-from bitplan.spec import load_model, split_spec
+from bitplan.spec import is_hf_directory, load_model, split_spec
 from bitplan.train.config import MAX_BITS, TrainConfig
 from bitplan.train.records import MetricName
 
@@ -120,6 +120,14 @@ def effective_plan(
     return plan.model_copy(update=update) if update else plan
 
 
+def logits_of(output: object) -> object:
+    """The logits of a forward's output: a tensor, the first of a tuple, or ``.logits`` (transformers)."""
+    logits = getattr(output, "logits", None)
+    if logits is not None:
+        return logits
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
 FIT_SAMPLES = 2
 """Samples of the one forward pass that checks a model fits its data before training starts."""
 
@@ -160,7 +168,7 @@ def check_fits(model: nn.Module, data: DataBundle, example_inputs: tuple, spec: 
         ) from None
     finally:
         model.train(was_training)
-    logits = output[0] if isinstance(output, (tuple, list)) else output
+    logits = logits_of(output)
     rank = 3 if data.task is Task.language_model else 2
     shape = list(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
     if not isinstance(logits, torch.Tensor) or logits.dim() != rank or logits.shape[0] != len(samples) or (
@@ -184,7 +192,8 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
     Raises:
         SpecError, DataError, PlanError: From the model, data or plan.
     """
-    on_meta = split_spec(config.model)[0].startswith("zoo:")
+    base = split_spec(config.model)[0]
+    on_meta = base.startswith("zoo:") or is_hf_directory(base.removeprefix("hf:"))  # the probe needs no weights
     probe = load_model(config.model, input_shape=config.input_shape, device="meta" if on_meta else None)
     data = load_data(config.data, seed=config.seed, example_inputs=probe.example_inputs)
     options = model_options(config.model, data)
