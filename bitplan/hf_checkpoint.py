@@ -10,11 +10,47 @@ silently filled with random values. On the meta device (profiling) only the conf
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from bitplan.errors import SpecError
 
 WEIGHT_PATTERNS = ("model.safetensors", "model.safetensors.index.json", "*.safetensors")
 PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+HF_HEADS = {
+    "causal_lm": "AutoModelForCausalLM",
+    "masked_lm": "AutoModelForMaskedLM",
+    "seq2seq_lm": "AutoModelForSeq2SeqLM",
+    "base": "AutoModel",
+}
+
+
+def is_hf_directory(text: str) -> bool:
+    """Whether ``text`` names a local Hugging Face checkpoint: a directory holding ``config.json``."""
+    return "?" not in text and Path(text).is_dir() and (Path(text) / "config.json").is_file()
+
+
+def hf_head_model(transformers: ModuleType, config: object, head: str | None, spec: str) -> type:
+    """The Auto class for ``head`` (None: ``default_head``), refusing a head the architecture lacks."""
+    head = head or default_head(transformers, config)
+    if head not in HF_HEADS:
+        raise SpecError(f"`head={head}` is not one of {', '.join(HF_HEADS)}; write e.g. `hf:bert?head=masked_lm`")
+    auto = getattr(transformers, HF_HEADS[head])
+    mapping = getattr(auto, "_model_mapping", None)
+    if mapping is not None and type(config) not in mapping:
+        raise SpecError(f"`{spec}` has no {head} model; pass another `head=` ({', '.join(HF_HEADS)})")
+    return auto
+
+
+def default_head(transformers: ModuleType, config: object) -> str:
+    """seq2seq_lm for encoder–decoder configs, masked_lm for encoder-only ones, else causal_lm."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq_lm"
+    mappings = transformers.models.auto.modeling_auto
+    masked = config.model_type in mappings.MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    causal = config.model_type in mappings.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return "masked_lm" if masked and (not causal or not getattr(config, "is_decoder", True)) else "causal_lm"
 
 
 def weight_files(directory: Path) -> list[Path]:
@@ -40,8 +76,6 @@ def load_hf_directory(directory: Path, head: str | None, overrides: dict[str, ob
     """
     import torch
     import transformers
-
-    from bitplan.spec import hf_head_model
 
     spec = f"hf:{directory}"
     files = weight_files(directory)

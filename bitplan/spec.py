@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 
 from bitplan.choices import TracerChoice
 from bitplan.errors import SpecError
+from bitplan.hf_checkpoint import hf_head_model, is_hf_directory, load_hf_directory
 from bitplan.profile.schema import ModelProfile
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so profiling an ONNX file never loads it
@@ -169,8 +170,6 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
     seq_len = int(settings.pop("seq_len", 128))
     head = settings.pop("head", None)
     if is_hf_directory(name):
-        from bitplan.hf_checkpoint import load_hf_directory
-
         model, config = load_hf_directory(Path(name), head, settings)
     else:
         try:
@@ -184,41 +183,6 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
     if config.is_encoder_decoder:  # forward(input_ids, attention_mask, decoder_input_ids)
         return model, (ids, None, torch.zeros(1, seq_len, dtype=torch.int64))
     return model, (ids,)
-
-
-HF_HEADS = {
-    "causal_lm": "AutoModelForCausalLM",
-    "masked_lm": "AutoModelForMaskedLM",
-    "seq2seq_lm": "AutoModelForSeq2SeqLM",
-    "base": "AutoModel",
-}
-
-
-def is_hf_directory(text: str) -> bool:
-    """Whether ``text`` names a local Hugging Face checkpoint: a directory holding ``config.json``."""
-    return "?" not in text and Path(text).is_dir() and (Path(text) / "config.json").is_file()
-
-
-def hf_head_model(transformers: ModuleType, config: object, head: str | None, spec: str) -> type:
-    """The Auto class for ``head`` (default from the config, see ``_huggingface``)."""
-    head = head or _default_head(transformers, config)
-    if head not in HF_HEADS:
-        raise SpecError(f"`head={head}` is not one of {', '.join(HF_HEADS)}; write e.g. `hf:bert?head=masked_lm`")
-    auto = getattr(transformers, HF_HEADS[head])
-    mapping = getattr(auto, "_model_mapping", None)
-    if mapping is not None and type(config) not in mapping:
-        raise SpecError(f"`{spec}` has no {head} model; pass another `head=` ({', '.join(HF_HEADS)})")
-    return auto
-
-
-def _default_head(transformers: ModuleType, config: object) -> str:
-    """seq2seq_lm for encoder–decoder configs, masked_lm for encoder-only ones, else causal_lm."""
-    if getattr(config, "is_encoder_decoder", False):
-        return "seq2seq_lm"
-    mappings = transformers.models.auto.modeling_auto
-    masked = config.model_type in mappings.MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    causal = config.model_type in mappings.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    return "masked_lm" if masked and (not causal or not getattr(config, "is_decoder", True)) else "causal_lm"
 
 
 def _typed(options: dict[str, str]) -> dict[str, object]:

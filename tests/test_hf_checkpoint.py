@@ -168,3 +168,37 @@ def test_train_from_a_directory_fine_tunes_its_weights(llama_dir, tmp_path):
     start = transformers.AutoModelForCausalLM.from_pretrained(llama_dir).state_dict()
     moved = max((trained[key] - value).abs().max().item() for key, value in start.items() if key in trained)
     assert 0 < moved < 1e-2  # two small steps from the checkpoint's weights, not from a fresh initialisation
+
+
+@pytest.mark.slow
+def test_hf_trainer_trains_a_prepared_model_and_logs_the_plan(llama_dir, tmp_path):
+    pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate")
+    from safetensors.torch import load_file
+
+    from bitplan.integrations.hf import BitplanCallback, prepare
+    from bitplan.plan import load_plan
+
+    plan_path = _plan(llama_dir, tmp_path, "4-8", "channel")
+    plan = load_plan(plan_path).model_copy(update={"activation_bits": 8, "gradient_bits": 8})
+    model = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
+    start = {key: value.clone() for key, value in model.state_dict().items()}
+    prepare(model, plan, (torch.zeros(1, SEQ, dtype=torch.int64),))
+    assert type(model.model.layers[0].self_attn.q_proj).__name__ == "QuantizedLinear"
+    generator = torch.Generator().manual_seed(0)
+    data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (8, SEQ), generator=generator)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "trainer"), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-3,
+        logging_steps=1, save_steps=3, report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+    )
+    trainer = transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[BitplanCallback(plan)])
+    trainer.train()
+    logged = [line for line in trainer.state.log_history if "loss" in line]
+    assert len(logged) == 3 and all(line["bitplan/mbit"] == plan.estimates.mbit for line in logged)
+    assert logged[0]["bitplan/gbitops_training"] == pytest.approx(plan.estimates.bitops_training / 1e9)
+    trained = model.state_dict()
+    assert max((trained[key] - value).abs().max().item() for key, value in start.items()) > 0
+    # the activation ranges are state: in the state dict and in the Trainer's checkpoint
+    key = "model.layers.0.self_attn.q_proj.bitplan_observer.running_max"
+    assert trained[key] > 0
+    saved = load_file(tmp_path / "trainer" / "checkpoint-3" / "model.safetensors")
+    assert torch.equal(saved[key], trained[key])

@@ -1,0 +1,1 @@
+"""bitplan inside other trainers: ``integrations.hf`` for transformers' ``Trainer`` (docs/training.md)."""
