@@ -191,6 +191,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Tie(str, Enum):
+    """Which layers a plan ties to one width: ``fused`` ties what serving stacks fuse (q/k/v, gate/up)."""
+
+    none = "none"
+    fused = "fused"
+
+
 class Parallel(str, Enum):
     """How several processes share training: ``ddp`` replicates the model, ``fsdp`` shards it (FSDP2)."""
 

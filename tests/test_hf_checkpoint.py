@@ -202,3 +202,22 @@ def test_hf_trainer_trains_a_prepared_model_and_logs_the_plan(llama_dir, tmp_pat
     assert trained[key] > 0
     saved = load_file(tmp_path / "trainer" / "checkpoint-3" / "model.safetensors")
     assert torch.equal(saved[key], trained[key])
+
+
+def test_plan_ties_fused_groups_by_default_for_hf_models_and_strict_export_refuses_untied(llama_dir, tmp_path):
+    def widths(tie: list[str]) -> dict[str, int]:
+        path = tmp_path / f"plan{len(tie)}.json"
+        made = runner.invoke(app, ["plan", str(llama_dir), "--factor", "capacity", "--strategy", "C+", "--bits", "2-8",
+                                   *tie, "-o", str(path)])
+        assert made.exit_code == 0, made.output
+        return {layer["name"].removeprefix("model.layers.0."): layer["bits"] for layer in json.loads(path.read_text())["layers"]}
+
+    untied, tied = widths(["--tie", "none"]), widths([])
+    # GQA: k/v are half of q's size, so ranking by capacity splits them unless they are tied
+    assert untied["self_attn.q_proj"] != untied["self_attn.k_proj"]
+    assert tied["self_attn.q_proj"] == tied["self_attn.k_proj"] == tied["self_attn.v_proj"]
+    assert tied["mlp.gate_proj"] == tied["mlp.up_proj"]
+    refused = runner.invoke(app, ["export", str(llama_dir), "--plan", str(tmp_path / "plan2.json"), "--format",
+                                  "compressed-tensors", "--strict", "-o", str(tmp_path / "ct")])
+    _refused(refused, "self_attn.q_proj", "--tie fused")
+    assert not (tmp_path / "ct").exists()

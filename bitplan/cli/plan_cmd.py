@@ -27,7 +27,7 @@ from bitplan.cli.options import (
     parse_levels_group,
     resolve_format,
 )
-from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy, ZeroPoint
+from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy, Tie, ZeroPoint
 
 
 LAYERS_PANEL = "Layers kept or added"
@@ -114,6 +114,13 @@ def plan(
         ZeroPoint | None,
         typer.Option("--zero-point", help="Quantizer grid: float (range minimum) or integer (torchao, ONNX, vLLM).", rich_help_panel=QUANT_PANEL),
     ] = None,
+    tie: Annotated[
+        Tie | None,
+        typer.Option(
+            "--tie", help="fused: one width per group a serving stack fuses (q/k/v, gate/up); default fused for hf models.",
+            rich_help_panel=PLAN_PANEL,
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the plan here (with --grid: a folder for all plans).", rich_help_panel=OUTPUT_PANEL),
@@ -156,6 +163,7 @@ def plan(
         gradient_quant=gradient_quant,
         weight_granularity=weight_granularity,
         zero_point=zero_point,
+        tie=tie,
         input_shape=input_shape,
         batch=batch,
         scores=report.scores() if report is not None else None,

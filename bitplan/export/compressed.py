@@ -23,7 +23,7 @@ from torch import nn
 from bitplan.choices import WeightGranularity
 from bitplan.export.hf import architecture_config
 from bitplan.export.outputs import atomic_directory
-from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes, unique_state
+from bitplan.export.weights import check_fused_widths, leave_out, linear_layers, planned_weights, require, target_codes, unique_state
 from bitplan.plan import BitPlan
 
 PACKED_BITS = list(range(1, 9))
@@ -58,6 +58,7 @@ def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.Pat
     from safetensors.torch import save_file
 
     linear, others = linear_layers(plan, model)
+    check_fused_widths(plan, model, TARGET, strict=strict)
     wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
     leave_out(others, "these layers (its pack-quantized format stores nn.Linear weights)", TARGET, strict=strict)
     leave_out(wide, "widths above 8 bits", TARGET, strict=strict)

@@ -21,6 +21,7 @@ from bitplan.qat import weight_channel_dims
 from bitplan.choices import FULL_PRECISION_BITS, ZeroPoint
 from bitplan.errors import ExportError, PlanError
 from bitplan.plan import BitPlan
+from bitplan.plan.fused import fused_groups
 from bitplan.profile.schema import GemmOp
 
 EXTRAS = {"torchao": "torchao", "compressed_tensors": "compressed-tensors", "onnxruntime": "onnx"}
@@ -156,6 +157,34 @@ def leave_out(names: list[str], why: str, target: str, *, strict: bool) -> None:
     if strict:
         raise ExportError(f"{message}; --strict refuses to leave planned layers out: export another format.")
     warnings.warn(message, ExportWarning, stacklevel=3)
+
+
+def check_fused_widths(plan: BitPlan, model: nn.Module, target: str, *, strict: bool) -> None:
+    """Warn (or with ``strict`` refuse) when a fused group (q/k/v, gate/up) has members of different widths.
+
+    Serving stacks run such a group as one GEMM with its first member's scheme, unchecked, so the
+    others would be served at the wrong width (``bitplan.plan.fused``).
+
+    Raises:
+        ExportError: With ``strict`` and a group whose widths differ.
+    """
+    bits = plan.bits_by_weight()
+    linear = [
+        (path, module.in_features) for path, module in model.named_modules()
+        if isinstance(module, nn.Linear) and f"{path}.weight" in bits
+    ]
+    for names in fused_groups(linear):
+        widths = {name: bits[f"{name}.weight"] for name in names}
+        if len(set(widths.values())) == 1:
+            continue
+        shown = ", ".join(f"`{name}` {width if width < FULL_PRECISION_BITS else 'fp32'}" for name, width in widths.items())
+        message = (
+            f"{shown} differ in width, but vLLM serves them as one fused layer with the first one's scheme, so the "
+            f"others would be served at the wrong width ({target} as written loads correctly in transformers)"
+        )
+        if strict:
+            raise ExportError(f"{message}; --strict refuses: make the plan with `bitplan plan --tie fused`.")
+        warnings.warn(message + "; make the plan with `--tie fused` to serve it with vLLM", ExportWarning, stacklevel=3)
 
 
 def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-from bitplan.choices import DEFAULT_BITS
+from bitplan.choices import DEFAULT_BITS, Tie
 from bitplan.errors import PlanError
+from bitplan.hf_checkpoint import is_hf_directory
 from bitplan.plan.accumulator import layer_accumulator_bits
 from bitplan.plan.estimates import Precision, compute_estimates
 from bitplan.plan.mapping import level_indices
@@ -205,7 +206,8 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
 
     scores = sensitivity.by_name if sensitivity is not None else None
     units, left_out = collect_units(
-        profile, factor, include_activation_gemms=include_activation_gemms, keep=keep, sensitivity=scores
+        profile, factor, include_activation_gemms=include_activation_gemms, keep=keep, sensitivity=scores,
+        tie_fused=resolve_tie(request.tie, model or profile.model) is Tie.fused,
     )
     planned = [unit for unit in units if not unit.kept]
     objective_value = None
@@ -274,6 +276,20 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             precision=precision,
         ),
     )
+
+
+def resolve_tie(tie: Tie | None, model: str) -> Tie:
+    """``tie``, or by default ``fused`` for Hugging Face models (``hf:`` specs and checkpoint directories,
+    which serving stacks fuse) and ``none`` for the rest.
+
+    Example:
+        >>> resolve_tie(None, "hf:llama?hidden_size=64").value, resolve_tie(None, "zoo:resnet20").value
+        ('fused', 'none')
+    """
+    if tie is not None:
+        return Tie(tie)
+    base = model.partition("?")[0]
+    return Tie.fused if base.startswith("hf:") or is_hf_directory(base) else Tie.none
 
 
 def _layer_plans(

@@ -29,6 +29,7 @@ from bitplan.choices import (
     Objective,
     Preset,
     Strategy,
+    Tie,
     WeightGranularity,
     ZeroPoint,
 )
@@ -87,6 +88,7 @@ class PlanRequest(BaseModel):
     objective: Objective | None = None
     scores: MeasuredScores | None = Field(default=None, description="Values of factor S, and of the objective.")
     model: str | None = Field(default=None, description="The model spec to record (default: the profile's).")
+    tie: Tie | None = Field(default=None, description="Tie fused groups (q/k/v, gate/up) to one width; None: fused for hf models.")
 
     @classmethod
     def of(cls, request: PlanRequest | None = None, /, **options: Any) -> PlanRequest:

@@ -1,6 +1,7 @@
 """Planning units: what gets one bit-width.
 
-A unit is one weight parameter (all the GEMMs that use it, e.g. tied embeddings) or, with
+A unit is one weight parameter (all the GEMMs that use it, e.g. tied embeddings), with ``tie_fused``
+one fused group of weights (q/k/v, gate/up: ``bitplan.plan.fused``), or, with
 ``include_activation_gemms``, one activation×activation GEMM. A shared weight gets one factor value
 formed over its uses (docs/planning.md, "Shared weights").
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from bitplan.errors import PlanError
+from bitplan.plan.fused import fused_groups
 from bitplan.plan.schema import Factor
 from bitplan.profile.schema import GemmLayer, ModelProfile
 
@@ -83,6 +85,7 @@ def collect_units(
     include_activation_gemms: bool = False,
     keep: Sequence[str] = (),
     sensitivity: Mapping[str, float] | None = None,
+    tie_fused: bool = False,
 ) -> tuple[list[PlanUnit], list[GemmLayer]]:
     """Group the profile's GEMMs into planning units.
 
@@ -92,6 +95,7 @@ def collect_units(
         include_activation_gemms: Also plan activation×activation GEMMs (one unit each).
         keep: Patterns pinning units: ``first``/``last`` (the first/last unit in graph order), or an
             ``fnmatch`` glob matched against GEMM names and weight FQNs.
+        tie_fused: One unit per fused group (the weights a serving stack fuses get one width).
 
     Returns:
         The units in graph order of first use, and the GEMMs left out of the plan.
@@ -113,6 +117,8 @@ def collect_units(
             groups[layer.name] = [layer]
         else:
             left_out.append(layer)
+    if tie_fused:
+        groups = _tie_fused(groups)
     keys = list(groups)
     kept = _resolve_keep(keep, keys, groups)
     units = [
@@ -120,14 +126,51 @@ def collect_units(
             key=key,
             weight=members[0].weight,
             layers=tuple(members),
-            factor_value=combined_factor_value(factor, members, sensitivity),
-            params=members[0].params if len(members) == 1 else max(layer.params for layer in members),
+            factor_value=_unit_factor_value(factor, members, sensitivity),
+            params=_unit_params(members),
             macs=members[0].macs if len(members) == 1 else sum(layer.macs for layer in members),
             kept=key in kept,
         )
         for key, members in groups.items()
     ]
     return units, left_out
+
+
+def _unit_factor_value(factor: Factor, members: Sequence[GemmLayer], sensitivity: Mapping[str, float] | None) -> float:
+    """``combined_factor_value`` of each weight, then over the weights of a fused group: their sizes,
+    MACs and measured sensitivities add up; accumulation, depth and frequency take the minimum (the
+    most sensitive member decides, as for a shared weight)."""
+    per_weight: dict[str | None, list[GemmLayer]] = {}
+    for layer in members:
+        per_weight.setdefault(layer.weight, []).append(layer)
+    values = [combined_factor_value(factor, layers, sensitivity) for layers in per_weight.values()]
+    if len(values) == 1:
+        return values[0]
+    return float(sum(values) if factor in (Factor.capacity, Factor.macs, Factor.S) else min(values))
+
+
+def _unit_params(members: Sequence[GemmLayer]) -> int:
+    """Weight elements of a unit: each weight once (its largest use), summed over the unit's weights."""
+    if len(members) == 1:
+        return members[0].params
+    per_weight: dict[str | None, int] = {}
+    for layer in members:
+        per_weight[layer.weight] = max(per_weight.get(layer.weight, 0), layer.params)
+    return sum(per_weight.values())
+
+
+def _tie_fused(groups: dict[str, list[GemmLayer]]) -> dict[str, list[GemmLayer]]:
+    """Merge the weight groups of each fused group into the group of its first weight (graph order kept)."""
+    weight_layers = [(layer.name, layer.k) for members in groups.values() for layer in members if layer.weight]
+    leader: dict[str, str] = {}
+    for names in fused_groups(weight_layers):
+        by_name = {layer.name: key for key, members in groups.items() for layer in members if layer.name in names}
+        keys = list(dict.fromkeys(by_name[name] for name in names))
+        leader.update({key: keys[0] for key in keys})
+    merged: dict[str, list[GemmLayer]] = {}
+    for key, members in groups.items():
+        merged.setdefault(leader.get(key, key), []).extend(members)
+    return merged
 
 
 def _resolve_keep(patterns: Sequence[str], keys: list[str], groups: dict[str, list[GemmLayer]]) -> set[str]:
