@@ -34,6 +34,7 @@ PLAN_PANEL = "Plan"
 BUDGET_PANEL = "Budget and objective"
 QUANT_PANEL = "Quantization"
 TRAINING_PANEL = "Training"
+DISTRIBUTED_PANEL = "Processes and memory"
 OUTPUT_PANEL = "Output"
 
 SPEC_HELP = "zoo:NAME[?k=v], file.py:factory, pkg.module:factory, torchvision:NAME, hf:TYPE or model.onnx."
@@ -163,13 +164,13 @@ TRAINING = OptionGroup(
         ],
         "parallel": Annotated[
             Parallel | None,
-            typer.Option("--parallel", help="With --nproc: ddp (replicas) or fsdp (FSDP2, sharded weights).", rich_help_panel=TRAINING_PANEL),
+            typer.Option("--parallel", help="With --nproc: ddp (replicas) or fsdp (FSDP2, sharded weights).", rich_help_panel=DISTRIBUTED_PANEL),
         ],
         "activation_checkpointing": Annotated[
             bool | None,
             typer.Option(
                 "--activation-checkpointing/--no-activation-checkpointing",
-                help="Recompute each block's activations in backward (less memory).", rich_help_panel=TRAINING_PANEL, show_default=False,
+                help="Recompute each block's activations in backward (less memory).", rich_help_panel=DISTRIBUTED_PANEL, show_default=False,
             ),
         ],
         "keep_last_fp32": Annotated[

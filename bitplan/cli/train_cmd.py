@@ -13,6 +13,7 @@ import typer
 
 from bitplan.cli.common import emit
 from bitplan.cli.options import (
+    DISTRIBUTED_PANEL,
     OUTPUT_PANEL,
     PLAN_PANEL,
     QUANT_PANEL,
@@ -54,7 +55,7 @@ def train(
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=TRAINING_PANEL)] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue interrupted seeds from their checkpoints.", rich_help_panel=TRAINING_PANEL)] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Delete the finished results in the run folder and train afresh.", rich_help_panel=OUTPUT_PANEL)] = False,
-    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch this many processes with torchrun (see --parallel).", rich_help_panel=TRAINING_PANEL)] = 1,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Launch this many processes with torchrun (see --parallel).", rich_help_panel=DISTRIBUTED_PANEL)] = 1,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default runs/default).", rich_help_panel=OUTPUT_PANEL)] = None,
     progress: Progress = True,
     format: Format = None,
