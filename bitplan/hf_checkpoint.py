@@ -61,8 +61,11 @@ def weight_files(directory: Path) -> list[Path]:
     return found
 
 
-def load_hf_directory(directory: Path, head: str | None, overrides: dict[str, object]):
+def load_hf_directory(directory: Path, head: str | None, overrides: dict[str, object], *, empty: bool = False):
     """``(model, config)`` of the checkpoint in ``directory``, weights loaded (built on meta: none).
+
+    With ``empty`` the parameters stay on meta and the buffers (rotary tables) are real: what FSDP2
+    shards before each rank reads its own rows of the weights (``bitplan.train.fsdp.materialize``).
 
     Args:
         directory: Holds ``config.json`` and ``*.safetensors`` (as ``save_pretrained`` writes).
@@ -99,8 +102,17 @@ def load_hf_directory(directory: Path, head: str | None, overrides: dict[str, ob
             "bitplan never runs a checkpoint's own code, so its architecture must be one transformers ships"
         ) from None
     auto = hf_head_model(transformers, config, head, spec)
-    if torch.get_default_device().type == "meta":
-        return auto.from_config(config), config
+    if empty or torch.get_default_device().type == "meta":
+        # from_config leaves tied weights (tie_word_embeddings) untied until tie_weights; from_pretrained ties them
+        if empty:
+            from accelerate import init_empty_weights
+
+            with torch.device("cpu"), init_empty_weights(include_buffers=False):
+                model = auto.from_config(config)
+        else:
+            model = auto.from_config(config)
+        model.tie_weights()
+        return model, config
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # bitplan's own progress goes to stderr
     try:

@@ -185,6 +185,20 @@ def _huggingface(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
     return model, (ids,)
 
 
+def load_empty_hf(spec: str) -> nn.Module:
+    """The architecture of a checkpoint directory spec (``DIR`` or ``hf:DIR``) with parameters on meta
+    and real buffers, for FSDP2 to shard and then fill shard by shard from the directory's weights.
+
+    Raises:
+        SpecError: As ``load_model`` for the directory.
+    """
+    base, options = split_spec(spec)
+    settings = _typed(options)
+    settings.pop("seq_len", None)
+    head = settings.pop("head", None)
+    return load_hf_directory(Path(base.removeprefix("hf:")), head, settings, empty=True)[0]
+
+
 def _typed(options: dict[str, str]) -> dict[str, object]:
     """Turn option strings into None (``None``/``null``), ints, floats and booleans where they look like them."""
     typed: dict[str, object] = {}

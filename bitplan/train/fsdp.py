@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -213,3 +214,56 @@ def sync_activation_ranges(model: nn.Module) -> None:
                 observer.running_min.copy_(-low)
                 observer.running_max.copy_(high)
                 observer.num_batches.clamp_(min=1)
+
+
+def materialize(model: nn.Module, directory: Path, device: torch.device | str) -> None:
+    """Give a model sharded on meta its storage on ``device`` and fill each rank's rows from safetensors.
+
+    Each rank reads only the rows of its own shards (``safe_open(...).get_slice``), so no process
+    ever holds a full copy of the model. Buffers that were real before (rotary tables) keep their
+    values; others (the activation observers) start at zero, as a fresh model's do.
+
+    Raises:
+        TrainingError: A parameter has no tensor in the directory's safetensors, or another shape.
+    """
+    from safetensors import safe_open
+    from torch.distributed.tensor import DTensor, Shard
+
+    from bitplan.hf_checkpoint import weight_files
+
+    kept = {name: buffer.detach().clone() for name, buffer in model.named_buffers() if not buffer.is_meta}
+    names_of: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(parameter), []).append(name)
+    model.to_empty(device=device)
+    where = {}
+    for file in weight_files(directory):
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as handle:
+                where.update({key: file for key in handle.keys()})
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            buffer.copy_(kept[name]) if name in kept else buffer.zero_()
+        for _, parameter in model.named_parameters():
+            key = next((name for name in names_of[id(parameter)] if name in where), None)
+            if key is None:
+                raise TrainingError(
+                    f"`{names_of[id(parameter)][0]}` has no tensor in the safetensors of `{directory}`; save the "
+                    "complete model there with `save_pretrained`"
+                )
+            local = parameter.to_local() if isinstance(parameter, DTensor) else parameter
+            start = 0
+            if isinstance(parameter, DTensor):
+                if parameter.placements != (Shard(0),):
+                    raise TrainingError(f"`{key}` is sharded as {parameter.placements}; materialize reads Shard(0) rows")
+                mesh = parameter.device_mesh
+                chunk = -(-parameter.shape[0] // mesh.size())  # torch.chunk's rows per rank
+                start = min(mesh.get_local_rank() * chunk, parameter.shape[0])
+            with safe_open(str(where[key]), framework="pt") as handle:
+                rows = handle.get_slice(key)
+                if list(rows.get_shape()) != list(parameter.shape):
+                    raise TrainingError(
+                        f"`{key}` in `{directory}` has shape {rows.get_shape()}, the model {list(parameter.shape)}; "
+                        "the directory's config.json does not belong to its weights"
+                    )
+                local.copy_(rows[start:start + local.shape[0]].to(local.dtype))

@@ -32,7 +32,8 @@ from bitplan.train.config import Optimizer, Parallel, Schedule, TrainConfig
 from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
-from bitplan.train.setup import RunSetup, build_run, logits_of, resolve_device
+from bitplan.spec import is_hf_directory, split_spec
+from bitplan.train.setup import RunSetup, build_run, check_fits, logits_of, resolve_device
 from bitplan.train.sharded import has_sharded, load_sharded, load_sharded_state, save_sharded
 from bitplan.train.state import load_checkpoint, quant_state, restore, rng_state, save_checkpoint
 
@@ -210,7 +211,10 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     retain_freed_memory()  # quantized activations would otherwise be page-faulted back in every step
-    setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank))
+    sharded = world > 1 and config.parallel is Parallel.fsdp
+    directory = split_spec(config.model)[0].removeprefix("hf:")
+    from_directory = sharded and is_hf_directory(directory)  # built on meta, each rank reads its own rows
+    setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank), empty=from_directory)
     per_rank = config.batch_size // world
     train_loader = make_loader(
         setup.data.train, batch_size=per_rank, shuffle=True, seed=config.seed, distributed=world > 1
@@ -218,11 +222,13 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
     # each rank evaluates every world-th test sample, in batches as large as the training ones
     test_shard = Subset(setup.data.test, range(rank, len(setup.data.test), world))
     test_loader = make_loader(test_shard, batch_size=per_rank, shuffle=False, seed=config.seed)
-    sharded = world > 1 and config.parallel is Parallel.fsdp
     if sharded:  # plan applied (build_run), then checkpointing, then fully_shard, then the optimizer
-        from bitplan.train.fsdp import shard
+        from bitplan.train.fsdp import materialize, shard
 
         shard(setup.model, device=device, activation_checkpointing=config.activation_checkpointing)
+        if from_directory:
+            materialize(setup.model, Path(directory), device)
+            check_fits(setup.model, setup.data, setup.example_inputs, config.model)  # collective: every rank runs it
     elif config.activation_checkpointing:
         from bitplan.train.fsdp import checkpoint_activations
 

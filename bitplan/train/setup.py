@@ -17,7 +17,7 @@ from torch import nn
 from bitplan.qat import apply
 from bitplan.data import DataBundle, Task, load_data
 from bitplan.plan import BitPlan
-from bitplan.spec import is_hf_directory, load_model, split_spec
+from bitplan.spec import LoadedModel, is_hf_directory, load_empty_hf, load_model, split_spec
 from bitplan.train.config import MAX_BITS, TrainConfig
 from bitplan.train.records import MetricName
 
@@ -148,6 +148,9 @@ def check_fits(model: nn.Module, data: DataBundle, example_inputs: tuple, spec: 
     if not samples:
         raise TrainingError(f"the training split of `{data.name}` is empty; give data with at least one sample")
     inputs = torch.stack([sample[0] for sample in samples])  # [B, *input_shape]
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.device.type != "meta":
+        inputs = inputs.to(parameter.device)
     wanted = data.vocab_size if data.task is Task.language_model else data.num_classes
     expected = "[batch, sequence, vocabulary]" if data.task is Task.language_model else "[batch, classes]"
     sides = (
@@ -181,13 +184,15 @@ def check_fits(model: nn.Module, data: DataBundle, example_inputs: tuple, spec: 
         )
 
 
-def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> RunSetup:
+def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int, empty: bool = False) -> RunSetup:
     """Load data and model, apply the effective plan, move to ``device``.
 
     Args:
         config: The run's configuration (its ``seed`` seeds initialisation and data).
         device: Where the model goes.
         sr_seed: Seed of the stochastic-rounding generators (differs per rank).
+        empty: A checkpoint directory's model with parameters on meta (FSDP2 shards it, then
+            ``fsdp.materialize`` reads each rank's rows); its fit to the data is checked afterwards.
 
     Raises:
         SpecError, DataError, PlanError: From the model, data or plan.
@@ -198,8 +203,11 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
     data = load_data(config.data, seed=config.seed, example_inputs=probe.example_inputs)
     options = model_options(config.model, data)
     torch.manual_seed(config.seed)  # initialisation depends on the seed only
-    loaded = load_model(config.model, input_shape=config.input_shape, options=options)
-    check_fits(loaded.model, data, loaded.example_inputs, spec_with_options(config.model, options))
+    if empty:
+        loaded = LoadedModel(load_empty_hf(config.model), probe.example_inputs, config.model)
+    else:
+        loaded = load_model(config.model, input_shape=config.input_shape, options=options)
+        check_fits(loaded.model, data, loaded.example_inputs, spec_with_options(config.model, options))
     if config.plan is not None:  # named by its spec, so the message's fix is a command that runs
         from bitplan.plan import verify_fingerprint
         from bitplan.frontends.torch import trace as profile_model
@@ -219,4 +227,4 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
             verify=False,  # a given plan was verified above; a made plan fits by construction
         )
     metric = MetricName.perplexity if data.task is Task.language_model else MetricName.accuracy
-    return RunSetup(model.to(device), loaded.example_inputs, data, plan, options, metric)
+    return RunSetup(model if empty else model.to(device), loaded.example_inputs, data, plan, options, metric)
