@@ -267,3 +267,16 @@ def materialize(model: nn.Module, directory: Path, device: torch.device | str) -
                         "the directory's config.json does not belong to its weights"
                     )
                 local.copy_(rows[start:start + local.shape[0]].to(local.dtype))
+
+
+def reshard(model: nn.Module) -> None:
+    """Put every FSDP2 module's sharded parameters back after a forward without backward.
+
+    The root keeps its parameters gathered after forward (it expects backward to follow), so
+    after an evaluation forward its registered parameters are the full ones; building an optimizer
+    or a state dict then would see those instead of the shards.
+    """
+    _, fsdp_module = fully_shard_api()
+    for module in model.modules():
+        if isinstance(module, fsdp_module):
+            module.reshard()

@@ -110,6 +110,10 @@ def evaluate(
         if index < len(loader):
             totals += _stats(loss * count, correct, count)
     loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
+    if _is_sharded(model):
+        from bitplan.train.fsdp import reshard
+
+        reshard(model)  # a checkpoint after evaluation must see the shards
     model.train()
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
 
@@ -223,12 +227,13 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
     test_shard = Subset(setup.data.test, range(rank, len(setup.data.test), world))
     test_loader = make_loader(test_shard, batch_size=per_rank, shuffle=False, seed=config.seed)
     if sharded:  # plan applied (build_run), then checkpointing, then fully_shard, then the optimizer
-        from bitplan.train.fsdp import materialize, shard
+        from bitplan.train.fsdp import materialize, reshard, shard
 
         shard(setup.model, device=device, activation_checkpointing=config.activation_checkpointing)
         if from_directory:
             materialize(setup.model, Path(directory), device)
             check_fits(setup.model, setup.data, setup.example_inputs, config.model)  # collective: every rank runs it
+            reshard(setup.model)  # the optimizer must hold the shards, not the root's gathered parameters
     elif config.activation_checkpointing:
         from bitplan.train.fsdp import checkpoint_activations
 
