@@ -109,7 +109,15 @@ class Objective(str, Enum):
     min_sensitivity = "min-sensitivity"
 
 
+class BudgetRule(str, Enum):
+    """How a factor × strategy plan meets a budget (docs/planning.md, "Size matching: budgets")."""
+
+    fill = "fill"  # the strategy's mapping shifted to fit, then raised one level at a time until nothing fits
+    order_preserving = "order-preserving"  # the seed paper's rule: the largest plan whose bits follow the order
+
+
 DEFAULT_FACTOR = Factor.A
+DEFAULT_BUDGET_RULE = BudgetRule.fill
 DEFAULT_STRATEGY = Strategy.C_minus
 DEFAULT_MAPPING = Mapping.rank
 DEFAULT_CAPACITY = CapacityMeasure.params

@@ -22,10 +22,12 @@ from bitplan.plan.schema import (
     NOT_QUANTIZED_BITS,
     BitPlan,
     Budget,
+    BudgetKind,
     CapacityMeasure,
     Factor,
     LayerPlan,
     Mapping,
+    PlanEstimates,
     Preset,
     Strategy,
 )
@@ -42,6 +44,9 @@ DPC_FACTORS = {
     CapacityMeasure.macs: Factor.macs,
     CapacityMeasure.accumulation: Factor.A,
 }
+
+UNIFORM_FACTOR = Factor.capacity
+"""What a U plan made without ``--factor`` records: U ranks nothing, and each layer's size is worth showing."""
 
 E = TypeVar("E", bound=Enum)
 
@@ -106,8 +111,10 @@ def resolve_levels(bits: tuple[int, int] | None, levels: Sequence[int] | None) -
 
 
 def default_uniform_bits(levels: Sequence[int]) -> int:
-    """The middle of the range, rounded half up: 6 for 4–8, 7 for 6–8, 12 for 8–16."""
-    return (levels[0] + levels[-1] + 1) // 2
+    """The level of the menu nearest the middle of its range, ties upward: 6 for 4–8, 7 for 6–8,
+    12 for 8–16, 4 for 2,3,4,8 and for 1,2,3,4,8 (the reference is always a width the menu offers)."""
+    middle = (levels[0] + levels[-1]) / 2
+    return min(levels, key=lambda level: (abs(level - middle), -level))
 
 
 def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | None = None, /, **options: Any) -> BitPlan:
@@ -118,16 +125,20 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
         request: A ``PlanRequest``; ``options`` are its fields by keyword (they override it).
         factor: A, F, D, capacity or macs (profile fields accumulation, weight_frequency, depth,
             params, macs).
-        strategy: U (one width), C+ (bits rise with the factor), C- (bits fall), R (random).
+        strategy: U (one width; needs no factor), C+ (bits rise with the factor), C- (bits fall), R (random).
         bits: Inclusive range of widths (ignored when ``levels`` is given).
         levels: Explicit strictly increasing widths.
         seed: Seed of R.
         mapping: rank, log or quantile (see ``bitplan.plan.mapping``).
-        uniform_bits: U's width (default: middle of the range); also the reference for ratios.
-        budget: Choose the order-preserving plan of largest size (or forward BitOPs) within it.
+        uniform_bits: U's width, a level of the menu (default: the level nearest the middle of the
+            range); also the reference for ratios.
+        budget: Plan within it (size, mean bits or forward BitOPs); the plan records what it reached.
+        budget_rule: How C+, C- and R meet a budget: ``fill`` (their mapping shifted to fit, then filled
+            to the budget) or ``order-preserving`` (the seed paper's largest plan following the order).
         keep: ``first``, ``last``, GEMM names, weight FQNs or globs pinned at ``keep_bits``.
         keep_bits: Width of kept layers (32 = not quantized).
         include_activation_gemms: Also plan activation×activation GEMMs (attention's QKᵀ, A·V).
+        weight_only: Activations and gradients in fp32 (overrides ``activation_bits`` and ``gradient_bits``).
         activation_bits: Plan-wide activation bits for training (None = fp32).
         gradient_bits: Plan-wide gradient bits for training (None = fp32).
         gradient_quant: sr, luq or none.
@@ -139,7 +150,7 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
         model: The model spec to record (default ``profile.model``).
         scores: Measured sensitivities, the values of factor ``S``: ``{GEMM name: score}`` or
             ``MeasuredScores`` (``SensitivityReport.scores()``), which also carries the width they were
-            measured at and the profile fingerprint they belong to.
+            measured at, the profile fingerprint they belong to, and optionally a score per level.
         objective: ``min-sensitivity``: ignore the strategy and choose, exactly, the bits that
             minimise sensitivity-weighted quantization noise within ``budget`` (factor S, strategy opt).
 
@@ -171,6 +182,8 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
     )
     activation_bits, gradient_bits = request.activation_bits, request.gradient_bits
     gradient_quant, weight_granularity = request.gradient_quant, request.weight_granularity
+    if request.weight_only:
+        activation_bits = gradient_bits = None
     sensitivity, model = request.scores, request.model
     if objective is not None:
         if sensitivity is None or budget is None:
@@ -198,6 +211,11 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
     uniform = default_uniform_bits(chosen_levels) if uniform_bits is None else uniform_bits
     for name, value in (("uniform_bits", uniform), ("keep_bits", keep_bits)):
         _check_width(name, value)
+    if uniform not in chosen_levels:
+        raise PlanError(
+            f"--uniform-bits {uniform} is not a level of the menu {chosen_levels}; the uniform plan and the "
+            f"reference use one of its widths (default {default_uniform_bits(chosen_levels)})."
+        )
     for name, value in (("activation_bits", activation_bits), ("gradient_bits", gradient_bits)):
         if value is not None:
             _check_width(name, value)
@@ -219,6 +237,7 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             precision=precision,
             other_params=profile.total_params - sum(unit.params for unit in units),
             unplanned_macs=sum(layer.macs for layer in left_out),
+            per_level=sensitivity.per_level,
         )
     elif budget is None:
         planned_bits = _unbudgeted_bits(planned, strategy, chosen_levels, mapping, seed, uniform)
@@ -234,10 +253,15 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             precision=precision,
             other_params=profile.total_params - sum(unit.params for unit in units),
             unplanned_macs=sum(layer.macs for layer in left_out),
+            rule=request.budget_rule,
         )
     bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
     layers = _layer_plans(profile, units, bits_of, keep_bits, precision)
     unplanned_macs = sum(layer.macs for layer in left_out)
+    estimates = compute_estimates(
+        layers, total_params=profile.total_params, unplanned_macs=unplanned_macs, uniform_bits=uniform, precision=precision
+    )
+    budgeted_by_rule = budget is not None and objective is None and strategy is not Strategy.U
     return BitPlan(
         model=model or profile.model,
         fingerprint=profile.fingerprint(),
@@ -265,15 +289,21 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
         sensitivity_bits=sensitivity.bits if sensitivity is not None and factor is Factor.S else None,
         objective=objective,
         objective_value=objective_value,
+        budget_rule=request.budget_rule if budgeted_by_rule else None,
+        budget_reached=None if budget is None else budget_value(estimates, budget.kind),
+        source=request.source,
         layers=layers,
-        estimates=compute_estimates(
-            layers,
-            total_params=profile.total_params,
-            unplanned_macs=unplanned_macs,
-            uniform_bits=uniform,
-            precision=precision,
-        ),
+        estimates=estimates,
     )
+
+
+def budget_value(estimates: PlanEstimates, kind: BudgetKind) -> float:
+    """A plan's own value in a budget's unit: mean bits, MBit or forward BitOPs."""
+    if kind is BudgetKind.avg_bits:
+        return estimates.avg_bits
+    if kind is BudgetKind.mbit:
+        return estimates.mbit
+    return float(estimates.bitops_forward)
 
 
 def _layer_plans(
@@ -314,8 +344,10 @@ def _resolve_rule(
                     f"measure with --capacity); drop {flag} {given}."
                 )
         return preset_factor, Strategy.C_minus, preset
+    if strategy in (Strategy.U, Strategy.U.value) and factor is None:
+        return UNIFORM_FACTOR, Strategy.U, None  # one width for every layer: no factor to rank by
     if factor is None or strategy is None:
-        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (U, C+, C-, R), or --preset dpc.")
+        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (C+, C-, R), --strategy U alone, or --preset dpc.")
     return parse_choice(Factor, factor, "factor"), parse_choice(Strategy, strategy, "strategy"), None
 
 

@@ -1,9 +1,10 @@
 """Size matching: the order-preserving plan of largest size (or compute) within a budget.
 
 Turns a budget into a capacity on Σ weight × level value over the units the strategy assigns, builds
-the chain along which levels may only rise, and hands both to the exact solver in ``budget.py``.
-Definitions (docs/planning.md, "Size matching: budgets"): C+ is monotone in the factor, C- its mirror,
-U one width, R monotone along a seeded random order of the units.
+the chain along which levels may only rise, and hands both to the budget rule: ``fill`` (the strategy's
+mapping shifted to fit, then filled; ``fill.py``) or ``order-preserving`` (the exact solver in
+``budget.py``). Definitions (docs/planning.md, "Size matching: budgets"): C+ is monotone in the factor,
+C- its mirror, U one width, R monotone along a seeded random order of the units.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from fractions import Fraction
 from bitplan.errors import PlanError
 from bitplan.plan.budget import BudgetSearchTooLarge, solve_monotone
 from bitplan.plan.estimates import FP32, Precision
+from bitplan.plan.fill import fill_levels
 from bitplan.plan.mapping import level_positions
-from bitplan.plan.schema import Budget, BudgetKind, Mapping, Strategy
+from bitplan.plan.schema import Budget, BudgetKind, BudgetRule, Mapping, Strategy
 from bitplan.plan.units import PlanUnit
 
 _UNITS = {BudgetKind.avg_bits: "avg bits", BudgetKind.mbit: "MBit", BudgetKind.bitops: "BitOPs"}
@@ -81,8 +83,12 @@ def budgeted_bits(
     precision: Precision,
     other_params: int,
     unplanned_macs: int,
+    rule: BudgetRule = BudgetRule.fill,
 ) -> list[int]:
-    """Bits of each unit the strategy assigns (not kept), in order, for the largest plan within ``budget``.
+    """Bits of each unit the strategy assigns (not kept), in order, for a plan within ``budget``.
+
+    ``rule`` fill: the strategy's mapping shifted to fit and filled up to the budget (``fill.py``);
+    order-preserving: the largest plan whose bits follow the strategy's order (the seed paper's rule).
 
     Raises:
         PlanError: The budget is below the smallest or above the largest reachable size (both stated),
@@ -113,6 +119,14 @@ def budgeted_bits(
         widest = max(j for j, value in enumerate(terms.values) if value * total <= terms.capacity)
         return [levels[widest]] * len(assigned)
     chain, positions = chain_of(assigned, strategy, len(levels), mapping, seed)
+    if rule is BudgetRule.fill:
+        position = [0.0] * len(assigned)
+        for group, group_position in zip(chain, positions):
+            for index in group:
+                position[index] = group_position
+        order = sorted(range(len(assigned)), key=lambda index: -position[index])  # stable: graph order breaks ties
+        chosen = fill_levels(terms.weights, terms.values, terms.capacity, position, order)
+        return [levels[level] for level in chosen]
     group_weights = [sum(terms.weights[i] for i in group) for group in chain]
     try:
         group_levels = solve_monotone(group_weights, terms.values, terms.capacity, positions=positions)
