@@ -76,8 +76,7 @@ def run_pareto(config: ParetoConfig, *, progress: bool = True) -> ParetoResult:
     )
     profile = evaluator.profile()
     scores = _measure(config, {m.measure for m in methods if m.kind is Kind.measured}, console)
-    precision = {"activation_bits": None, "gradient_bits": None} if config.weight_only else {}
-    maker = PlanMaker(profile, config.levels, {"model": evaluator.spec, **precision}, scores)
+    maker = PlanMaker(profile, config.levels, {"model": evaluator.spec, "weight_only": config.weight_only}, scores)
     planned: list[PlannedPoint] = []
     skipped: list[SkippedPoint] = []
     for method in methods:

@@ -27,7 +27,7 @@ from bitplan.data import DataBundle, make_loader
 from bitplan.plan import BitPlan, load_plan
 from bitplan.profile.schema import ModelProfile
 from bitplan.train.config import TrainConfig
-from bitplan.train.loop import metric_of, test_totals
+from bitplan.train.loop import metric_of, split_totals
 from bitplan.train.records import MetricName
 from bitplan.train.setup import build_run, resolve_device, spec_with_options
 from bitplan.train.weights import read_checkpoint
@@ -143,7 +143,7 @@ class Evaluator:
             if self.quant_ranges:
                 load_quant_state_dict(model, self.quant_ranges[0])
             model = model.to(self.device)
-        loss_sum, correct, count = test_totals(model, self.loader, self.data.task, self.device)
+        loss_sum, correct, count = split_totals(model, self.loader, self.data.task, self.device)
         return Evaluation(
             metric_name=self.metric_name, metric=metric_of(self.metric_name, loss_sum, correct, count),
             loss=loss_sum / max(count, 1), correct=int(correct), predictions=int(count),

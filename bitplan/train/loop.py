@@ -89,7 +89,7 @@ def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -
 
 
 @torch.no_grad()
-def test_totals(model: nn.Module, loader: DataLoader, task: Task, device: torch.device) -> tuple[float, float, float]:
+def split_totals(model: nn.Module, loader: DataLoader, task: Task, device: torch.device) -> tuple[float, float, float]:
     """(summed loss, correct predictions, predictions) of ``model`` over ``loader``, summed across ranks.
 
     The model runs in eval mode (fixed batch-norm statistics, no dropout, quantizers on their running
@@ -115,7 +115,7 @@ def evaluate(
     This is the evaluation of every epoch of training; ``bitplan.train.evaluate_model`` evaluates a
     trained checkpoint (and a plan applied to it) the same way.
     """
-    loss_sum, correct, count = test_totals(model, loader, task, device)
+    loss_sum, correct, count = split_totals(model, loader, task, device)
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
 
 

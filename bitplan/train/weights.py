@@ -51,8 +51,15 @@ def load_weights(model: nn.Module, path: Path, spec: str) -> None:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
         raise SpecError(
-            f"checkpoint `{path}` does not fit model `{spec}` ({str(error).splitlines()[0]}); pass the model spec "
+            f"checkpoint `{path}` does not fit model `{spec}` ({_first_difference(error)}); pass the model spec "
             "and data it was trained with, or a checkpoint of this model"
         ) from None
     if quant_runtime(model) is not None and checkpoint["quant"]:
         load_quant_state_dict(model, checkpoint["quant"][0])
+
+
+def _first_difference(error: RuntimeError) -> str:
+    """The first concrete line of torch's load_state_dict error (``size mismatch for fc.weight: …``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    concrete = [line for line in lines if not line.endswith(":")]
+    return (concrete or lines or ["the parameter names or shapes differ"])[0].rstrip(".")
