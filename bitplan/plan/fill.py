@@ -11,10 +11,13 @@ all collapse to U. ``fill`` keeps the strategy's shape instead (docs/planning.md
 
 After step 2 no single raise fits, so the capacity left is below w_i·(v_{ℓ_i+1} − v_{ℓ_i}) for every
 unit i below the top level: a mean-bits budget B is met within (B − one level step, B].
+
+R at a budget draws a random plan instead of shifting one (``random_levels``), then fills it the same way.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,7 +42,8 @@ def shifted_levels(
     def levels_at(shift: float) -> np.ndarray:
         return np.clip(np.floor(base + shift + 0.5), 0, n_levels - 1).astype(np.int64)
 
-    low, high = -float(n_levels), float(n_levels)
+    # at `low` every unit sits at the lowest level, at `high` at the top (positions may lie outside 0..L−1)
+    low, high = -float(base.max(initial=0.0)) - 1.0, float(n_levels) - float(base.min(initial=0.0))
     for _ in range(SHIFT_STEPS):
         middle = (low + high) / 2
         if float(weight @ value[levels_at(middle)]) <= capacity:
@@ -73,6 +77,39 @@ def fill_levels(
         [0, 1, 1]
     """
     levels = shifted_levels(weights, values, capacity, positions).tolist()
+    return raise_while_fits(levels, weights, values, capacity, order)
+
+
+def random_levels(weights: Sequence[int], values: Sequence[int], capacity: int, seed: int) -> list[int]:
+    """R at a budget: a seeded random plan that fits ``capacity``, filled to within one level step of it.
+
+    Units are visited in a random order; each takes a level drawn uniformly from those the capacity
+    left still affords (the units not yet visited counted at the lowest level); then the plan is
+    filled in another random order. Different seeds give different plans wherever the budget leaves
+    any freedom.
+
+    Example:
+        >>> plan = random_levels([3, 1, 2], [1, 2, 4], 12, seed=0)
+        >>> sum(w * [1, 2, 4][level] for w, level in zip([3, 1, 2], plan)) <= 12
+        True
+    """
+    rng = random.Random(seed)
+    order = list(range(len(weights)))
+    rng.shuffle(order)
+    levels = [0] * len(weights)
+    left = capacity - values[0] * sum(weights)
+    for unit in order:
+        affordable = [level for level, value in enumerate(values) if weights[unit] * (value - values[0]) <= left]
+        levels[unit] = rng.choice(affordable)
+        left -= weights[unit] * (values[levels[unit]] - values[0])
+    rng.shuffle(order)
+    return raise_while_fits(levels, weights, values, capacity, order)
+
+
+def raise_while_fits(
+    levels: list[int], weights: Sequence[int], values: Sequence[int], capacity: int, order: Sequence[int]
+) -> list[int]:
+    """Raise units one level at a time in ``order``, pass after pass, while a raise fits ``capacity``."""
     left = capacity - sum(w * values[level] for w, level in zip(weights, levels))
     raised = True
     while raised:

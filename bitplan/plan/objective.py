@@ -15,7 +15,7 @@ from bitplan.errors import PlanError
 from bitplan.plan.estimates import Precision
 from bitplan.plan.knapsack import noise_scale, solve_mckp
 from bitplan.plan.schema import NOT_QUANTIZED_BITS, Budget
-from bitplan.plan.sizing import BudgetTerms
+from bitplan.plan.sizing import BudgetTerms, check_reachable
 from bitplan.plan.units import PlanUnit
 
 
@@ -50,12 +50,7 @@ def optimal_bits(
         noise = np.array(
             [[max(unit.factor_value, 0.0) * noise_scale(level, measured_bits) for level in levels] for unit in assigned]
         )
-    smallest, largest = int(cost.min(axis=1).sum()), int(cost.max(axis=1).sum())
-    if not smallest <= terms.capacity:
-        raise PlanError(
-            f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g} is below every plan in range {levels}: "
-            f"reachable sizes run from {terms.describe(smallest)} to {terms.describe(largest)}. Raise the budget."
-        )
+    check_reachable(terms, budget, levels)
     choice, objective = solve_mckp(cost, noise, terms.capacity)
     return [levels[index] for index in choice], objective
 

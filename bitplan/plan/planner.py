@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from bitplan.choices import DEFAULT_BITS
 from bitplan.errors import PlanError
 from bitplan.plan.accumulator import layer_accumulator_bits
 from bitplan.plan.estimates import Precision, compute_estimates
+from bitplan.plan.knapsack import BUDGET_TOLERANCE
 from bitplan.plan.mapping import level_indices
 from bitplan.plan.objective import optimal_bits
 from bitplan.plan.schema import (
@@ -171,11 +173,14 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
     return _plan(profile, PlanRequest.of(request, **options))
 
 
-def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
-    """``make_plan`` on a profile and a validated request."""
+def _plan(profile: ModelProfile, request: PlanRequest, chosen: MappingType[str, int] | None = None) -> BitPlan:
+    """``make_plan`` on a profile and a validated request; ``chosen`` (unit key -> bits) skips the rule
+    and records strategy opt (bits chosen by a method that ``request.source`` names)."""
     factor, strategy, preset, capacity, objective = (
         request.factor, request.strategy, request.preset, request.capacity, request.objective
     )
+    if chosen is not None:
+        factor, strategy, preset, objective = factor or (Factor.S if request.scores else UNIFORM_FACTOR), Strategy.U, None, None
     bits, levels, uniform_bits, mapping, seed = request.bits, request.levels, request.uniform_bits, request.mapping, request.seed
     budget, keep, keep_bits, include_activation_gemms = (
         request.budget, request.keep, request.keep_bits, request.include_activation_gemms
@@ -207,6 +212,8 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             )
         )
     factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
+    if chosen is not None:
+        strategy = Strategy.opt
     chosen_levels = resolve_levels(bits, levels)
     uniform = default_uniform_bits(chosen_levels) if uniform_bits is None else uniform_bits
     for name, value in (("uniform_bits", uniform), ("keep_bits", keep_bits)):
@@ -227,7 +234,9 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
     )
     planned = [unit for unit in units if not unit.kept]
     objective_value = None
-    if objective is not None:
+    if chosen is not None:
+        planned_bits = _chosen_bits(planned, chosen, chosen_levels)
+    elif objective is not None:
         planned_bits, objective_value = optimal_bits(
             budget,
             units,
@@ -261,7 +270,10 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
     estimates = compute_estimates(
         layers, total_params=profile.total_params, unplanned_macs=unplanned_macs, uniform_bits=uniform, precision=precision
     )
-    budgeted_by_rule = budget is not None and objective is None and strategy is not Strategy.U
+    budgeted_by_rule = budget is not None and strategy in (Strategy.C_plus, Strategy.C_minus, Strategy.R)
+    reached = None if budget is None else budget_value(estimates, budget.kind)
+    if chosen is not None and reached is not None and reached > budget.value * (1 + BUDGET_TOLERANCE):
+        raise PlanError(f"the chosen bits reach {reached:.6g}, above the budget {budget.value:g} ({budget.kind.value}).")
     return BitPlan(
         model=model or profile.model,
         fingerprint=profile.fingerprint(),
@@ -290,11 +302,38 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
         objective=objective,
         objective_value=objective_value,
         budget_rule=request.budget_rule if budgeted_by_rule else None,
-        budget_reached=None if budget is None else budget_value(estimates, budget.kind),
+        budget_reached=reached,
         source=request.source,
         layers=layers,
         estimates=estimates,
     )
+
+
+def plan_from_bits(
+    profile: ModelProfile, bits: MappingType[str, int], request: PlanRequest | None = None, /, **options: Any
+) -> BitPlan:
+    """A plan with the bits a method chose: ``bits`` maps each planned unit (weight FQN) to a level.
+
+    The plan records strategy ``opt`` and ``request.source`` (which method chose, from what). With a
+    budget, the bits must fit it; the plan records what they reach.
+
+    Raises:
+        PlanError: A planned unit missing from ``bits``, bits outside the levels, or over the budget.
+
+    Example:
+        >>> plan = plan_from_bits(profile, {"conv1.weight": 8, "fc.weight": 2}, levels=(2, 8))  # doctest: +SKIP
+    """
+    return _plan(profile, PlanRequest.of(request, **options), chosen=bits)
+
+
+def _chosen_bits(planned: list[PlanUnit], chosen: MappingType[str, int], levels: list[int]) -> list[int]:
+    missing = [unit.key for unit in planned if unit.key not in chosen]
+    if missing:
+        raise PlanError(f"no bits chosen for `{missing[0]}`; give every planned weight one level of {levels}.")
+    outside = [unit.key for unit in planned if chosen[unit.key] not in levels]
+    if outside:
+        raise PlanError(f"`{outside[0]}` is given {chosen[outside[0]]} bits, not a level of {levels}.")
+    return [chosen[unit.key] for unit in planned]
 
 
 def budget_value(estimates: PlanEstimates, kind: BudgetKind) -> float:

@@ -15,7 +15,7 @@ from fractions import Fraction
 from bitplan.errors import PlanError
 from bitplan.plan.budget import BudgetSearchTooLarge, solve_monotone
 from bitplan.plan.estimates import FP32, Precision
-from bitplan.plan.fill import fill_levels
+from bitplan.plan.fill import fill_levels, random_levels
 from bitplan.plan.mapping import level_positions
 from bitplan.plan.schema import Budget, BudgetKind, BudgetRule, Mapping, Strategy
 from bitplan.plan.units import PlanUnit
@@ -105,19 +105,13 @@ def budgeted_bits(
         unplanned_macs=unplanned_macs,
     )
     total = sum(terms.weights)
-    smallest, largest = terms.values[0] * total, terms.values[-1] * total
-    flag = f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g}"
-    reach = (
-        f"reachable sizes run from {terms.describe(smallest)} (every planned layer at {levels[0]} bits) "
-        f"to {terms.describe(largest)} (every planned layer at {levels[-1]} bits)"
-    )
-    if terms.capacity < smallest:
-        raise PlanError(f"{flag} is below every plan in range {levels}: {reach}. Raise the budget or lower --bits.")
-    if terms.capacity > largest:
-        raise PlanError(f"{flag} is above every plan in range {levels}: {reach}. Lower the budget or raise --bits.")
+    smallest = check_reachable(terms, budget, levels)
+    flag = budget_flag(budget)
     if strategy is Strategy.U:
         widest = max(j for j, value in enumerate(terms.values) if value * total <= terms.capacity)
         return [levels[widest]] * len(assigned)
+    if rule is BudgetRule.fill and strategy is Strategy.R:
+        return [levels[level] for level in random_levels(terms.weights, terms.values, terms.capacity, seed)]
     chain, positions = chain_of(assigned, strategy, len(levels), mapping, seed)
     if rule is BudgetRule.fill:
         position = [0.0] * len(assigned)
@@ -141,6 +135,30 @@ def budgeted_bits(
         for index in group:
             bits[index] = levels[level]
     return bits
+
+
+def budget_flag(budget: Budget) -> str:
+    """The budget as the user typed it: ``--budget-avg-bits 1.5``."""
+    return f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g}"
+
+
+def check_reachable(terms: BudgetTerms, budget: Budget, levels: list[int]) -> int:
+    """The smallest reachable cost; raises when the budget lies outside the reachable range.
+
+    Raises:
+        PlanError: Below the smallest or above the largest plan the levels allow (both stated).
+    """
+    total = sum(terms.weights)
+    smallest, largest = terms.values[0] * total, terms.values[-1] * total
+    reach = (
+        f"reachable sizes run from {terms.describe(smallest)} (every planned layer at {levels[0]} bits) "
+        f"to {terms.describe(largest)} (every planned layer at {levels[-1]} bits)"
+    )
+    if terms.capacity < smallest:
+        raise PlanError(f"{budget_flag(budget)} is below every plan in range {levels}: {reach}. Raise the budget or lower --bits.")
+    if terms.capacity > largest:
+        raise PlanError(f"{budget_flag(budget)} is above every plan in range {levels}: {reach}. Lower the budget or raise --bits.")
+    return smallest
 
 
 def chain_of(
