@@ -19,7 +19,7 @@ from bitplan.train.evaluate import Evaluator
 runner = CliRunner()
 LEVELS = [1, 2, 3, 4, 8]
 BUDGETS = [1.5, 2.0]
-METHODS = ["uniform", "random", "first-last", "A:C-", "dpc", "fisher"]
+METHODS = ["uniform", "random", "first-last", "A:C-", "dpc", "fisher", "recommended"]
 
 
 def hand_mean_bits(plan_file: Path) -> float:

@@ -8,12 +8,12 @@ the same budgets are the baselines every method is measured against.
 Example:
     >>> from pathlib import Path
     >>> from bitplan.pareto import ParetoConfig, run_pareto
-    >>> config = ParetoConfig(model="zoo:digits_cnn", data="digits", checkpoint=Path("run/seed-0/checkpoint.pt"),
+    >>> config = ParetoConfig(model="zoo:digits_cnn", data="digits", checkpoint=Path("runs/digits"),
     ...                       levels=[1, 2, 3, 4, 8], budgets=[1.5, 2, 3], methods=["uniform", "random", "A:C-"])
     >>> result = run_pareto(config)  # doctest: +SKIP
 """
 
-from bitplan.pareto.methods import known_methods, parse_method, parse_methods
+from bitplan.pareto.methods import parse_methods
 from bitplan.pareto.result import ParetoConfig, ParetoPoint, ParetoResult, SkippedPoint
 from bitplan.pareto.sweep import run_pareto
 
@@ -23,7 +23,5 @@ __all__ = [
     "ParetoResult",
     "ParetoPoint",
     "SkippedPoint",
-    "parse_method",
     "parse_methods",
-    "known_methods",
 ]

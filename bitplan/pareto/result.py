@@ -27,7 +27,7 @@ class ParetoConfig(BaseModel):
 
     model: str = Field(description="Model spec, as trained.")
     data: str = Field(description="Data spec; plans are scored on its test split.")
-    checkpoint: Path | None = Field(default=None, description="The trained weights (checkpoint.pt); None = the model's own.")
+    checkpoint: Path | None = Field(default=None, description="The trained weights: a run or seed folder, or a checkpoint.pt; None = the model's own.")
     input_shape: str | None = None
     levels: list[int] = Field(min_length=1, description="The bit menu every plan chooses from, strictly increasing.")
     budgets: list[float] = Field(min_length=1, description="Mean-bits budgets (parameter-weighted over every planned weight).")

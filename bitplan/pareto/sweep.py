@@ -27,10 +27,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bitplan.atomic import atomic_write_text
 from bitplan.choices import EvalMode
 from bitplan.errors import TrainingError
-from bitplan.pareto.methods import Kind, PlanMaker, PlannedPoint, Skipped, check_budgets, parse_methods
+from bitplan.pareto.methods import PlannedPoint, check_budgets, parse_methods, sweep_plans
 from bitplan.pareto.report import write_outputs
 from bitplan.pareto.result import ParetoConfig, ParetoPoint, ParetoResult, SkippedPoint
 from bitplan.plan import save_plan
+from bitplan.sensitivity_analysis.at_budget import methods_at_budget
 from bitplan.data import Task
 from bitplan.train import MetricName, RunResult, TrainConfig, train_run
 from bitplan.train.evaluate import Evaluation, Evaluator, weight_mean_bits
@@ -60,7 +61,7 @@ def run_pareto(config: ParetoConfig, *, progress: bool = True) -> ParetoResult:
         FolderBusyError: Another process holds ``config.out``.
 
     Example:
-        >>> config = ParetoConfig(model="zoo:digits_cnn", data="digits", checkpoint=Path("run/seed-0/checkpoint.pt"),
+        >>> config = ParetoConfig(model="zoo:digits_cnn", data="digits", checkpoint=Path("runs/digits"),
         ...                       levels=[1, 2, 3, 4, 8], budgets=[1.5, 2], methods=["uniform", "random", "fisher"])
         >>> result = run_pareto(config)  # doctest: +SKIP
         >>> result.of("fisher")[0].metric  # doctest: +SKIP
@@ -74,18 +75,13 @@ def run_pareto(config: ParetoConfig, *, progress: bool = True) -> ParetoResult:
         config.model, config.data, checkpoint=config.checkpoint, batch_size=config.batch_size, device=config.device,
         input_shape=config.input_shape,
     )
-    profile = evaluator.profile()
-    scores = _measure(config, {m.measure for m in methods if m.kind is Kind.measured}, console)
-    maker = PlanMaker(profile, config.levels, {"model": evaluator.spec, "weight_only": config.weight_only}, scores)
-    planned: list[PlannedPoint] = []
-    skipped: list[SkippedPoint] = []
-    for method in methods:
-        for budget in config.budgets:
-            made = maker.plans(method, budget, config.random_plans)
-            if isinstance(made, Skipped):
-                skipped.append(SkippedPoint(method=made.method, budget=made.budget, reason=made.reason))
-            else:
-                planned.extend(made)
+    planner = methods_at_budget(
+        config.model, config.data, levels=config.levels, checkpoint=config.checkpoint,
+        batches=config.sensitivity_batches, seed=config.seeds[0], device=config.device, weight_only=config.weight_only,
+    )
+    with console.status("making every plan (measuring each sensitivity once)"):
+        planned, not_planned = sweep_plans(planner, methods, config.budgets, config.random_plans)
+    skipped = [SkippedPoint(method=s.method, budget=s.budget, reason=s.reason) for s in not_planned]
     template = _template(config) if config.eval is EvalMode.qat else None
     with hold_folder(config.out, "this sweep (`-o`)"):
         for point in planned:
@@ -106,22 +102,6 @@ def run_pareto(config: ParetoConfig, *, progress: bool = True) -> ParetoResult:
         return result
 
 
-def _measure(config: ParetoConfig, measures: set, console: Console) -> dict:
-    """Each sensitivity measure once, at the middle level of the menu, on the checkpoint (all plans share it)."""
-    from bitplan.sensitivity_analysis import measure_sensitivity
-
-    scores = {}
-    middle = config.levels[len(config.levels) // 2]
-    for measure in sorted(measures, key=lambda m: m.value):
-        console.print(f"measuring {measure.value} sensitivity at {middle} bits …")
-        report = measure_sensitivity(
-            config.model, config.data, method=measure, bits=middle, batches=config.sensitivity_batches,
-            seed=config.seeds[0], checkpoint=config.checkpoint, device=config.device,
-        )
-        scores[measure] = report.scores()
-    return scores
-
-
 def _template(config: ParetoConfig) -> TrainConfig:
     """The fine-tuning recipe: the config's (or one epoch of the defaults) starting from the checkpoint."""
     base = config.train or TrainConfig(epochs=1)
@@ -138,7 +118,9 @@ def _plan_file(point: PlannedPoint) -> str:
 def _checkpoint_digest(checkpoint: Path | None) -> str:
     if checkpoint is None:
         return "initialisation"
-    return hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    from bitplan.export.checkpoint import checkpoint_file
+
+    return hashlib.sha256(checkpoint_file(checkpoint).read_bytes()).hexdigest()
 
 
 def _key(payload: dict) -> str:
@@ -171,7 +153,7 @@ def _point(point: PlannedPoint, seed: int | None, evaluation: Evaluation | None,
            run: str | None = None) -> ParetoPoint:
     plan = point.plan
     return ParetoPoint(
-        method=point.method.name, budget=point.budget, seed=seed, plan_seed=point.plan_seed,
+        method=point.method, budget=point.budget, seed=seed, plan_seed=point.plan_seed,
         avg_bits=weight_mean_bits(plan), mbit=plan.estimates.mbit, bitops=plan.estimates.bitops_forward,
         metric=evaluation.metric if evaluation else None, metric_name=metric_name,
         loss=evaluation.loss if evaluation else None, correct=evaluation.correct if evaluation else None,

@@ -60,7 +60,8 @@ class TrainConfig(BaseModel):
     bits: tuple[int, int] = Field(default=DEFAULT_BITS, description="Bit range of the plan made from `factor`.")
     init: Path | None = Field(
         default=None,
-        description="Start from these weights (a `bitplan train` checkpoint.pt or a plain state_dict) instead of a "
+        description="Start from these weights (a `bitplan train` run or seed folder, its checkpoint.pt, or a plain "
+        "state_dict) instead of a "
         "random initialisation: fine-tuning, e.g. quantization-aware training of a trained model.",
     )
     epochs: int = Field(default=6, ge=1, description="Passes over the training split.")

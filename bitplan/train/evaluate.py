@@ -30,7 +30,6 @@ from bitplan.train.config import TrainConfig
 from bitplan.train.loop import metric_of, split_totals
 from bitplan.train.records import MetricName
 from bitplan.train.setup import build_run, resolve_device, spec_with_options
-from bitplan.train.weights import read_checkpoint
 
 DEFAULT_EVAL_BATCH = 256
 """Test batch of ``bitplan eval``: large, since evaluation keeps no activations for a backward pass."""
@@ -90,7 +89,7 @@ class Evaluator:
     loader: DataLoader
     batch_size: int
     checkpoint: Path | None
-    quant_ranges: list  # the checkpoint's saved quantizer state (a quantization-aware run's), else empty
+    quant_ranges: dict  # the checkpoint's saved quantizer state (a quantization-aware run's), else empty
 
     @classmethod
     def load(
@@ -105,21 +104,29 @@ class Evaluator:
     ) -> Evaluator:
         """Load the data, size the model to it, check that they fit, load the checkpoint's weights.
 
+        ``checkpoint`` is a ``bitplan train`` run folder (of one seed), a seed folder, a ``checkpoint.pt``
+        or a file holding a plain state_dict.
+
         Raises:
+            TrainingError: Nothing to load at ``checkpoint``.
             SpecError: Unknown model or data, or a checkpoint of another model.
             DataError: The data cannot be read.
             TrainingError: The model does not take the data (one forward pass is checked).
         """
-        config = TrainConfig(model=model, data=data, init=checkpoint, device=Device(device), input_shape=input_shape)
+        from bitplan.train.weights import load_weights
+
+        config = TrainConfig(model=model, data=data, device=Device(device), input_shape=input_shape)
         torch_device = resolve_device(config)
-        setup = build_run(config, device=torch_device, sr_seed=0)
+        setup = build_run(config, device=torch_device, sr_seed=0)  # checks that the model takes the data
+        spec = spec_with_options(model, setup.model_options)
+        state = load_weights(setup.model, checkpoint, spec) if checkpoint is not None else None
         setup.model.eval()
         loader = make_loader(setup.data.test, batch_size=batch_size, shuffle=False, seed=0)
         return cls(
-            spec=spec_with_options(model, setup.model_options), data=setup.data, model=setup.model,
+            spec=spec, data=setup.data, model=setup.model,
             example_inputs=setup.example_inputs, metric_name=setup.metric_name, device=torch_device, loader=loader,
             batch_size=batch_size, checkpoint=checkpoint,
-            quant_ranges=read_checkpoint(checkpoint)["quant"] if checkpoint is not None else [],
+            quant_ranges=state.quant if state is not None else {},
         )
 
     def profile(self) -> ModelProfile:
@@ -141,7 +148,7 @@ class Evaluator:
         if plan is not None:
             model = apply(copy.deepcopy(self.model).to("cpu"), plan, self.example_inputs)
             if self.quant_ranges:
-                load_quant_state_dict(model, self.quant_ranges[0])
+                load_quant_state_dict(model, self.quant_ranges)
             model = model.to(self.device)
         loss_sum, correct, count = split_totals(model, self.loader, self.data.task, self.device)
         return Evaluation(
@@ -166,8 +173,9 @@ def evaluate_model(
     Args:
         model: Model spec, as trained (it is sized to the data as training sized it).
         data: Data spec; its test split is evaluated (``valid.txt`` of a text corpus).
-        checkpoint: The trained weights: a ``checkpoint.pt`` of ``bitplan train`` or a plain state_dict
-            (None: the model's own initialisation, e.g. a pretrained model's weights).
+        checkpoint: The trained weights: a ``bitplan train`` run folder (of one seed), a seed folder, a
+            ``checkpoint.pt`` or a plain state_dict (None: the model's own initialisation, e.g. a
+            pretrained model's weights).
         plan: A plan (or plan file) to quantize the weights (and activations, if it says so) with.
         weight_only: Apply only the plan's weight bits: activations stay in full precision.
         batch_size: Test batch.
@@ -180,11 +188,11 @@ def evaluate_model(
     Raises:
         SpecError: Unknown model, or a checkpoint of another model.
         DataError: The data cannot be read.
-        TrainingError: The model does not take the data.
+        TrainingError: The model does not take the data, or nothing to load at ``checkpoint``.
         PlanError: The plan file cannot be read or belongs to another model.
 
     Example:
-        >>> result = evaluate_model("zoo:digits_cnn", "digits", checkpoint="runs/digits/seed-0/checkpoint.pt",
+        >>> result = evaluate_model("zoo:digits_cnn", "digits", checkpoint="runs/digits",
         ...                         plan="plan.json")  # doctest: +SKIP
         >>> result.metric_name.value, result.predictions  # doctest: +SKIP
         ('accuracy', 360)
