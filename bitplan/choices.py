@@ -265,6 +265,21 @@ class TracerChoice(str, Enum):
     export = "export"
 
 
+# --------------------------------------------------------------------------------------------- pareto
+
+
+class EvalMode(str, Enum):
+    """How ``bitplan pareto`` scores a plan: applied to the trained weights, or fine-tuned with it first."""
+
+    ptq = "ptq"  # post-training quantization: the plan applied to the checkpoint, evaluated
+    qat = "qat"  # quantization-aware fine-tuning from the checkpoint for --epochs, per seed, then evaluated
+
+
+DEFAULT_EVAL_MODE = EvalMode.ptq
+DEFAULT_RANDOM_PLANS = 9
+"""Random plans per budget: the best of 9 is the bar the issue's evidence sets (docs/pareto.md)."""
+
+
 # --------------------------------------------------------------------------------------------- output
 
 
