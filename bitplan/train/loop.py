@@ -91,10 +91,12 @@ def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
-) -> tuple[float, float]:
-    """Test loss and metric, each rank on its shard, summed across ranks.
+def split_totals(model: nn.Module, loader: DataLoader, task: Task, device: torch.device) -> tuple[float, float, float]:
+    """(summed loss, correct predictions, predictions) of ``model`` over ``loader``, summed across ranks.
+
+    The model runs in eval mode (fixed batch-norm statistics, no dropout, quantizers on their running
+    ranges) and is put back in training mode afterwards. A prediction is one image (classification)
+    or one next token (language model).
 
     A sharded model's forward is collective, so every rank runs as many forwards as the rank with
     the most test batches: a rank that has run out repeats its first batch and does not count it.
@@ -115,6 +117,18 @@ def evaluate(
 
         reshard(model)  # a checkpoint after evaluation must see the shards
     model.train()
+    return loss_sum, correct, count
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
+) -> tuple[float, float]:
+    """Mean test loss (cross-entropy per prediction) and the metric, accuracy (%) or perplexity.
+
+    This is the evaluation of every epoch of training; ``bitplan.train.evaluate_model`` evaluates a
+    trained checkpoint (and a plan applied to it) the same way.
+    """
+    loss_sum, correct, count = split_totals(model, loader, task, device)
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
 
 
@@ -217,7 +231,8 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
     retain_freed_memory()  # quantized activations would otherwise be page-faulted back in every step
     sharded = world > 1 and config.parallel is Parallel.fsdp
     directory = split_spec(config.model)[0].removeprefix("hf:")
-    from_directory = sharded and is_hf_directory(directory)  # built on meta, each rank reads its own rows
+    # built on meta, each rank reading its own rows (unless other trained weights replace them: `init`)
+    from_directory = sharded and is_hf_directory(directory) and config.init is None
     setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank), empty=from_directory)
     per_rank = config.batch_size // world
     train_loader = make_loader(
