@@ -192,15 +192,13 @@ def test_fsdp_cli_run_matches_ddp_exports_and_refuses_bad_input(tmp_path):
 
     from bitplan.cli.app import app
     from bitplan.export.checkpoint import load_trained_state
+    from bitplan.train.loop import read_metrics
 
     runner = CliRunner()
     for parallel in ("ddp", "fsdp"):
         result = runner.invoke(app, ["train", SPEC, *LM_ARGS, "--nproc", "2", "--parallel", parallel, "-o", str(tmp_path / parallel)])
         assert result.exit_code == 0, result.output
-    lines = {
-        parallel: [json.loads(line) for line in (tmp_path / parallel / "seed-0" / "metrics.jsonl").read_text().splitlines()]
-        for parallel in ("ddp", "fsdp")
-    }
+    lines = {parallel: read_metrics(tmp_path / parallel / "seed-0") for parallel in ("ddp", "fsdp")}
     for ddp, fsdp in zip(lines["ddp"], lines["fsdp"], strict=True):
         assert fsdp["train_loss"] == pytest.approx(ddp["train_loss"], rel=1e-6)
         assert fsdp["test_loss"] == pytest.approx(ddp["test_loss"], rel=1e-3)

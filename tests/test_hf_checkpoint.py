@@ -227,6 +227,8 @@ def test_plan_ties_fused_groups_by_default_for_hf_models_and_strict_export_refus
 def test_fsdp_from_a_directory_builds_on_meta_and_trains_like_one_process(llama_dir, tmp_path):
     """Two gloo ranks shard the checkpoint built on meta, each reading its own rows; activation
     checkpointing on. Same global batch as one process, so the losses agree to summation order."""
+    from bitplan.train.loop import read_metrics
+
     args = ["train", str(llama_dir), "--data", f"synthetic?n=32&test_n=9&vocab=64&shape={SEQ}", "--factor", "A",
             "--strategy", "C-", "--bits", "4-8", "--epochs", "2", "--batch", "8", "--lr", "0.01", "--device", "cpu",
             "--threads", "1", "--no-progress"]
@@ -234,10 +236,7 @@ def test_fsdp_from_a_directory_builds_on_meta_and_trains_like_one_process(llama_
     assert sharded.exit_code == 0, sharded.output
     single = runner.invoke(app, [*args, "-o", str(tmp_path / "one")])
     assert single.exit_code == 0, single.output
-    lines = {
-        name: [json.loads(line) for line in (tmp_path / name / "seed-0" / "metrics.jsonl").read_text().splitlines()]
-        for name in ("fsdp", "one")
-    }
+    lines = {name: read_metrics(tmp_path / name / "seed-0") for name in ("fsdp", "one")}
     for mine, theirs in zip(lines["fsdp"], lines["one"], strict=True):
         assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
         assert mine["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-3)

@@ -22,7 +22,7 @@ from pathlib import Path
 from torch import nn
 
 from bitplan.plan import BitPlan, load_plan
-from bitplan.qat import ForwardQuant, apply
+from bitplan.qat import apply
 from bitplan.quant import ActivationObserver
 from bitplan.train.loop import sr_seed
 
@@ -37,13 +37,7 @@ def _plan(plan: BitPlan | str | os.PathLike) -> BitPlan:
 
 
 def prepare(
-    model: nn.Module,
-    plan: BitPlan | str | os.PathLike,
-    example_inputs: tuple | None = None,
-    *,
-    seed: int = 0,
-    forward_quant: ForwardQuant | str = ForwardQuant.uniform,
-    gradient_samples: int = 1,
+    model: nn.Module, plan: BitPlan | str | os.PathLike, example_inputs: tuple | None = None, *, seed: int = 0, **options
 ) -> nn.Module:
     """Quantize ``model`` as ``plan`` says, ready for ``Trainer`` (or accelerate, or your own loop).
 
@@ -52,8 +46,7 @@ def prepare(
         plan: A ``BitPlan`` or a plan file.
         example_inputs: One forward's positional inputs, to check the plan fits (None: the plan's spec's).
         seed: The run's seed; the rounding stream is ``sr_seed(seed, RANK)``, distinct per rank.
-        forward_quant: ``uniform`` or ``sawb``, as ``bitplan.apply``.
-        gradient_samples: LUQ's SMP, as ``bitplan.apply``.
+        **options: ``forward_quant``, ``gradient_samples``: as ``bitplan.apply``.
 
     Returns:
         ``model`` itself, quantized, its activation ranges in ``state_dict``.
@@ -61,10 +54,7 @@ def prepare(
     Raises:
         PlanError: The plan was made for another architecture.
     """
-    apply(
-        model, _plan(plan), example_inputs, seed=sr_seed(seed, int(os.environ.get("RANK", "0"))),
-        forward_quant=forward_quant, gradient_samples=gradient_samples,
-    )
+    apply(model, _plan(plan), example_inputs, seed=sr_seed(seed, int(os.environ.get("RANK", "0"))), **options)
     for observer in model.modules():
         if isinstance(observer, ActivationObserver):
             for name, buffer in list(observer.named_buffers(recurse=False)):
