@@ -105,7 +105,13 @@ def load_hf_directory(directory: Path, head: str | None, overrides: dict[str, ob
     if empty or torch.get_default_device().type == "meta":
         # from_config leaves tied weights (tie_word_embeddings) untied until tie_weights; from_pretrained ties them
         if empty:
-            from accelerate import init_empty_weights
+            try:
+                from accelerate import init_empty_weights
+            except ImportError:
+                raise SpecError(
+                    f"building `{spec}` with its parameters on meta (FSDP2 reads each rank's rows) needs accelerate, "
+                    "which is not installed; install it (`pip install 'bitplan[hf]'`)"
+                ) from None
 
             with torch.device("cpu"), init_empty_weights(include_buffers=False):
                 model = auto.from_config(config)

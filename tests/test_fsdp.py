@@ -228,6 +228,9 @@ def test_fsdp_cli_run_matches_ddp_exports_and_refuses_bad_input(tmp_path):
     ])
     assert other_model.exit_code == 2 and "does not fit" in other_model.output, other_model.output
     assert not (tmp_path / "other.safetensors").exists()
+    # found only inside the ranks (a global batch of 9 over 2 processes): relayed, reported once, exit 2
+    uneven = runner.invoke(app, ["train", SPEC, *LM_ARGS, "--batch", "9", "--nproc", "2", "--parallel", "fsdp", "-o", str(tmp_path / "uneven")])
+    assert uneven.exit_code == 2 and "multiple of 2" in uneven.output, uneven.output
 
 
 def test_fsdp_with_one_process_is_refused_before_any_file(tmp_path):

@@ -14,15 +14,19 @@ from bitplan.train.seeds import train_seeds
 def main(argv: list[str]) -> int:
     """Run the job file's seeds; rank 0 prints the summary JSON when asked. Exit 1 if a seed failed.
 
-    A ``BitplanError`` (bad input found only once the processes run) exits 2; rank 0 hands its
-    message to the launcher through ``job.error_file``, which raises it in the parent process.
+    A ``BitplanError`` (bad input found only once the processes run) exits 2; the first rank that
+    fails hands its message to the launcher through ``job.error_file``, which raises it in the parent.
     """
     job = Job.model_validate_json(Path(argv[0]).read_text(encoding="utf-8"))
     try:
         summary = train_seeds(job.config, job.seeds, resume=job.resume, overwrite=job.overwrite, progress=job.progress)
     except BitplanError as error:
-        if job.error_file and is_main_process():
-            Path(job.error_file).write_text(json.dumps({"kind": type(error).__name__, "message": str(error)}), encoding="utf-8")
+        if job.error_file:
+            try:  # the first rank to fail reports ("x": never overwrite another rank's report)
+                with open(job.error_file, "x", encoding="utf-8") as report:
+                    report.write(json.dumps({"kind": type(error).__name__, "message": str(error)}))
+            except FileExistsError:
+                pass
         return error.exit_code
     if job.print_json and is_main_process():
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
