@@ -280,3 +280,22 @@ def reshard(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, fsdp_module):
             module.reshard()
+
+
+def collective_batches(loader, batches: int):
+    """``batches`` batches: the loader's, then its first one again (an exhausted rank's stand-in forwards)."""
+    first = None
+    for batch in loader:
+        first = batch if first is None else first
+        yield batch
+    for _ in range(len(loader), batches):
+        if first is None:  # an empty shard has nothing to repeat; only a dataset smaller than the ranks
+            raise TrainingError("a rank's test shard is empty; give a test split with at least one sample per process")
+        yield first
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether FSDP2 has sharded ``model``'s parameters (DTensors)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(parameter, DTensor) for parameter in model.parameters())

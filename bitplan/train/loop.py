@@ -30,6 +30,15 @@ from bitplan.train import distributed
 from bitplan.train.allocator import retain_freed_memory
 from bitplan.train.config import Optimizer, Parallel, Schedule, TrainConfig
 from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
+from bitplan.train.fsdp import (
+    checkpoint_activations,
+    collective_batches,
+    is_sharded,
+    materialize,
+    reshard,
+    shard,
+    sync_activation_ranges,
+)
 from bitplan.train.progress import TrainingProgress
 from bitplan.train.records import MetricName, MetricsLine, RunConfigFile, RunResult, Versions
 from bitplan.spec import is_hf_directory, split_spec
@@ -104,17 +113,15 @@ def split_totals(model: nn.Module, loader: DataLoader, task: Task, device: torch
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     batches = len(loader)
-    if distributed.world_size() > 1 and _is_sharded(model):
+    if distributed.world_size() > 1 and is_sharded(model):
         batches = int(distributed.max_across_ranks(torch.tensor([batches], device=device)).item())
-    for index, (inputs, target) in enumerate(_cycled(loader, batches)):
+    for index, (inputs, target) in enumerate(collective_batches(loader, batches)):
         inputs, target = inputs.to(device), target.to(device)
         loss, correct, count = batch_loss(model(inputs), target, task)
         if index < len(loader):
             totals += _stats(loss * count, correct, count)
     loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
-    if _is_sharded(model):
-        from bitplan.train.fsdp import reshard
-
+    if is_sharded(model):
         reshard(model)  # a checkpoint after evaluation must see the shards
     model.train()
     return loss_sum, correct, count
@@ -130,24 +137,6 @@ def evaluate(
     """
     loss_sum, correct, count = split_totals(model, loader, task, device)
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
-
-
-def _cycled(loader: DataLoader, batches: int):
-    """``batches`` batches: the loader's, then its first one again (an exhausted rank's stand-in forwards)."""
-    first = None
-    for batch in loader:
-        first = batch if first is None else first
-        yield batch
-    for _ in range(len(loader), batches):
-        if first is None:  # an empty shard has nothing to repeat; only a dataset smaller than the ranks
-            raise TrainingError("a rank's test shard is empty; give a test split with at least one sample per process")
-        yield first
-
-
-def _is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(parameter, DTensor) for parameter in model.parameters())
 
 
 def _versions() -> Versions:
@@ -242,16 +231,12 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
     test_shard = Subset(setup.data.test, range(rank, len(setup.data.test), world))
     test_loader = make_loader(test_shard, batch_size=per_rank, shuffle=False, seed=config.seed)
     if sharded:  # plan applied (build_run), then checkpointing, then fully_shard, then the optimizer
-        from bitplan.train.fsdp import materialize, reshard, shard
-
         shard(setup.model, device=device, activation_checkpointing=config.activation_checkpointing)
         if from_directory:
             materialize(setup.model, Path(directory), device)
             check_fits(setup.model, setup.data, setup.example_inputs, config.model)  # collective: every rank runs it
             reshard(setup.model)  # the optimizer must hold the shards, not the root's gathered parameters
     elif config.activation_checkpointing:
-        from bitplan.train.fsdp import checkpoint_activations
-
         checkpoint_activations(setup.model)
     optimizer = make_optimizer(config, setup.model)
     scheduler = make_scheduler(config, optimizer, len(train_loader) * config.epochs)
@@ -418,9 +403,7 @@ def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress:
             totals = _train_epoch(run, epoch, bar)
             if isinstance(totals, str):
                 return _finish(run, "failed", totals)
-            if _is_sharded(run.model):
-                from bitplan.train.fsdp import sync_activation_ranges
-
+            if is_sharded(run.model):
                 sync_activation_ranges(run.model)
             test_loss, metric = evaluate(run.model, run.test_loader, run.setup.data.task, name, device)
             if not math.isfinite(test_loss):
@@ -473,7 +456,7 @@ def _end_of_epoch(run: _Run, epoch: int) -> None:
     }
     if distributed.is_main():
         atomic_write_text(out / METRICS_FILE, "".join(json.dumps(line) + "\n" for line in run.metrics))
-    if _is_sharded(run.model):
+    if is_sharded(run.model):
         save_sharded(out, epoch, run.model, run.optimizer, extras)
         return
     if distributed.is_main():
