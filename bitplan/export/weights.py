@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from bitplan import quant
 from bitplan.qat import weight_channel_dims
+from bitplan.qat.finite import describe_nonfinite, nonfinite_weights, refuse_nonfinite
 from bitplan.choices import FULL_PRECISION_BITS, ZeroPoint
 from bitplan.errors import ExportError, PlanError
 from bitplan.plan import BitPlan
@@ -58,11 +59,17 @@ class Codes:
         ).to(like.tensor.dtype)
 
 
-def planned_weights(model: nn.Module, plan: BitPlan) -> list[PlannedWeight]:
+def planned_weights(model: nn.Module, plan: BitPlan, *, allow_nonfinite: bool = False) -> list[PlannedWeight]:
     """The weights the plan quantizes (bits < 32), in state_dict order, a shared weight once.
+
+    Every export starts here, so every export refuses non-finite weights here: a min/max grid over
+    NaN or Inf has a NaN scale. With ``allow_nonfinite`` the model is exported as the format
+    allows: planned weights holding NaN/Inf stay in float32 (named in a warning), every other
+    tensor is stored as it is.
 
     Raises:
         PlanError: The plan names a weight the model lacks (a plan made for another model).
+        NonFiniteWeightsError: Some tensor holds NaN or Inf and ``allow_nonfinite`` is False.
     """
     dims = weight_channel_dims(model, plan)
     bits = {fqn: b for fqn, b in plan.bits_by_weight().items() if b < FULL_PRECISION_BITS}
@@ -70,7 +77,42 @@ def planned_weights(model: nn.Module, plan: BitPlan) -> list[PlannedWeight]:
     missing = sorted(set(bits) - set(parameters))
     if missing:
         raise PlanError(f"the plan quantizes {missing}, which the model lacks; use the plan made for this model")
-    return [PlannedWeight(fqn, bits[fqn], dims.get(fqn), parameters[fqn].detach()) for fqn in parameters if fqn in bits]
+    found = nonfinite_weights(model)
+    if found and not allow_nonfinite:
+        refuse_nonfinite(model, "the export refuses this model", "pass --allow-nonfinite (`allow_nonfinite=True`) to export them as the format allows")
+    if found:
+        warnings.warn(
+            f"exported with non-finite values as --allow-nonfinite asks: {describe_nonfinite(found)}; planned weights "
+            "among them stay in float32 (no grid holds NaN/Inf), the rest are stored as they are",
+            ExportWarning,
+            stacklevel=3,
+        )
+    unusable = {fqn for fqn in parameters if fqn in found}
+    return [
+        PlannedWeight(fqn, bits[fqn], dims.get(fqn), parameters[fqn].detach())
+        for fqn in parameters
+        if fqn in bits and fqn not in unusable
+    ]
+
+
+def gemm_keys(model: nn.Module, plan: BitPlan) -> dict[str, str]:
+    """state_dict key -> planned weight FQN, for every key a quantized GEMM reads the weight under.
+
+    Training quantizes a weight only where a planned GEMM reads it: the module that runs the GEMM
+    (named by the plan entry) reads it as its own attribute, or a functional GEMM reads the
+    parameter itself. Any other key of the same tensor (a tied embedding's lookup) reads the
+    float32 weight, so exports store it apart, in float32 (docs/export.md, "Tied weights").
+    """
+    modules = dict(model.named_modules())
+    parameters = dict(model.named_parameters())
+    keys: dict[str, str] = {}
+    for entry in plan.layers:
+        if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight not in parameters:
+            continue
+        module = modules.get(entry.name.split("#", 1)[0])
+        own = [name for name, value in module.named_parameters(recurse=False) if value is parameters[entry.weight]] if module is not None else []
+        keys[f"{entry.name.split('#', 1)[0]}.{own[0]}" if own else entry.weight] = entry.weight
+    return keys
 
 
 def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -86,6 +128,31 @@ def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
             seen[identity] = key
             kept[key] = tensor.detach()
     return kept, aliases
+
+
+def split_state(model: nn.Module, plan: BitPlan) -> tuple[dict[str, Tensor], dict[str, str], dict[str, str]]:
+    """The state_dict to store, a tied tensor once per arithmetic: (tensors, aliases, quantized keys).
+
+    A planned weight is stored under the first key its GEMMs read (quantized keys: key -> FQN);
+    keys that read it outside a planned GEMM (a tied embedding's lookup) get one float32 tensor
+    of their own. Aliases map every other key to the key stored for it.
+    """
+    quantized_by = gemm_keys(model, plan)
+    kept: dict[str, Tensor] = {}
+    aliases: dict[str, str] = {}
+    quantized: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...], bool], str] = {}  # (storage, offset, shape, quantized use) -> key
+    for key, tensor in model.state_dict().items():
+        use = key in quantized_by
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), use)
+        if identity in seen:
+            aliases[key] = seen[identity]
+            continue
+        seen[identity] = key
+        kept[key] = tensor.detach()
+        if use:
+            quantized[key] = quantized_by[key]
+    return kept, aliases, quantized
 
 
 def weight_codes(weight: PlannedWeight, grid: ZeroPoint | str) -> Codes:
