@@ -228,20 +228,24 @@ def leave_out(names: list[str], why: str, target: str, *, strict: bool) -> None:
 def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
     """Planned ``nn.Linear`` modules (path -> bits) and the other planned weights' names.
 
-    With ``model``, a weight counts when it is the ``weight`` of an ``nn.Linear``; without, when
-    the plan's GEMM is a ``linear`` named after the weight's module.
+    The module is the one that runs the GEMM (the plan entry's name), so a head tied to an
+    embedding counts as the head. With ``model``, an entry counts when that module is an
+    ``nn.Linear`` whose ``weight`` is the planned weight; without, when the GEMM is a ``linear``
+    named after a module path (no ``#`` suffix) and its weight is a ``weight``.
     """
     modules = dict(model.named_modules()) if model is not None else {}
+    parameters = dict(model.named_parameters()) if model is not None else {}
     linear: dict[str, int] = {}
     others: list[str] = []
     for entry in plan.layers:
         if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight in others:
             continue
-        path, _, attribute = entry.weight.rpartition(".")
+        path = entry.name
         if model is not None:
-            is_linear = attribute == "weight" and isinstance(modules.get(path), nn.Linear)
+            module = modules.get(path)
+            is_linear = isinstance(module, nn.Linear) and module.weight is parameters.get(entry.weight)
         else:
-            is_linear = attribute == "weight" and entry.op is GemmOp.linear and entry.name == path
+            is_linear = entry.op is GemmOp.linear and "#" not in path and entry.weight.rpartition(".")[2] == "weight"
         if is_linear:
             linear[path] = entry.bits
         elif path not in linear:

@@ -21,7 +21,7 @@ from bitplan.qat.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_
 from bitplan.errors import PlanError
 from bitplan.frontends.torch import trace
 from bitplan.plan import BitPlan, LayerPlan, as_plan, verify_fingerprint
-from bitplan.profile.schema import split_virtual_weight
+from bitplan.profile.schema import ModelProfile, split_virtual_weight
 from bitplan.quant import ActivationObserver, GradQuant
 
 
@@ -187,8 +187,11 @@ def _applied_channel_dims(model: nn.Module) -> dict[str, int | None]:
     return dims
 
 
-def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -> None:
+def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -> ModelProfile:
     """Refuse a plan made for another architecture (fingerprint of GEMM names and weight shapes).
+
+    Returns:
+        The model's profile (callers check which of its GEMMs the plan covers).
 
     Raises:
         PlanError: Fingerprints differ, or no example inputs can be found to fingerprint the model.
@@ -197,6 +200,7 @@ def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -
         example_inputs = _default_inputs(plan)
     profile = trace(model, tuple(example_inputs), name=type(model).__name__)
     verify_fingerprint(plan, profile)
+    return profile
 
 
 def _default_inputs(plan: BitPlan) -> tuple:
