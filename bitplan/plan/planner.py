@@ -24,6 +24,7 @@ from bitplan.plan.schema import (
     Budget,
     CapacityMeasure,
     Factor,
+    GemmShape,
     LayerPlan,
     Mapping,
     Preset,
@@ -294,6 +295,7 @@ def _layer_plans(
                 macs=layer.macs,
                 kept=unit.kept,
                 accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+                shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 
