@@ -170,6 +170,10 @@ ROWS = [
     Row("check-no-model-narrowed-widths", "check {c}/narrow.json --no-model --max-accumulator-bits 16", code=1,
         says=("accumulator_bits", "max_accumulator_bits")),
     Row("check-no-model-with-model", "check {c}/p.json --no-model --model zoo:resnet20", says=("drop one of them",)),
+    Row("plan-plot-under-file-writes-no-plan",
+        "plan zoo:digits_cnn --factor A --strategy U -o {c}/out/p.json --plot {c}/afile/x.png", says=("ENOTDIR",)),
+    Row("plan-plot-unknown-suffix", "plan zoo:digits_cnn --factor A --strategy U -o {c}/out/p.json --plot {c}/out/x.gif",
+        says=(".png, .pdf, .svg",)),
     Row("diff-two-architectures", "diff {c}/p.json {c}/resnet.json", says=("--across-architectures",)),
     # files never run code
     Row("check-evil-plan", "check {c}/evil.json", says=("--trust-model-spec",)),

@@ -121,7 +121,7 @@ def plan(
     format: Format = None,
     json: Json = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this PNG.", rich_help_panel=OUTPUT_PANEL)
+        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this .png, .pdf or .svg.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
     *,
     widths: dict,
@@ -184,17 +184,21 @@ def plan(
             err_console.print(f"wrote {len(written) - 1} plans and {written[-1]}")
         emit(result, [grid_table(result)], output_format)
         return
+    if plot is not None:
+        from bitplan.figures import figure_format
+
+        figure_format(plot)  # a bad name is refused before anything is written
     recipe = {"factor": factor, "strategy": strategy, "preset": preset, "capacity": capacity, "objective": objective}
     result = plan_model(model, **{key: value for key, value in recipe.items() if value is not None}, **options)
-    if output is not None:
-        from bitplan.plan.io import save_plan
-
-        save_plan(result, output)
-        err_console.print(f"wrote {output}")
-    if plot is not None:
+    if plot is not None:  # the figure first: a path it cannot be written to leaves no plan behind either
         from bitplan.plan.from_spec import load_profile
         from bitplan.plan.plot import plot_plan
 
         plot_plan(result, load_profile(model, input_shape=input_shape, batch=batch), plot)
         err_console.print(f"wrote {plot}")
+    if output is not None:
+        from bitplan.plan.io import save_plan
+
+        save_plan(result, output)
+        err_console.print(f"wrote {output}")
     emit(result, [layers_table(result), summary_table(result)], output_format)
