@@ -265,3 +265,5 @@ def test_bad_input_is_refused_cleanly(row: Row, corpus: Path) -> None:
         assert words in output, output
     assert corpus_digest(corpus) == before
     assert not (corpus / MARKER).exists(), "a file read by bitplan ran code"
+    left = [lock.parent for lock in corpus.rglob(LOCK_FILE) if [path.name for path in lock.parent.iterdir()] == [LOCK_FILE]]
+    assert not left, f"a refused command left folders holding only its lock file: {left}"
