@@ -27,6 +27,7 @@ from bitplan.errors import ExportError
 from bitplan.export.packing import MAX_PACKED_BITS, pack_codes, unpack_codes
 from bitplan.export.weights import Codes, PlannedWeight, planned_weights, split_state, weight_codes
 from bitplan.plan import BitPlan, as_plan
+from bitplan.torchfile import state_dict_mismatch
 
 FORMAT_NAME = "bitplan-packed"
 FORMAT_VERSION = 1
@@ -161,7 +162,7 @@ def load_packed(path: str | os.PathLike, model: nn.Module | None = None) -> dict
             model.load_state_dict(state)
         except RuntimeError as error:
             raise ExportError(
-                f"`{path}` does not fit the model ({str(error).splitlines()[0]}); load it into the model "
+                f"`{path}` does not fit the model ({state_dict_mismatch(error)}); load it into the model "
                 f"`{header.model}` it was exported from."
             ) from None
     return state

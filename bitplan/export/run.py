@@ -21,6 +21,7 @@ from bitplan.errors import ExportError, TrainingError
 from bitplan.export.checkpoint import TrainedState, load_trained_state
 from bitplan.export.weights import ExportWarning, require
 from bitplan.plan import BitPlan, as_plan, plan_estimates
+from bitplan.torchfile import state_dict_mismatch
 from bitplan.trust import spec_from_file
 
 
@@ -168,10 +169,9 @@ def _load(spec: str, plan: BitPlan, trained: TrainedState | None, format: Export
         try:
             network.load_state_dict(trained.weights)
         except RuntimeError as error:
-            detail = " ".join(str(error).split())
             raise TrainingError(
-                f"the checkpoint does not fit model `{spec}` ({detail[:600]}{'…' if len(detail) > 600 else ''}); pass the "
-                "model spec it was trained with as MODEL"
+                f"the checkpoint does not fit model `{spec}` ({state_dict_mismatch(error)}); pass the model spec it was "
+                "trained with as MODEL"
             ) from None
     profile = verify_plan(network, plan, loaded.example_inputs)
     _require_coverage([layer.name for layer in profile.weight_layers if layer.name not in plan.bits_by_name()], spec, strict)

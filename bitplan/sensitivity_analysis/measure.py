@@ -81,6 +81,7 @@ def measure_sensitivity(
     from bitplan.train.config import TrainConfig
     from bitplan.train.loop import batch_loss
     from bitplan.train.setup import build_run, resolve_device
+    from bitplan.torchfile import state_dict_mismatch
 
     method = SensitivityMethod(method)
     started = time.perf_counter()
@@ -94,7 +95,7 @@ def measure_sensitivity(
             net.load_state_dict(_state_dict(Path(checkpoint)))
         except RuntimeError as error:
             raise SpecError(
-                f"checkpoint `{checkpoint}` does not fit model `{model}` ({str(error).splitlines()[0]}); "
+                f"checkpoint `{checkpoint}` does not fit model `{model}` ({state_dict_mismatch(error)}); "
                 "pass the model spec and data it was trained with"
             ) from None
     net.eval()  # fixed batch-norm statistics and no dropout: the measure is of the weights alone
