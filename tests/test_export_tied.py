@@ -100,3 +100,18 @@ def test_torchao_fake_quantizes_the_head_not_the_lookup(tied):
     with torch.no_grad():
         assert _relative(fresh(*inputs), expected) <= 1e-5
     assert np.array_equal(fresh.tok_emb.weight.detach().numpy(), model.tok_emb.weight.detach().numpy())
+
+
+def test_profile_strict_accepts_the_exported_lm(tied, tmp_path):
+    """The positional embedding is read by `Slice` then `Add`: elementwise, as the torch profile says, not a missing GEMM."""
+    pytest.importorskip("onnx")
+    from typer.testing import CliRunner
+
+    from bitplan.cli.app import app
+
+    model, inputs, plan, _ = tied
+    to_onnx(model, plan, tmp_path / "lm.onnx", inputs)
+    result = CliRunner().invoke(app, ["profile", str(tmp_path / "lm.onnx"), "--strict", "--batch", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    uncovered = {entry["parameter"]: entry["kind"] for entry in json.loads(result.stdout)["uncovered"]}
+    assert uncovered.get("pos_emb.weight") == "elementwise"
