@@ -17,14 +17,12 @@ scale amax / 0 collapses); other widths are widened or left in float as ``widen`
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
 from torch import Tensor, nn
 
 from bitplan.choices import FULL_PRECISION_BITS, WeightGranularity
-from bitplan.errors import ExportError
-from bitplan.export.weights import ExportWarning, PlannedWeight, gemm_keys, planned_weights, weight_codes, widen
+from bitplan.export.weights import PlannedWeight, gemm_keys, planned_weights, refuse_or_warn, weight_codes, widen
 from bitplan.plan import BitPlan, as_plan
 
 ALGORITHM = "max"
@@ -118,6 +116,8 @@ def _symmetric_warning(plan: BitPlan, converted: list[tuple[str, PlannedWeight, 
         if change >= worst:
             worst, where = change, module or weight.fqn
     change = f", largest weight change {worst:.3g} (in `{where}`)" if converted else ""
-    if strict:
-        raise ExportError(f"{reason}: the weights would change{change}; --strict refuses it: export packed, onnx or compressed-tensors for bitplan's exact grid.")
-    warnings.warn(f"{reason}: widths carry over, values are ModelOpt's{change}", ExportWarning, stacklevel=3)
+    refuse_or_warn(
+        f"{reason}: widths carry over, values move to ModelOpt's grid{change}",
+        "--strict refuses it: export packed, onnx or compressed-tensors for bitplan's exact grid.",
+        strict=strict,
+    )

@@ -37,7 +37,7 @@ from bitplan.qat import apply, is_quantized, strip
 from bitplan.qat.runtime import OBSERVER
 from bitplan.atomic import atomic_write_bytes
 from bitplan.errors import ExportError, NonFiniteWeightsError
-from bitplan.export.weights import ExportWarning, leave_out, planned_weights, require, target_codes
+from bitplan.export.weights import ExportWarning, leave_out, name_list, planned_weights, require, target_codes
 from bitplan.plan import BitPlan, as_plan
 from bitplan.quant import SCALE_FLOOR
 
@@ -177,7 +177,7 @@ def _finite_ranges(ranges: dict[str, tuple[Tensor, Tensor]], allow_nonfinite: bo
     broken = {fqn: bounds for fqn, bounds in ranges.items() if not all(bool(torch.isfinite(end).all()) for end in bounds)}
     if not broken:
         return ranges
-    shown = ", ".join(f"`{fqn}`" for fqn in list(broken)[:8])
+    shown = name_list(list(broken))
     if not allow_nonfinite:
         raise NonFiniteWeightsError(
             f"the export refuses this model: the activation ranges of the layers reading {shown} are NaN or infinite "

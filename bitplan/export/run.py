@@ -19,7 +19,7 @@ from bitplan.atomic import atomic_write_text
 from bitplan.choices import ExportFormat, ZeroPoint
 from bitplan.errors import ExportError, TrainingError
 from bitplan.export.checkpoint import TrainedState, load_trained_state
-from bitplan.export.weights import ExportWarning, require
+from bitplan.export.weights import ExportWarning, name_list, refuse_or_warn, require
 from bitplan.plan import BitPlan, as_plan, plan_estimates
 from bitplan.torchfile import state_dict_mismatch
 from bitplan.trust import spec_from_file
@@ -141,13 +141,14 @@ def compare_training_plan(trained: dict, plan: BitPlan, *, strict: bool) -> None
         for field in ("zero_point", "weight_granularity", "activation_bits")
         if getattr(other, field) != getattr(plan, field)
     ]
-    if not differing and not settings:
-        return
-    shown = ", ".join([*settings, *differing[:8]]) + (f" and {len(differing) - 8} more layers" if len(differing) > 8 else "")
-    message = f"the checkpoint was trained with another plan than the one exported: {shown}"
-    if strict:
-        raise ExportError(f"{message}; --strict refuses it: export with the plan the run trained with (its config.json).")
-    warnings.warn(f"{message}; the exported weights are not the ones training computed with", ExportWarning, stacklevel=3)
+    if differing or settings:
+        shown = ", ".join([*settings, *differing[:8]]) + (f" and {len(differing) - 8} more layers" if len(differing) > 8 else "")
+        refuse_or_warn(
+            f"the checkpoint was trained with another plan than the one exported: {shown}",
+            "--strict refuses it: export with the plan the run trained with (its config.json).",
+            strict=strict,
+            consequence="; the exported weights are not the ones training computed with",
+        )
 
 
 def _format(format: ExportFormat | str) -> ExportFormat:
@@ -188,13 +189,14 @@ def _require_coverage(uncovered: list[str], spec: str, strict: bool) -> None:
     Raises:
         ExportError: ``strict`` and some weight GEMM is not in the plan.
     """
-    if not uncovered:
-        return
-    shown = ", ".join(f"`{name}`" for name in uncovered[:8]) + (f" and {len(uncovered) - 8} more" if len(uncovered) > 8 else "")
-    message = f"the plan has no entry for {len(uncovered)} weight GEMM(s) of `{spec}`: {shown}"
-    if strict:
-        raise ExportError(f"{message}; --strict refuses a plan that does not cover every weight GEMM: make the plan for this model with `bitplan plan` (`bitplan check PLAN` lists what is missing).")
-    warnings.warn(f"{message}: they are exported in float32", ExportWarning, stacklevel=3)
+    if uncovered:
+        refuse_or_warn(
+            f"the plan has no entry for {len(uncovered)} weight GEMM(s) of `{spec}`: {name_list(uncovered)}",
+            "--strict refuses a plan that does not cover every weight GEMM: make the plan for this model with "
+            "`bitplan plan` (`bitplan check PLAN` lists what is missing).",
+            strict=strict,
+            consequence=": they are exported in float32",
+        )
 
 
 def _write(

@@ -203,10 +203,11 @@ def widen(bits: int, supported: list[int], what: str, target: str, *, strict: bo
         return bits
     wider = next((width for width in sorted(supported) if width > bits), None)
     outcome = f"widened to {wider} bits (its values unchanged)" if wider is not None else "left in float32"
-    message = f"{target} has no {bits}-bit weights: `{what}` is {outcome}"
-    if strict:
-        raise ExportError(f"{message}; --strict refuses to change it: plan {target}'s widths ({_ranges(supported)}).")
-    warnings.warn(message, ExportWarning, stacklevel=3)
+    refuse_or_warn(
+        f"{target} has no {bits}-bit weights: `{what}` is {outcome}",
+        f"--strict refuses to change it: plan {target}'s widths ({_ranges(supported)}).",
+        strict=strict,
+    )
     return wider
 
 
@@ -216,13 +217,29 @@ def leave_out(names: list[str], why: str, target: str, *, strict: bool) -> None:
     Raises:
         ExportError: With ``strict`` and some names.
     """
-    if not names:
-        return
-    shown = ", ".join(f"`{name}`" for name in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    message = f"{target} cannot quantize {why}: {shown} left in float32"
+    if names:
+        refuse_or_warn(
+            f"{target} cannot quantize {why}: {name_list(names)} left in float32",
+            "--strict refuses to leave planned layers out: export another format.",
+            strict=strict,
+        )
+
+
+def name_list(names: list[str], shown: int = 8) -> str:
+    """```a`, `b` and 3 more``: the first ``shown`` names, quoted, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(f"`{name}`" for name in names[:shown]) + more
+
+
+def refuse_or_warn(message: str, refusal: str, *, strict: bool, consequence: str = "") -> None:
+    """With ``strict`` raise ``message; refusal``, else warn ``message`` (plus ``consequence``) as an ExportWarning.
+
+    Raises:
+        ExportError: With ``strict``.
+    """
     if strict:
-        raise ExportError(f"{message}; --strict refuses to leave planned layers out: export another format.")
-    warnings.warn(message, ExportWarning, stacklevel=3)
+        raise ExportError(f"{message}; {refusal}")
+    warnings.warn(message + consequence, ExportWarning, stacklevel=4)
 
 
 def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
