@@ -240,6 +240,8 @@ ROWS = [
     Row("train-output-under-file", "train -o {c}/afile/run", says=("ENOTDIR",)),
     Row("compare-output-under-file", "compare zoo:digits_cnn --seeds 0 -o {c}/afile/g", says=("ENOTDIR",)),
     Row("apply-output-directory", "apply {c}/p.json {c}/good.pt -o {c}/plans", says=("EISDIR",)),
+    Row("export-directory-under-file", "export zoo:digits_cnn --plan {c}/p.json --format compressed-tensors -o {c}/afile/ct",
+        says=("afile/ct`:", "is a file, not a folder")),  # the path asked for, not a temporary sibling
     Row("sensitivity-output-under-file", "sensitivity zoo:digits_cnn --batches 1 -o {c}/afile/s.json", says=("ENOTDIR",)),
 ]
 
