@@ -147,3 +147,23 @@ def test_modelopt_quantizes_as_the_exported_config_says():
         worst = max(worst, float((got - weight_codes(weight, plan.zero_point).dequantize(weight)).abs().max()))
     message = next(str(item.message) for item in caught if "largest weight change" in str(item.message))
     assert f"largest weight change {worst:.3g}" in message
+
+
+def test_torchao_warns_about_a_float_grid_plan():
+    pytest.importorskip("torchao")
+    from bitplan.export import to_torchao
+
+    model = nn.Sequential(nn.Linear(8, 4))
+    plan = make_plan(profile_model(model, (torch.zeros(1, 8),)), factor="A", strategy="U", bits=(4, 4), zero_point="float")
+    with pytest.warns(ExportWarning, match=r"float-zero-point grid.*largest weight change"):
+        to_torchao(plan, model)
+    with pytest.warns(ExportWarning, match="float-zero-point grid"):
+        to_torchao(plan)  # without the model: the warning without the number
+
+
+def test_quantized_weights_count_only_what_the_format_stores(digits, tmp_path):
+    pytest.importorskip("compressed_tensors")
+    _, plan_file, plan, _ = digits
+    report = export_model("zoo:digits_cnn", plan_file, "compressed-tensors", tmp_path / "ct")
+    assert report.layers_quantized == 2  # fc1, fc2; the three convolutions stay float32 in this format
+    assert len(plan.bits_by_weight()) == 5
