@@ -17,11 +17,9 @@ Example (docs/training.md runs it)::
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from torch import nn
 
-from bitplan.plan import BitPlan, load_plan
+from bitplan.plan import BitPlan, as_plan
 from bitplan.qat import apply
 from bitplan.quant import ActivationObserver
 from bitplan.train.loop import sr_seed
@@ -30,10 +28,6 @@ try:
     from transformers import TrainerCallback
 except ImportError as error:  # an optional integration: say what to install
     raise ImportError("bitplan.integrations.hf needs transformers and accelerate: pip install 'bitplan[hf]'") from error
-
-
-def _plan(plan: BitPlan | str | os.PathLike) -> BitPlan:
-    return plan if isinstance(plan, BitPlan) else load_plan(Path(plan))
 
 
 def prepare(
@@ -54,7 +48,7 @@ def prepare(
     Raises:
         PlanError: The plan was made for another architecture.
     """
-    apply(model, _plan(plan), example_inputs, seed=sr_seed(seed, int(os.environ.get("RANK", "0"))), **options)
+    apply(model, as_plan(plan), example_inputs, seed=sr_seed(seed, int(os.environ.get("RANK", "0"))), **options)
     for observer in model.modules():
         if isinstance(observer, ActivationObserver):
             for name, buffer in list(observer.named_buffers(recurse=False)):
@@ -70,7 +64,7 @@ class BitplanCallback(TrainerCallback):
     """
 
     def __init__(self, plan: BitPlan | str | os.PathLike) -> None:
-        estimates = _plan(plan).estimates
+        estimates = as_plan(plan).estimates
         self.values = {
             "bitplan/mbit": estimates.mbit,
             "bitplan/mbit_fp32": estimates.mbit_fp32,
