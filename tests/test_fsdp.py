@@ -97,6 +97,7 @@ def _worker(rank: int, world: int, folder: str, llama: str | None) -> None:
 
     from bitplan.qat import apply, load_quant_state_dict, quant_state_dict
     from bitplan.spec import load_model
+    from bitplan.train.fsdp import global_range
     from bitplan.train.loop import sr_seed
     from bitplan.train.sharded import load_sharded, save_sharded
 
@@ -115,6 +116,11 @@ def _worker(rank: int, world: int, folder: str, llama: str | None) -> None:
             _step(ddp_model, ddp_optimizer, tokens)
             _step(fsdp_model, fsdp_optimizer, tokens)
         ddp_weights, fsdp_weights = _full(ddp_model.module), _full(fsdp_model)
+        sharded = dict(fsdp_model.named_parameters())  # per-tensor statistics of shards: one MAX all-reduce
+        report[f"{granularity}-range"] = all(
+            [t.item() for t in global_range(sharded[name])] == [t.item() for t in torch.aminmax(full)]
+            for name, full in fsdp_weights.items()
+        )
         key = f"{granularity}-{gradients}-{'ac' if checkpointing else 'noac'}"
         report[key] = max((ddp_weights[name] - fsdp_weights[name]).abs().max().item() for name in ddp_weights)
         start = dict(base.named_parameters())
@@ -170,6 +176,7 @@ def test_fsdp2_matches_ddp_and_resumes_exactly(tmp_path):
         assert report[key] <= 1e-5, (key, report[key])
         assert report[key + "-moved"] > 1e-3, key  # five steps did train
         assert report[key + "-observed"] == [5], key
+        assert report[f"{granularity}-range"], key
         assert report[key + "-resume"] == {"loss_equal": True, "weights_equal": True}, key
 
 
