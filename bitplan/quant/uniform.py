@@ -32,6 +32,7 @@ from torch.autograd.function import FunctionCtx
 
 from bitplan.choices import ZeroPoint
 from bitplan.quant import kernels
+from bitplan.quant.kept import KeepCodes, KeptCodes, code_dtype, kept_ste, make_codes, per_byte
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 
 SCALE_FLOOR = 1e-8
@@ -260,6 +261,42 @@ def fake_quant_ste(
     x_min = x_min.detach() if isinstance(x_min, Tensor) else x_min
     x_max = x_max.detach() if isinstance(x_max, Tensor) else x_max
     return _FakeQuantSTE.apply(x, bits, channel_dim, stochastic, generator, x_min, x_max, samples, ZeroPoint(grid))
+
+
+def fake_quant_kept(
+    x: Tensor,
+    bits: int,
+    keep: KeepCodes,
+    *,
+    channel_dim: int | None = None,
+    x_min: Bound = None,
+    x_max: Bound = None,
+    grid: ZeroPoint | str = ZeroPoint.float,
+) -> Tensor:
+    """``fake_quant_ste`` (round to nearest) whose result ``keep`` stores as codes when a GEMM saves it.
+
+    Same values and gradient as ``fake_quant_ste``; call ``kept.keeps_codes(bits, x)`` first (this
+    function assumes codes fit: 1–15 bits, a float ``x``).
+    """
+    x_min = x_min.detach() if isinstance(x_min, Tensor) else x_min
+    x_max = x_max.detach() if isinstance(x_max, Tensor) else x_max
+
+    def quantize() -> tuple[Tensor, KeptCodes]:
+        p = _affine(x, bits, channel_dim, x_min, x_max, grid)
+        count, dtype = per_byte(bits, p.view), code_dtype(bits)
+        if p.zero_point is None:
+            out, codes = kernels.run(kernels.affine_nearest_kept, p.view, p.low, p.scale, p.qmax, count, dtype)
+            offset = p.low
+        else:
+            inverse = torch.reciprocal(p.scale)
+            out, codes = kernels.run(
+                kernels.integer_nearest_kept, p.view, p.scale, inverse, p.zero_point, p.qmax, count, dtype
+            )
+            offset = p.zero_point
+        out = out.view(x.shape)
+        return out, make_codes(out, codes, count, p.scale, offset, integer=p.zero_point is not None)
+
+    return kept_ste(x, quantize, keep)
 
 
 # --- parameters ----------------------------------------------------------------------------
