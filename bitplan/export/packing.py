@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from bitplan.quant.kernels import one_thread
 
 if sys.byteorder != "little":  # the bytes of an int64 word are read through a uint8 view
     raise ImportError("bitplan.export.packing assumes a little-endian machine")
@@ -77,7 +77,7 @@ def pack_codes(codes: Tensor, bits: int) -> Tensor:
     numel = flat.numel()
     groups = -(-numel // GROUP)
     out = torch.empty(groups * bits, dtype=torch.uint8)
-    with _one_thread():
+    with one_thread():
         for start in range(0, groups, CHUNK_GROUPS):
             stop = min(groups, start + CHUNK_GROUPS)
             chunk = flat[start * GROUP : stop * GROUP].to(torch.int64)
@@ -108,7 +108,7 @@ def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
     groups = -(-numel // GROUP)
     stream = F.pad(packed.reshape(-1).cpu(), (0, groups * bits - packed.numel()))
     out = torch.empty(groups * GROUP, dtype=torch.int32)
-    with _one_thread():
+    with one_thread():
         for start in range(0, groups, CHUNK_GROUPS):
             stop = min(groups, start + CHUNK_GROUPS)
             chunk = stream[start * bits : stop * bits].view(-1, bits)
@@ -160,7 +160,7 @@ def _pack_words(flat: Tensor, bits: int) -> Tensor:
     out = torch.empty(groups * bits, dtype=torch.uint8)
     words = torch.empty(min(groups, WORD_CHUNK_GROUPS), dtype=torch.int64)
     spare = torch.empty_like(words)
-    with _one_thread():
+    with one_thread():
         for start in range(0, groups, WORD_CHUNK_GROUPS):
             stop = min(groups, start + WORD_CHUNK_GROUPS)
             chunk, lanes = words[: stop - start], words[: stop - start].view(torch.uint8)  # [G], [8·G]
@@ -180,7 +180,7 @@ def _unpack_words(stream: Tensor, bits: int, numel: int) -> Tensor:
     out = torch.empty(groups * GROUP, dtype=torch.uint8)
     words = torch.zeros(min(groups, WORD_CHUNK_GROUPS), dtype=torch.int64)
     spare = torch.empty_like(words)
-    with _one_thread():
+    with one_thread():
         for start in range(0, groups, WORD_CHUNK_GROUPS):
             stop = min(groups, start + WORD_CHUNK_GROUPS)
             chunk, lanes = words[: stop - start], words[: stop - start].view(torch.uint8).view(-1, GROUP)
@@ -223,18 +223,6 @@ def _spread_(words: Tensor, spare: Tensor, bits: int) -> None:
     for low, high, shift in reversed(_lane_masks(bits)):
         torch.bitwise_left_shift(words, shift, out=spare).bitwise_and_(high)
         words.bitwise_and_(low).bitwise_or_(spare)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run cache-sized chunks on one intra-op thread: they gain nothing from more and lose much to
-    their synchronisation (7× slower with 2 threads on this shared 2-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _pack_groups(groups: Tensor, bits: int) -> Tensor:
