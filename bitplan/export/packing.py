@@ -34,6 +34,9 @@ if sys.byteorder != "little":  # the bytes of an int64 word are read through a u
 WORD_BITS = 8
 """Widths packed by squeezing byte lanes of one 64-bit word (eight codes of at most 8 bits)."""
 
+WHOLE_WORDS = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
+"""Widths whose eight codes fill a whole integer word: a (truncating, little-endian) cast stores them."""
+
 MAX_PACKED_BITS = 16
 """Widest code packed; wider codes are stored one per int32."""
 
@@ -168,7 +171,11 @@ def _pack_words(flat: Tensor, bits: int) -> Tensor:
             lanes[: codes.numel()].copy_(codes)  # each code in its own byte (uint8 conversion included)
             lanes[codes.numel() :].zero_()
             _squeeze_(chunk, spare[: stop - start], bits)
-            out[start * bits : stop * bits].view(-1, bits).copy_(lanes.view(-1, GROUP)[:, :bits])
+            target = out[start * bits : stop * bits]
+            if bits in WHOLE_WORDS:  # the group is a whole 1-, 2- or 4-byte word: a truncating cast writes it
+                target.view(WHOLE_WORDS[bits]).copy_(chunk)
+            else:
+                target.view(-1, bits).copy_(lanes.view(-1, GROUP)[:, :bits])
     return out[: packed_nbytes(numel, bits)]
 
 
