@@ -151,3 +151,15 @@ def test_resnet_and_transformer_keep_less_than_float_copies():
         _, codes = kept_for_backward(model, lambda: model(x).float().sum())
         assert codes.total < 1.1 * fp32.total, spec
         assert codes.by_dtype["uint8"] > 0
+
+
+def test_plan_estimate_equals_the_codes_kept():
+    """The plan's activation_bytes_training is the codes ``apply`` keeps: 64×32 and 64×16 inputs at 4 bits."""
+    torch.manual_seed(5)
+    model, x = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 8)), torch.randn(64, 32)
+    plan = plan_for(model, (x,), default=4, activation_bits=4, gradient_quant="none")
+    assert plan.estimates.activation_bytes_by_layer == {"0": 64 * 32 // 2, "2": 64 * 16 // 2}
+    assert plan.estimates.activation_bytes_training_fp32 == (64 * 32 + 64 * 16) * 4
+    apply(model, plan, (x,))
+    _, kept = kept_for_backward(model, lambda: model(x).sum())
+    assert kept.by_dtype["uint8"] == plan.estimates.activation_bytes_training
