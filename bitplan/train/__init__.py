@@ -5,6 +5,7 @@ several seeds add ``seed-<s>/`` folders and ``summary.json`` (docs/training.md).
 """
 
 from bitplan.choices import Device, Optimizer, Schedule
+from bitplan.train.allocator import keep_freed_memory
 from bitplan.train.config import TrainConfig, make_config
 from bitplan.train.distributed import Job, launch
 from bitplan.train.loop import train_run
@@ -31,4 +32,6 @@ __all__ = [
     "SeedStatus",
     "MetricName",
     "summarize",
+    # for your own training loop
+    "keep_freed_memory",
 ]
