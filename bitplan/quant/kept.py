@@ -16,7 +16,8 @@ divides; otherwise one per byte. 16 bits and more keep the float copy (codes wou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,11 +162,27 @@ def kept_ste(x: Tensor, quantize: Callable[[], tuple[Tensor, KeptCodes]], keep: 
     return out
 
 
+_float_copies = False
+
+
+@contextmanager
+def float_copies() -> Iterator[None]:
+    """Within this context quantized GEMMs keep float copies of their operands, as before codes
+    (to measure what codes save, or to rule them out when debugging); gradients are the same."""
+    global _float_copies
+    previous, _float_copies = _float_copies, True
+    try:
+        yield
+    finally:
+        _float_copies = previous
+
+
 def keeping_possible() -> bool:
     """Whether codes can replace saved tensors here: grad mode on, not inside ``torch.compile`` (it
-    traces its own graph), and saved-tensor hooks not disabled by the caller."""
+    traces its own graph), saved-tensor hooks not disabled by the caller, not in ``float_copies``."""
     return (
-        torch.is_grad_enabled()
+        not _float_copies
+        and torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         # public-in-practice: the flag `torch.autograd.graph.disable_saved_tensors_hooks` sets
         and torch._C._autograd._saved_tensors_hooks_is_enabled()
