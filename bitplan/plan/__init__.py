@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         LayerPlan,
         Mapping,
         PlanEstimates,
+        PlanSource,
         Preset,
         Strategy,
     )
@@ -68,6 +69,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "LayerPlan": ("bitplan.plan.schema", "LayerPlan"),
     "Mapping": ("bitplan.plan.schema", "Mapping"),
     "PlanEstimates": ("bitplan.plan.schema", "PlanEstimates"),
+    "PlanSource": ("bitplan.plan.schema", "PlanSource"),
     "Preset": ("bitplan.plan.schema", "Preset"),
     "Strategy": ("bitplan.plan.schema", "Strategy"),
 }
@@ -86,6 +88,7 @@ __all__ = [
     "BitPlan",
     "LayerPlan",
     "PlanEstimates",
+    "PlanSource",
     "Budget",
     "BudgetKind",
     "CapacityMeasure",

@@ -18,6 +18,7 @@ from bitplan.choices import (
     DEFAULT_ZERO_POINT,
     FULL_PRECISION_BITS,
     BudgetKind,
+    BudgetRule,
     CapacityMeasure,
     Factor,
     GradQuant,
@@ -42,6 +43,24 @@ class Budget(BaseModel):
     kind: BudgetKind
     value: float = Field(
         gt=0, allow_inf_nan=False, description="avg bits, MBit (10^6 bits), or forward BitOPs, by `kind`."
+    )
+
+
+class PlanSource(BaseModel):
+    """Where a measured plan's numbers came from: method, data, checkpoint and the scores it used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field(description="How the bits were chosen, e.g. `recommended` or `fisher`.")
+    measure: str = Field(description="What was measured, e.g. `kl per level`, `fisher at 4 bits`.")
+    data: str | None = Field(default=None, description="The data spec measured on.")
+    checkpoint: str | None = Field(default=None, description="The trained weights measured (null: the model's own).")
+    calibration: str = Field(default="", description="Which batches were measured (split, count, size, seed).")
+    scores: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Planning unit (weight FQN) -> bits -> measured score (larger = worse)."
+    )
+    measured: dict[str, float] = Field(
+        default_factory=dict, description="Whole-model figures on the calibration batches, e.g. loss before and after refinement."
     )
 
 
@@ -166,6 +185,13 @@ class BitPlan(BaseModel):
         default=None, description="min-sensitivity: Σ s·((2^b0−1)/(2^b−1))² minimised exactly under the budget."
     )
     objective_value: float | None = Field(default=None, description="The objective at the chosen bits.")
+    budget_rule: BudgetRule | None = Field(
+        default=None, description="How a factor × strategy plan met its budget: fill or order-preserving (null: no budget)."
+    )
+    budget_reached: float | None = Field(
+        default=None, description="The plan's own value in the budget's unit (avg bits, MBit or forward BitOPs), ≤ budget."
+    )
+    source: PlanSource | None = Field(default=None, description="Measured plans: method, data, checkpoint and scores.")
     layers: list[LayerPlan] = Field(min_length=1, description="One entry per planned GEMM (at least one).")
     estimates: PlanEstimates
 
@@ -191,11 +217,14 @@ class BitPlan(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_grid(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Leave ``zero_point`` out when it is the default float grid: plan files made before the
-        field existed stay byte for byte what a fresh plan writes."""
+        """Leave ``zero_point`` out when it is the default float grid, and the budget and source records
+        when null: plan files made before those fields existed stay byte for byte what a fresh plan writes."""
         data = handler(self)
         if self.zero_point is ZeroPoint.float:
             data.pop("zero_point", None)
+        for optional in ("budget_rule", "budget_reached", "source"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
     def bits_by_weight(self) -> dict[str, int]:

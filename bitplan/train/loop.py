@@ -89,10 +89,13 @@ def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
-) -> tuple[float, float]:
-    """Test loss and metric, each rank on its shard, summed across ranks."""
+def split_totals(model: nn.Module, loader: DataLoader, task: Task, device: torch.device) -> tuple[float, float, float]:
+    """(summed loss, correct predictions, predictions) of ``model`` over ``loader``, summed across ranks.
+
+    The model runs in eval mode (fixed batch-norm statistics, no dropout, quantizers on their running
+    ranges) and is put back in training mode afterwards. A prediction is one image (classification)
+    or one next token (language model).
+    """
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     for inputs, target in loader:
@@ -101,6 +104,18 @@ def evaluate(
         totals += _stats(loss * count, correct, count)
     loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
     model.train()
+    return loss_sum, correct, count
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
+) -> tuple[float, float]:
+    """Mean test loss (cross-entropy per prediction) and the metric, accuracy (%) or perplexity.
+
+    This is the evaluation of every epoch of training; ``bitplan.train.evaluate_model`` evaluates a
+    trained checkpoint (and a plan applied to it) the same way.
+    """
+    loss_sum, correct, count = split_totals(model, loader, task, device)
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
 
 
