@@ -130,8 +130,8 @@ def code_dtype(bits: int) -> torch.dtype:
 
 
 def keeps_codes(bits: int, x: Tensor) -> bool:
-    """Whether a ``bits``-bit quantization of ``x`` is worth keeping as codes: the codes are smaller
-    than X̂ and X̂ is a dense tensor whose memory layout the codes can follow."""
+    """Whether a ``bits``-bit quantization of ``x`` is worth keeping as codes: at most 15 bits, and
+    the codes (uint8, or int16 above 8 bits) smaller than X̂ in ``x``'s dtype."""
     return bits <= MAX_KEPT_BITS and torch.finfo(x.dtype).bits > (8 if bits <= 8 else 16) and x.numel() > 0
 
 
