@@ -27,6 +27,7 @@ from bitplan.plan.schema import (
     BudgetKind,
     CapacityMeasure,
     Factor,
+    GemmShape,
     LayerPlan,
     Mapping,
     PlanEstimates,
@@ -364,6 +365,7 @@ def _layer_plans(
                 kept=unit.kept,
                 activation_elements=activation_elements(layer),
                 accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+                shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 
