@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -161,21 +162,17 @@ def _pack_words(flat: Tensor, bits: int) -> Tensor:
         return flat.to(torch.uint8, copy=True)
     groups = -(-numel // GROUP)
     out = torch.empty(groups * bits, dtype=torch.uint8)
-    words = torch.empty(min(groups, WORD_CHUNK_GROUPS), dtype=torch.int64)
-    spare = torch.empty_like(words)
-    with one_thread():
-        for start in range(0, groups, WORD_CHUNK_GROUPS):
-            stop = min(groups, start + WORD_CHUNK_GROUPS)
-            chunk, lanes = words[: stop - start], words[: stop - start].view(torch.uint8)  # [G], [8·G]
-            codes = flat[start * GROUP : stop * GROUP]
-            lanes[: codes.numel()].copy_(codes)  # each code in its own byte (uint8 conversion included)
-            lanes[codes.numel() :].zero_()
-            _squeeze_(chunk, spare[: stop - start], bits)
-            target = out[start * bits : stop * bits]
-            if bits in WHOLE_WORDS:  # the group is a whole 1-, 2- or 4-byte word: a truncating cast writes it
-                target.view(WHOLE_WORDS[bits]).copy_(chunk)
-            else:
-                target.view(-1, bits).copy_(lanes.view(-1, GROUP)[:, :bits])
+    for start, stop, chunk, spare in _word_chunks(groups):
+        lanes = chunk.view(torch.uint8)  # [8·G]
+        codes = flat[start * GROUP : stop * GROUP]
+        lanes[: codes.numel()].copy_(codes)  # each code in its own byte (uint8 conversion included)
+        lanes[codes.numel() :].zero_()
+        _squeeze_(chunk, spare, bits)
+        target = out[start * bits : stop * bits]
+        if bits in WHOLE_WORDS:  # the group is a whole 1-, 2- or 4-byte word: a truncating cast writes it
+            target.view(WHOLE_WORDS[bits]).copy_(chunk)
+        else:
+            target.view(-1, bits).copy_(lanes.view(-1, GROUP)[:, :bits])
     return out[: packed_nbytes(numel, bits)]
 
 
@@ -185,21 +182,27 @@ def _unpack_words(stream: Tensor, bits: int, numel: int) -> Tensor:
         return stream.clone()
     groups = -(-numel // GROUP)
     out = torch.empty(groups * GROUP, dtype=torch.uint8)
-    words = torch.zeros(min(groups, WORD_CHUNK_GROUPS), dtype=torch.int64)
+    for start, stop, chunk, spare in _word_chunks(groups):
+        lanes = chunk.view(torch.uint8).view(-1, GROUP)  # [G, 8]
+        data = stream[start * bits : stop * bits]
+        lanes.zero_()
+        full = data.numel() // bits
+        lanes[:full, :bits].copy_(data[: full * bits].view(-1, bits))
+        if full < stop - start:  # the last, partial group
+            lanes[full, : data.numel() - full * bits].copy_(data[full * bits :])
+        _spread_(chunk, spare, bits)
+        out[start * GROUP : stop * GROUP].copy_(lanes.view(-1))
+    return out[:numel]
+
+
+def _word_chunks(groups: int) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+    """(first group, end group, words [G] int64, a spare buffer like it) per chunk, on one thread."""
+    words = torch.empty(min(groups, WORD_CHUNK_GROUPS), dtype=torch.int64)
     spare = torch.empty_like(words)
     with one_thread():
         for start in range(0, groups, WORD_CHUNK_GROUPS):
             stop = min(groups, start + WORD_CHUNK_GROUPS)
-            chunk, lanes = words[: stop - start], words[: stop - start].view(torch.uint8).view(-1, GROUP)
-            data = stream[start * bits : stop * bits]
-            lanes.zero_()
-            full = data.numel() // bits
-            lanes[:full, :bits].copy_(data[: full * bits].view(-1, bits))
-            if full < stop - start:  # the last, partial group
-                lanes[full, : data.numel() - full * bits].copy_(data[full * bits :])
-            _spread_(chunk, spare[: stop - start], bits)
-            out[start * GROUP : stop * GROUP].copy_(lanes.view(-1))
-    return out[:numel]
+            yield start, stop, words[: stop - start], spare[: stop - start]
 
 
 def _lane_masks(bits: int) -> list[tuple[int, int, int]]:
