@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from bitplan.qat import apply, strip
 from bitplan.frontends.moe import uniform_rows
@@ -171,3 +172,41 @@ def test_apply_quantizes_one_expert_of_a_fused_parameter() -> None:
     strip(model)
     torch.testing.assert_close(got, model(x))
     assert (got - plain).abs().max() > 1e-3
+
+
+class GatherMoE(nn.Module):
+    """Experts applied as ``bmm(W[expert_ids], x)``: a fused [E, out, in] parameter gathered per token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(HIDDEN, EXPERTS, bias=False)
+        self.w_in = nn.Parameter(torch.randn(EXPERTS, INTER, HIDDEN))
+        self.w_out = nn.Parameter(torch.randn(EXPERTS, HIDDEN, INTER))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, H]
+        weights, chosen = torch.topk(self.router(x).softmax(-1), TOP_K)  # [T, k]
+        ids = chosen.reshape(-1)  # [T·k]
+        rows = x.repeat_interleave(TOP_K, dim=0).unsqueeze(-1)  # [T·k, H, 1]
+        h = torch.relu(torch.bmm(self.w_in[ids], rows))  # [T·k, I, 1]
+        y = torch.bmm(self.w_out.index_select(0, ids), h).squeeze(-1)  # [T·k, H]
+        return (y.reshape(-1, TOP_K, HIDDEN) * weights.unsqueeze(-1)).sum(1)
+
+
+@pytest.mark.parametrize("tracer", ["record", "export"])
+def test_gathered_expert_weights_are_their_parameter_counted_once(tracer: str) -> None:
+    tokens = 6  # 6 · 2 / 4 = 3 rows per expert
+    model, x = GatherMoE(), torch.randn(tokens, HIDDEN)
+    profile = trace(model, (x,), tracer=tracer)
+    experts = expert_layers(profile)
+    assert [layer.weight for layer in experts] == [f"w_in[{e}]" for e in range(EXPERTS)] + [
+        f"w_out[{e}]" for e in range(EXPERTS)
+    ]
+    assert [(layer.m, layer.k, layer.n, layer.groups) for layer in experts[:1]] == [(3, HIDDEN, INTER, 1)]
+    per_token = HIDDEN * INTER + INTER * HIDDEN
+    assert sum(layer.macs for layer in experts) == tokens * TOP_K * per_token
+    with FlopCounterMode(display=False) as counter:  # the real run: every expert GEMM's MACs agree
+        model(x)
+    assert 2 * profile.total_macs == counter.get_total_flops()
+    total = sum(p.numel() for p in model.parameters())
+    assert profile.gemm_params == total == profile.total_params  # 16,677-style: never T·top_k copies
+    assert profile.uncovered == []

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from bitplan.errors import TraceError
 from bitplan.frontends.ops import Gemm
 from bitplan.profile.schema import (
     Coverage,
@@ -96,7 +97,7 @@ class ProfileBuilder:
                 GemmLayer(
                     name=name, weight=gemm.weight, op=gemm.op, m=gemm.m, k=gemm.k, n=gemm.n, groups=gemm.groups,
                     depth=gemm.depth, weight_shape=list(gemm.weight_shape) if gemm.weight_shape else None,
-                    shared=shared, routing=Routing.uniform if self._is_expert(module_path) else None,
+                    shared=shared, routing=Routing.uniform if gemm.expert or self._is_expert(module_path) else None,
                 )
             )
         covered = {source for _, gemm, _ in self._found if gemm.weight is not None for source in gemm.sources}
@@ -112,10 +113,12 @@ class ProfileBuilder:
             uncovered_params=sum(sizes[entry.parameter] for entry in uncovered),
             total_params=sum(sizes.values()) if total_params is None else total_params,
         )
-        return ModelProfile(
+        profile = ModelProfile(
             model=model, batch=batch, tracer=tracer, input_shapes=input_shapes, total_params=coverage.total_params,
             layers=layers, coverage=coverage, uncovered=uncovered,
         )
+        check_weight_params(profile)
+        return profile
 
     def _is_expert(self, module_path: str) -> bool:
         return any(module_path == path or module_path.startswith(f"{path}.") for path in self.expert_paths)
@@ -131,6 +134,25 @@ class ProfileBuilder:
         else:
             kind = UncoveredKind.unsupported
         return UncoveredParameter(parameter=parameter, shape=list(shape), op=op, kind=kind, reason=REASONS[kind])
+
+
+def check_weight_params(profile: ModelProfile) -> None:
+    """The invariant every profile keeps: its GEMM weight parameters, each weight counted once,
+    never exceed the model's parameters (a weight seen through a view, a slice or a gather is the
+    parameter it reads, never a copy per use).
+
+    Raises:
+        TraceError: when a profile breaks it; that is a bug in bitplan's rules, named with its largest weight.
+    """
+    if profile.gemm_params <= profile.total_params:
+        return
+    largest = max(profile.weight_layers, key=lambda layer: layer.params)
+    raise TraceError(
+        f"`{profile.model}`: its GEMMs hold {profile.gemm_params:,} weight parameters but the model has only "
+        f"{profile.total_params:,} (largest: `{largest.name}` on `{largest.weight}`, {largest.params:,}); a weight "
+        "was counted more than once. This is a bug in bitplan: please report it with the model; `--tracer export` "
+        "may count it correctly"
+    )
 
 
 def _gemm_name(module_path: str, gemm: Gemm) -> str:

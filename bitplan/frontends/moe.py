@@ -32,19 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitplan.frontends.ops import uniform_rows
+
+__all__ = ["fused_expert_parameters", "uniform_routing", "uniform_rows"]
+
 ROUTER_NAMES = ("gate", "router")
 SHARED_NAMES = ("shared_expert", "shared_experts", "shared_expert_gate")
-
-
-def uniform_rows(tokens: int, top_k: int, experts: int) -> list[int]:
-    """Rows each expert receives under uniform top-k routing; they sum to ``tokens × top_k``.
-
-    Example:
-        >>> uniform_rows(5, 2, 4)
-        [3, 3, 2, 2]
-    """
-    base, extra = divmod(tokens * top_k, experts)
-    return [base + (1 if e < extra else 0) for e in range(experts)]
 
 
 def fused_expert_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:

@@ -43,9 +43,12 @@ def record_call(
     """
     in_depth = max((ref.depth for ref in inputs), default=0)
     data = any(ref.data for ref in inputs)
+    first = inputs[0] if inputs else TensorRef(())
+    experts = _gathered_experts(op_name, ref_args, ref_kwargs, first)
+    if experts:
+        return TensorRef((), in_depth, first.origin, first.sources, experts=experts)
     if op_name in VIEW_OPS:
-        first = inputs[0] if inputs else TensorRef(())
-        return TensorRef((), in_depth, _slice_origin(op_name, ref_args, first), first.sources, first.data)
+        return TensorRef((), in_depth, _slice_origin(op_name, ref_args, first), first.sources, first.data, first.experts)
     weighted = [ref for ref in inputs if ref.sources]
     if weighted and not data and op_name not in EMBEDDING_OPS:
         main = max(weighted, key=lambda ref: math.prod(ref.shape))
@@ -61,6 +64,35 @@ def record_call(
     for gemm in found.gemms:
         builder.add(module_path, gemm)
     return TensorRef((), found.out_depth if found.gemms else in_depth, data=data)
+
+
+GATHER_OPS = frozenset({"__getitem__", "getitem", "index", "index_select"})
+
+
+def _gathered_experts(op_name: str, args: tuple, kwargs: dict, first: TensorRef) -> int:
+    """E when the call picks whole matrices of a stacked parameter P [E, out, in] by a tensor of ids
+    (``P[expert_ids]``, ``P.index_select(0, ids)``, aten ``index(P, [ids])``), else 0.
+
+    The result is a gathered view of P, not a weight of its own (``TensorRef.experts``).
+    """
+    if op_name not in GATHER_OPS or first.origin is None or first.origin not in first.sources or len(first.shape) != 3:
+        return 0
+    if op_name == "index_select":
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        index = kwargs.get("index", args[2] if len(args) > 2 else None)
+        picks_matrices = dim in (0, -3)
+    else:
+        key = args[1] if len(args) > 1 else None
+        keys = list(key) if isinstance(key, (list, tuple)) else [key]
+        index = keys[0] if keys else None
+        picks_matrices = all(_whole(k) for k in keys[1:])
+    tensor_index = isinstance(index, (torch.Tensor, TensorRef))
+    return int(first.shape[0]) if picks_matrices and tensor_index else 0
+
+
+def _whole(key: object) -> bool:
+    """Whether an index key keeps its dimension whole (``:``, ``...``, or None in aten's index list)."""
+    return key is None or key is Ellipsis or (isinstance(key, slice) and key == slice(None))
 
 
 def _slice_origin(op_name: str, args: tuple, first: TensorRef) -> str | None:
