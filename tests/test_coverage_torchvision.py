@@ -31,3 +31,4 @@ def test_torchvision_models_have_no_unsupported_weights(name: str) -> None:
     unused = [parameter for parameter, kind in kinds.items() if kind is UncoveredKind.unused]
     assert all(parameter.startswith(("aux1.", "aux2.", "aux_classifier.")) for parameter in unused), unused
     assert profile.coverage.gemm_params + profile.coverage.uncovered_params == profile.coverage.matrix_params
+    assert profile.gemm_params <= profile.total_params

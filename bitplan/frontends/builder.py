@@ -50,16 +50,23 @@ class ProfileBuilder:
 
     def __init__(self) -> None:
         self._found: list[tuple[str, Gemm, bool | None]] = []
+        self._dropped: set[int] = set()
         self._param_uses: Counter[str] = Counter()
         self._consumers: dict[str, str] = {}
         self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are experts under uniform routing
 
-    def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> None:
-        """Record ``gemm``, executed inside the module at ``module_path`` ('' for the root).
+    def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> int:
+        """Record ``gemm``, executed inside the module at ``module_path`` ('' for the root); returns its index.
 
         ``shared`` overrides the use count (the ONNX front end decides sharing from its graph).
         """
         self._found.append((module_path, gemm, shared))
+        return len(self._found) - 1
+
+    def drop(self, *indices: frozenset[int]) -> None:
+        """Forget GEMMs recorded earlier that turned out to compute a weight (``TensorRef.pending``)."""
+        for group in indices:
+            self._dropped.update(group)
 
     def note_use(self, parameter: str) -> None:
         """Count one op (GEMM or not) that reads ``parameter``; two or more uses mean shared."""
@@ -87,7 +94,8 @@ class ProfileBuilder:
         """
         counts: Counter[str] = Counter()
         layers = []
-        for module_path, gemm, shared in self._found:
+        found = [entry for index, entry in enumerate(self._found) if index not in self._dropped]
+        for module_path, gemm, shared in found:
             base = gemm.name or _gemm_name(module_path, gemm)
             counts[base] += 1
             name = base if counts[base] == 1 else f"{base}#{counts[base]}"
@@ -100,7 +108,7 @@ class ProfileBuilder:
                     shared=shared, routing=Routing.uniform if gemm.expert or self._is_expert(module_path) else None,
                 )
             )
-        covered = {source for _, gemm, _ in self._found if gemm.weight is not None for source in gemm.sources}
+        covered = {source for _, gemm, _ in found if gemm.weight is not None for source in gemm.sources}
         uncovered = [
             self._uncovered(name, shape)
             for name, shape in parameters.items()

@@ -29,6 +29,8 @@ class TensorRef:
         origin: The parameter it is, views, or is computed from (the largest one for a computed weight).
         sources: Every parameter it is computed from without any model input (``{origin}`` for a view).
         data: Whether it depends on a model input (an activation, not a weight).
+        pending: Builder indices of the GEMMs on constants (no model input) its value depends on: they
+            are dropped as part of a weight's computation if a GEMM reads this tensor as its weight.
         experts: E when it is a gathered view ``P[ids]`` of a stacked parameter P [E, out, in] indexed
             along its first dimension by a tensor (fused experts picked per token); 0 otherwise.
     """
@@ -39,6 +41,7 @@ class TensorRef:
     sources: frozenset[str] = frozenset()
     data: bool = False
     experts: int = 0
+    pending: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)

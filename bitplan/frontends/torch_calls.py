@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 
 from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
-from bitplan.frontends.ops import TensorRef, gemms_of_call
+from bitplan.frontends.ops import OPS, TensorRef, gemms_of_call
 
 # Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
 # seen through them is still that parameter, and they add no GEMM depth.
@@ -34,36 +34,47 @@ def record_call(
 ) -> TensorRef:
     """Book one call; return what its tensor outputs carry (their shape left empty for the caller).
 
-    A call reading parameters but no model input computes a weight (``W * 0.5``, a weight-norm or
-    spectral-norm parametrization, a cast, even a product of two parameters): it is no GEMM of the
-    model, and its output stays attributed to those parameters, so the GEMM that consumes it is theirs. Any other call reading a parameter is a consumer the coverage
-    ledger reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
-    reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a weight
-    computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
+    A call reading parameters and nothing else (``W * 0.5``, a weight-norm parametrization, a cast, a
+    product of two parameters) computes a weight: it is no GEMM of the model, and its output stays
+    attributed to those parameters, so the GEMM that consumes it is theirs. A GEMM with an operand that
+    is neither a parameter nor a model input (a buffer, a table made in forward, a loop's first state)
+    runs once per forward like any other (swin_v2's ``cpb_mlp`` on its coordinate table, RAFT's motion
+    encoder on the zero flow of its first iteration): it is recorded at once, and dropped only when
+    its result turns out to be part of a weight (spectral norm's ``mv(W, v)``: a GEMM then reads the
+    result as its weight). Any other call reading a parameter is a consumer the coverage ledger
+    reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
+    reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a
+    weight computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
     """
     in_depth = max((ref.depth for ref in inputs), default=0)
     data = any(ref.data for ref in inputs)
+    pending = frozenset().union(*(ref.pending for ref in inputs))
     first = inputs[0] if inputs else TensorRef(())
     experts = _gathered_experts(op_name, ref_args, ref_kwargs, first)
     if experts:
-        return TensorRef((), in_depth, first.origin, first.sources, experts=experts)
+        return TensorRef((), in_depth, first.origin, first.sources, experts=experts, pending=first.pending)
     if op_name in VIEW_OPS:
-        return TensorRef((), in_depth, _slice_origin(op_name, ref_args, first), first.sources, first.data, first.experts)
+        origin = _slice_origin(op_name, ref_args, first)
+        return TensorRef((), in_depth, origin, first.sources, first.data, first.experts, first.pending)
     weighted = [ref for ref in inputs if ref.sources]
-    if weighted and not data and op_name not in EMBEDDING_OPS:
+    on_constant = op_name in OPS and any(not ref.sources and not ref.data for ref in inputs)
+    if weighted and not data and op_name not in EMBEDDING_OPS and not on_constant:
         main = max(weighted, key=lambda ref: math.prod(ref.shape))
-        return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)))
+        return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)), pending=pending)
+    found = gemms_of_call(op_name, ref_args, ref_kwargs)
+    if data:  # a weight computed with GEMMs on constants: those were part of the weight, not the model
+        weights = {gemm.weight.split("[")[0] for gemm in found.gemms if gemm.weight} if found else set()
+        builder.drop(*(ref.pending for ref in inputs if ref.sources and ref.origin in weights))
     for ref in inputs if produces_tensor else ():
-        if ref.origin is not None:
+        if ref.origin is not None and (data or found is None):
             builder.note_use(ref.origin)
         for source in ref.sources:
             builder.note_consumer(source, op_name)
-    found = gemms_of_call(op_name, ref_args, ref_kwargs)
     if found is None:
-        return TensorRef((), in_depth, data=data)
-    for gemm in found.gemms:
-        builder.add(module_path, gemm)
-    return TensorRef((), found.out_depth if found.gemms else in_depth, data=data)
+        return TensorRef((), in_depth, data=data, pending=frozenset() if data else pending)
+    added = frozenset(builder.add(module_path, gemm) for gemm in found.gemms)
+    depth = found.out_depth if found.gemms else in_depth
+    return TensorRef((), depth, data=data, pending=frozenset() if data else pending | added)
 
 
 GATHER_OPS = frozenset({"__getitem__", "getitem", "index", "index_select"})

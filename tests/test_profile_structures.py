@@ -1,0 +1,117 @@
+"""Structures that used to be dropped silently, hand-written so they run without torchvision: GEMMs on
+constant inputs (swin_v2's ``cpb_mlp``), every iteration of a Python loop (RAFT's refinement), each
+checked against ``FlopCounterMode`` on real tensors (docs/concepts.md, "Constant inputs and loops")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
+from torch.utils.flop_counter import FlopCounterMode
+
+from bitplan.frontends.torch import trace
+from bitplan.profile.schema import ModelProfile
+
+TRACERS = ["record", "export"]
+
+
+def real_macs(model: nn.Module, inputs: tuple) -> int:
+    """MACs of one real forward as torch's FLOP counter sees them (2 FLOPs per MAC)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    return counter.get_total_flops() // 2
+
+
+def assert_exact(model: nn.Module, inputs: tuple, tracer: str) -> ModelProfile:
+    profile = trace(model.eval(), inputs, tracer=tracer)
+    assert profile.total_macs == real_macs(model, inputs)
+    assert profile.gemm_params <= profile.total_params
+    return profile
+
+
+class BiasTableAttention(nn.Module):
+    """Window attention whose bias comes from an MLP on a constant coordinate table (swin_v2's cpb_mlp)."""
+
+    def __init__(self, dim: int = 16, heads: int = 2, window: int = 3) -> None:
+        super().__init__()
+        self.heads, self.tokens = heads, window * window
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 32), nn.ReLU(inplace=True), nn.Linear(32, heads, bias=False))
+        offsets = torch.arange(-(window - 1), window, dtype=torch.float32)
+        table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)  # [(2w-1)², 2]
+        self.register_buffer("table", table / (window - 1))
+        grid = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)  # [2, N]
+        relative = (grid[:, :, None] - grid[:, None, :] + window - 1).permute(1, 2, 0)  # [N, N, 2]
+        self.register_buffer("index", relative[..., 0] * (2 * window - 1) + relative[..., 1])  # [N, N]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, N, C]
+        batch, tokens, channels = x.shape
+        bias = self.cpb_mlp(self.table)[self.index.reshape(-1)]  # [N·N, heads]: no model input involved
+        bias = bias.reshape(tokens, tokens, self.heads).permute(2, 0, 1)  # [heads, N, N]
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # each [B, h, N, d]
+        attn = (q @ k.transpose(-2, -1)) + 16 * torch.sigmoid(bias)  # [B, h, N, N]
+        return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(batch, tokens, channels))
+
+
+class FlowRefinement(nn.Module):
+    """RAFT's shape: two images, then a loop whose first iteration convolves a flow made of constants."""
+
+    def __init__(self, iterations: int = 12) -> None:
+        super().__init__()
+        self.iterations = iterations
+        self.features = nn.Conv2d(3, 8, 3, padding=1)
+        self.convflow1 = nn.Conv2d(2, 8, 3, padding=1)
+        self.convflow2 = nn.Conv2d(8, 4, 1)
+        self.update = nn.Conv2d(12, 2, 3, padding=1)
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:  # each [B, 3, H, W]
+        context = self.features(image1) - self.features(image2)  # [B, 8, H, W]
+        batch, _, height, width = image1.shape
+        ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+        coords0 = torch.stack([xs, ys]).float()[None].repeat(batch, 1, 1, 1)  # [B, 2, H, W]
+        coords1 = coords0.clone()
+        for _ in range(self.iterations):
+            coords1 = coords1.detach()
+            flow = coords1 - coords0  # zero at the first iteration, independent of the images
+            motion = self.convflow2(F.relu(self.convflow1(flow)))  # [B, 4, H, W]
+            coords1 = coords1 + self.update(torch.cat([context, motion], 1))
+        return coords1 - coords0
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_a_gemm_on_a_constant_table_runs_once_per_forward(tracer: str) -> None:
+    model = BiasTableAttention()
+    profile = assert_exact(model, (torch.randn(2, 9, 16),), tracer)
+    rows = {layer.name: (layer.m, layer.k, layer.n) for layer in profile.layers}
+    assert rows["cpb_mlp.0"] == (25, 2, 32) and rows["cpb_mlp.2"] == (25, 32, 2)  # (2·3-1)² table rows
+    assert profile.uncovered == []
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_every_loop_iteration_is_counted(tracer: str) -> None:
+    model = FlowRefinement()
+    images = (torch.randn(1, 3, 6, 5), torch.randn(1, 3, 6, 5))
+    profile = assert_exact(model, images, tracer)
+    names = [layer.name for layer in profile.layers]
+    assert sum(name.split("#")[0] == "convflow1" for name in names) == 12
+    assert sum(name.split("#")[0] == "update" for name in names) == 12
+
+
+class NormalizedWeights(nn.Module):
+    """Spectral norm computes σ with ``mv(W, v)`` on a buffer: part of the weight, not a GEMM of the model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = parametrizations.spectral_norm(nn.Linear(6, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_a_product_inside_a_weight_computation_is_no_gemm(tracer: str) -> None:
+    profile = trace(NormalizedWeights().eval(), (torch.randn(3, 6),), tracer=tracer)
+    assert [(layer.name, layer.m, layer.k, layer.n) for layer in profile.layers] == [("fc", 3, 6, 5)]
