@@ -298,9 +298,13 @@ def parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], li
     return terms, [f".{i}" for i in range(ellipsis)] + once
 
 
-@handles("inner", operands=_positions(0, 1))
+@handles("inner", "dot", "vdot", operands=_positions(0, 1))
 def inner(args: Sequence[object], kwargs: dict) -> CallGemms:
-    """inner(a[*A, k], b[*B, k]) → [*A, *B]: M = prod(A), K = k, N = prod(B) (b read as W[k × prod(B)])."""
+    """inner(a[*A, k], b[*B, k]) → [*A, *B]: M = prod(A), K = k, N = prod(B) (b read as W[k × prod(B)]).
+
+    ``dot(a[k], b[k])`` and ``vdot`` (conjugating a) are its 1-D case: M = N = 1, K = k; a weight
+    vector is a k × 1 W.
+    """
     a, b = args[0], args[1]
     m, k, n = _prod(a.shape[:-1]), (a.shape[-1] if a.shape else 1), _prod(b.shape[:-1])
     return _pair_gemm(a, b, m, k, n)
@@ -341,7 +345,9 @@ def multi_dot(args: Sequence[object], kwargs: dict) -> CallGemms:
 
     torch multiplies 2 matrices directly; for 3 it computes (A₁A₂)A₃ unless A₁(A₂A₃) costs strictly
     fewer MACs; for more it takes the cheapest parenthesisation (matrix-chain order, first split on ties).
-    A 1-D first (last) operand is a row (column) vector.
+    A 1-D first (last) operand is a row (column) vector. Every product the chain evaluates is a GEMM
+    (the MACs equal torch's FLOP counter); a product of two weights is also a weight itself, so the GEMM
+    that reads it is attributed to all of its parameters (``x·(W₁W₂)`` covers W₁ and W₂).
     """
     operands = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
     chain = [
@@ -352,9 +358,13 @@ def multi_dot(args: Sequence[object], kwargs: dict) -> CallGemms:
     gemms: list[Gemm] = []
 
     def product(left: TensorRef, right: TensorRef) -> TensorRef:
+        shape = (left.shape[0], right.shape[1])
         found = matmul([left, right], {})
         gemms.extend(found.gemms)
-        return TensorRef((left.shape[0], right.shape[1]), found.out_depth, data=left.data or right.data)
+        if left.sources and right.sources and not (left.data or right.data):  # W₁W₂: a weight made of both
+            main = max((left, right), key=lambda ref: _prod(ref.shape))
+            return TensorRef(shape, found.out_depth, main.origin, left.sources | right.sources)
+        return TensorRef(shape, found.out_depth, data=left.data or right.data)
 
     def evaluate(i: int, j: int) -> TensorRef:
         if i == j:
