@@ -210,3 +210,37 @@ def test_gathered_expert_weights_are_their_parameter_counted_once(tracer: str) -
     total = sum(p.numel() for p in model.parameters())
     assert profile.gemm_params == total == profile.total_params  # 16,677-style: never T·top_k copies
     assert profile.uncovered == []
+
+
+class UnnamedLoopMoE(nn.Module):
+    """A loop over a ModuleList of experts with no ``top_k`` attribute and no conventional names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scorer = nn.Linear(HIDDEN, EXPERTS, bias=False)
+        self.mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(HIDDEN, INTER), nn.GELU(), nn.Linear(INTER, HIDDEN)) for _ in range(EXPERTS)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, S, H]
+        flat = x.reshape(-1, HIDDEN)  # [T, H]
+        weights, chosen = self.scorer(flat).softmax(-1).topk(3, dim=-1)  # top-3 of 4, written only here
+        out = torch.zeros_like(flat)
+        for e in range(len(self.mlps)):
+            token, slot = torch.where(chosen == e)  # data-dependent: no meta result
+            out.index_add_(0, token, self.mlps[e](flat[token]) * weights[token, slot, None])
+        return out.reshape(x.shape)
+
+
+@pytest.mark.parametrize("tracer", ["record", "export"])
+def test_unannotated_loop_moe_takes_top_k_from_its_topk_call(tracer: str) -> None:
+    tokens, top_k = 2 * 6, 3
+    model = UnnamedLoopMoE()
+    profile = trace(model, (torch.randn(2, 6, HIDDEN),), tracer=tracer)
+    assert (profile.layers[0].name, profile.layers[0].m, profile.layers[0].routing) == ("scorer", tokens, None)
+    experts = expert_layers(profile)
+    assert [layer.name for layer in experts] == [f"mlps.{e}.{i}" for e in range(EXPERTS) for i in (0, 2)]
+    assert {layer.m for layer in experts} == {tokens * top_k // EXPERTS}
+    per_token = HIDDEN * INTER + INTER * HIDDEN
+    assert sum(layer.macs for layer in experts) == tokens * top_k * per_token
+    assert profile.coverage.gemm_params == profile.coverage.matrix_params == profile.gemm_params

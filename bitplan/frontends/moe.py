@@ -31,6 +31,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 from bitplan.frontends.ops import uniform_rows
 
@@ -106,15 +108,14 @@ def _chain(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
     return h
 
 
-def _block_forward(module: nn.Module) -> Any:
-    router = next(getattr(module, name) for name in ROUTER_NAMES if isinstance(getattr(module, name, None), nn.Module))
+def _block_forward(module: nn.Module, experts: nn.ModuleList, router: nn.Module, top_k: int) -> Any:
     shared = [getattr(module, name) for name in SHARED_NAMES if isinstance(getattr(module, name, None), nn.Module)]
 
     def forward(hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         x = hidden_states.reshape(-1, hidden_states.shape[-1])  # [T, H]
         router(x)
         out = torch.zeros_like(hidden_states)
-        for expert, rows in zip(module.experts, uniform_rows(x.shape[0], _top_k(module), len(module.experts))):
+        for expert, rows in zip(experts, uniform_rows(x.shape[0], top_k, len(experts))):
             if rows:
                 out = out + expert(x[:rows]).sum()  # carries the experts' depth
         for extra in shared:
@@ -139,7 +140,13 @@ def uniform_routing(model: nn.Module) -> Iterator[list[str]]:
         if fused_expert_parameters(module):
             stand_in, expert_path = _fused_forward(module), path
         elif _is_expert_block(module):
-            stand_in, expert_path = _block_forward(module), f"{path}.experts" if path else "experts"
+            router = next(getattr(module, name) for name in ROUTER_NAMES if isinstance(getattr(module, name, None), nn.Module))
+            stand_in = _block_forward(module, module.experts, router, _top_k(module))
+            expert_path = f"{path}.experts" if path else "experts"
+        elif (probed := probe_expert_block(module)) is not None:
+            list_name, router_name, top_k = probed
+            experts, router = getattr(module, list_name), getattr(module, router_name)
+            stand_in, expert_path = _block_forward(module, experts, router, top_k), f"{path}.{list_name}" if path else list_name
         else:
             continue
         patched.append((module, module.__dict__.get("forward")))
@@ -153,3 +160,88 @@ def uniform_routing(model: nn.Module) -> Iterator[list[str]]:
                 del module.forward  # the class's forward shows again
             else:
                 module.forward = own
+
+
+def _expert_list(module: nn.Module) -> tuple[str, nn.ModuleList, list[tuple[str, int]]] | None:
+    """A child ``ModuleList`` of E >= 2 alike modules and the sibling children holding a Linear with E outputs."""
+    for list_name, child in module.named_children():
+        if not isinstance(child, nn.ModuleList) or len(child) < 2 or not _alike(child):
+            continue
+        routers = [
+            (name, linear.in_features)
+            for name, sibling in module.named_children()
+            if sibling is not child
+            for linear in sibling.modules()
+            if isinstance(linear, nn.Linear) and linear.out_features == len(child)
+        ]
+        if routers:
+            return list_name, child, routers
+    return None
+
+
+def _alike(modules: nn.ModuleList) -> bool:
+    shapes = [(type(m), [tuple(p.shape) for p in m.parameters()]) for m in modules]
+    return bool(shapes[0][1]) and all(shape == shapes[0] for shape in shapes)
+
+
+def probe_expert_block(module: nn.Module) -> tuple[str, str, int] | None:
+    """(experts list, router child, top_k) of a mixture-of-experts block with no naming convention, or None.
+
+    The block's own forward runs once on meta tensors (a few tokens of the router's input width) while
+    a function mode follows the router candidates' outputs to the first ``topk`` (or ``argmax``) call;
+    the run usually stops at the data-dependent selection after it, which is expected.
+    """
+    found = _expert_list(module)
+    if found is None:
+        return None
+    list_name, _, routers = found
+    spy = _TopKSpy({name for name, _ in routers})
+    state = {name: torch.empty_like(t, device="meta") for name, t in [*module.named_parameters(), *module.named_buffers()]}
+    hooks = [getattr(module, name).register_forward_hook(spy.mark(name)) for name, _ in routers]
+    try:
+        for shape in ((1, 4, routers[0][1]), (4, routers[0][1])):
+            with contextlib.suppress(Exception), torch.no_grad(), spy:  # the data-dependent part fails on meta
+                torch.func.functional_call(module, state, (torch.zeros(shape, device="meta"),), strict=False)
+            if spy.found is not None:
+                return list_name, *spy.found
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return None
+
+
+class _TopKSpy(TorchFunctionMode):
+    """Follows tensors derived from the marked modules' outputs to the first top-k selection on them."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+        self.origin: dict[int, str] = {}  # id(tensor) -> router candidate it derives from
+        self.alive: list[torch.Tensor] = []  # keeps ids from being reused
+        self.found: tuple[str, int] | None = None
+
+    def mark(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                self.origin[id(output)] = name
+                self.alive.append(output)
+
+        return hook
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        leaves = [leaf for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
+        router = next((self.origin[id(leaf)] for leaf in leaves if id(leaf) in self.origin), None)
+        if router is None:
+            return out
+        name = getattr(func, "__name__", "")
+        if self.found is None and name == "topk":
+            self.found = (router, int(kwargs.get("k", args[1] if len(args) > 1 else 1)))
+        elif self.found is None and name == "argmax":
+            self.found = (router, 1)
+        for leaf in tree_flatten(out)[0]:
+            if isinstance(leaf, torch.Tensor):
+                self.origin[id(leaf)] = router
+                self.alive.append(leaf)
+        return out
