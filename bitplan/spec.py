@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from bitplan.choices import TracerChoice
-from bitplan.errors import SpecError
+from bitplan.errors import SpecError, TraceError
 from bitplan.profile.schema import ModelProfile
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so profiling an ONNX file never loads it
@@ -452,9 +452,12 @@ def profile_spec(
     input_shape: str | None = None,
     batch: int | None = None,
     tracer: TracerChoice | str = TracerChoice.auto,
+    allow_partial: bool = False,
 ) -> ModelProfile:
     """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device
-    (on the CPU, with a note in the profile, when their code needs real values while it is built).
+    (on the CPU, with a note in the profile, when their code needs real values while it is built, or
+    when tracing needs values: ``nonzero``, ``.item()``, detection models; then it is traced on real
+    tensors, batch as given).
 
     Raises:
         SpecError, TraceError, OnnxError: see ``load_model`` and the front ends' ``trace``.
@@ -482,5 +485,15 @@ def profile_spec(
             f"built on the CPU with random weights (building on the meta device failed: {type(error).__name__}: "
             f"{reason}); traced on meta tensors as usual"
         )
-    profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer)
-    return profile.model_copy(update={"notes": [*profile.notes, *notes]}) if notes else profile
+    on_meta = builds_on_meta and not notes
+    try:
+        profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer, allow_partial=allow_partial and not on_meta)
+    except TraceError as error:
+        if not on_meta or TracerChoice(tracer) is TracerChoice.export:
+            raise
+        # the tracers need values the meta device does not have: random weights on the CPU, traced once
+        loaded = load_model(spec, input_shape=input_shape, batch=batch)
+        reason = str(error).split(". ", 1)[-1][:200]
+        notes.append(f"built on the CPU with random weights, because tracing on meta tensors failed ({reason})")
+        profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer, values=True, allow_partial=allow_partial)
+    return profile.model_copy(update={"notes": [*notes, *profile.notes]}) if notes else profile

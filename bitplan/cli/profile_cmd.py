@@ -35,6 +35,14 @@ def profile(
     top: Annotated[
         int | None, typer.Option("--top", min=1, help="Show only the N GEMMs (or groups) with the most MACs.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="When tracing fails even on real tensors, write the GEMMs recorded before the failing op (the profile's notes name it).",
+            rich_help_panel=MODEL_PANEL,
+        ),
+    ] = False,
     strict: Annotated[
         bool,
         typer.Option("--strict", help="Exit 1 when a weight is read by an op bitplan cannot count, or by none.", rich_help_panel=OUTPUT_PANEL),
@@ -45,7 +53,7 @@ def profile(
     from bitplan.spec import profile_spec
 
     format = resolve_format(format, json)
-    result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer)
+    result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer, allow_partial=allow_partial)
     _warn_uncovered(result, strict)
     if plot is not None:
         render.plot(result, plot)

@@ -54,6 +54,7 @@ class ProfileBuilder:
         self._param_uses: Counter[str] = Counter()
         self._consumers: dict[str, str] = {}
         self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are experts under uniform routing
+        self.failed_op: str | None = None  # the op a failed trace stopped at (a partial profile names it)
 
     def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> int:
         """Record ``gemm``, executed inside the module at ``module_path`` ('' for the root); returns its index.
