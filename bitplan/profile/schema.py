@@ -139,6 +139,15 @@ class UncoveredParameter(BaseModel):
     reason: str
 
 
+class UnknownOp(BaseModel):
+    """An op type the front end has no rule for (ONNX): GEMMs inside it would be missing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: str = Field(description="Op type, `domain::type` outside the standard ONNX domain.")
+    count: int = Field(ge=1, description="Nodes of this type in the graph.")
+
+
 class Coverage(BaseModel):
     """How much of the model's parameters the profile's GEMMs account for."""
 
@@ -167,6 +176,10 @@ class ModelProfile(BaseModel):
         default_factory=list, description="Every parameter of >= 2 dims that no GEMM consumes, with the reason."
     )
     notes: list[str] = Field(default_factory=list, description="How the model was built or traced, when unusual.")
+    unknown_ops: list[UnknownOp] = Field(
+        default_factory=list,
+        description="Ops with no rule in bitplan (ONNX: custom domains, GEMM-like ops without a rule, control flow holding GEMMs).",
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> ModelProfile:
