@@ -98,28 +98,64 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         model = builder(**settings)
     except (TypeError, ValueError) as error:
         raise SpecError(f"`torchvision:{name}` does not accept these options ({error}); check the builder's arguments") from None
+    return model, torchvision_inputs(builder.__module__, model, _weights_metadata(torchvision, name))
+
+
+def torchvision_inputs(family: str, model: nn.Module, weights: dict) -> tuple[torch.Tensor, ...]:
+    """The example input of a torchvision model built with ``weights=None`` (docs/models.md, "torchvision").
+
+    Args:
+        family: the builder's module (``torchvision.models.video.resnet``, ``...optical_flow.raft``).
+        model: the built model: a size it was constructed with (``image_size``, ``input_size``) wins
+            over its weights' metadata, which describes the model built *with* those weights.
+        weights: the first weights' transform settings and meta (``crop_size``, ``resize_size``,
+            ``min_temporal_size``); empty when the model has none.
+
+    Returns:
+        Video models: one clip 1×3×T×H×W with T = max(16, ``min_temporal_size``) frames. Optical flow
+        (RAFT): two images 1×3×H×W. Other models: one image 1×3×H×W. H = W = the model's own size,
+        else the weights' crop size, else their resize size, else 224.
+    """
     import torch
 
-    size = _torchvision_input_size(torchvision, name)
-    return model, (torch.zeros(1, 3, size, size),)
+    size = _own_size(model) or _first(weights.get("crop_size")) or _first(weights.get("resize_size")) or DEFAULT_IMAGE_SIZE
+    if ".video." in family:
+        frames = max(CLIP_FRAMES, int(weights.get("min_temporal_size") or 0))
+        return (torch.zeros(1, 3, frames, size, size),)
+    if ".optical_flow." in family:
+        return (torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size))
+    return (torch.zeros(1, 3, size, size),)
 
 
-def _torchvision_input_size(torchvision: ModuleType, name: str) -> int:
-    """The image size the model's own weights were evaluated at (their metadata, not the model's name):
-    the preprocessing's ``crop_size`` (299 for Inception), else its ``resize_size`` (520 for
-    segmentation models); 224 when the model has no weights metadata."""
+def _own_size(model: nn.Module) -> int | None:
+    """A square input size the model was constructed with (ViT's ``image_size``), if it keeps one."""
+    for attribute in ("image_size", "input_size", "img_size"):
+        size = _first(getattr(model, attribute, None))
+        if size:
+            return size
+    return None
+
+
+def _first(value: object) -> int | None:
+    """An int, or the first of a sequence of ints (``(112, 112)``); None for anything else."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _weights_metadata(torchvision: ModuleType, name: str) -> dict:
+    """The first weights' transform settings and meta of a model (``{}`` when it has no weights)."""
     try:
         weights = list(torchvision.models.get_model_weights(name))
     except (ValueError, KeyError, AttributeError):
-        return DEFAULT_IMAGE_SIZE
-    settings = getattr(getattr(weights[0], "transforms", None), "keywords", {}) if weights else {}
-    size = settings.get("crop_size") or settings.get("resize_size")
-    if isinstance(size, (list, tuple)):
-        size = size[0] if size else None
-    return int(size) if size else DEFAULT_IMAGE_SIZE
+        return {}
+    if not weights:
+        return {}
+    return {**getattr(weights[0], "meta", {}), **getattr(getattr(weights[0], "transforms", None), "keywords", {})}
 
 
 DEFAULT_IMAGE_SIZE = 224
+CLIP_FRAMES = 16  # Kinetics clips: every torchvision video model is trained and evaluated on 16 frames or more
 
 
 def import_torchvision(name: str) -> ModuleType:
