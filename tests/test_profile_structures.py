@@ -115,3 +115,29 @@ class NormalizedWeights(nn.Module):
 def test_a_product_inside_a_weight_computation_is_no_gemm(tracer: str) -> None:
     profile = trace(NormalizedWeights().eval(), (torch.randn(3, 6),), tracer=tracer)
     assert [(layer.name, layer.m, layer.k, layer.n) for layer in profile.layers] == [("fc", 3, 6, 5)]
+
+
+class RelativePositions(nn.Module):
+    """MViT-v2's decomposed relative positions: a table gathered per (query, key) pair, then an einsum."""
+
+    def __init__(self, size: int = 4, dim: int = 6) -> None:
+        super().__init__()
+        self.rel_pos = nn.Parameter(torch.randn(2 * size - 1, dim))  # [R, C]
+        self.register_buffer("distance", torch.arange(size)[:, None] - torch.arange(size)[None, :] + size - 1)  # [q, k]
+        self.shared = nn.Parameter(torch.randn(1, dim, 3))
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:  # q: [B, h, q, C]
+        table = self.rel_pos[self.distance]  # [q, k, C]: rows repeated, still R·C stored elements
+        scores = torch.einsum("bhqc,qkc->bhqk", q, table)  # [B, h, q, k]
+        flat = scores.flatten(0, 1)  # [B·h, q, k]
+        mixed = torch.bmm(flat[..., :1].expand(-1, -1, 6), self.shared.expand(flat.shape[0], -1, -1))  # [B·h, q, 3]
+        return mixed
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_a_gathered_or_expanded_weight_counts_its_stored_elements_once(tracer: str) -> None:
+    model = RelativePositions()
+    profile = assert_exact(model, (torch.randn(2, 3, 4, 6),), tracer)
+    params = {layer.weight: (layer.params, layer.weight_shape) for layer in profile.weight_layers}
+    assert params == {"rel_pos": (7 * 6, [7, 6]), "shared": (6 * 3, [1, 6, 3])}
+    assert profile.gemm_params == profile.total_params == 7 * 6 + 18

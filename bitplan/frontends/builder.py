@@ -105,7 +105,7 @@ class ProfileBuilder:
             layers.append(
                 GemmLayer(
                     name=name, weight=gemm.weight, op=gemm.op, m=gemm.m, k=gemm.k, n=gemm.n, groups=gemm.groups,
-                    depth=gemm.depth, weight_shape=list(gemm.weight_shape) if gemm.weight_shape else None,
+                    depth=gemm.depth, weight_shape=_stored_shape(gemm, parameters),
                     shared=shared, routing=Routing.uniform if gemm.expert or self._is_expert(module_path) else None,
                 )
             )
@@ -143,6 +143,16 @@ class ProfileBuilder:
         else:
             kind = UncoveredKind.unsupported
         return UncoveredParameter(parameter=parameter, shape=list(shape), op=op, kind=kind, reason=REASONS[kind])
+
+
+def _stored_shape(gemm: Gemm, parameters: Mapping[str, Sequence[int]]) -> list[int] | None:
+    """The weight's shape: the view the GEMM reads, or the parameter as stored when the view holds more
+    elements than it (a gather or an ``expand`` repeats elements; the GEMM's params are then capped there)."""
+    if gemm.weight_shape is None:
+        return None
+    stored = parameters.get(gemm.weight)
+    larger = gemm.k * gemm.n * gemm.groups > math.prod(stored) if stored else False
+    return list(stored) if larger and gemm.sources == {gemm.weight} else list(gemm.weight_shape)
 
 
 def check_weight_params(profile: ModelProfile) -> None:
