@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from bitplan.choices import TracerChoice
+from bitplan.choices import RoutingChoice, TracerChoice
 from bitplan.errors import SpecError, TraceError
 from bitplan.profile.schema import ModelProfile
 
@@ -482,6 +482,17 @@ def _unknown_spec_message(spec: str) -> str:
     return message
 
 
+def _data_inputs(data: str, example_inputs: tuple, batch: int) -> tuple:
+    """The first ``batch`` test samples of a data spec, stacked like the example input."""
+    import torch
+
+    from bitplan.data import load_data
+
+    bundle = load_data(data, example_inputs=example_inputs)
+    samples = [bundle.test[i][0] for i in range(min(batch, len(bundle.test)))]
+    return (torch.stack(samples),)
+
+
 def profile_spec(
     spec: str,
     *,
@@ -489,14 +500,22 @@ def profile_spec(
     batch: int | None = None,
     tracer: TracerChoice | str = TracerChoice.auto,
     allow_partial: bool = False,
+    routing: RoutingChoice | str = RoutingChoice.uniform,
+    data: str | None = None,
 ) -> ModelProfile:
     """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device
     (on the CPU, with a note in the profile, when their code needs real values while it is built, or
     when tracing needs values: ``nonzero``, ``.item()``, detection models; then it is traced on real
     tensors, batch as given).
 
+    Args:
+        routing: ``measured`` builds the model on the CPU and counts the tokens its routers really send
+            (docs/concepts.md, "Mixture of experts"); the weights are the spec's own.
+        data: a data spec (docs/data.md) whose first test samples (``batch`` of them, default 1) are the
+            input instead of the spec's example input.
+
     Raises:
-        SpecError, TraceError, OnnxError: see ``load_model`` and the front ends' ``trace``.
+        SpecError, TraceError, OnnxError, DataError: see ``load_model``, ``load_data`` and the front ends' ``trace``.
     """
     base, _ = split_spec(spec)
     if base.endswith(".onnx"):
@@ -507,6 +526,12 @@ def profile_spec(
     from bitplan.frontends.torch import trace as trace_torch
 
     notes = []
+    measured = RoutingChoice(routing) is RoutingChoice.measured
+    if measured or data:
+        loaded = load_model(spec, input_shape=input_shape, batch=batch)
+        inputs = _data_inputs(data, loaded.example_inputs, batch or 1) if data else loaded.example_inputs
+        profile = trace_torch(loaded.model, inputs, name=spec, tracer=tracer, allow_partial=allow_partial, routing=routing)
+        return profile.model_copy(update={"notes": [*profile.notes, f"input: the first {batch or 1} test sample(s) of `{data}`"]}) if data else profile
     builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
     try:
         loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)

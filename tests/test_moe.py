@@ -244,3 +244,82 @@ def test_unannotated_loop_moe_takes_top_k_from_its_topk_call(tracer: str) -> Non
     per_token = HIDDEN * INTER + INTER * HIDDEN
     assert sum(layer.macs for layer in experts) == tokens * top_k * per_token
     assert profile.coverage.gemm_params == profile.coverage.matrix_params == profile.gemm_params
+
+
+def routed_rows(model: nn.Module, router: nn.Linear, flat: torch.Tensor, top_k: int) -> list[int]:
+    """Tokens the real router sends to each expert (the oracle for measured routing)."""
+    chosen = torch.topk(router(flat).softmax(-1), top_k).indices
+    return torch.bincount(chosen.flatten(), minlength=EXPERTS).tolist()
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_measured_routing_counts_the_tokens_the_router_sent(seed: int) -> None:
+    torch.manual_seed(seed)
+    model, x = UnnamedLoopMoE(), torch.randn(2, 6, HIDDEN)
+    with torch.no_grad():
+        model.scorer.weight[0] = -100.0  # expert 0 never chosen: an empty GEMM is no GEMM
+        x = x.abs()
+    profile = trace(model, (x,), routing="measured")
+    rows = routed_rows(model, model.scorer, x.reshape(-1, HIDDEN), 3)
+    experts = [layer for layer in profile.layers if layer.routing is Routing.measured]
+    got = {layer.name.split("#")[0]: layer.m for layer in experts if layer.name.endswith(".0")}
+    assert rows[0] == 0 and got == {f"mlps.{e}.0": rows[e] for e in range(EXPERTS) if rows[e]}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    assert profile.total_macs == counter.get_total_flops() // 2  # measured: exactly what ran
+    assert "routing measured" in profile.notes[0]
+
+
+def test_measured_routing_of_gathered_experts_counts_the_ids() -> None:
+    torch.manual_seed(2)
+    model, x = GatherMoE(), torch.randn(7, HIDDEN)
+    profile = trace(model, (x,), routing="measured")
+    rows = routed_rows(model, model.router, x, TOP_K)
+    w_in = [layer for layer in profile.layers if (layer.weight or "").startswith("w_in[")]
+    assert [(layer.weight, layer.m) for layer in w_in] == [(f"w_in[{e}]", rows[e]) for e in range(EXPERTS) if rows[e]]
+    assert {layer.routing for layer in w_in} == {Routing.measured}
+
+
+MOE_FILE = """
+import torch
+from torch import nn
+
+class ImageMoE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.top_k = 2
+        self.gate = nn.Linear(3, 4, bias=False)
+        self.experts = nn.ModuleList(nn.Linear(3, 3) for _ in range(4))
+
+    def forward(self, image):  # [B, 3, 4, 4] -> tokens [B·16, 3]
+        flat = image.flatten(2).transpose(1, 2).reshape(-1, 3)
+        weights, chosen = torch.topk(self.gate(flat).softmax(-1), self.top_k)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            token, slot = torch.where(chosen == e)
+            out.index_add_(0, token, expert(flat[token]) * weights[token, slot, None])
+        return out
+
+def build():
+    torch.manual_seed(0)
+    return ImageMoE(), (torch.zeros(1, 3, 4, 4),)
+"""
+
+
+def test_cli_measured_routing_on_data(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bitplan.cli.app import app
+
+    path = tmp_path / "moe.py"
+    path.write_text(MOE_FILE)
+    result = CliRunner().invoke(
+        app, ["profile", f"{path}:build", "--routing", "measured", "--data", "synthetic?n=8", "--batch", "2", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    routed = [layer for layer in profile["layers"] if layer["routing"] == "measured"]
+    assert sum(layer["m"] for layer in routed) == 2 * 16 * 2  # every token's top-2, as the router chose
+    assert profile["input_shapes"] == [[2, 3, 4, 4]] and any("synthetic" in note for note in profile["notes"])

@@ -8,9 +8,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.choices import OutputFormat, TracerChoice
+from bitplan.choices import OutputFormat, RoutingChoice, TracerChoice
 from bitplan.cli.common import console, err_console, write_or_print
-from bitplan.cli.options import MODEL_PANEL, OUTPUT_PANEL, Batch, Format, InputShape, Json, Model, Output, cli_command, resolve_format
+from bitplan.cli.options import (
+    MODEL_PANEL,
+    OUTPUT_PANEL,
+    Batch,
+    Data,
+    Format,
+    InputShape,
+    Json,
+    Model,
+    Output,
+    Routing,
+    cli_command,
+    resolve_format,
+)
 
 if TYPE_CHECKING:  # the schema (pydantic models) is imported when a profile is made, not for --help
     from bitplan.profile.schema import ModelProfile
@@ -24,6 +37,8 @@ def profile(
     tracer: Annotated[
         TracerChoice, typer.Option("--tracer", help="auto (record, then torch.export), record, or export.", rich_help_panel=MODEL_PANEL)
     ] = TracerChoice.auto,
+    routing: Routing = RoutingChoice.uniform,
+    data: Data = None,
     output: Output = None,
     format: Format = None,
     json: Json = False,
@@ -56,7 +71,9 @@ def profile(
     format = resolve_format(format, json)
     with warnings.catch_warnings():  # the front end's warning about ops with no rule: one line below instead
         warnings.filterwarnings("ignore", message="not profiled")
-        result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer, allow_partial=allow_partial)
+        result = profile_spec(
+            model, input_shape=input_shape, batch=batch, tracer=tracer, allow_partial=allow_partial, routing=routing, data=data
+        )
     _warn_uncovered(result, strict)
     if plot is not None:
         render.plot(result, plot)

@@ -53,7 +53,8 @@ class ProfileBuilder:
         self._dropped: set[int] = set()
         self._param_uses: Counter[str] = Counter()
         self._consumers: dict[str, str] = {}
-        self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are experts under uniform routing
+        self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are expert GEMMs
+        self.routing = Routing.uniform  # how expert GEMMs count their rows (measured: the router's real choice)
         self.failed_op: str | None = None  # the op a failed trace stopped at (a partial profile names it)
 
     def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> int:
@@ -106,7 +107,7 @@ class ProfileBuilder:
                 GemmLayer(
                     name=name, weight=gemm.weight, op=gemm.op, m=gemm.m, k=gemm.k, n=gemm.n, groups=gemm.groups,
                     depth=gemm.depth, weight_shape=_stored_shape(gemm, parameters),
-                    shared=shared, routing=Routing.uniform if gemm.expert or self._is_expert(module_path) else None,
+                    shared=shared, routing=self.routing if gemm.expert or self._is_expert(module_path) else None,
                 )
             )
         covered = {source for _, gemm, _ in found if gemm.weight is not None for source in gemm.sources}

@@ -25,7 +25,8 @@ Two layouts are recognised (docs/concepts.md, "Mixture of experts"):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ from torch.utils._pytree import tree_flatten
 
 from bitplan.frontends.ops import uniform_rows
 
-__all__ = ["fused_expert_parameters", "uniform_routing", "uniform_rows"]
+__all__ = ["expert_paths", "fused_expert_parameters", "uniform_routing", "uniform_rows"]
 
 ROUTER_NAMES = ("gate", "router")
 SHARED_NAMES = ("shared_expert", "shared_experts", "shared_expert_gate")
@@ -125,6 +126,33 @@ def _block_forward(module: nn.Module, experts: nn.ModuleList, router: nn.Module,
     return forward
 
 
+def _moe_modules(model: nn.Module) -> Iterator[tuple[nn.Module, str, Callable[[], Any]]]:
+    """Each mixture-of-experts module of ``model``: (module, the path of its expert GEMMs, its stand-in maker)."""
+    paths: list[str] = []
+    for path, module in model.named_modules():
+        if any(path.startswith(f"{done}.") for done in paths):
+            continue
+        if fused_expert_parameters(module):
+            found = module, path, functools.partial(_fused_forward, module)
+        elif _is_expert_block(module):
+            router = next(getattr(module, name) for name in ROUTER_NAMES if isinstance(getattr(module, name, None), nn.Module))
+            make = functools.partial(_block_forward, module, module.experts, router, _top_k(module))
+            found = module, f"{path}.experts" if path else "experts", make
+        elif (probed := probe_expert_block(module)) is not None:
+            list_name, router_name, top_k = probed
+            make = functools.partial(_block_forward, module, getattr(module, list_name), getattr(module, router_name), top_k)
+            found = module, f"{path}.{list_name}" if path else list_name, make
+        else:
+            continue
+        paths.append(found[1])
+        yield found
+
+
+def expert_paths(model: nn.Module) -> list[str]:
+    """The module paths whose GEMMs are expert GEMMs, without changing any forward (measured routing)."""
+    return [path for _, path, _ in _moe_modules(model)]
+
+
 @contextlib.contextmanager
 def uniform_routing(model: nn.Module) -> Iterator[list[str]]:
     """Within this context, every mixture-of-experts module of ``model`` routes uniformly.
@@ -134,24 +162,10 @@ def uniform_routing(model: nn.Module) -> Iterator[list[str]]:
     """
     patched: list[tuple[nn.Module, Any]] = []  # (module, the instance forward it had, if any)
     paths: list[str] = []
-    for path, module in model.named_modules():
-        if any(path.startswith(f"{done}.") for done in paths):
-            continue
-        if fused_expert_parameters(module):
-            stand_in, expert_path = _fused_forward(module), path
-        elif _is_expert_block(module):
-            router = next(getattr(module, name) for name in ROUTER_NAMES if isinstance(getattr(module, name, None), nn.Module))
-            stand_in = _block_forward(module, module.experts, router, _top_k(module))
-            expert_path = f"{path}.experts" if path else "experts"
-        elif (probed := probe_expert_block(module)) is not None:
-            list_name, router_name, top_k = probed
-            experts, router = getattr(module, list_name), getattr(module, router_name)
-            stand_in, expert_path = _block_forward(module, experts, router, top_k), f"{path}.{list_name}" if path else list_name
-        else:
-            continue
+    for module, path, make in list(_moe_modules(model)):
         patched.append((module, module.__dict__.get("forward")))
-        module.forward = stand_in
-        paths.append(expert_path)
+        module.forward = make()
+        paths.append(path)
     try:
         yield paths
     finally:

@@ -31,6 +31,7 @@ class TensorRef:
         data: Whether it depends on a model input (an activation, not a weight).
         pending: Builder indices of the GEMMs on constants (no model input) its value depends on: they
             are dropped as part of a weight's computation if a GEMM reads this tensor as its weight.
+        rows: Rows each of the E matrices receives, when the gather's indices are known (measured routing).
         experts: E when it is a gathered view ``P[ids]`` of a stacked parameter P [E, out, in] indexed
             along its first dimension by a tensor (fused experts picked per token); 0 otherwise.
     """
@@ -42,6 +43,7 @@ class TensorRef:
     data: bool = False
     experts: int = 0
     pending: frozenset[int] = frozenset()
+    rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,8 @@ def _gemms_on(op: GemmOp, w: TensorRef, m: int, k: int, n: int, groups: int, dep
     A gathered view ``P[ids]`` (``w.experts`` = E) is not ``groups`` weights of its own: each of its
     ``groups`` matrices is one of P's E matrices, so the product becomes one GEMM per expert e on the
     virtual weight ``P[e]``, its M the rows uniform routing sends there (``uniform_rows(groups, 1, E)``
-    products of m rows each). MACs are unchanged; P's parameters are counted once.
+    products of m rows each; under measured routing, the rows its indices actually picked). MACs are
+    unchanged; P's parameters are counted once.
     """
     if w.origin is None:
         return [Gemm(op, m, k, n, groups, depth, suffix=suffix)]
@@ -164,7 +167,7 @@ def _gemms_on(op: GemmOp, w: TensorRef, m: int, k: int, n: int, groups: int, dep
     matrix = tuple(w.shape[-2:])
     return [
         Gemm(op, m * rows, k, n, 1, depth, f"{w.origin}[{e}]", matrix, suffix, sources, expert=True)
-        for e, rows in enumerate(uniform_rows(groups, 1, w.experts))
+        for e, rows in enumerate(w.rows or uniform_rows(groups, 1, w.experts))
         if rows
     ]
 
@@ -175,7 +178,7 @@ def linear(args: Sequence[object], kwargs: dict) -> CallGemms:
     x, w = args[0], args[1]
     k = x.shape[-1] if x.shape else 1
     n = w.shape[0] if len(w.shape) == 2 else 1
-    return _weight_gemm(GemmOp.linear, x, w, _prod(x.shape[:-1]) or 1, k, n, 1)
+    return _weight_gemm(GemmOp.linear, x, w, _prod(x.shape[:-1]), k, n, 1)
 
 
 @handles("addmm", "addmv", operands=_positions(1, 2))
@@ -405,7 +408,7 @@ def bilinear(args: Sequence[object], kwargs: dict) -> CallGemms:
     M = rows, K = in1·in2, N = out (params = K·N = W's elements).
     """
     x1, x2, w = args[0], args[1], args[2]
-    rows = _prod(x1.shape[:-1]) or 1
+    rows = _prod(x1.shape[:-1])
     depth = max(x1.depth, x2.depth, w.depth) + 1
     return CallGemms(_gemms_on(GemmOp.linear, w, rows, w.shape[1] * w.shape[2], w.shape[0], 1, depth), depth)
 

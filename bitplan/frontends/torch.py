@@ -6,16 +6,18 @@ has the same verb and feeds the same ``ProfileBuilder``.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
-from bitplan.choices import TracerChoice
+from bitplan.choices import RoutingChoice, TracerChoice
 from bitplan.errors import TraceError
 from bitplan.frontends.builder import ProfileBuilder
-from bitplan.frontends.moe import uniform_routing
+from bitplan.frontends.moe import expert_paths, uniform_routing
 from bitplan.frontends.torch_export import export_gemms
 from bitplan.frontends.torch_record import record_gemms
-from bitplan.profile.schema import ModelProfile, Tracer
+from bitplan.profile.schema import ModelProfile, Routing, Tracer
 
 VALUES_NOTE = (
     "traced on real tensors on the CPU (tracing on meta tensors failed: {reason}); counts that depend on "
@@ -23,14 +25,26 @@ VALUES_NOTE = (
 )
 
 
-def _run(tracer: Tracer, model: nn.Module, example_inputs: tuple, builder: ProfileBuilder, on_meta: bool = True) -> ProfileBuilder:
-    """One tracer run, mixture-of-experts modules routing uniformly (``bitplan.frontends.moe``)."""
-    with uniform_routing(model) as expert_paths:
+MEASURED_NOTE = (
+    "routing measured: traced on real tensors on the CPU; expert GEMMs count the tokens this router sent "
+    "for this input, with these weights"
+)
+
+
+def _run(
+    tracer: Tracer, model: nn.Module, example_inputs: tuple, builder: ProfileBuilder, on_meta: bool = True,
+    routing: RoutingChoice = RoutingChoice.uniform,
+) -> ProfileBuilder:
+    """One tracer run, mixture-of-experts modules routing uniformly (``bitplan.frontends.moe``) unless
+    ``routing`` is measured: then they run their own forward on real values."""
+    measured = routing is RoutingChoice.measured
+    builder.routing = Routing.measured if measured else Routing.uniform
+    with nullcontext(expert_paths(model)) if measured else uniform_routing(model) as paths:
         if tracer is Tracer.record:
             builder = record_gemms(model, example_inputs, on_meta=on_meta, builder=builder)
         else:
             builder = export_gemms(model, example_inputs)
-    builder.expert_paths = tuple(expert_paths)
+    builder.expert_paths = tuple(paths)
     return builder
 
 
@@ -42,6 +56,7 @@ def trace(
     tracer: TracerChoice | str = TracerChoice.auto,
     values: bool = False,
     allow_partial: bool = False,
+    routing: RoutingChoice | str = RoutingChoice.uniform,
 ) -> ModelProfile:
     """Profile every GEMM of ``model`` for ``example_inputs`` without allocating weights or activations.
 
@@ -57,6 +72,9 @@ def trace(
         values: skip the meta tracers and record on real tensors at once (the caller knows they fail).
         allow_partial: when every tracer fails, return the GEMMs recorded before the failing op (with a
             note naming it) instead of raising.
+        routing: ``uniform`` (mixture-of-experts layers send every expert its expected share of tokens)
+            or ``measured`` (their own forward on real weights and these inputs: the router's real choice;
+            traced on real tensors).
 
     Returns:
         A ``ModelProfile`` with one ``GemmLayer`` per GEMM in execution order.
@@ -71,7 +89,8 @@ def trace(
         (2, 4, 3)
     """
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-    choice = TracerChoice(tracer)
+    choice, routing = TracerChoice(tracer), RoutingChoice(routing)
+    values = values or routing is RoutingChoice.measured
     order = {
         TracerChoice.auto: [Tracer.record, Tracer.export],
         TracerChoice.record: [Tracer.record],
@@ -79,6 +98,12 @@ def trace(
     }[choice]
     label = name or type(model).__name__
     has_values = not any(t.device.type == "meta" for t in [*model.parameters(), *model.buffers(), *_tensors(inputs)])
+    if routing is RoutingChoice.measured and not has_values:
+        raise TraceError(
+            f"`{label}`: --routing measured runs the model on real weights and inputs, but they are on the meta "
+            "device here; build the model on the CPU (a spec builds it there for measured routing) or use "
+            "--routing uniform"
+        )
     was_training = model.training
     model.eval()  # batch-norm on a batch of one refuses training mode; GEMM shapes are identical
     failures, notes, builder, last = [], [], None, ProfileBuilder()
@@ -86,15 +111,15 @@ def trace(
         for candidate in [] if values else order:
             try:
                 last = ProfileBuilder()
-                builder = _run(candidate, model, inputs, last)
+                builder = _run(candidate, model, inputs, last, routing=routing)
                 break
             except Exception as error:  # any model code can fail under tracing; we report all of them
                 failures.append(_failure(candidate.value, last, error))
         if builder is None and choice is not TracerChoice.export and has_values:
             candidate, last = Tracer.record, ProfileBuilder()
             try:
-                builder = _run(candidate, model, inputs, last, on_meta=False)
-                notes.append(VALUES_NOTE.format(reason=_stopped_at(failures, values)))
+                builder = _run(candidate, model, inputs, last, on_meta=False, routing=routing)
+                notes.append(MEASURED_NOTE if routing is RoutingChoice.measured else VALUES_NOTE.format(reason=_stopped_at(failures, values)))
             except Exception as error:
                 failures.append(_failure("record on real tensors", last, error))
     finally:

@@ -9,6 +9,7 @@ import torch
 
 from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
 from bitplan.frontends.ops import OPS, TensorRef, gemms_of_call
+from bitplan.profile.schema import Routing
 
 # Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
 # seen through them is still that parameter, and they add no GEMM depth.
@@ -50,9 +51,10 @@ def record_call(
     data = any(ref.data for ref in inputs)
     pending = frozenset().union(*(ref.pending for ref in inputs))
     first = inputs[0] if inputs else TensorRef(())
-    experts = _gathered_experts(op_name, ref_args, ref_kwargs, first)
+    experts, index = _gathered_experts(op_name, ref_args, ref_kwargs, first)
     if experts:
-        return TensorRef((), in_depth, first.origin, first.sources, experts=experts, pending=first.pending)
+        rows = _picked(index, experts) if builder.routing is Routing.measured else ()
+        return TensorRef((), in_depth, first.origin, first.sources, experts=experts, pending=first.pending, rows=rows)
     if op_name in VIEW_OPS:
         origin = _slice_origin(op_name, ref_args, first)
         return TensorRef((), in_depth, origin, first.sources, first.data, first.experts, first.pending)
@@ -72,7 +74,8 @@ def record_call(
             builder.note_consumer(source, op_name)
     if found is None:
         return TensorRef((), in_depth, data=data, pending=frozenset() if data else pending)
-    added = frozenset(builder.add(module_path, gemm) for gemm in found.gemms)
+    # an expert no token reached (measured routing) multiplies an empty matrix: no work, no GEMM
+    added = frozenset(builder.add(module_path, gemm) for gemm in found.gemms if min(gemm.m, gemm.k, gemm.n, gemm.groups) > 0)
     depth = found.out_depth if found.gemms else in_depth
     return TensorRef((), depth, data=data, pending=frozenset() if data else pending | added)
 
@@ -80,14 +83,14 @@ def record_call(
 GATHER_OPS = frozenset({"__getitem__", "getitem", "index", "index_select"})
 
 
-def _gathered_experts(op_name: str, args: tuple, kwargs: dict, first: TensorRef) -> int:
-    """E when the call picks whole matrices of a stacked parameter P [E, out, in] by a tensor of ids
-    (``P[expert_ids]``, ``P.index_select(0, ids)``, aten ``index(P, [ids])``), else 0.
+def _gathered_experts(op_name: str, args: tuple, kwargs: dict, first: TensorRef) -> tuple[int, object]:
+    """(E, the index) when the call picks whole matrices of a stacked parameter P [E, out, in] by a tensor
+    of ids (``P[expert_ids]``, ``P.index_select(0, ids)``, aten ``index(P, [ids])``), else (0, None).
 
     The result is a gathered view of P, not a weight of its own (``TensorRef.experts``).
     """
     if op_name not in GATHER_OPS or first.origin is None or first.origin not in first.sources or len(first.shape) != 3:
-        return 0
+        return 0, None
     if op_name == "index_select":
         dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
         index = kwargs.get("index", args[2] if len(args) > 2 else None)
@@ -97,8 +100,15 @@ def _gathered_experts(op_name: str, args: tuple, kwargs: dict, first: TensorRef)
         keys = list(key) if isinstance(key, (list, tuple)) else [key]
         index = keys[0] if keys else None
         picks_matrices = all(_whole(k) for k in keys[1:])
-    tensor_index = isinstance(index, (torch.Tensor, TensorRef))
-    return int(first.shape[0]) if picks_matrices and tensor_index else 0
+    tensor_index = isinstance(index, TensorRef) or isinstance(index, torch.Tensor) and index.dim() > 0
+    return (int(first.shape[0]), index) if picks_matrices and tensor_index else (0, None)
+
+
+def _picked(index: object, experts: int) -> tuple[int, ...]:
+    """How often each of the E matrices was picked, when the index holds values (real tensors)."""
+    if not isinstance(index, torch.Tensor) or index.device.type == "meta" or index.dtype == torch.bool:
+        return ()
+    return tuple(int(count) for count in torch.bincount(index.flatten().long() % experts, minlength=experts))
 
 
 def _whole(key: object) -> bool:
@@ -114,13 +124,22 @@ def _slice_origin(op_name: str, args: tuple, first: TensorRef) -> str | None:
     origin = first.origin
     if origin is None or origin not in first.sources or len(first.shape) < 3:
         return origin
-    if op_name in ("__getitem__", "getitem") and len(args) > 1 and type(args[1]) is int:
-        index = args[1]
+    if op_name in ("__getitem__", "getitem") and len(args) > 1 and _known_int(args[1]) is not None:
+        index = _known_int(args[1])
     elif op_name == "select" and len(args) > 2 and args[1] == 0 and type(args[2]) is int:
         index = args[2]
     else:
         return origin
     return f"{origin}[{index % first.shape[0]}]"
+
+
+def _known_int(key: object) -> int | None:
+    """An index known as a number: an int, or a 0-d integer tensor holding a value (real tensors)."""
+    if type(key) is int:
+        return key
+    if isinstance(key, torch.Tensor) and key.dim() == 0 and key.device.type != "meta" and not key.is_floating_point():
+        return int(key)
+    return None
 
 
 def op_name_of(func: Callable) -> str:

@@ -41,6 +41,7 @@ class Routing(str, Enum):
     """How a mixture-of-experts GEMM's M was counted (docs/concepts.md, "Mixture of experts")."""
 
     uniform = "uniform"  # tokens × top_k / n_experts rows per expert: the expectation under uniform routing
+    measured = "measured"  # the rows the router actually sent, for real weights and inputs (--routing measured)
 
 
 class GemmLayer(BaseModel):
