@@ -25,6 +25,11 @@ VALUES_NOTE = (
 )
 
 
+# Ops whose result needs values: where recording stops at one, torch.export stops too (after seconds).
+DATA_DEPENDENT_OPS = frozenset(
+    {"nonzero", "argwhere", "item", "tolist", "__bool__", "__int__", "__float__", "__index__", "unique", "_unique2",
+     "unique_consecutive", "masked_select", "bincount", "equal"}
+)
 MEASURED_NOTE = (
     "routing measured: traced on real tensors on the CPU; expert GEMMs count the tokens this router sent "
     "for this input, with these weights"
@@ -115,6 +120,9 @@ def trace(
                 break
             except Exception as error:  # any model code can fail under tracing; we report all of them
                 failures.append(_failure(candidate.value, last, error))
+                if candidate is Tracer.record and _needs_values(last.failed_op, error) and len(order) > 1:
+                    failures.append(f"torch.export: not tried (it cannot trace `{last.failed_op}` either)")
+                    break
         if builder is None and choice is not TracerChoice.export and has_values:
             candidate, last = Tracer.record, ProfileBuilder()
             try:
@@ -138,6 +146,12 @@ def trace(
         parameters={name: tuple(parameter.shape) for name, parameter in model.named_parameters()},
     )
     return profile.model_copy(update={"notes": notes}) if notes else profile
+
+
+def _needs_values(op: str | None, error: Exception) -> bool:
+    """Whether recording stopped where only values help (``nonzero``, ``.item()``, a boolean mask)."""
+    text = str(error).lower()
+    return op in DATA_DEPENDENT_OPS or "nonzero" in text or "data-dependent" in text
 
 
 def _stopped_at(failures: list[str], values: bool) -> str:
