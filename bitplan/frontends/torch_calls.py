@@ -9,7 +9,7 @@ import torch
 
 from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
 from bitplan.frontends.ops import OPS, TensorRef, gemms_of_call
-from bitplan.profile.schema import Routing
+from bitplan.profile.schema import Routing, split_virtual_weight
 
 # Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
 # seen through them is still that parameter, and they add no GEMM depth.
@@ -65,7 +65,7 @@ def record_call(
         return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)), pending=pending)
     found = gemms_of_call(op_name, ref_args, ref_kwargs)
     if data:  # a weight computed with GEMMs on constants: those were part of the weight, not the model
-        weights = {gemm.weight.split("[")[0] for gemm in found.gemms if gemm.weight} if found else set()
+        weights = {split_virtual_weight(gemm.weight)[0] for gemm in found.gemms if gemm.weight} if found else set()
         builder.drop(*(ref.pending for ref in inputs if ref.sources and ref.origin in weights))
     for ref in inputs if produces_tensor else ():
         if ref.origin is not None and (data or found is None):
