@@ -141,3 +141,49 @@ def test_a_gathered_or_expanded_weight_counts_its_stored_elements_once(tracer: s
     params = {layer.weight: (layer.params, layer.weight_shape) for layer in profile.weight_layers}
     assert params == {"rel_pos": (7 * 6, [7, 6]), "shared": (6 * 3, [1, 6, 3])}
     assert profile.gemm_params == profile.total_params == 7 * 6 + 18
+
+
+class PooledHead(nn.Module):
+    """Faster R-CNN v2's box head: pooled features written in place into a zeros buffer (per level, found
+    with ``where``), then conv + batch norm blocks and a linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+                                  nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 5))
+        self.register_buffer("levels", torch.tensor([0, 1, 0, 1, 1]))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:  # image: [1, 3, 4, 4]
+        features = self.backbone(image)  # [1, 4, 4, 4]
+        pooled = torch.zeros(5, 4, 2, 2)  # the buffer MultiScaleRoIAlign fills
+        for level in range(2):
+            rows = torch.where(self.levels == level)[0]  # data-dependent count
+            pooled[rows] = F.adaptive_avg_pool2d(features, 2).expand(len(rows), -1, -1, -1) * (level + 1)
+        return self.head(pooled)
+
+
+def test_an_in_place_write_of_activations_into_a_buffer_makes_it_an_activation() -> None:
+    model = PooledHead().eval()
+    profile = assert_exact(model, (torch.randn(1, 3, 4, 4),), "auto")
+    assert [layer.name for layer in profile.layers] == ["backbone", "head.0", "head.3", "head.7"]
+    assert "real tensors" in profile.notes[0]
+
+
+class NormalizedTable(nn.Module):
+    """A constant table through conv + batch norm + conv before it meets the input: every GEMM runs once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(nn.Conv1d(2, 8, 1), nn.BatchNorm1d(8), nn.Conv1d(8, 4, 1))
+        self.register_buffer("table", torch.randn(1, 2, 6))
+        self.proj = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, 4, 6]
+        return self.proj(x + self.embed(self.table))
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_parameters_applied_to_a_constant_do_not_make_it_a_weight(tracer: str) -> None:
+    profile = assert_exact(NormalizedTable(), (torch.randn(2, 4, 6),), tracer)
+    assert [layer.name for layer in profile.layers] == ["embed.0", "embed.2", "proj"]

@@ -37,7 +37,8 @@ def record_call(
 
     A call reading parameters and nothing else (``W * 0.5``, a weight-norm parametrization, a cast, a
     product of two parameters) computes a weight: it is no GEMM of the model, and its output stays
-    attributed to those parameters, so the GEMM that consumes it is theirs. A GEMM with an operand that
+    attributed to those parameters, so the GEMM that consumes it is theirs — unless its largest operand
+    is a constant that no parameter made (batch norm on a table): that is a constant, not a weight. A GEMM with an operand that
     is neither a parameter nor a model input (a buffer, a table made in forward, a loop's first state)
     runs once per forward like any other (swin_v2's ``cpb_mlp`` on its coordinate table, RAFT's motion
     encoder on the zero flow of its first iteration): it is recorded at once, and dropped only when
@@ -61,6 +62,11 @@ def record_call(
     weighted = [ref for ref in inputs if ref.sources]
     on_constant = op_name in OPS and any(not ref.sources and not ref.data for ref in inputs)
     if weighted and not data and op_name not in EMBEDDING_OPS and not on_constant:
+        largest = max(inputs, key=lambda ref: (math.prod(ref.shape), bool(ref.sources)))
+        if not largest.sources:  # a constant scaled or shifted by parameters (batch norm on a table): no weight
+            for source in frozenset().union(*(ref.sources for ref in weighted)):
+                builder.note_consumer(source, op_name)
+            return TensorRef((), in_depth, pending=pending)
         main = max(weighted, key=lambda ref: math.prod(ref.shape))
         return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)), pending=pending)
     found = gemms_of_call(op_name, ref_args, ref_kwargs)

@@ -99,11 +99,20 @@ class _Recorder(TorchFunctionMode):
         outputs = tree_flatten(out)[0]
         produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in outputs)
         carried = record_call(self.builder, self.modules.current, name, ref_args, ref_kwargs, inputs, produces_tensor)
-        for leaf in outputs:
+        written = [args[0]] if _in_place(name) and args and isinstance(args[0], torch.Tensor) else []
+        for leaf in [*outputs, *written]:  # an in-place write (`result[idx] = rois`) carries into its target
             if isinstance(leaf, torch.Tensor):
                 self.known[id(leaf)] = carried
                 self.alive.append(leaf)
         return out
+
+
+IN_PLACE_DUNDERS = frozenset({"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ior__", "__iand__"})
+
+
+def _in_place(name: str) -> bool:
+    """Whether the op writes into its first argument (``add_``, ``index_put_``, ``x[i] = y``)."""
+    return name in IN_PLACE_DUNDERS or (name.endswith("_") and not name.startswith("_"))
 
 
 def record_gemms(
