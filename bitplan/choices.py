@@ -109,7 +109,15 @@ class Objective(str, Enum):
     min_sensitivity = "min-sensitivity"
 
 
+class BudgetRule(str, Enum):
+    """How a factor × strategy plan meets a budget (docs/planning.md, "Size matching: budgets")."""
+
+    fill = "fill"  # the strategy's mapping shifted to fit, then raised one level at a time until nothing fits
+    order_preserving = "order-preserving"  # the seed paper's rule: the largest plan whose bits follow the order
+
+
 DEFAULT_FACTOR = Factor.A
+DEFAULT_BUDGET_RULE = BudgetRule.fill
 DEFAULT_STRATEGY = Strategy.C_minus
 DEFAULT_MAPPING = Mapping.rank
 DEFAULT_CAPACITY = CapacityMeasure.params
@@ -262,6 +270,21 @@ class RoutingChoice(str, Enum):
 
     uniform = "uniform"
     measured = "measured"
+
+
+# --------------------------------------------------------------------------------------------- pareto
+
+
+class EvalMode(str, Enum):
+    """How ``bitplan pareto`` scores a plan: applied to the trained weights, or fine-tuned with it first."""
+
+    ptq = "ptq"  # post-training quantization: the plan applied to the checkpoint, evaluated
+    qat = "qat"  # quantization-aware fine-tuning from the checkpoint for --epochs, per seed, then evaluated
+
+
+DEFAULT_EVAL_MODE = EvalMode.ptq
+DEFAULT_RANDOM_PLANS = 9
+"""Random plans per budget: the best of 9 is the bar the issue's evidence sets (docs/pareto.md)."""
 
 
 # --------------------------------------------------------------------------------------------- output

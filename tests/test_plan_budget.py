@@ -1,4 +1,4 @@
-"""Budgeted planning is exact: compared with brute force over every order-preserving assignment."""
+"""The order-preserving budget rule is exact: compared with brute force over every order-preserving assignment."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from bitplan.plan import Budget, Factor, Strategy, make_plan
 from bitplan.plan.budget import BudgetSearchTooLarge, cost_of, solve_monotone
 from bitplan.plan.synthetic import GemmShape, profile_from_gemms
+
+ORDER = "order-preserving"  # the seed paper's rule, which these tests check against brute force (fill: test_plan_fill.py)
 
 
 def brute_force(weights: list[int], values: list[int], capacity: int) -> int | None:
@@ -92,7 +94,7 @@ small_profiles = st.lists(
 )
 def test_avg_bits_budget_is_honoured_and_tight(profile, factor, strategy, levels, fraction) -> None:
     budget = round(levels[0] + fraction * (levels[-1] - levels[0]), 3)
-    plan = make_plan(profile, factor=factor, strategy=strategy, levels=levels, budget=Budget(kind="avg_bits", value=budget))
+    plan = make_plan(profile, factor=factor, strategy=strategy, levels=levels, budget=Budget(kind="avg_bits", value=budget), budget_rule=ORDER)
     params = plan.estimates.planned_params
     size = round(plan.estimates.avg_bits * params)
     assert plan.estimates.avg_bits <= budget
@@ -110,7 +112,7 @@ def test_bitops_budget_is_honoured_and_tight(profile, strategy, fraction) -> Non
     levels = [4, 5, 6, 8]
     macs = sum(layer.macs for layer in profile.weight_layers)
     budget = float(int(macs * 8 * (levels[0] + fraction * (levels[-1] - levels[0]))))
-    plan = make_plan(profile, factor="A", strategy=strategy, levels=levels, budget=Budget(kind="bitops", value=budget))
+    plan = make_plan(profile, factor="A", strategy=strategy, levels=levels, budget=Budget(kind="bitops", value=budget), budget_rule=ORDER)
     assert plan.estimates.bitops_forward <= budget
     feasible = [
         8 * s for s in monotone_sizes(profile, Factor.A, strategy, levels, lambda layer: layer.macs) if 8 * s <= budget
@@ -121,7 +123,7 @@ def test_bitops_budget_is_honoured_and_tight(profile, strategy, fraction) -> Non
 def test_mbit_budget_counts_every_other_parameter_at_32_bits() -> None:
     profile = profile_from_gemms("two", [GemmShape("a", 1, 10, 10, 1), GemmShape("b", 1, 20, 10, 2)], extra_params=100)
     # sizes: 100·b_a + 200·b_b + 100·32; budget 4800 bits -> 100·b_a + 200·b_b ≤ 1600 -> (4, 6) under C+ on A
-    plan = make_plan(profile, factor="A", strategy="C+", bits=(4, 8), budget=Budget(kind="mbit", value=0.0048))
+    plan = make_plan(profile, factor="A", strategy="C+", bits=(4, 8), budget=Budget(kind="mbit", value=0.0048), budget_rule=ORDER)
     assert plan.bits_by_name() == {"a": 4, "b": 6}
     assert plan.estimates.size_bits == 4800
 
@@ -136,10 +138,10 @@ def test_random_under_a_budget_is_monotone_in_a_seeded_order() -> None:
     shapes = [GemmShape(f"l{i}", 1, 10 + i, 10, i + 1) for i in range(8)]
     profile = profile_from_gemms("eight", shapes)
     budget = Budget(kind="avg_bits", value=6.2)
-    plans = [make_plan(profile, factor="A", strategy="R", seed=seed, budget=budget) for seed in (0, 1)]
+    plans = [make_plan(profile, factor="A", strategy="R", seed=seed, budget=budget, budget_rule=ORDER) for seed in (0, 1)]
     for plan in plans:
         assert plan.estimates.avg_bits <= 6.2
-    assert plans[0] == make_plan(profile, factor="A", strategy="R", seed=0, budget=budget)
+    assert plans[0] == make_plan(profile, factor="A", strategy="R", seed=0, budget=budget, budget_rule=ORDER)
     assert plans[0].bits_by_name() != plans[1].bits_by_name()
 
 
@@ -147,14 +149,16 @@ def test_kept_layers_are_outside_the_mean_but_inside_the_size() -> None:
     shapes = [GemmShape(f"l{i}", 1, 10, 10, i + 1) for i in range(4)]
     profile = profile_from_gemms("four", shapes)
     plan = make_plan(
-        profile, factor="D", strategy="C+", keep=["first"], keep_bits=8, budget=Budget(kind="avg_bits", value=5)
+        profile, factor="D", strategy="C+", keep=["first"], keep_bits=8, budget=Budget(kind="avg_bits", value=5),
+        budget_rule=ORDER,
     )
     # the mean is over the three assigned weights: 100·(b1+b2+b3) ≤ 5·300, reached exactly; l0 stays at 8
     bits = plan.bits_by_name()
     assert bits["l0"] == 8 and bits["l1"] + bits["l2"] + bits["l3"] == 15 and bits["l1"] <= bits["l2"] <= bits["l3"]
     assert plan.estimates.avg_bits == 5.0
     mbit = make_plan(
-        profile, factor="D", strategy="C+", keep=["first"], keep_bits=8, budget=Budget(kind="mbit", value=0.002)
+        profile, factor="D", strategy="C+", keep=["first"], keep_bits=8, budget=Budget(kind="mbit", value=0.002),
+        budget_rule=ORDER,
     )
     # the size counts the kept weight: 800 + 100·(b1+b2+b3) ≤ 2000 -> 4, 4, 4
     assert mbit.bits_by_name() == {"l0": 8, "l1": 4, "l2": 4, "l3": 4}

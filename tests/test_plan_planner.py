@@ -79,7 +79,15 @@ def test_random_has_the_c_plus_histogram_and_differs_by_seed() -> None:
 def test_uniform_is_the_middle_of_the_range(bits: tuple[int, int], uniform: int) -> None:
     plan = make_plan(RESNET20, factor="D", strategy="U", bits=bits)
     assert set(plan.bits_by_name().values()) == {uniform}
-    assert make_plan(RESNET20, factor="D", strategy="U", bits=bits, uniform_bits=5).bits_by_name()["fc"] == 5
+    assert make_plan(RESNET20, factor="D", strategy="U", bits=bits, uniform_bits=bits[1]).bits_by_name()["fc"] == bits[1]
+
+
+@pytest.mark.parametrize(("levels", "uniform"), [((2, 3, 4, 8), 4), ((1, 2, 3, 4, 8), 4), ((1, 8), 8), ((2, 4, 6), 4)])
+def test_uniform_is_a_level_of_the_menu(levels: tuple[int, ...], uniform: int) -> None:
+    plan = make_plan(RESNET20, strategy="U", levels=levels)  # U needs no factor
+    assert plan.uniform_bits == uniform and set(plan.bits_by_name().values()) == {uniform}
+    with pytest.raises(PlanError, match="not a level of the menu"):
+        make_plan(RESNET20, strategy="U", levels=levels, uniform_bits=5)
 
 
 def test_frequency_c_plus_matches_the_issue() -> None:
@@ -238,8 +246,18 @@ def test_a_model_without_weight_gemms_is_an_error() -> None:
 
 
 def test_budget_avg_bits_matches_a_uniform_width_exactly() -> None:
+    plan = make_plan(RESNET20, factor="A", strategy="C-", budget=Budget(kind="avg_bits", value=6), budget_rule="order-preserving")
+    assert plan.estimates.avg_bits == 6.0 == plan.budget_reached
+    assert plan.budget_rule.value == "order-preserving"
+
+
+def test_fill_keeps_the_strategy_at_an_integer_budget() -> None:
+    # order-preserving, the uniform plan is the largest at 6 bits; fill keeps C-'s falling shape
     plan = make_plan(RESNET20, factor="A", strategy="C-", budget=Budget(kind="avg_bits", value=6))
-    assert plan.estimates.avg_bits == 6.0
+    assert len(set(plan.bits_by_name().values())) > 1
+    assert 5 < plan.estimates.avg_bits <= 6 and plan.budget_reached == plan.estimates.avg_bits
+    pairs = sorted((layer.factor_value, layer.bits) for layer in plan.layers)
+    assert pairs[0][1] >= pairs[-1][1]  # the smallest A keeps the most bits
 
 
 def test_unreachable_budgets_state_the_reachable_sizes() -> None:

@@ -64,12 +64,16 @@ Routing = Annotated[
 ]
 Checkpoint = Annotated[
     Path | None,
-    typer.Option("--checkpoint", help="A `bitplan train` run folder or checkpoint.pt (default: the model's own weights).", rich_help_panel=MODEL_PANEL),
+    typer.Option("--checkpoint", help="A `bitplan train` run folder, seed folder or checkpoint.pt (default: the model's own weights).", rich_help_panel=MODEL_PANEL),
 ]
 Device_ = Annotated[Device | None, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.", rich_help_panel=MODEL_PANEL)]
 Threads = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per process.", rich_help_panel=MODEL_PANEL)]
 
 # ---------------------------------------------------------------------------------------------- plan
+WeightOnly = Annotated[
+    bool,
+    typer.Option("--weight-only/--no-weight-only", help="Quantize weights only: activations and gradients stay fp32.", rich_help_panel=PLAN_PANEL),
+]
 PlanFile = Annotated[Path | None, typer.Option("--plan", help="A plan file (from `bitplan plan`).", rich_help_panel=PLAN_PANEL)]
 Seeds = Annotated[str | None, typer.Option("--seeds", help="Seeds, comma-separated, e.g. 0,1,2,3.", rich_help_panel=TRAINING_PANEL)]
 Levels = Annotated[
@@ -83,6 +87,10 @@ PlanSeed = Annotated[int | None, typer.Option("--plan-seed", min=0, help="Seed o
 Bits = Annotated[str | None, typer.Option("--bits", help="Bit range LOW-HIGH, e.g. 4-8 (default 4-8).", rich_help_panel=PLAN_PANEL)]
 
 # -------------------------------------------------------------------------------------- quantization
+WeightOnly = Annotated[
+    bool | None,
+    typer.Option("--weight-only/--no-weight-only", help="Quantize weights only: activations and gradients in fp32.", rich_help_panel=QUANT_PANEL, show_default=False),
+]
 ActivationBits = Annotated[
     int | None, typer.Option("--activation-bits", help="Activation bits (32 = full precision).", rich_help_panel=QUANT_PANEL)
 ]

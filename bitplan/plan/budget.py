@@ -36,6 +36,7 @@ from itertools import accumulate
 
 import numpy as np
 
+from bitplan.plan.fill import shifted_levels
 from bitplan.plan.meet_in_middle import MAX_PAIRS, meet_in_middle, pairing_cost
 
 DEFAULT_WORK_LIMIT = 30_000_000  # in candidate evaluations; a few seconds of CPU at most
@@ -69,26 +70,11 @@ def preferred_thresholds(
 ) -> list[int]:
     """Thresholds of the preferred assignment: ``positions`` shifted by the largest s that fits.
 
-    Group g sits on level clamp(⌊positions[g] + s + ½⌋, 0, L−1); the cost rises with s, so bisection
-    finds the largest fitting shift. Returns t_1..t_{L−1} (index j−1 holds t_j).
+    Group g sits on level clamp(⌊positions[g] + s + ½⌋, 0, L−1) (``fill.shifted_levels``).
+    Returns t_1..t_{L−1} (index j−1 holds t_j).
     """
-    n_levels = len(values)
-    base = np.asarray(positions, dtype=np.float64)
-    weight = np.asarray(weights, dtype=np.float64)
-    value = np.asarray(values, dtype=np.float64)
-
-    def levels_at(shift: float) -> np.ndarray:
-        return np.clip(np.floor(base + shift + 0.5), 0, n_levels - 1).astype(np.int64)
-
-    low, high = -float(n_levels), float(n_levels)
-    for _ in range(60):
-        middle = (low + high) / 2
-        if float(weight @ value[levels_at(middle)]) <= capacity:
-            low = middle
-        else:
-            high = middle
-    chosen = levels_at(low)
-    return [int(np.searchsorted(chosen, j, side="left")) for j in range(1, n_levels)]
+    chosen = shifted_levels(weights, values, capacity, positions)
+    return [int(np.searchsorted(chosen, j, side="left")) for j in range(1, len(values))]
 
 
 def solve_monotone(

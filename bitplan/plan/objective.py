@@ -3,6 +3,8 @@ under a budget, exactly (a multiple-choice knapsack, ``bitplan.plan.knapsack``).
 
 Noise model: a layer of measured sensitivity s (at b0 bits) adds s·((2^b0 − 1)/(2^b − 1))² at b bits,
 since the quantization error variance scales with the squared step and the step with 1/(2^b − 1).
+When scores were measured at every level of the menu (``MeasuredScores.per_level``), those are used
+as they are: at 1–2 bits the error is no longer small and the extrapolation misjudges it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import numpy as np
 from bitplan.errors import PlanError
 from bitplan.plan.estimates import Precision
 from bitplan.plan.knapsack import noise_scale, solve_mckp
-from bitplan.plan.schema import Budget
-from bitplan.plan.sizing import BudgetTerms
+from bitplan.plan.schema import NOT_QUANTIZED_BITS, Budget
+from bitplan.plan.sizing import BudgetTerms, check_reachable
 from bitplan.plan.units import PlanUnit
 
 
@@ -27,6 +29,7 @@ def optimal_bits(
     precision: Precision,
     other_params: int,
     unplanned_macs: int,
+    per_level: dict[str, dict[int, float]] | None = None,
 ) -> tuple[list[int], float]:
     """Bits of each assigned (not kept) unit minimising Σ noise within ``budget``, and that minimum.
 
@@ -41,14 +44,33 @@ def optimal_bits(
     cost = np.array([[weight * value for value in terms.values] for weight in terms.weights], dtype=float)
     # loss-delta and hessian scores can be negative on untrained weights; noise cannot help, so such a
     # layer counts as insensitive (0) rather than as one that gains from fewer bits
-    noise = np.array(
-        [[max(unit.factor_value, 0.0) * noise_scale(level, measured_bits) for level in levels] for unit in assigned]
-    )
-    smallest, largest = int(cost.min(axis=1).sum()), int(cost.max(axis=1).sum())
-    if not smallest <= terms.capacity:
-        raise PlanError(
-            f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g} is below every plan in range {levels}: "
-            f"reachable sizes run from {terms.describe(smallest)} to {terms.describe(largest)}. Raise the budget."
+    if per_level is not None:
+        noise = measured_noise(per_level, assigned, levels)
+    else:
+        noise = np.array(
+            [[max(unit.factor_value, 0.0) * noise_scale(level, measured_bits) for level in levels] for unit in assigned]
         )
+    check_reachable(terms, budget, levels)
     choice, objective = solve_mckp(cost, noise, terms.capacity)
     return [levels[index] for index in choice], objective
+
+
+def measured_noise(per_level: dict[str, dict[int, float]], units: list[PlanUnit], levels: list[int]) -> np.ndarray:
+    """[units, levels] noise from scores measured at each level: negatives count as 0 (noise cannot
+    help), and a wider level never counts as noisier than a narrower one (running minimum upward).
+
+    Raises:
+        PlanError: a unit or a level without a measured score.
+    """
+    rows = []
+    for unit in units:
+        measured = per_level.get(unit.key)
+        missing = [level for level in levels if level < NOT_QUANTIZED_BITS and (measured is None or level not in measured)]
+        if missing:
+            raise PlanError(
+                f"no score measured for `{unit.key}` at {missing[0]} bits; measure every planned layer at every "
+                f"level of the menu {levels}."
+            )
+        row = [0.0 if level >= NOT_QUANTIZED_BITS else max(measured[level], 0.0) for level in levels]
+        rows.append(np.minimum.accumulate(row))
+    return np.array(rows, dtype=float).reshape(len(units), len(levels))

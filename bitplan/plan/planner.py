@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Mapping as MappingType
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -15,17 +16,21 @@ from typing import Any, TypeVar
 from bitplan.choices import DEFAULT_BITS
 from bitplan.errors import PlanError
 from bitplan.plan.accumulator import layer_accumulator_bits
-from bitplan.plan.estimates import Precision, compute_estimates
+from bitplan.plan.estimates import Precision, activation_elements, compute_estimates
+from bitplan.plan.knapsack import BUDGET_TOLERANCE
 from bitplan.plan.mapping import level_indices
 from bitplan.plan.objective import optimal_bits
 from bitplan.plan.schema import (
     NOT_QUANTIZED_BITS,
     BitPlan,
     Budget,
+    BudgetKind,
     CapacityMeasure,
     Factor,
+    GemmShape,
     LayerPlan,
     Mapping,
+    PlanEstimates,
     Preset,
     Strategy,
 )
@@ -42,6 +47,9 @@ DPC_FACTORS = {
     CapacityMeasure.macs: Factor.macs,
     CapacityMeasure.accumulation: Factor.A,
 }
+
+UNIFORM_FACTOR = Factor.capacity
+"""What a U plan made without ``--factor`` records: U ranks nothing, and each layer's size is worth showing."""
 
 E = TypeVar("E", bound=Enum)
 
@@ -106,8 +114,10 @@ def resolve_levels(bits: tuple[int, int] | None, levels: Sequence[int] | None) -
 
 
 def default_uniform_bits(levels: Sequence[int]) -> int:
-    """The middle of the range, rounded half up: 6 for 4–8, 7 for 6–8, 12 for 8–16."""
-    return (levels[0] + levels[-1] + 1) // 2
+    """The level of the menu nearest the middle of its range, ties upward: 6 for 4–8, 7 for 6–8,
+    12 for 8–16, 4 for 2,3,4,8 and for 1,2,3,4,8 (the reference is always a width the menu offers)."""
+    middle = (levels[0] + levels[-1]) / 2
+    return min(levels, key=lambda level: (abs(level - middle), -level))
 
 
 def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | None = None, /, **options: Any) -> BitPlan:
@@ -118,16 +128,20 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
         request: A ``PlanRequest``; ``options`` are its fields by keyword (they override it).
         factor: A, F, D, capacity or macs (profile fields accumulation, weight_frequency, depth,
             params, macs).
-        strategy: U (one width), C+ (bits rise with the factor), C- (bits fall), R (random).
+        strategy: U (one width; needs no factor), C+ (bits rise with the factor), C- (bits fall), R (random).
         bits: Inclusive range of widths (ignored when ``levels`` is given).
         levels: Explicit strictly increasing widths.
         seed: Seed of R.
         mapping: rank, log or quantile (see ``bitplan.plan.mapping``).
-        uniform_bits: U's width (default: middle of the range); also the reference for ratios.
-        budget: Choose the order-preserving plan of largest size (or forward BitOPs) within it.
+        uniform_bits: U's width, a level of the menu (default: the level nearest the middle of the
+            range); also the reference for ratios.
+        budget: Plan within it (size, mean bits or forward BitOPs); the plan records what it reached.
+        budget_rule: How C+, C- and R meet a budget: ``fill`` (their mapping shifted to fit, then filled
+            to the budget) or ``order-preserving`` (the seed paper's largest plan following the order).
         keep: ``first``, ``last``, GEMM names, weight FQNs or globs pinned at ``keep_bits``.
         keep_bits: Width of kept layers (32 = not quantized).
         include_activation_gemms: Also plan activation×activation GEMMs (attention's QKᵀ, A·V).
+        weight_only: Activations and gradients in fp32 (overrides ``activation_bits`` and ``gradient_bits``).
         activation_bits: Plan-wide activation bits for training (None = fp32).
         gradient_bits: Plan-wide gradient bits for training (None = fp32).
         gradient_quant: sr, luq or none.
@@ -139,7 +153,7 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
         model: The model spec to record (default ``profile.model``).
         scores: Measured sensitivities, the values of factor ``S``: ``{GEMM name: score}`` or
             ``MeasuredScores`` (``SensitivityReport.scores()``), which also carries the width they were
-            measured at and the profile fingerprint they belong to.
+            measured at, the profile fingerprint they belong to, and optionally a score per level.
         objective: ``min-sensitivity``: ignore the strategy and choose, exactly, the bits that
             minimise sensitivity-weighted quantization noise within ``budget`` (factor S, strategy opt).
 
@@ -160,17 +174,22 @@ def make_plan(profile: ModelProfile | str | os.PathLike, request: PlanRequest | 
     return _plan(profile, PlanRequest.of(request, **options))
 
 
-def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
-    """``make_plan`` on a profile and a validated request."""
+def _plan(profile: ModelProfile, request: PlanRequest, chosen: MappingType[str, int] | None = None) -> BitPlan:
+    """``make_plan`` on a profile and a validated request; ``chosen`` (unit key -> bits) skips the rule
+    and records strategy opt (bits chosen by a method that ``request.source`` names)."""
     factor, strategy, preset, capacity, objective = (
         request.factor, request.strategy, request.preset, request.capacity, request.objective
     )
+    if chosen is not None:
+        factor, strategy, preset, objective = factor or (Factor.S if request.scores else UNIFORM_FACTOR), Strategy.U, None, None
     bits, levels, uniform_bits, mapping, seed = request.bits, request.levels, request.uniform_bits, request.mapping, request.seed
     budget, keep, keep_bits, include_activation_gemms = (
         request.budget, request.keep, request.keep_bits, request.include_activation_gemms
     )
     activation_bits, gradient_bits = request.activation_bits, request.gradient_bits
     gradient_quant, weight_granularity = request.gradient_quant, request.weight_granularity
+    if request.weight_only:
+        activation_bits = gradient_bits = None
     sensitivity, model = request.scores, request.model
     if objective is not None:
         if sensitivity is None or budget is None:
@@ -194,10 +213,17 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             )
         )
     factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
+    if chosen is not None:
+        strategy = Strategy.opt
     chosen_levels = resolve_levels(bits, levels)
     uniform = default_uniform_bits(chosen_levels) if uniform_bits is None else uniform_bits
     for name, value in (("uniform_bits", uniform), ("keep_bits", keep_bits)):
         _check_width(name, value)
+    if uniform not in chosen_levels:
+        raise PlanError(
+            f"--uniform-bits {uniform} is not a level of the menu {chosen_levels}; the uniform plan and the "
+            f"reference use one of its widths (default {default_uniform_bits(chosen_levels)})."
+        )
     for name, value in (("activation_bits", activation_bits), ("gradient_bits", gradient_bits)):
         if value is not None:
             _check_width(name, value)
@@ -209,7 +235,9 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
     )
     planned = [unit for unit in units if not unit.kept]
     objective_value = None
-    if objective is not None:
+    if chosen is not None:
+        planned_bits = _chosen_bits(planned, chosen, chosen_levels)
+    elif objective is not None:
         planned_bits, objective_value = optimal_bits(
             budget,
             units,
@@ -219,6 +247,7 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             precision=precision,
             other_params=profile.total_params - sum(unit.params for unit in units),
             unplanned_macs=sum(layer.macs for layer in left_out),
+            per_level=sensitivity.per_level,
         )
     elif budget is None:
         planned_bits = _unbudgeted_bits(planned, strategy, chosen_levels, mapping, seed, uniform)
@@ -234,10 +263,18 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
             precision=precision,
             other_params=profile.total_params - sum(unit.params for unit in units),
             unplanned_macs=sum(layer.macs for layer in left_out),
+            rule=request.budget_rule,
         )
     bits_of = {unit.key: b for unit, b in zip(planned, planned_bits)}
     layers = _layer_plans(profile, units, bits_of, keep_bits, precision)
     unplanned_macs = sum(layer.macs for layer in left_out)
+    estimates = compute_estimates(
+        layers, total_params=profile.total_params, unplanned_macs=unplanned_macs, uniform_bits=uniform, precision=precision
+    )
+    budgeted_by_rule = budget is not None and strategy in (Strategy.C_plus, Strategy.C_minus, Strategy.R)
+    reached = None if budget is None else budget_value(estimates, budget.kind)
+    if chosen is not None and reached is not None and reached > budget.value * (1 + BUDGET_TOLERANCE):
+        raise PlanError(f"the chosen bits reach {reached:.6g}, above the budget {budget.value:g} ({budget.kind.value}).")
     return BitPlan(
         model=model or profile.model,
         fingerprint=profile.fingerprint(),
@@ -265,15 +302,48 @@ def _plan(profile: ModelProfile, request: PlanRequest) -> BitPlan:
         sensitivity_bits=sensitivity.bits if sensitivity is not None and factor is Factor.S else None,
         objective=objective,
         objective_value=objective_value,
+        budget_rule=request.budget_rule if budgeted_by_rule else None,
+        budget_reached=reached,
+        source=request.source,
         layers=layers,
-        estimates=compute_estimates(
-            layers,
-            total_params=profile.total_params,
-            unplanned_macs=unplanned_macs,
-            uniform_bits=uniform,
-            precision=precision,
-        ),
+        estimates=estimates,
     )
+
+
+def plan_from_bits(
+    profile: ModelProfile, bits: MappingType[str, int], request: PlanRequest | None = None, /, **options: Any
+) -> BitPlan:
+    """A plan with the bits a method chose: ``bits`` maps each planned unit (weight FQN) to a level.
+
+    The plan records strategy ``opt`` and ``request.source`` (which method chose, from what). With a
+    budget, the bits must fit it; the plan records what they reach.
+
+    Raises:
+        PlanError: A planned unit missing from ``bits``, bits outside the levels, or over the budget.
+
+    Example:
+        >>> plan = plan_from_bits(profile, {"conv1.weight": 8, "fc.weight": 2}, levels=(2, 8))  # doctest: +SKIP
+    """
+    return _plan(profile, PlanRequest.of(request, **options), chosen=bits)
+
+
+def _chosen_bits(planned: list[PlanUnit], chosen: MappingType[str, int], levels: list[int]) -> list[int]:
+    missing = [unit.key for unit in planned if unit.key not in chosen]
+    if missing:
+        raise PlanError(f"no bits chosen for `{missing[0]}`; give every planned weight one level of {levels}.")
+    outside = [unit.key for unit in planned if chosen[unit.key] not in levels]
+    if outside:
+        raise PlanError(f"`{outside[0]}` is given {chosen[outside[0]]} bits, not a level of {levels}.")
+    return [chosen[unit.key] for unit in planned]
+
+
+def budget_value(estimates: PlanEstimates, kind: BudgetKind) -> float:
+    """A plan's own value in a budget's unit: mean bits, MBit or forward BitOPs."""
+    if kind is BudgetKind.avg_bits:
+        return estimates.avg_bits
+    if kind is BudgetKind.mbit:
+        return estimates.mbit
+    return float(estimates.bitops_forward)
 
 
 def _layer_plans(
@@ -293,7 +363,9 @@ def _layer_plans(
                 params=layer.params,
                 macs=layer.macs,
                 kept=unit.kept,
+                activation_elements=activation_elements(layer),
                 accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+                shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 
@@ -314,8 +386,10 @@ def _resolve_rule(
                     f"measure with --capacity); drop {flag} {given}."
                 )
         return preset_factor, Strategy.C_minus, preset
+    if strategy in (Strategy.U, Strategy.U.value) and factor is None:
+        return UNIFORM_FACTOR, Strategy.U, None  # one width for every layer: no factor to rank by
     if factor is None or strategy is None:
-        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (U, C+, C-, R), or --preset dpc.")
+        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (C+, C-, R), --strategy U alone, or --preset dpc.")
     return parse_choice(Factor, factor, "factor"), parse_choice(Strategy, strategy, "strategy"), None
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bitplan.choices import (
     DEFAULT_ACTIVATION_BITS,
     DEFAULT_BITS,
+    DEFAULT_BUDGET_RULE,
     DEFAULT_CAPACITY,
     DEFAULT_GRADIENT_BITS,
     DEFAULT_GRADIENT_QUANT,
@@ -22,6 +23,7 @@ from bitplan.choices import (
     DEFAULT_MAPPING,
     DEFAULT_WEIGHT_GRANULARITY,
     DEFAULT_ZERO_POINT,
+    BudgetRule,
     CapacityMeasure,
     Factor,
     GradQuant,
@@ -33,7 +35,7 @@ from bitplan.choices import (
     ZeroPoint,
 )
 from bitplan.errors import PlanError
-from bitplan.plan.schema import Budget
+from bitplan.plan.schema import Budget, PlanSource
 
 
 class MeasuredScores(BaseModel):
@@ -52,9 +54,14 @@ class MeasuredScores(BaseModel):
     fingerprint: str | None = Field(default=None, description="The profile they belong to; checked when given.")
     model: str | None = Field(default=None, description="The model spec they were measured on.")
     model_options: dict[str, str] = Field(default_factory=dict, description="Spec options sizing the model to its data.")
+    per_level: dict[str, dict[int, float]] | None = Field(
+        default=None,
+        description="Planning unit (weight FQN) -> bits -> score measured at that width; when given, the objective "
+        "uses these instead of extrapolating one width's score (needs every unit at every level of the menu).",
+    )
 
 
-_CHOICE_NAMES = {"gradient_quant": "gradient quantizer", "weight_granularity": "weight granularity", "zero_point": "zero point"}
+_CHOICE_NAMES = {"budget_rule": "budget rule", "gradient_quant": "gradient quantizer", "weight_granularity": "weight granularity", "zero_point": "zero point"}
 
 
 class PlanRequest(BaseModel):
@@ -74,12 +81,14 @@ class PlanRequest(BaseModel):
     mapping: Mapping = DEFAULT_MAPPING
     uniform_bits: int | None = Field(default=None, description="U's width (default: middle of the range).")
     budget: Budget | None = None
+    budget_rule: BudgetRule = Field(default=DEFAULT_BUDGET_RULE, description="fill (default) or order-preserving.")
     keep: tuple[str, ...] = Field(default=(), description="first, last, GEMM names, weight FQNs or globs.")
     keep_bits: int = DEFAULT_KEEP_BITS
     include_activation_gemms: bool = False
     activation_bits: int | None = Field(default=DEFAULT_ACTIVATION_BITS, description="None = full precision.")
     gradient_bits: int | None = Field(default=DEFAULT_GRADIENT_BITS, description="None = full precision.")
     gradient_quant: GradQuant = DEFAULT_GRADIENT_QUANT
+    weight_only: bool = Field(default=False, description="Activations and gradients in fp32 (overrides their bits).")
     weight_granularity: WeightGranularity = DEFAULT_WEIGHT_GRANULARITY
     zero_point: ZeroPoint = Field(default=DEFAULT_ZERO_POINT, description="Quantizer grid: float or integer zero point.")
     preset: Preset | None = None
@@ -87,6 +96,7 @@ class PlanRequest(BaseModel):
     objective: Objective | None = None
     scores: MeasuredScores | None = Field(default=None, description="Values of factor S, and of the objective.")
     model: str | None = Field(default=None, description="The model spec to record (default: the profile's).")
+    source: PlanSource | None = Field(default=None, description="Recorded in the plan: how its scores were measured.")
 
     @classmethod
     def of(cls, request: PlanRequest | None = None, /, **options: Any) -> PlanRequest:

@@ -18,6 +18,7 @@ from bitplan.choices import (
     DEFAULT_ZERO_POINT,
     FULL_PRECISION_BITS,
     BudgetKind,
+    BudgetRule,
     CapacityMeasure,
     Factor,
     GradQuant,
@@ -45,6 +46,24 @@ class Budget(BaseModel):
     )
 
 
+class PlanSource(BaseModel):
+    """Where a measured plan's numbers came from: method, data, checkpoint and the scores it used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field(description="How the bits were chosen, e.g. `recommended` or `fisher`.")
+    measure: str = Field(description="What was measured, e.g. `kl per level`, `fisher at 4 bits`.")
+    data: str | None = Field(default=None, description="The data spec measured on.")
+    checkpoint: str | None = Field(default=None, description="The trained weights measured (null: the model's own).")
+    calibration: str = Field(default="", description="Which batches were measured (split, count, size, seed).")
+    scores: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Planning unit (weight FQN) -> bits -> measured score (larger = worse)."
+    )
+    measured: dict[str, float] = Field(
+        default_factory=dict, description="Whole-model figures on the calibration batches, e.g. loss before and after refinement."
+    )
+
+
 class AccumulatorBits(BaseModel):
     """Worst-case signed integer accumulator width of a GEMM's three products (docs/accumulation.md).
 
@@ -67,6 +86,21 @@ class AccumulatorBits(BaseModel):
         return "/".join("fp32" if b is None else str(b) for b in (self.forward, self.grad_input, self.grad_weight))
 
 
+class GemmShape(BaseModel):
+    """The GEMM's shape for the profiled input: ``groups`` products X[m×k]·W[k×n] (docs/concepts.md).
+
+    Stored so that a plan alone (``bitplan check --no-model``) recomputes its accumulator widths
+    (reduction lengths K = k, N = n, M = m) and verifies its params (k·n·groups) and MACs (m·k·n·groups).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    m: int = Field(ge=1, description="Rows of X per group; dW's reduction length M.")
+    k: int = Field(ge=1, description="The forward reduction length K.")
+    n: int = Field(ge=1, description="Columns of W per group; dX's reduction length N.")
+    groups: int = Field(ge=1, description="Independent GEMMs of this shape.")
+
+
 class LayerPlan(BaseModel):
     """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs)."""
 
@@ -80,8 +114,17 @@ class LayerPlan(BaseModel):
     params: int = Field(ge=0, description="Weight elements of this GEMM (a shared weight repeats them).")
     macs: int = Field(ge=0, description="Multiply-accumulates of this GEMM for the profiled input.")
     kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
+    activation_elements: int | None = Field(
+        default=None,
+        ge=0,
+        description="Elements of the GEMM's activation operands a training step keeps for backward, for the "
+        "profiled batch (null in older plans); see estimates.activation_bytes_training.",
+    )
     accumulator_bits: AccumulatorBits | None = Field(
         default=None, description="Integer accumulator widths at the plan's bits (absent in older plans)."
+    )
+    shape: GemmShape | None = Field(
+        default=None, description="The GEMM's m, k, n, groups, from which checks recompute widths (absent in older plans)."
     )
 
 
@@ -110,6 +153,16 @@ class PlanEstimates(BaseModel):
     bitops_forward_ratio_uniform: float
     bitops_training_ratio_uniform: float
     histogram: dict[int, int] = Field(description="Bits -> number of planned GEMMs at that width.")
+    activation_bytes_training: int | None = Field(
+        default=None,
+        description="Bytes the GEMMs' activation operands keep for backward in one training step: b-bit codes "
+        "at the activation bits (fp32 for GEMMs at 32 bits); null when a layer lacks activation_elements.",
+    )
+    activation_bytes_training_fp32: int | None = Field(default=None, description="The same, every GEMM in fp32.")
+    activation_bytes_training_ratio_fp32: float | None = None
+    activation_bytes_by_layer: dict[str, int] | None = Field(
+        default=None, description="activation_bytes_training per planned GEMM (layer name -> bytes)."
+    )
 
 
 class BitPlan(BaseModel):
@@ -150,6 +203,13 @@ class BitPlan(BaseModel):
         default=None, description="min-sensitivity: Σ s·((2^b0−1)/(2^b−1))² minimised exactly under the budget."
     )
     objective_value: float | None = Field(default=None, description="The objective at the chosen bits.")
+    budget_rule: BudgetRule | None = Field(
+        default=None, description="How a factor × strategy plan met its budget: fill or order-preserving (null: no budget)."
+    )
+    budget_reached: float | None = Field(
+        default=None, description="The plan's own value in the budget's unit (avg bits, MBit or forward BitOPs), ≤ budget."
+    )
+    source: PlanSource | None = Field(default=None, description="Measured plans: method, data, checkpoint and scores.")
     layers: list[LayerPlan] = Field(min_length=1, description="One entry per planned GEMM (at least one).")
     estimates: PlanEstimates
 
@@ -175,11 +235,14 @@ class BitPlan(BaseModel):
 
     @model_serializer(mode="wrap")
     def _omit_default_grid(self, handler: SerializerFunctionWrapHandler) -> dict:
-        """Leave ``zero_point`` out when it is the default float grid: plan files made before the
-        field existed stay byte for byte what a fresh plan writes."""
+        """Leave ``zero_point`` out when it is the default float grid, and the budget and source records
+        when null: plan files made before those fields existed stay byte for byte what a fresh plan writes."""
         data = handler(self)
         if self.zero_point is ZeroPoint.float:
             data.pop("zero_point", None)
+        for optional in ("budget_rule", "budget_reached", "source"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
     def bits_by_weight(self) -> dict[str, int]:

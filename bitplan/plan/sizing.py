@@ -1,9 +1,10 @@
 """Size matching: the order-preserving plan of largest size (or compute) within a budget.
 
 Turns a budget into a capacity on Σ weight × level value over the units the strategy assigns, builds
-the chain along which levels may only rise, and hands both to the exact solver in ``budget.py``.
-Definitions (docs/planning.md, "Size matching: budgets"): C+ is monotone in the factor, C- its mirror,
-U one width, R monotone along a seeded random order of the units.
+the chain along which levels may only rise, and hands both to the budget rule: ``fill`` (the strategy's
+mapping shifted to fit, then filled; ``fill.py``) or ``order-preserving`` (the exact solver in
+``budget.py``). Definitions (docs/planning.md, "Size matching: budgets"): C+ is monotone in the factor,
+C- its mirror, U one width, R monotone along a seeded random order of the units.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from fractions import Fraction
 from bitplan.errors import PlanError
 from bitplan.plan.budget import BudgetSearchTooLarge, solve_monotone
 from bitplan.plan.estimates import FP32, Precision
+from bitplan.plan.fill import fill_levels, random_levels
 from bitplan.plan.mapping import level_positions
-from bitplan.plan.schema import Budget, BudgetKind, Mapping, Strategy
+from bitplan.plan.schema import Budget, BudgetKind, BudgetRule, Mapping, Strategy
 from bitplan.plan.units import PlanUnit
 
 _UNITS = {BudgetKind.avg_bits: "avg bits", BudgetKind.mbit: "MBit", BudgetKind.bitops: "BitOPs"}
@@ -81,8 +83,12 @@ def budgeted_bits(
     precision: Precision,
     other_params: int,
     unplanned_macs: int,
+    rule: BudgetRule = BudgetRule.fill,
 ) -> list[int]:
-    """Bits of each unit the strategy assigns (not kept), in order, for the largest plan within ``budget``.
+    """Bits of each unit the strategy assigns (not kept), in order, for a plan within ``budget``.
+
+    ``rule`` fill: the strategy's mapping shifted to fit and filled up to the budget (``fill.py``);
+    order-preserving: the largest plan whose bits follow the strategy's order (the seed paper's rule).
 
     Raises:
         PlanError: The budget is below the smallest or above the largest reachable size (both stated),
@@ -99,20 +105,22 @@ def budgeted_bits(
         unplanned_macs=unplanned_macs,
     )
     total = sum(terms.weights)
-    smallest, largest = terms.values[0] * total, terms.values[-1] * total
-    flag = f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g}"
-    reach = (
-        f"reachable sizes run from {terms.describe(smallest)} (every planned layer at {levels[0]} bits) "
-        f"to {terms.describe(largest)} (every planned layer at {levels[-1]} bits)"
-    )
-    if terms.capacity < smallest:
-        raise PlanError(f"{flag} is below every plan in range {levels}: {reach}. Raise the budget or lower --bits.")
-    if terms.capacity > largest:
-        raise PlanError(f"{flag} is above every plan in range {levels}: {reach}. Lower the budget or raise --bits.")
+    smallest = check_reachable(terms, budget, levels)
+    flag = budget_flag(budget)
     if strategy is Strategy.U:
         widest = max(j for j, value in enumerate(terms.values) if value * total <= terms.capacity)
         return [levels[widest]] * len(assigned)
+    if rule is BudgetRule.fill and strategy is Strategy.R:
+        return [levels[level] for level in random_levels(terms.weights, terms.values, terms.capacity, seed)]
     chain, positions = chain_of(assigned, strategy, len(levels), mapping, seed)
+    if rule is BudgetRule.fill:
+        position = [0.0] * len(assigned)
+        for group, group_position in zip(chain, positions):
+            for index in group:
+                position[index] = group_position
+        order = sorted(range(len(assigned)), key=lambda index: -position[index])  # stable: graph order breaks ties
+        chosen = fill_levels(terms.weights, terms.values, terms.capacity, position, order)
+        return [levels[level] for level in chosen]
     group_weights = [sum(terms.weights[i] for i in group) for group in chain]
     try:
         group_levels = solve_monotone(group_weights, terms.values, terms.capacity, positions=positions)
@@ -127,6 +135,30 @@ def budgeted_bits(
         for index in group:
             bits[index] = levels[level]
     return bits
+
+
+def budget_flag(budget: Budget) -> str:
+    """The budget as the user typed it: ``--budget-avg-bits 1.5``."""
+    return f"--budget-{budget.kind.value.replace('_', '-')} {budget.value:g}"
+
+
+def check_reachable(terms: BudgetTerms, budget: Budget, levels: list[int]) -> int:
+    """The smallest reachable cost; raises when the budget lies outside the reachable range.
+
+    Raises:
+        PlanError: Below the smallest or above the largest plan the levels allow (both stated).
+    """
+    total = sum(terms.weights)
+    smallest, largest = terms.values[0] * total, terms.values[-1] * total
+    reach = (
+        f"reachable sizes run from {terms.describe(smallest)} (every planned layer at {levels[0]} bits) "
+        f"to {terms.describe(largest)} (every planned layer at {levels[-1]} bits)"
+    )
+    if terms.capacity < smallest:
+        raise PlanError(f"{budget_flag(budget)} is below every plan in range {levels}: {reach}. Raise the budget or lower --bits.")
+    if terms.capacity > largest:
+        raise PlanError(f"{budget_flag(budget)} is above every plan in range {levels}: {reach}. Lower the budget or raise --bits.")
+    return smallest
 
 
 def chain_of(

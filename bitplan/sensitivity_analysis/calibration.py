@@ -1,0 +1,166 @@
+"""A model, its trained weights and a few cached training batches: what every measure runs on.
+
+One loader for ``bitplan sensitivity`` and the recommended plan, so ``--checkpoint`` means the same
+everywhere: a run folder, a seed folder or a ``checkpoint.pt`` (``bitplan.export.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bitplan.choices import Device, WeightGranularity
+from bitplan.errors import SpecError
+from bitplan.profile.schema import ModelProfile
+from bitplan.sensitivity_analysis.methods import Batch, Target
+from bitplan.torchfile import state_dict_mismatch
+from bitplan.train.loop import batch_loss
+
+DEFAULT_BATCHES = 8
+DEFAULT_BATCH_SIZE = 128
+
+
+@dataclass
+class Calibration:
+    """A model in eval mode on its device, its profile, and ``batches`` cached training batches.
+
+    Attributes:
+        model: The model spec as given; ``spec`` adds the options that size it to the data.
+        net: The module, trained weights loaded, in eval mode.
+        profile: Its GEMM profile, named by ``spec`` (plans made from it fit ``bitplan eval``).
+        targets: Every weight GEMM with the module that runs it.
+        batches: ((inputs,), target) pairs on the model's device.
+        channel_dims: Weight FQN -> dimension with one quantization range per index (None: per tensor),
+            as ``bitplan.apply`` quantizes it.
+    """
+
+    model: str
+    spec: str
+    data: str
+    checkpoint: str | None
+    net: nn.Module
+    profile: ModelProfile
+    targets: list[Target]
+    batches: list[Batch]
+    task: object
+    model_options: dict[str, str]
+    description: str
+    channel_dims: dict[str, int | None] = field(default_factory=dict)
+
+    def loss(self, module: nn.Module, inputs: tuple, target: torch.Tensor) -> torch.Tensor:
+        """The training loss of one batch."""
+        return batch_loss(module(*inputs), target, self.task)[0]
+
+
+def calibrate(
+    model: str,
+    data: str,
+    *,
+    checkpoint: str | Path | None = None,
+    batches: int = DEFAULT_BATCHES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+    device: Device | str = Device.auto,
+    per_channel: bool = True,
+) -> Calibration:
+    """Build ``model`` sized to ``data``, load ``checkpoint``, profile it and cache ``batches`` training batches.
+
+    Raises:
+        SpecError, DataError: The model, the data, or a model that does not take the data.
+        TrainingError: No checkpoint at ``checkpoint``.
+        SpecError: A checkpoint of another model.
+    """
+    from bitplan.data import make_loader
+    from bitplan.frontends.torch import trace as profile_model
+    from bitplan.train.config import TrainConfig
+    from bitplan.train.setup import build_run, resolve_device, spec_with_options
+
+    config = TrainConfig(model=model, data=data, seed=seed, device=Device(device))
+    torch_device = resolve_device(config)
+    setup = build_run(config, device=torch_device, sr_seed=seed)  # checks that the model takes the data
+    net = setup.model
+    if checkpoint is not None:
+        load_weights(net, checkpoint, model)
+    net.eval()  # fixed batch-norm statistics and no dropout: the measure is of the weights alone
+    spec = spec_with_options(model, setup.model_options)
+    profile = profile_model(net, setup.example_inputs, name=spec)
+    loader = make_loader(setup.data.train, batch_size=batch_size, shuffle=True, seed=seed, drop_last=False)
+    cached = [((x.to(torch_device),), y.to(torch_device)) for x, y in itertools.islice(iter(loader), batches)]
+    targets = find_targets(net, profile)
+    channel_dims = applied_channel_dims(net, profile, per_channel)
+    return Calibration(
+        model=model,
+        spec=spec,
+        data=data,
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        net=net,
+        profile=profile,
+        targets=targets,
+        batches=cached,
+        task=setup.data.task,
+        model_options=setup.model_options,
+        description=f"{len(cached)} training batches of {batch_size}, seed {seed}",
+        channel_dims=channel_dims,
+    )
+
+
+def applied_channel_dims(net: nn.Module, profile: ModelProfile, per_channel: bool) -> dict[str, int | None]:
+    """Weight FQN -> the dimension ``bitplan.apply`` gives one range per index (None: per tensor)."""
+    from bitplan.plan import make_plan
+    from bitplan.qat import weight_channel_dims
+
+    granularity = WeightGranularity.channel if per_channel else WeightGranularity.tensor
+    template = make_plan(profile, strategy="U", bits=(8, 8), weight_granularity=granularity, weight_only=True)
+    return weight_channel_dims(net, template)
+
+
+def load_weights(net: nn.Module, checkpoint: str | Path, model: str) -> None:
+    """Load a run folder's, a seed folder's or a file's weights into ``net``.
+
+    Raises:
+        TrainingError: Nothing to load at ``checkpoint`` (the message says what to pass).
+        SpecError: The weights belong to another model.
+    """
+    from bitplan.export.checkpoint import load_trained_state
+
+    state = load_trained_state(checkpoint)
+    try:
+        net.load_state_dict(state.weights)
+    except RuntimeError as error:
+        trained = f" (it was trained as `{state.model_spec}`)" if state.model_spec else ""
+        raise SpecError(
+            f"checkpoint `{checkpoint}` does not fit model `{model}`{trained}: {state_dict_mismatch(error)} "
+            "Pass the model spec and data it was trained with."
+        ) from None
+
+
+def find_targets(model: nn.Module, profile: ModelProfile) -> list[Target]:
+    """Every weight GEMM, with the module that runs it and the attribute holding its weight there.
+
+    Raises:
+        SpecError: A weight that is not a direct parameter of the module using it.
+    """
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    targets = []
+    for layer in profile.weight_layers:
+        for path in (layer.name.split("#")[0], layer.weight.rpartition(".")[0]):
+            module = modules.get(path)
+            if module is None:
+                continue
+            attribute = next(
+                (name for name, p in module.named_parameters(recurse=False) if p is params[layer.weight]), None
+            )
+            if attribute is not None:
+                targets.append(Target(layer.name, layer.weight, path, attribute))
+                break
+        else:
+            raise SpecError(
+                f"cannot find the module that runs `{layer.name}` (weight `{layer.weight}`); "
+                "sensitivity needs each weight to be a direct parameter of the module using it"
+            )
+    return targets
