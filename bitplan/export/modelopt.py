@@ -6,24 +6,34 @@ None per tensor) and, when the plan has activation bits, ``<module>.input_quanti
 (``num_bits``, ``axis`` None: one range per tensor). ``"default": {"enable": false}`` leaves every
 other quantizer off. ModelOpt calibrates its own scales (symmetric, max calibration): the widths
 carry over, the values are ModelOpt's. The config goes to ``mtq.quantize(model, config, forward_loop)``.
+Its integer grid is symmetric (largest code 2^(b−1) − 1), so it holds no 1-bit weights: those are
+widened to 2 bits with a warning (``--strict`` refuses).
 """
 
 from __future__ import annotations
 
 from bitplan.choices import FULL_PRECISION_BITS, WeightGranularity
+from bitplan.export.weights import widen
 from bitplan.plan import BitPlan
 
 ALGORITHM = "max"
+MODELOPT_BITS = list(range(2, FULL_PRECISION_BITS))
+"""Integer widths ModelOpt's symmetric quantizer holds (1 bit would leave it no nonzero code)."""
+TARGET = "ModelOpt"
 
 
-def to_modelopt(plan: BitPlan) -> dict:
+def to_modelopt(plan: BitPlan, *, strict: bool = False) -> dict:
     """The ModelOpt quantization config of ``plan``: ``{"quant_cfg": {...}, "algorithm": "max"}``.
 
     Args:
         plan: The plan.
+        strict: Refuse a width ModelOpt cannot hold instead of widening it.
 
     Returns:
         A JSON-serialisable dict, per-layer ``num_bits`` and ``axis``.
+
+    Raises:
+        ExportError: With ``strict``, a 1-bit weight.
 
     Example:
         >>> to_modelopt(plan)["quant_cfg"]["fc.weight_quantizer"]  # doctest: +SKIP
@@ -36,7 +46,7 @@ def to_modelopt(plan: BitPlan) -> dict:
             continue
         module, _, attribute = entry.weight.rpartition(".")
         quantizer = f"{module}.weight_quantizer" if attribute == "weight" else f"{module}.{attribute}_quantizer"
-        quant_cfg[quantizer] = {"num_bits": entry.bits, "axis": axis}
+        quant_cfg[quantizer] = {"num_bits": widen(entry.bits, MODELOPT_BITS, entry.weight, TARGET, strict=strict), "axis": axis}
         if plan.activation_bits is not None:
             quant_cfg[f"{module}.input_quantizer"] = {"num_bits": plan.activation_bits, "axis": None}
     quant_cfg["default"] = {"enable": False}

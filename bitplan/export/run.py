@@ -91,7 +91,7 @@ def export_model(
         if format is ExportFormat.modelopt:
             from bitplan.export.modelopt import to_modelopt
 
-            atomic_write_text(output, json.dumps(to_modelopt(plan), indent=2) + "\n")
+            atomic_write_text(output, json.dumps(to_modelopt(plan, strict=strict), indent=2) + "\n")
         else:
             _write(format, _load(spec, plan, trained, format), plan, Path(output), strict)
     estimates = plan.estimates
