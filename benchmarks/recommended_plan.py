@@ -134,6 +134,25 @@ def run_case(model: str, checkpoint: Path, budgets: list[float], random_plans: i
     return rows
 
 
+def aggregate(rows: list[dict]) -> dict:
+    """(model, budget) -> method -> (mean accuracy, mean loss) over checkpoints, with the median random plan."""
+    import statistics
+
+    table: dict = {}
+    for row in rows:
+        name = "digits_cnn" if row["model"].startswith("zoo:") else "digits_mlp"
+        methods = table.setdefault((name, row["budget"]), {})
+        median = statistics.median(r["accuracy"] for r in row["random"])
+        median_loss = statistics.median(r["loss"] for r in row["random"])
+        for method, result in [("fp32", row["fp32"]), ("random (median)", {"accuracy": median, "loss": median_loss}),
+                               *row["methods"].items()]:
+            methods.setdefault(method, []).append((result["accuracy"], result["loss"]))
+    return {
+        key: {method: (statistics.fmean(a for a, _ in v), statistics.fmean(l for _, l in v)) for method, v in methods.items()}
+        for key, methods in table.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="training seeds per model")
@@ -185,7 +204,14 @@ def main() -> None:
         n = counts["cases"]
         print(f"{method:<18} {counts['beats_8_of_9']:>2}/{n}   {counts['beats_8_of_9_counting_same_plan']:>2}/{n}   "
               f"{counts['at_least_ties_8_of_9']:>2}/{n}   {counts['beats_uniform']:>2}/{n}")
-    args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+    averages = aggregate(rows)
+    print("\nmean test accuracy (%) and loss over the checkpoints; random: the median plan of each checkpoint")
+    for (name, budget), methods in averages.items():
+        line = ", ".join(f"{method} {acc:.1f} ({loss:.2f})" for method, (acc, loss) in methods.items())
+        print(f"{name} at {budget} bits: {line}")
+    args.out.write_text(json.dumps({"rows": rows, "summary": summary, "averages": {
+        f"{name}@{budget}": methods for (name, budget), methods in averages.items()
+    }}, indent=1))
     print(f"wrote {args.out}")
 
 
