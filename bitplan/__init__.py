@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bitplan.qat import apply, strip
     from bitplan.sensitivity_analysis import SensitivityReport, measure_sensitivity
     from bitplan.spec import LoadedModel, load_model, profile_spec
-    from bitplan.train import RunResult, SeedsSummary, TrainConfig, train_run, train_seeds
+    from bitplan.train import EvalResult, RunResult, SeedsSummary, TrainConfig, evaluate_model, train_run, train_seeds
 
     sensitivity = measure_sensitivity
 
@@ -51,6 +51,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "TrainConfig": ("bitplan.train", "TrainConfig"),
     "train_run": ("bitplan.train", "train_run"),
     "train_seeds": ("bitplan.train", "train_seeds"),
+    "evaluate_model": ("bitplan.train", "evaluate_model"),
+    "EvalResult": ("bitplan.train", "EvalResult"),
 }
 
 __all__ = [
@@ -75,6 +77,9 @@ __all__ = [
     "train_seeds",
     "RunResult",
     "SeedsSummary",
+    # evaluating a trained model (with a plan applied after training)
+    "evaluate_model",
+    "EvalResult",
     # measured sensitivity
     "sensitivity",
     "measure_sensitivity",

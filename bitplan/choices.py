@@ -265,6 +265,28 @@ class TracerChoice(str, Enum):
     export = "export"
 
 
+class RoutingChoice(str, Enum):
+    """How mixture-of-experts GEMMs count tokens: the uniform expectation, or what a real router chose."""
+
+    uniform = "uniform"
+    measured = "measured"
+
+
+# --------------------------------------------------------------------------------------------- pareto
+
+
+class EvalMode(str, Enum):
+    """How ``bitplan pareto`` scores a plan: applied to the trained weights, or fine-tuned with it first."""
+
+    ptq = "ptq"  # post-training quantization: the plan applied to the checkpoint, evaluated
+    qat = "qat"  # quantization-aware fine-tuning from the checkpoint for --epochs, per seed, then evaluated
+
+
+DEFAULT_EVAL_MODE = EvalMode.ptq
+DEFAULT_RANDOM_PLANS = 9
+"""Random plans per budget: the best of 9 is the bar the issue's evidence sets (docs/pareto.md)."""
+
+
 # --------------------------------------------------------------------------------------------- output
 
 

@@ -19,6 +19,8 @@ SCHEMAS: dict[str, str] = {
     "study": "bitplan.study.result:StudyResult",
     "train_config": "bitplan.train.records:RunConfigFile", "train_metrics_line": "bitplan.train.records:MetricsLine", "train_final": "bitplan.train.records:RunResult", "train_summary": "bitplan.train.records:SeedsSummary", "export_report": "bitplan.export.run:ExportReport", "packed_header": "bitplan.export.packed:PackedHeader",
     "compare_result": "bitplan.compare.result:GridResult",
+    "eval": "bitplan.train.evaluate:EvalResult",
+    "pareto": "bitplan.pareto.result:ParetoResult",
 }
 
 

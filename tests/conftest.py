@@ -8,6 +8,7 @@ exploring new examples (and ``--hypothesis-seed=N`` replays one exploration).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,3 +102,17 @@ def compiled_calls(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     monkeypatch.setattr(kernels, "_failed", set())
     monkeypatch.setattr(kernels, "_warm", set())
     return calls
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory) -> tuple[str, Path]:
+    """A digits CNN trained for one epoch in full precision (one thread): (model spec, its checkpoint.pt).
+
+    Shared by the evaluation and Pareto tests, which evaluate plans on a real trained model.
+    """
+    from bitplan.train import TrainConfig, train_run
+
+    out = tmp_path_factory.mktemp("trained_digits") / "run"
+    config = TrainConfig(model="zoo:digits_cnn", data="digits", epochs=1, threads=1, seed=0, out=out)
+    assert train_run(config, progress=False).status == "ok"
+    return "zoo:digits_cnn", out / "checkpoint.pt"

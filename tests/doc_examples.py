@@ -29,6 +29,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 NOT_RUN = {
     "scripts/setup.sh": "the setup script is what CI itself runs before the tests",
     "benchmarks/validation_study.py": "a study of several hours; its results are committed in docs/validation.md",
+    "benchmarks/pareto_": "sweeps of CPU-hours; their tables and figures are committed in docs/results.md",
     "chromium ": "needs a browser; tests/test_report.py renders the report in headless Chromium",
     "python -m pytest": "the test suite itself",
 }

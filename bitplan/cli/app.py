@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "train_cmd", "export_cmd",
     "sensitivity_cmd",
     "compare_cmd", "report_cmd",
+    "eval_cmd", "pareto_cmd",
     "diff_cmd",
 ]
 

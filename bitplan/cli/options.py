@@ -24,6 +24,7 @@ from bitplan.choices import (
     Mapping,
     Optimizer,
     OutputFormat,
+    RoutingChoice,
     Schedule,
     WeightGranularity,
 )
@@ -53,6 +54,14 @@ Data = Annotated[
     str | None,
     typer.Option("--data", help="Data spec: digits, cifar10:PATH, imagefolder:PATH, text:PATH, synthetic.", rich_help_panel=MODEL_PANEL),
 ]
+Routing = Annotated[
+    RoutingChoice,
+    typer.Option(
+        "--routing",
+        help="Mixture-of-experts tokens: uniform (expected share per expert) or measured (the router's real choice; real weights, --data inputs).",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
 Checkpoint = Annotated[
     Path | None,
     typer.Option("--checkpoint", help="A `bitplan train` run folder, seed folder or checkpoint.pt (default: the model's own weights).", rich_help_panel=MODEL_PANEL),
@@ -78,6 +87,10 @@ PlanSeed = Annotated[int | None, typer.Option("--plan-seed", min=0, help="Seed o
 Bits = Annotated[str | None, typer.Option("--bits", help="Bit range LOW-HIGH, e.g. 4-8 (default 4-8).", rich_help_panel=PLAN_PANEL)]
 
 # -------------------------------------------------------------------------------------- quantization
+WeightOnly = Annotated[
+    bool | None,
+    typer.Option("--weight-only/--no-weight-only", help="Quantize weights only: activations and gradients in fp32.", rich_help_panel=QUANT_PANEL, show_default=False),
+]
 ActivationBits = Annotated[
     int | None, typer.Option("--activation-bits", help="Activation bits (32 = full precision).", rich_help_panel=QUANT_PANEL)
 ]

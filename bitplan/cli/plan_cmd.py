@@ -150,7 +150,7 @@ def plan(
     format: Format = None,
     json: Json = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this PNG.", rich_help_panel=OUTPUT_PANEL)
+        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this .png, .pdf or .svg.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
     *,
     widths: dict,
@@ -200,6 +200,10 @@ def plan(
         if name in options:
             options[name] = _fp32_as_none(options[name])
     output_format = resolve_format(format, json)
+    if plot is not None:
+        from bitplan.figures import figure_format
+
+        figure_format(plot)  # a bad name is refused before any work, and before anything is written
     if data is not None or method is not None:
         result = _measured_plan(model, data, method, checkpoint, device, batches, output_format, factor, strategy, preset, objective, sensitivity, grid, options)
         _write_and_show(result, model, output, plot, input_shape, batch, output_format)
@@ -255,12 +259,7 @@ def _write_and_show(result, model, output, plot, input_shape, batch, output_form
     """Write the plan (``-o``), draw it (``--plot``) and print it."""
     from bitplan.plan.render import layers_table, summary_table
 
-    if output is not None:
-        from bitplan.plan.io import save_plan
-
-        save_plan(result, output)
-        err_console.print(f"wrote {output}")
-    if plot is not None:
+    if plot is not None:  # the figure first: a path it cannot be written to leaves no plan behind either
         from bitplan.plan.from_spec import load_profile
         from bitplan.plan.plot import plot_plan
 
@@ -268,4 +267,9 @@ def _write_and_show(result, model, output, plot, input_shape, batch, output_form
         profile = load_profile(result.model) if measured else load_profile(model, input_shape=input_shape, batch=batch)
         plot_plan(result, profile, plot)
         err_console.print(f"wrote {plot}")
+    if output is not None:
+        from bitplan.plan.io import save_plan
+
+        save_plan(result, output)
+        err_console.print(f"wrote {output}")
     emit(result, [layers_table(result), summary_table(result)], output_format)

@@ -4,7 +4,8 @@
 config group per bit width: ``targets`` are the layer names, weights ``int``, asymmetric
 (``symmetric: false``), ``strategy`` ``channel`` (or ``tensor``), format ``pack-quantized``.
 Each planned ``nn.Linear`` of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
-code − 2^(B−1), densely packed into int32 by compressed-tensors' own ``pack_to_int32``),
+code − 2^(B−1), densely packed into int32: ⌈in·B/32⌉ words per row, the layout of compressed-tensors
+≥ 0.18's ``pack_to_int32`` and of vLLM, written by ``packing.pack_rows``),
 ``weight_scale`` [out, 1], ``weight_zero_point`` (zero point − 2^(B−1), packed along the output
 dimension) and ``weight_shape``. Dequantizing, (q − zp)·scale, gives bitplan's integer-grid
 weights exactly. Other layers (convolutions, widths above 8 bits) stay in float with a warning;
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,8 +24,9 @@ from torch import nn
 
 from bitplan.choices import WeightGranularity
 from bitplan.export.outputs import atomic_directory
-from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes, unique_state
-from bitplan.plan import BitPlan
+from bitplan.export.packing import pack_rows
+from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, split_state, target_codes
+from bitplan.plan import BitPlan, as_plan
 
 PACKED_BITS = list(range(1, 9))
 """Widths compressed-tensors' pack-quantized format holds."""
@@ -33,14 +36,22 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.PathLike, *, strict: bool = False) -> Path:
+def to_compressed_tensors(
+    model: nn.Module,
+    plan: BitPlan | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    strict: bool = False,
+    allow_nonfinite: bool = False,
+) -> Path:
     """Write ``out_dir`` (safetensors + ``config.json``) in compressed-tensors' pack-quantized format.
 
     Args:
         model: The model with its trained weights (plain or quantized by ``bitplan.apply``).
-        plan: The plan (``zero_point="integer"`` makes it exact).
+        plan: The plan, object or file (``zero_point="integer"`` makes it exact).
         out_dir: A directory to create (written to a temporary sibling, then renamed).
         strict: Refuse instead of warning when a planned layer cannot be stored.
+        allow_nonfinite: Write a model holding NaN/Inf (its planned weights with them in float).
 
     Returns:
         ``out_dir``.
@@ -48,40 +59,46 @@ def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.Pat
     Raises:
         ExportError: compressed-tensors is missing, ``out_dir`` is not empty, or ``strict`` and
             the plan does not fit.
+        NonFiniteWeightsError: A tensor holds NaN or Inf (without ``allow_nonfinite``).
 
     Example:
         >>> to_compressed_tensors(model, plan, "/tmp/model-ct")  # doctest: +SKIP
     """
     require("compressed_tensors")
-    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
     from safetensors.torch import save_file
 
+    plan = as_plan(plan)
     linear, others = linear_layers(plan, model)
     wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
     leave_out(others, "these layers (its pack-quantized format stores nn.Linear weights)", TARGET, strict=strict)
     leave_out(wide, "widths above 8 bits", TARGET, strict=strict)
     if plan.activation_bits is not None:
         leave_out(["activations"], f"{plan.activation_bits}-bit activations here (weights only)", TARGET, strict=strict)
-    stored = {f"{module}.weight" for module in linear if module not in wide}
-    weights = [weight for weight in planned_weights(model, plan) if weight.fqn in stored]
+    planned = {weight.fqn: weight for weight in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)}
+    unique, _, quantized = split_state(model, plan)  # a tied tensor once per arithmetic (an embedding's lookup in float32)
+    stored = {
+        key: replace(planned[quantized[key]], fqn=key)
+        for key in quantized
+        if quantized[key] in planned and key.removesuffix(".weight") in linear and key.removesuffix(".weight") not in wide
+    }
+    weights = list(stored.values())
     codes = target_codes(weights, plan, TARGET)
     channel = plan.weight_granularity is WeightGranularity.channel
-    unique, _ = unique_state(model)  # a tied tensor once (the config's consumer re-ties it, e.g. tie_word_embeddings)
     state = {key: tensor.cpu().contiguous() for key, tensor in unique.items() if key not in stored}
     groups: dict[int, list[str]] = {}
     for weight in weights:
         module, offset = weight.fqn.removesuffix(".weight"), 2 ** (weight.bits - 1)
         code = codes[weight.fqn]
-        signed = (code.codes.to(torch.int16) - offset).to(torch.int8)  # [out, in]
-        zero_point = (code.zero_point.to(torch.int16) - offset).to(torch.int8)
-        state[f"{module}.weight_packed"] = pack_to_int32(signed, weight.bits)
+        # unsigned codes packed are the signed intB codes (code − 2^(B−1)) that pack_to_int32 offsets back
+        state[f"{module}.weight_packed"] = pack_rows(code.codes, weight.bits).view(torch.int32)  # [out, ⌈in·B/32⌉]
         state[f"{module}.weight_shape"] = torch.tensor(list(weight.tensor.shape))
         if channel:
             state[f"{module}.weight_scale"] = code.scale.float().reshape(-1, 1).contiguous()
-            state[f"{module}.weight_zero_point"] = pack_to_int32(zero_point.reshape(-1, 1), weight.bits, packed_dim=0)
+            packed_zero_point = pack_rows(code.zero_point.reshape(1, -1).to(torch.int32), weight.bits)  # along dim 0
+            state[f"{module}.weight_zero_point"] = packed_zero_point.view(torch.int32).reshape(-1, 1)
         else:
             state[f"{module}.weight_scale"] = code.scale.float().reshape(1)
-            state[f"{module}.weight_zero_point"] = zero_point.reshape(1)
+            state[f"{module}.weight_zero_point"] = (code.zero_point.to(torch.int16) - offset).to(torch.int8).reshape(1)
         groups.setdefault(weight.bits, []).append(module)
     config = {"quantization_config": quantization_config(groups, channel), "bitplan": {"model": plan.model, "plan_fingerprint": plan.fingerprint}}
     with atomic_directory(out_dir) as directory:

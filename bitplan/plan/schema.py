@@ -86,6 +86,21 @@ class AccumulatorBits(BaseModel):
         return "/".join("fp32" if b is None else str(b) for b in (self.forward, self.grad_input, self.grad_weight))
 
 
+class GemmShape(BaseModel):
+    """The GEMM's shape for the profiled input: ``groups`` products X[m×k]·W[k×n] (docs/concepts.md).
+
+    Stored so that a plan alone (``bitplan check --no-model``) recomputes its accumulator widths
+    (reduction lengths K = k, N = n, M = m) and verifies its params (k·n·groups) and MACs (m·k·n·groups).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    m: int = Field(ge=1, description="Rows of X per group; dW's reduction length M.")
+    k: int = Field(ge=1, description="The forward reduction length K.")
+    n: int = Field(ge=1, description="Columns of W per group; dX's reduction length N.")
+    groups: int = Field(ge=1, description="Independent GEMMs of this shape.")
+
+
 class LayerPlan(BaseModel):
     """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs)."""
 
@@ -99,8 +114,17 @@ class LayerPlan(BaseModel):
     params: int = Field(ge=0, description="Weight elements of this GEMM (a shared weight repeats them).")
     macs: int = Field(ge=0, description="Multiply-accumulates of this GEMM for the profiled input.")
     kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
+    activation_elements: int | None = Field(
+        default=None,
+        ge=0,
+        description="Elements of the GEMM's activation operands a training step keeps for backward, for the "
+        "profiled batch (null in older plans); see estimates.activation_bytes_training.",
+    )
     accumulator_bits: AccumulatorBits | None = Field(
         default=None, description="Integer accumulator widths at the plan's bits (absent in older plans)."
+    )
+    shape: GemmShape | None = Field(
+        default=None, description="The GEMM's m, k, n, groups, from which checks recompute widths (absent in older plans)."
     )
 
 
@@ -129,6 +153,16 @@ class PlanEstimates(BaseModel):
     bitops_forward_ratio_uniform: float
     bitops_training_ratio_uniform: float
     histogram: dict[int, int] = Field(description="Bits -> number of planned GEMMs at that width.")
+    activation_bytes_training: int | None = Field(
+        default=None,
+        description="Bytes the GEMMs' activation operands keep for backward in one training step: b-bit codes "
+        "at the activation bits (fp32 for GEMMs at 32 bits); null when a layer lacks activation_elements.",
+    )
+    activation_bytes_training_fp32: int | None = Field(default=None, description="The same, every GEMM in fp32.")
+    activation_bytes_training_ratio_fp32: float | None = None
+    activation_bytes_by_layer: dict[str, int] | None = Field(
+        default=None, description="activation_bytes_training per planned GEMM (layer name -> bytes)."
+    )
 
 
 class BitPlan(BaseModel):

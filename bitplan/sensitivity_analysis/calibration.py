@@ -17,6 +17,7 @@ from bitplan.choices import Device, WeightGranularity
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
 from bitplan.sensitivity_analysis.methods import Batch, Target
+from bitplan.torchfile import state_dict_mismatch
 from bitplan.train.loop import batch_loss
 
 DEFAULT_BATCHES = 8
@@ -132,7 +133,7 @@ def load_weights(net: nn.Module, checkpoint: str | Path, model: str) -> None:
     except RuntimeError as error:
         trained = f" (it was trained as `{state.model_spec}`)" if state.model_spec else ""
         raise SpecError(
-            f"checkpoint `{checkpoint}` does not fit model `{model}`{trained}: {str(error).splitlines()[0]} "
+            f"checkpoint `{checkpoint}` does not fit model `{model}`{trained}: {state_dict_mismatch(error)} "
             "Pass the model spec and data it was trained with."
         ) from None
 

@@ -58,6 +58,12 @@ class TrainConfig(BaseModel):
     factor: Factor | None = Field(default=None, description="Make a plan by this factor when `plan` is None.")
     strategy: Strategy = Field(default=DEFAULT_STRATEGY, description="Strategy of the plan made from `factor`.")
     bits: tuple[int, int] = Field(default=DEFAULT_BITS, description="Bit range of the plan made from `factor`.")
+    init: Path | None = Field(
+        default=None,
+        description="Start from these weights (a `bitplan train` run or seed folder, its checkpoint.pt, or a plain "
+        "state_dict) instead of a "
+        "random initialisation: fine-tuning, e.g. quantization-aware training of a trained model.",
+    )
     epochs: int = Field(default=6, ge=1, description="Passes over the training split.")
     batch_size: int = Field(default=32, ge=1, description="Global batch (split across ranks when distributed).")
     lr: float = Field(default=0.05, gt=0, description="Peak learning rate.")

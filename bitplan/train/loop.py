@@ -27,7 +27,7 @@ from bitplan.data import Task, make_loader, set_epoch
 from bitplan.errors import TrainingError
 from bitplan.quant import cyclic_bits
 from bitplan.train import distributed
-from bitplan.train.allocator import retain_freed_memory
+from bitplan.train.allocator import keep_freed_memory
 from bitplan.train.config import Optimizer, Schedule, TrainConfig
 from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
@@ -89,10 +89,13 @@ def metric_of(name: MetricName, loss_sum: float, correct: float, count: float) -
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
-) -> tuple[float, float]:
-    """Test loss and metric, each rank on its shard, summed across ranks."""
+def split_totals(model: nn.Module, loader: DataLoader, task: Task, device: torch.device) -> tuple[float, float, float]:
+    """(summed loss, correct predictions, predictions) of ``model`` over ``loader``, summed across ranks.
+
+    The model runs in eval mode (fixed batch-norm statistics, no dropout, quantizers on their running
+    ranges) and is put back in training mode afterwards. A prediction is one image (classification)
+    or one next token (language model).
+    """
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     for inputs, target in loader:
@@ -101,6 +104,18 @@ def evaluate(
         totals += _stats(loss * count, correct, count)
     loss_sum, correct, count = distributed.sum_across_ranks(totals).tolist()
     model.train()
+    return loss_sum, correct, count
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader, task: Task, name: MetricName, device: torch.device
+) -> tuple[float, float]:
+    """Mean test loss (cross-entropy per prediction) and the metric, accuracy (%) or perplexity.
+
+    This is the evaluation of every epoch of training; ``bitplan.train.evaluate_model`` evaluates a
+    trained checkpoint (and a plan applied to it) the same way.
+    """
+    loss_sum, correct, count = split_totals(model, loader, task, device)
     return loss_sum / max(count, 1), metric_of(name, loss_sum, correct, count)
 
 
@@ -182,7 +197,7 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
         )
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    retain_freed_memory()  # quantized activations would otherwise be page-faulted back in every step
+    keep_freed_memory()  # quantized activations would otherwise be page-faulted back in every step
     setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank))
     per_rank = config.batch_size // world
     train_loader = make_loader(
@@ -314,12 +329,38 @@ def read_metrics(directory: Path) -> list[dict]:
 
 
 def _same_settings(config: TrainConfig, checkpoint: dict) -> None:
-    """Refuse a checkpoint written with other settings: its results are not this run's."""
-    if checkpoint.get("config") != _config_key(config):
+    """Refuse a checkpoint written with other settings (named, with both values): its results are not this run's."""
+    saved, now = checkpoint.get("config"), _config_key(config)
+    if saved != now:
+        differing = _differences(saved if isinstance(saved, dict) else {}, now)
+        shown = "; ".join(differing[:6]) + (f"; and {len(differing) - 6} more" if len(differing) > 6 else "")
         raise TrainingError(
-            f"`{config.out / CHECKPOINT_FILE}` was written by a run with other settings; resume with the same "
-            "arguments, pass `--overwrite` to replace its results, or choose another output folder"
+            f"`{config.out / CHECKPOINT_FILE}` was written by a run with other settings ({shown or 'an older format'}); "
+            "resume with the same arguments, pass `--overwrite` to replace its results, or choose another output folder"
         )
+
+
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """``setting (checkpoint X, now Y)`` for each leaf setting that differs, nested keys joined by dots."""
+    found = []
+    for key in dict.fromkeys([*saved, *now]):
+        old, new = saved.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+            continue
+        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and all(isinstance(v, dict) for v in old + new):
+            for index, (a, b) in enumerate(zip(old, new)):
+                found += _differences(a, b, f"{prefix}{key}.{index}.")
+            continue
+        found.append(f"{prefix}{key} (checkpoint {_short(old)}, now {_short(new)})")
+    return found
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:

@@ -191,6 +191,10 @@ def build_run(config: TrainConfig, *, device: torch.device, sr_seed: int) -> Run
     torch.manual_seed(config.seed)  # initialisation depends on the seed only
     loaded = load_model(config.model, input_shape=config.input_shape, options=options)
     check_fits(loaded.model, data, loaded.example_inputs, spec_with_options(config.model, options))
+    if config.init is not None:  # fine-tuning: trained weights, then the plan on top of them
+        from bitplan.train.weights import load_weights
+
+        load_weights(loaded.model, config.init, spec_with_options(config.model, options))
     if config.plan is not None:  # named by its spec, so the message's fix is a command that runs
         from bitplan.plan import verify_fingerprint
         from bitplan.frontends.torch import trace as profile_model
