@@ -315,7 +315,11 @@ def require(module: str) -> ModuleType:
 
 
 def _ranges(widths: list[int]) -> str:
-    return ", ".join(str(width) for width in sorted(widths))
+    """``1–8`` for a run of consecutive widths, ``4, 8, 16`` otherwise."""
+    ordered = sorted(widths)
+    if len(ordered) > 2 and ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]}–{ordered[-1]}"
+    return ", ".join(str(width) for width in ordered)
 
 
 def _broadcast(weight: PlannedWeight) -> tuple[int, ...]:
