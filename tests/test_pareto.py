@@ -72,6 +72,10 @@ def test_files_tables_and_the_report_section(sweep) -> None:
     [section] = extra_sections(config.out)  # what `bitplan report` inserts into a grid's report.html
     assert section.startswith('<section class="pareto">') and "data:image/png;base64," in section
     assert section in (config.out / "report.html").read_text()
+    (config.out / "pareto.md").unlink()
+    out = runner.invoke(app, ["report", str(config.out), "--json"])  # re-rendered from pareto.json alone
+    assert out.exit_code == 0, out.output
+    assert ParetoResult.model_validate_json(out.stdout) == result and (config.out / "pareto.md").read_text() == markdown
 
 
 def test_a_rerun_reads_every_finished_point(sweep, monkeypatch) -> None:

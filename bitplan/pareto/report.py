@@ -84,6 +84,20 @@ def random_rows(result: ParetoResult) -> list[list[str]]:
 RANDOM_HEADER = ["method", "budget", "random plans beaten (metric)", "random plans beaten (loss)"]
 
 
+def pivot(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
+    """Methods × budgets at a glance: each cell the mean metric [95 % CI] and, below it, the test loss."""
+    entries = groups(result)
+    budgets = sorted({entry.budget for entry in entries})
+    header = ["method", *(f"{budget:g} bits" for budget in budgets)]
+    rows = []
+    for method in dict.fromkeys(entry.method for entry in entries):
+        cells = {entry.budget: entry for entry in entries if entry.method == method}
+        rows.append([method, *(
+            f"{_interval(cells[b])}<br>loss {_number(cells[b].loss, 3)}" if b in cells else "" for b in budgets
+        )])
+    return header, rows
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -108,7 +122,8 @@ def describe(result: ParetoResult) -> str:
 
 def markdown(result: ParetoResult) -> str:
     """``pareto.md``: the summary table, the table against random plans, and what was skipped."""
-    text = f"# Pareto sweep\n\n{describe(result)}\n\n" + _markdown_table(summary_header(result), summary_rows(result))
+    text = f"# Pareto sweep\n\n{describe(result)}\n\n" + _markdown_table(*pivot(result))
+    text += "\n## Every method and budget\n\n" + _markdown_table(summary_header(result), summary_rows(result))
     rows = random_rows(result)
     if rows:
         text += "\n## Against random plans of the same budget\n\n" + _markdown_table(RANDOM_HEADER, rows)
@@ -142,6 +157,34 @@ def section(result: ParetoResult, png: bytes) -> str:
         + "".join(f'<p class="meta">No {escape(s.method)} plan at {s.budget:g}: {escape(s.reason)}</p>' for s in result.skipped)
         + "</section>"
     )
+
+
+def is_sweep(directory: Path) -> bool:
+    """A ``bitplan pareto`` folder (it holds ``pareto.json``)."""
+    return (Path(directory) / PARETO_JSON).is_file()
+
+
+def render_pareto(directory: str | Path) -> ParetoResult:
+    """Re-read ``pareto.json`` and rewrite the tables, the figure, the section and ``report.html``.
+
+    Raises:
+        TrainingError: ``pareto.json`` is missing or not a sweep result.
+    """
+    from pydantic import ValidationError
+
+    from bitplan.errors import TrainingError
+
+    path = Path(directory) / PARETO_JSON
+    if not path.is_file():
+        raise TrainingError(f"`{path}` does not exist; pass a folder written by `bitplan pareto -o DIR`")
+    try:
+        result = ParetoResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as error:
+        raise TrainingError(
+            f"`{path}` is not a bitplan pareto result ({error.errors()[0]['msg']}); run `bitplan pareto` again to rewrite it"
+        ) from None
+    write_outputs(result, Path(directory))
+    return result
 
 
 def write_outputs(result: ParetoResult, directory: Path) -> list[Path]:
