@@ -74,6 +74,11 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def umask() -> int:
+    """The process umask (read without changing it for longer than two calls)."""
+    return _umask()
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

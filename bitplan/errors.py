@@ -38,3 +38,7 @@ class TrainingError(BitplanError):
 
 class ExportError(BitplanError):
     """A model that cannot be exported: a missing optional dependency, a width the format cannot hold."""
+
+
+class NonFiniteWeightsError(BitplanError):
+    """A model whose weights hold NaN or Inf: no quantization grid, and no export, represents them."""

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bitplan.errors import BitplanError
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -47,18 +49,42 @@ def new_figure(width: float, height: float, *, constrained: bool = True) -> Figu
     return figure
 
 
-def png_bytes(figure: Figure) -> bytes:
-    """Render ``figure`` to PNG bytes, the bounding box grown to hold every label."""
+FIGURE_FORMATS = ("png", "pdf", "svg")
+"""File suffixes a figure is written as (the suffix picks the format; PNG bytes in a .pdf would not open)."""
+
+
+def figure_format(path: str | Path) -> str:
+    """The format ``path``'s suffix names, checked before any work so nothing is written for a bad name.
+
+    Raises:
+        BitplanError: The suffix is not one of ``FIGURE_FORMATS``.
+    """
+    suffix = Path(path).suffix.lower().removeprefix(".")
+    if suffix not in FIGURE_FORMATS:
+        raise BitplanError(
+            f"cannot draw a figure to `{path}`: its suffix names no figure format; end the file name in "
+            + ", ".join(f".{name}" for name in FIGURE_FORMATS)
+            + "."
+        )
+    return suffix
+
+
+def png_bytes(figure: Figure, format: str = "png") -> bytes:
+    """Render ``figure`` to bytes of ``format`` (PNG by default), the bounding box grown to hold every label."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    figure.savefig(buffer, format=format, dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
 
 
 def save_png(figure: Figure, path: Path) -> Path:
-    """Write ``figure`` as a PNG to ``path`` atomically; returns ``path``."""
+    """Write ``figure`` to ``path`` atomically in the format its suffix names (PNG, PDF or SVG); returns ``path``.
+
+    Raises:
+        BitplanError: The suffix names no figure format.
+    """
     from bitplan.atomic import atomic_write_bytes
 
-    return atomic_write_bytes(Path(path), png_bytes(figure))
+    return atomic_write_bytes(Path(path), png_bytes(figure, figure_format(path)))
 
 
 def layer_axis_width(layers: int) -> float:

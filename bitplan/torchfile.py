@@ -51,3 +51,14 @@ def read_torch_file(path: str | Path, fix: str, map_location: torch.device | str
     except (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError) as error:
         reason = "truncated" if isinstance(error, EOFError) or "zip archive" in str(error) else "not a torch checkpoint"
         raise TrainingError(f"checkpoint `{file}` cannot be read (it is {reason}: {type(error).__name__}); {fix}") from None
+
+
+MISMATCH_CHARS = 600
+"""Longest part of a ``load_state_dict`` error quoted in a message: the keys, without a page of them."""
+
+
+def state_dict_mismatch(error: RuntimeError) -> str:
+    """What ``load_state_dict`` said, on one line: its first line names no key, the missing,
+    unexpected and wrongly shaped keys follow it, so a message quoting only that line hides the cause."""
+    text = " ".join(str(error).split()).removeprefix("Error(s) in loading state_dict for ").strip()
+    return text if len(text) <= MISMATCH_CHARS else text[: MISMATCH_CHARS - 1] + "…"

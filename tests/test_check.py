@@ -190,3 +190,59 @@ def test_check_takes_the_input_shape_from_the_plan(tmp_path: Path) -> None:
     report = check_plan(tmp_path / "p.json", model=spec)  # a code spec is named by the user, never read from the file
     assert report.ok, report.violations
     assert report.layers == 2 and plan.input_shapes == [[2, 3, 10, 10]]
+
+
+def _no_model_gate(path: Path, limit: int = 26):
+    return runner.invoke(app, ["check", str(path), "--no-model", "--max-accumulator-bits", str(limit)])
+
+
+def test_no_model_accumulator_gate_never_passes_on_missing_widths(plan_file: Path) -> None:
+    """An older plan (no widths, no shapes): the limit cannot be recomputed, so check exits 2, naming what is missing."""
+
+    def older(data):
+        for layer in data["layers"]:
+            layer.pop("accumulator_bits", None)
+            layer.pop("shape", None)
+
+    result = _no_model_gate(tamper(plan_file, older))
+    assert result.exit_code == 2, result.output
+    assert "stores no GEMM shape" in " ".join(result.output.split()) and "Drop --no-model" in " ".join(result.output.split())
+
+
+def test_no_model_accumulator_gate_recomputes_edited_widths(plan_file: Path) -> None:
+    """Widths edited down: recomputed from the stored shapes, the edit is a violation and the limit still fails."""
+    with_model = check_plan(plan_file, profile=RESNET20, max_accumulator_bits=20)
+    assert "max_accumulator_bits" in codes(with_model)
+
+    def edited_down(data):
+        for layer in data["layers"]:
+            layer["accumulator_bits"] = {"forward": 8, "grad_input": 8, "grad_weight": 8}
+
+    tamper(plan_file, edited_down)
+    report = check_plan(plan_file, against_model=False, max_accumulator_bits=20)
+    assert "accumulator_bits" in codes(report)
+    assert [v.layer for v in report.violations if v.code == "max_accumulator_bits"] == [
+        v.layer for v in with_model.violations if v.code == "max_accumulator_bits"]
+    assert _no_model_gate(plan_file, 20).exit_code == 1
+
+
+def test_stored_shape_must_give_the_stored_params_and_macs(plan_file: Path) -> None:
+    def edited_k(data):
+        data["layers"][0]["shape"]["k"] = 1  # a shorter reduction: narrower accumulators
+
+    report = check_plan(tamper(plan_file, edited_k), against_model=False)
+    assert "shape" in codes(report) and not report.ok
+
+
+def test_no_model_with_a_model_is_refused(plan_file: Path) -> None:
+    result = runner.invoke(app, ["check", str(plan_file), "--no-model", "--model", "zoo:resnet20"])
+    assert result.exit_code == 2 and "drop one of them" in " ".join(result.output.split()), result.output
+
+
+def test_piped_violations_are_one_line_each(plan_file: Path) -> None:
+    tamper(plan_file, lambda data: data["layers"][0].update(bits=3))
+    result = runner.invoke(app, ["check", str(plan_file), "--no-model"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and lines and all(line.startswith(f"{plan_file}: ") for line in lines), result.output
+    report = check_plan(plan_file, against_model=False)
+    assert len(lines) == len(report.violations)  # no table padding every row to the longest message

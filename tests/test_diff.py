@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bitplan.cli.app import app
+from bitplan.errors import PlanError
 from bitplan.plan import make_plan, save_plan
 from bitplan.plan.diff import PlanDiff, diff_plans
 from bitplan.plan.synthetic import GemmShape, profile_from_gemms
@@ -61,9 +62,23 @@ def test_other_batch_and_architecture_are_noted(plans):
     uniform, _ = plans
     other = make_plan(profile_from_gemms("three", [GemmShape("a", 8, 8, 2, 1)], batch=2), factor="A", strategy="U",
                       levels=[8])
-    notes = diff_plans(uniform, other).notes
-    assert any("different architectures" in note for note in notes)
-    assert any("batch 1 and 2" in note for note in notes)
+    with pytest.raises(PlanError, match="--across-architectures"):
+        diff_plans(uniform, other)  # layers would match by name only
+    result = diff_plans(uniform, other, across_architectures=True)
+    assert any("different architectures" in note for note in result.notes)
+    assert any("batch 1 and 2" in note for note in result.notes)
+    row = next(row for row in result.layers if row.name == "a")
+    assert (row.params, row.macs) == (other.layers[0].params, other.layers[0].macs)  # both from one plan (B)
+
+
+def test_totals_are_recomputed_from_the_layers_not_read_from_stale_estimates(plans):
+    """A layer edited to 17 bits after planning: the stored estimates are stale, the diff is not."""
+    uniform, _ = plans
+    layers = [uniform.layers[0].model_copy(update={"bits": 17}), *uniform.layers[1:]]
+    edited = uniform.model_copy(update={"layers": layers})  # estimates untouched, as a hand edit leaves them
+    result = diff_plans(uniform, edited)
+    expected = (17 - uniform.layers[0].bits) * uniform.layers[0].params / 1e6
+    assert result.mbit_delta == pytest.approx(expected) and expected != 0
 
 
 def test_cli_prints_every_format(plans, tmp_path):

@@ -47,7 +47,7 @@ def test_checkpoint_that_does_not_fit(plans, tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pt")
     _refused(_bitplan("export", "zoo:digits_cnn", "--plan", str(digits), "--format", "packed",
                       "--checkpoint", str(tmp_path / "other.pt"), "-o", str(tmp_path / "x.safetensors")),
-             "does not fit model")
+             "does not fit model", 'Missing key(s) in state_dict: "bn1.weight"')  # the keys, not only a headline
     _refused(_bitplan("export", "zoo:digits_cnn", "--plan", str(digits), "--format", "packed",
                       "--checkpoint", str(tmp_path / "missing"), "-o", str(tmp_path / "x.safetensors")), "does not exist")
     assert not (tmp_path / "x.safetensors").exists()
@@ -84,12 +84,14 @@ def test_modelopt_config_names_every_planned_layer(plans, tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads(out.read_text())
     assert config == to_modelopt(digits)
-    quant_cfg = config["quant_cfg"]
+    assert config["quant_cfg"][0] == {"quantizer_name": "*", "enable": False}  # every other quantizer off, first
+    quant_cfg = {entry["quantizer_name"]: entry["cfg"] for entry in config["quant_cfg"][1:]}
     for fqn, bits in digits.bits_by_weight().items():
         module = fqn.removesuffix(".weight")
         assert quant_cfg[f"{module}.weight_quantizer"] == {"num_bits": bits, "axis": 0}
         assert quant_cfg[f"{module}.input_quantizer"] == {"num_bits": 8, "axis": None}
-    assert quant_cfg["default"] == {"enable": False}
+    assert len(quant_cfg) == 2 * len(digits.bits_by_weight())
+    assert "largest weight change" in " ".join(result.stderr.split())  # ModelOpt's grid is symmetric
 
 
 def test_export_does_not_depend_on_training():

@@ -213,3 +213,14 @@ def test_study_figures_are_readable(drawn, factor):
     assert_readable(figure)
     if factor == "depth":
         assert_integer_ticks(figure.axes[0].xaxis)
+
+
+def test_the_suffix_picks_the_figure_format(tmp_path):
+    """`--plot x.pdf` writes a PDF, `.svg` an SVG: PNG bytes under another suffix would not open."""
+    from bitplan.figures import new_figure, save_png
+
+    figure = new_figure(2, 2)
+    figure.add_subplot().plot([0, 1], [1, 0])
+    assert save_png(figure, tmp_path / "x.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in save_png(figure, tmp_path / "x.svg").read_bytes()[:400]
+    assert save_png(figure, tmp_path / "x.PNG").read_bytes().startswith(b"\x89PNG")

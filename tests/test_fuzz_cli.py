@@ -25,6 +25,8 @@ import torch
 from typer.testing import CliRunner
 
 from bitplan.cli.app import app
+from bitplan.plan import make_plan, save_plan
+from bitplan.spec import profile_spec
 from bitplan.train.folder import LOCK_FILE
 
 runner = CliRunner()
@@ -120,10 +122,59 @@ def corpus(tmp_path_factory) -> Path:
         (c / "bomb" / split / "a").mkdir(parents=True)
         (c / "bomb" / split / "a" / "huge.png").write_bytes(png_header(20000, 20000))
     (c / "afile").write_text("a file, not a folder")
+
+    # non-finite weights: one NaN in conv1, one Inf in fc2
+    for name, key, value in (("nan", "conv1.weight", float("nan")), ("inf", "fc2.weight", float("inf"))):
+        broken = {k: v.clone() for k, v in state.items()}
+        broken[key].view(-1)[3] = value
+        torch.save(broken, c / f"{name}.pt")
+    # a plan with a layer deleted (the layer would silently stay fp32), one without widths or shapes (older),
+    # one with widths edited down, one in 1 and 31 bits (ModelOpt has neither)
+    (c / "deleted.json").write_text(json.dumps({**plan, "layers": plan["layers"][1:]}))
+    older = [{k: v for k, v in layer.items() if k not in ("accumulator_bits", "shape")} for layer in plan["layers"]]
+    (c / "older.json").write_text(json.dumps({**plan, "layers": older}))
+    narrow = [{**layer, "accumulator_bits": {"forward": 4, "grad_input": 4, "grad_weight": 4}} for layer in plan["layers"]]
+    (c / "narrow.json").write_text(json.dumps({**plan, "layers": narrow}))
+    extremes = make_plan(profile_spec("zoo:digits_cnn"), factor="A", strategy="C-", levels=[1, 31], zero_point="integer")
+    save_plan(extremes, c / "extremes.json")
+    result = runner.invoke(app, ["plan", "zoo:resnet20", "--factor", "A", "--strategy", "U", "-o", str(c / "resnet.json")])
+    assert result.exit_code == 0, result.output
+    # a run trained with another plan (its checkpoint's config records the plan)
+    other = make_plan(profile_spec("zoo:digits_cnn"), factor="A", strategy="U", levels=[6])
+    torch.save({"format": 1, "model": state, "config": {"plan": other.model_dump(mode="json")}, "model_spec": "zoo:digits_cnn"},
+               c / "other-plan.pt")
     return c
 
 
+EXPORT_FORMATS = {"packed": "x.safetensors", "onnx": "x.onnx", "torchao": "x.json", "compressed-tensors": "ct", "modelopt": "m.json"}
+NONFINITE_ROWS = [
+    Row(f"export-{kind}-{format}",
+        f"export zoo:digits_cnn --plan {{c}}/p.json --format {format} --checkpoint {{c}}/{kind}.pt -o {{c}}/out/{output}",
+        says=(f"`{key}` ({counts})", "--allow-nonfinite"))
+    for kind, key, counts in (("nan", "conv1.weight", "1 NaN, 0 Inf"), ("inf", "fc2.weight", "0 NaN, 1 Inf"))
+    for format, output in EXPORT_FORMATS.items()
+]
+
 ROWS = [
+    *NONFINITE_ROWS,
+    # plans that do not match what is exported or checked
+    Row("export-deleted-layer-strict", "export zoo:digits_cnn --plan {c}/deleted.json --format packed --strict -o {c}/out/x.safetensors",
+        says=("no entry for 1 weight GEMM", "`conv1`", "--strict")),
+    Row("export-other-training-plan-strict",
+        "export zoo:digits_cnn --plan {c}/p.json --format packed --strict --checkpoint {c}/other-plan.pt -o {c}/out/x.safetensors",
+        says=("trained with another plan", "`conv1` (trained 6")),
+    Row("export-modelopt-1-and-31-bits-strict", "export zoo:digits_cnn --plan {c}/extremes.json --format modelopt --strict -o {c}/out/m.json",
+        says=("ModelOpt has no", "-bit weights", "--strict")),
+    Row("check-no-model-older-plan-widths", "check {c}/older.json --no-model --max-accumulator-bits 26",
+        says=("stores no GEMM shape", "Drop --no-model")),
+    Row("check-no-model-narrowed-widths", "check {c}/narrow.json --no-model --max-accumulator-bits 16", code=1,
+        says=("accumulator_bits", "max_accumulator_bits")),
+    Row("check-no-model-with-model", "check {c}/p.json --no-model --model zoo:resnet20", says=("drop one of them",)),
+    Row("plan-plot-under-file-writes-no-plan",
+        "plan zoo:digits_cnn --factor A --strategy U -o {c}/out/p.json --plot {c}/afile/x.png", says=("ENOTDIR",)),
+    Row("plan-plot-unknown-suffix", "plan zoo:digits_cnn --factor A --strategy U -o {c}/out/p.json --plot {c}/out/x.gif",
+        says=(".png, .pdf, .svg",)),
+    Row("diff-two-architectures", "diff {c}/p.json {c}/resnet.json", says=("--across-architectures",)),
     # files never run code
     Row("check-evil-plan", "check {c}/evil.json", says=("--trust-model-spec",)),
     Row("apply-evil-plan", "apply {c}/evil.json {c}/good.pt -o {c}/out/q.safetensors", says=("--trust-model-spec",)),
@@ -189,6 +240,8 @@ ROWS = [
     Row("train-output-under-file", "train -o {c}/afile/run", says=("ENOTDIR",)),
     Row("compare-output-under-file", "compare zoo:digits_cnn --seeds 0 -o {c}/afile/g", says=("ENOTDIR",)),
     Row("apply-output-directory", "apply {c}/p.json {c}/good.pt -o {c}/plans", says=("EISDIR",)),
+    Row("export-directory-under-file", "export zoo:digits_cnn --plan {c}/p.json --format compressed-tensors -o {c}/afile/ct",
+        says=("afile/ct`:", "is a file, not a folder")),  # the path asked for, not a temporary sibling
     Row("sensitivity-output-under-file", "sensitivity zoo:digits_cnn --batches 1 -o {c}/afile/s.json", says=("ENOTDIR",)),
 ]
 
@@ -214,3 +267,5 @@ def test_bad_input_is_refused_cleanly(row: Row, corpus: Path) -> None:
         assert words in output, output
     assert corpus_digest(corpus) == before
     assert not (corpus / MARKER).exists(), "a file read by bitplan ran code"
+    left = [lock.parent for lock in corpus.rglob(LOCK_FILE) if [path.name for path in lock.parent.iterdir()] == [LOCK_FILE]]
+    assert not left, f"a refused command left folders holding only its lock file: {left}"

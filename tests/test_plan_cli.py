@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import bitplan.plan.from_spec as from_spec
 from bitplan.cli.app import app
+from bitplan.choices import BudgetRule
 from bitplan.plan import Budget, BudgetKind, Factor, Mapping, Strategy, load_plan, make_grid, make_plan
 from bitplan.plan.synthetic import resnet20_profile
 
@@ -41,7 +42,7 @@ def test_options_are_passed_through(calls: list, tmp_path: Path) -> None:
         "--mapping", "quantile", "--budget-avg-bits", "6.5", "--keep", "first,last", "--keep", "layer2.*",
         "--keep-bits", "32", "--include-activation-gemms", "--activation-bits", "32", "--gradient-bits", "6",
         "--gradient-quant", "luq", "--weight-granularity", "tensor", "--input-shape", "1x3x32x32", "--batch", "4",
-        "--uniform-bits", "5", "-o", str(tmp_path / "p.json"),
+        "--uniform-bits", "6", "--budget-rule", "order-preserving", "-o", str(tmp_path / "p.json"),
     ]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -53,10 +54,11 @@ def test_options_are_passed_through(calls: list, tmp_path: Path) -> None:
         "factor": Factor.F,
         "strategy": Strategy.C_plus,
         "levels": [4, 6, 8],
-        "uniform_bits": 5,
+        "uniform_bits": 6,
         "seed": 3,
         "mapping": Mapping.quantile,
         "budget": Budget(kind=BudgetKind.avg_bits, value=6.5),
+        "budget_rule": BudgetRule.order_preserving,
         "keep": ["first", "last", "layer2.*"],
         "keep_bits": 32,
         "include_activation_gemms": True,
@@ -103,7 +105,7 @@ def test_grid_writes_every_plan_and_one_table(calls: list, tmp_path: Path) -> No
         (["--factor", "A", "--strategy", "U", "--bits", "4-8", "--levels", "4,8"], "either --bits"),
         (["--factor", "A", "--strategy", "U", "--budget-mbit", "1", "--budget-avg-bits", "6"], "at most one"),
         (["--factor", "A", "--strategy", "C-", "--budget-avg-bits", "3"], "below every plan"),
-        (["--strategy", "U"], "give both --factor"),
+        (["--strategy", "C+"], "give both --factor"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(calls: list, args: list[str], message: str) -> None:

@@ -82,7 +82,11 @@ def check(
                 f"{report.bitops_forward / 1e9:.4g} forward GBitOPs, narrowest {report.min_bits} bits",
                 highlight=False,
             )
-        else:
+        elif console.is_terminal:
             console.print(check_table(report))
+        else:  # piped: one line per violation, as compilers print them (a table's width would be its longest message)
+            for violation in report.violations:
+                where = f" `{violation.layer}`" if violation.layer else ""
+                console.print(f"{report.plan}: {violation.code}{where}: {violation.message}", highlight=False, markup=False, soft_wrap=True)
     if not all(report.ok for report in reports):
         raise typer.Exit(VIOLATIONS_EXIT_CODE)

@@ -21,6 +21,10 @@ def register(app: typer.Typer) -> None:
 def diff(
     plan_a: Annotated[Path, typer.Argument(metavar="A", help="Plan A, the reference (deltas are B − A).", show_default=False)],
     plan_b: Annotated[Path, typer.Argument(metavar="B", help="Plan B.", show_default=False)],
+    across_architectures: Annotated[
+        bool,
+        typer.Option("--across-architectures", help="Compare plans of two architectures (layers matched by name only)."),
+    ] = False,
     output: Output = None,
     format: Format = None,
     json: Json = False,
@@ -30,7 +34,7 @@ def diff(
     from bitplan.plan.render import diff_csv, diff_markdown, diff_tables
 
     chosen = resolve_format(format, json)
-    result = diff_plan_files(plan_a, plan_b)
+    result = diff_plan_files(plan_a, plan_b, across_architectures=across_architectures)
     if chosen is OutputFormat.table and output is None:
         for table in diff_tables(result):
             console.print(table)

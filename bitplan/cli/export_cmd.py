@@ -30,14 +30,27 @@ def export(
     ],
     checkpoint: Checkpoint = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Refuse instead of widening a width or leaving a layer out.", rich_help_panel=OUTPUT_PANEL)
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse instead of widening a width, leaving a layer out, or exporting a checkpoint trained with another plan.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    allow_nonfinite: Annotated[
+        bool,
+        typer.Option(
+            "--allow-nonfinite",
+            help="Export weights holding NaN/Inf as the format allows (planned ones stay float32) instead of refusing.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
     ] = False,
     json: Json = False,
 ) -> None:
     """Export a model quantized as its plan says: packed, onnx, torchao, compressed-tensors or modelopt."""
     from bitplan.export import export_model
 
-    _render(export_model(model, plan, format, output, checkpoint=checkpoint, strict=strict), json)
+    _render(export_model(model, plan, format, output, checkpoint=checkpoint, strict=strict, allow_nonfinite=allow_nonfinite), json)
 
 
 @cli_command()
@@ -65,7 +78,7 @@ def _render(report: ExportReport, json: bool) -> None:
     table.add_column("value", justify="right")
     table.add_row("bytes written", f"{report.bytes:,}")
     table.add_row("plan MBit (fp32 MBit)", f"{report.plan_mbit:.3f} ({report.fp32_mbit:.3f})")
-    table.add_row("quantized weights", str(report.layers_quantized))
+    table.add_row("quantized weights (in this format)", str(report.layers_quantized))
     table.add_row("grid", report.zero_point.value)
     table.add_row("seconds", f"{report.seconds:.2f}")
     emit(report, [table], OutputFormat.json if json else OutputFormat.table)

@@ -55,12 +55,16 @@ Data = Annotated[
 ]
 Checkpoint = Annotated[
     Path | None,
-    typer.Option("--checkpoint", help="A `bitplan train` run folder or checkpoint.pt (default: the model's own weights).", rich_help_panel=MODEL_PANEL),
+    typer.Option("--checkpoint", help="A `bitplan train` run folder, seed folder or checkpoint.pt (default: the model's own weights).", rich_help_panel=MODEL_PANEL),
 ]
 Device_ = Annotated[Device | None, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.", rich_help_panel=MODEL_PANEL)]
 Threads = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per process.", rich_help_panel=MODEL_PANEL)]
 
 # ---------------------------------------------------------------------------------------------- plan
+WeightOnly = Annotated[
+    bool,
+    typer.Option("--weight-only/--no-weight-only", help="Quantize weights only: activations and gradients stay fp32.", rich_help_panel=PLAN_PANEL),
+]
 PlanFile = Annotated[Path | None, typer.Option("--plan", help="A plan file (from `bitplan plan`).", rich_help_panel=PLAN_PANEL)]
 Seeds = Annotated[str | None, typer.Option("--seeds", help="Seeds, comma-separated, e.g. 0,1,2,3.", rich_help_panel=TRAINING_PANEL)]
 Levels = Annotated[

@@ -16,6 +16,9 @@ from bitplan.cli.options import (
     SPEC_HELP,
     ActivationBits,
     Batch,
+    Checkpoint,
+    Data,
+    Device_,
     Format,
     GradientBits,
     GradientQuant,
@@ -23,14 +26,16 @@ from bitplan.cli.options import (
     Json,
     WeightGranularity_,
     LEVELS,
+    WeightOnly,
     cli_command,
     parse_levels_group,
     resolve_format,
 )
-from bitplan.choices import FULL_PRECISION_BITS, CapacityMeasure, Factor, Objective, Preset, Strategy, ZeroPoint
+from bitplan.choices import FULL_PRECISION_BITS, BudgetRule, CapacityMeasure, Factor, Objective, OutputFormat, Preset, Strategy, ZeroPoint
 
 
 LAYERS_PANEL = "Layers kept or added"
+MEASURED_PANEL = "Measured plans (--data)"
 
 
 def _load_sensitivity(path: Path):
@@ -67,6 +72,21 @@ def plan(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=f"Model spec or a profile JSON: {SPEC_HELP}", show_default=False)],
     input_shape: InputShape = None,
     batch: Batch = None,
+    data: Data = None,
+    checkpoint: Checkpoint = None,
+    device: Device_ = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            help="recommended (default with --data), uniform, random, first-last, dpc, FACTOR:STRATEGY (e.g. A:C-), "
+            "fisher, hessian, loss-delta or sqnr.",
+            rich_help_panel=MEASURED_PANEL,
+        ),
+    ] = None,
+    batches: Annotated[
+        int | None, typer.Option("--batches", min=1, help="Training batches measured on (default 8 of 128).", rich_help_panel=MEASURED_PANEL)
+    ] = None,
     factor: Annotated[Factor | None, typer.Option("--factor", help="Factor to rank layers by.", rich_help_panel=PLAN_PANEL)] = None,
     strategy: Annotated[
         Strategy | None, typer.Option("--strategy", help="U, C+ (rise with factor), C- (fall), R.", rich_help_panel=PLAN_PANEL)
@@ -90,7 +110,7 @@ def plan(
         typer.Option("--include-activation-gemms/--no-include-activation-gemms", help="Also plan QKᵀ and A·V GEMMs.", rich_help_panel=LAYERS_PANEL),
     ] = False,
     budget_avg_bits: Annotated[
-        float | None, typer.Option("--budget-avg-bits", help="Largest order-preserving plan with at most this mean.", rich_help_panel=BUDGET_PANEL)
+        float | None, typer.Option("--budget-avg-bits", help="A plan with at most this mean bits, as close to it as the levels allow.", rich_help_panel=BUDGET_PANEL)
     ] = None,
     budget_mbit: Annotated[float | None, typer.Option("--budget-mbit", help="... with at most this many MBit.", rich_help_panel=BUDGET_PANEL)] = None,
     budget_bitops: Annotated[
@@ -100,12 +120,21 @@ def plan(
         Path | None,
         typer.Option("--sensitivity", help="A `bitplan sensitivity` report: the values of --factor S.", rich_help_panel=BUDGET_PANEL),
     ] = None,
+    budget_rule: Annotated[
+        BudgetRule | None,
+        typer.Option(
+            "--budget-rule",
+            help="How C+, C- and R meet a budget: fill (default: their mapping shifted, then filled) or order-preserving (the seed paper's).",
+            rich_help_panel=BUDGET_PANEL,
+        ),
+    ] = None,
     objective: Annotated[
         Objective | None,
         typer.Option(
             "--objective", help="min-sensitivity: the exact least-noise bits within the budget (needs --sensitivity).", rich_help_panel=BUDGET_PANEL
         ),
     ] = None,
+    weight_only: WeightOnly = False,
     activation_bits: ActivationBits = None,
     gradient_bits: GradientBits = None,
     gradient_quant: GradientQuant = None,
@@ -121,12 +150,15 @@ def plan(
     format: Format = None,
     json: Json = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this PNG.", rich_help_panel=OUTPUT_PANEL)
+        Path | None, typer.Option("--plot", help="Draw the plan's bits per layer with K and M to this .png, .pdf or .svg.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
     *,
     widths: dict,
 ) -> None:
-    """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates."""
+    """Plan per-layer bit-widths (Section 4.1 of Shen et al. 2024), with size and BitOPs estimates.
+
+    With --data (and --checkpoint) and a budget: the recommended plan, measured on the data.
+    """
     from bitplan.errors import PlanError
     from bitplan.plan import Budget, BudgetKind
     from bitplan.plan.from_spec import grid_model, plan_model
@@ -148,6 +180,8 @@ def plan(
         raise PlanError("a budget must be positive.")
     given = dict(
         budget=budgets[0] if budgets else None,
+        budget_rule=budget_rule,
+        weight_only=weight_only or None,
         keep=_split(keep),
         keep_bits=keep_bits,
         include_activation_gemms=include_activation_gemms,
@@ -166,6 +200,16 @@ def plan(
         if name in options:
             options[name] = _fp32_as_none(options[name])
     output_format = resolve_format(format, json)
+    if plot is not None:
+        from bitplan.figures import figure_format
+
+        figure_format(plot)  # a bad name is refused before any work, and before anything is written
+    if data is not None or method is not None:
+        result = _measured_plan(model, data, method, checkpoint, device, batches, output_format, factor, strategy, preset, objective, sensitivity, grid, options)
+        _write_and_show(result, model, output, plot, input_shape, batch, output_format)
+        return
+    if checkpoint is not None:
+        raise PlanError("--checkpoint names the trained weights to measure: give --data DATA too (or drop --checkpoint).")
     if grid:
         if plot is not None:
             raise PlanError("--plot draws one plan; drop --grid, or plot each plan of the grid with `bitplan plan`.")
@@ -186,15 +230,46 @@ def plan(
         return
     recipe = {"factor": factor, "strategy": strategy, "preset": preset, "capacity": capacity, "objective": objective}
     result = plan_model(model, **{key: value for key, value in recipe.items() if value is not None}, **options)
+    _write_and_show(result, model, output, plot, input_shape, batch, output_format)
+
+
+def _measured_plan(model, data, method, checkpoint, device, batches, output_format, factor, strategy, preset, objective, sensitivity, grid, options):
+    """``--data`` / ``--method``: one method's plan at the budget (``plan_by_method``)."""
+    from bitplan.errors import PlanError
+    from bitplan.sensitivity_analysis.at_budget import plan_by_method
+
+    given = {"--factor": factor, "--strategy": strategy, "--preset": preset, "--objective": objective, "--sensitivity": sensitivity}
+    clash = [flag for flag, value in given.items() if value is not None] + (["--grid"] if grid else [])
+    if clash:
+        raise PlanError(
+            f"--data/--method choose the bits by a method ({method or 'recommended'}); drop {clash[0]}, "
+            "or write the rule as --method FACTOR:STRATEGY (e.g. A:C-), dpc or fisher."
+        )
+    if options.get("budget") is None:
+        raise PlanError("a measured plan needs a budget: add --budget-avg-bits, --budget-mbit or --budget-bitops.")
+    extra = {"checkpoint": checkpoint, "device": device, "batches": batches}
+    options = {**options, **{key: value for key, value in extra.items() if value is not None}}
+    options.pop("scores", None)
+    return plan_by_method(
+        model, data, method=method or "recommended", progress=output_format is OutputFormat.table, **options
+    )
+
+
+def _write_and_show(result, model, output, plot, input_shape, batch, output_format) -> None:
+    """Write the plan (``-o``), draw it (``--plot``) and print it."""
+    from bitplan.plan.render import layers_table, summary_table
+
+    if plot is not None:  # the figure first: a path it cannot be written to leaves no plan behind either
+        from bitplan.plan.from_spec import load_profile
+        from bitplan.plan.plot import plot_plan
+
+        measured = result.source is not None and result.source.data is not None  # sized to its data: the plan's spec
+        profile = load_profile(result.model) if measured else load_profile(model, input_shape=input_shape, batch=batch)
+        plot_plan(result, profile, plot)
+        err_console.print(f"wrote {plot}")
     if output is not None:
         from bitplan.plan.io import save_plan
 
         save_plan(result, output)
         err_console.print(f"wrote {output}")
-    if plot is not None:
-        from bitplan.plan.from_spec import load_profile
-        from bitplan.plan.plot import plot_plan
-
-        plot_plan(result, load_profile(model, input_shape=input_shape, batch=batch), plot)
-        err_console.print(f"wrote {plot}")
     emit(result, [layers_table(result), summary_table(result)], output_format)

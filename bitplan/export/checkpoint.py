@@ -26,6 +26,7 @@ class TrainedState:
     model_spec: str | None = None
     model_options: dict[str, str] = field(default_factory=dict)
     quant: dict = field(default_factory=dict)  # rank 0's quantizer state (activation ranges)
+    plan: dict | None = None  # the plan the run trained with (its config's), None for a bare state_dict
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
@@ -62,7 +63,9 @@ def load_trained_state(path: str | os.PathLike) -> TrainedState:
     state = read_torch_file(file, f"pass a run's `{CHECKPOINT_NAME}` or a saved state_dict")
     if isinstance(state, dict) and "format" in state and "model" in state:
         quant = state.get("quant") or [{}]
-        return TrainedState(state["model"], state.get("model_spec"), dict(state.get("model_options", {})), quant[0])
+        config = state.get("config") if isinstance(state.get("config"), dict) else {}
+        plan = config.get("plan") if isinstance(config.get("plan"), dict) else None
+        return TrainedState(state["model"], state.get("model_spec"), dict(state.get("model_options", {})), quant[0], plan)
     if isinstance(state, dict) and all(isinstance(value, torch.Tensor) for value in state.values()):
         return TrainedState(state)
     raise TrainingError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -22,8 +23,8 @@ from torch import nn
 
 from bitplan.choices import WeightGranularity
 from bitplan.export.outputs import atomic_directory
-from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, target_codes, unique_state
-from bitplan.plan import BitPlan
+from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, split_state, target_codes
+from bitplan.plan import BitPlan, as_plan
 
 PACKED_BITS = list(range(1, 9))
 """Widths compressed-tensors' pack-quantized format holds."""
@@ -33,14 +34,22 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
-def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.PathLike, *, strict: bool = False) -> Path:
+def to_compressed_tensors(
+    model: nn.Module,
+    plan: BitPlan | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    strict: bool = False,
+    allow_nonfinite: bool = False,
+) -> Path:
     """Write ``out_dir`` (safetensors + ``config.json``) in compressed-tensors' pack-quantized format.
 
     Args:
         model: The model with its trained weights (plain or quantized by ``bitplan.apply``).
-        plan: The plan (``zero_point="integer"`` makes it exact).
+        plan: The plan, object or file (``zero_point="integer"`` makes it exact).
         out_dir: A directory to create (written to a temporary sibling, then renamed).
         strict: Refuse instead of warning when a planned layer cannot be stored.
+        allow_nonfinite: Write a model holding NaN/Inf (its planned weights with them in float).
 
     Returns:
         ``out_dir``.
@@ -48,6 +57,7 @@ def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.Pat
     Raises:
         ExportError: compressed-tensors is missing, ``out_dir`` is not empty, or ``strict`` and
             the plan does not fit.
+        NonFiniteWeightsError: A tensor holds NaN or Inf (without ``allow_nonfinite``).
 
     Example:
         >>> to_compressed_tensors(model, plan, "/tmp/model-ct")  # doctest: +SKIP
@@ -56,17 +66,23 @@ def to_compressed_tensors(model: nn.Module, plan: BitPlan, out_dir: str | os.Pat
     from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
     from safetensors.torch import save_file
 
+    plan = as_plan(plan)
     linear, others = linear_layers(plan, model)
     wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
     leave_out(others, "these layers (its pack-quantized format stores nn.Linear weights)", TARGET, strict=strict)
     leave_out(wide, "widths above 8 bits", TARGET, strict=strict)
     if plan.activation_bits is not None:
         leave_out(["activations"], f"{plan.activation_bits}-bit activations here (weights only)", TARGET, strict=strict)
-    stored = {f"{module}.weight" for module in linear if module not in wide}
-    weights = [weight for weight in planned_weights(model, plan) if weight.fqn in stored]
+    planned = {weight.fqn: weight for weight in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)}
+    unique, _, quantized = split_state(model, plan)  # a tied tensor once per arithmetic (an embedding's lookup in float32)
+    stored = {
+        key: replace(planned[quantized[key]], fqn=key)
+        for key in quantized
+        if quantized[key] in planned and key.removesuffix(".weight") in linear and key.removesuffix(".weight") not in wide
+    }
+    weights = list(stored.values())
     codes = target_codes(weights, plan, TARGET)
     channel = plan.weight_granularity is WeightGranularity.channel
-    unique, _ = unique_state(model)  # a tied tensor once (the config's consumer re-ties it, e.g. tie_word_embeddings)
     state = {key: tensor.cpu().contiguous() for key, tensor in unique.items() if key not in stored}
     groups: dict[int, list[str]] = {}
     for weight in weights:

@@ -8,25 +8,37 @@ its values 0…2^b − 1, so the weights are exact on the integer grid. Where th
 bits, the input of every planned layer gets ``Clip → QuantizeLinear → DequantizeLinear`` with the
 range bitplan's observer holds in eval; the Clip to [(0 − zp)·scale, (2^a − 1 − zp)·scale] keeps
 a-bit codes inside an 8- or 16-bit container.
+
+ONNX Runtime's default optimisations fuse a rank-2 ``DequantizeLinear → MatMul/Gemm`` into
+``MatMulNBits``, whose default accuracy level quantizes the activations to int8: the model would
+no longer compute what it trained with. So a rank-2 weight's codes are stored [1, out, in] with
+``DequantizeLinear`` on axis 1 followed by ``Squeeze``: the same QDQ weights, which ONNX Runtime
+runs exactly at its default session options. The model metadata ``bitplan.onnxruntime_session_config``
+also carries the session configuration that keeps any such fusion exact (docs/export.md).
+
+A weight tied to a non-GEMM use (an embedding lookup reading the output head's weight) is
+dequantized for its GEMMs only; the lookup keeps reading the float32 initializer, as in training.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import json
 import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from bitplan.qat import apply, is_quantized, strip
 from bitplan.qat.runtime import OBSERVER
 from bitplan.atomic import atomic_write_bytes
-from bitplan.errors import ExportError
-from bitplan.export.weights import ExportWarning, leave_out, planned_weights, require, target_codes
-from bitplan.plan import BitPlan
+from bitplan.errors import ExportError, NonFiniteWeightsError
+from bitplan.export.weights import ExportWarning, leave_out, name_list, planned_weights, require, target_codes
+from bitplan.plan import BitPlan, as_plan
 from bitplan.quant import SCALE_FLOOR
 
 OPSET = 21
@@ -38,15 +50,19 @@ ONNX_BITS = [4, 8, 16]
 GEMM_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 PASS_THROUGH = {"Transpose", "Identity", "Cast"}
 TARGET = "ONNX"
+SESSION_CONFIG_KEY = "bitplan.onnxruntime_session_config"
+SESSION_CONFIG = {"session.qdq_matmulnbits_accuracy_level": "0"}
+"""ONNX Runtime session config entries under which a fused DQ→MatMulNBits keeps float activations."""
 
 
 def to_onnx(
     model: nn.Module,
-    plan: BitPlan,
+    plan: BitPlan | str | os.PathLike,
     path: str | os.PathLike,
     example_inputs: tuple | None = None,
     *,
     strict: bool = False,
+    allow_nonfinite: bool = False,
 ) -> Path:
     """Write ``model`` as an ONNX QDQ model at the plan's bits (atomically).
 
@@ -58,21 +74,26 @@ def to_onnx(
         example_inputs: Inputs of one forward call (default: the plan's model spec's); the first
             dimension of each is exported as a dynamic batch.
         strict: Refuse instead of warning when a width or a layer cannot be kept.
+        allow_nonfinite: Export a model holding NaN/Inf (its planned weights and activation ranges
+            with them stay in float).
 
     Returns:
         ``path``.
 
     Raises:
         ExportError: onnx is missing, the model cannot be exported, or ``strict`` and the plan does not fit.
+        NonFiniteWeightsError: A weight or trained activation range holds NaN/Inf (without ``allow_nonfinite``).
 
     Example:
         >>> to_onnx(model, plan, "/tmp/model.onnx")  # doctest: +SKIP
     """
     onnx = require("onnx")
+    plan = as_plan(plan)
     inputs = tuple(example_inputs) if example_inputs is not None else _plan_inputs(plan)
-    ranges = _activation_ranges(model, plan, inputs) if plan.activation_bits is not None else {}
     plain = strip(copy.deepcopy(model)) if is_quantized(model) else model
-    weights = planned_weights(plain, plan)
+    weights = planned_weights(plain, plan, allow_nonfinite=allow_nonfinite)
+    ranges = _activation_ranges(model, plan, inputs) if plan.activation_bits is not None else {}
+    ranges = _finite_ranges(ranges, allow_nonfinite)
     codes = target_codes(weights, plan, TARGET)
     graph_model = _export_float(plain.eval(), inputs, onnx)
     graph = graph_model.graph
@@ -90,6 +111,7 @@ def to_onnx(
     for opset in graph_model.opset_import:
         if opset.domain in ("", "ai.onnx"):
             opset.version = OPSET
+    onnx.helper.set_model_props(graph_model, {SESSION_CONFIG_KEY: json.dumps(SESSION_CONFIG)})
     onnx.checker.check_model(graph_model)
     atomic_write_bytes(path, graph_model.SerializeToString())
     return Path(path)
@@ -150,6 +172,21 @@ def _activation_ranges(model: nn.Module, plan: BitPlan, inputs: tuple) -> dict[s
     return ranges
 
 
+def _finite_ranges(ranges: dict[str, tuple[Tensor, Tensor]], allow_nonfinite: bool) -> dict[str, tuple[Tensor, Tensor]]:
+    """The activation ranges without NaN/Inf; any such range is refused, or with ``allow_nonfinite`` left out."""
+    broken = {fqn: bounds for fqn, bounds in ranges.items() if not all(bool(torch.isfinite(end).all()) for end in bounds)}
+    if not broken:
+        return ranges
+    shown = name_list(list(broken))
+    if not allow_nonfinite:
+        raise NonFiniteWeightsError(
+            f"the export refuses this model: the activation ranges of the layers reading {shown} are NaN or infinite "
+            "(training diverged); retrain, or pass --allow-nonfinite to leave these inputs in float."
+        )
+    warnings.warn(f"{TARGET}: non-finite activation ranges of {shown}: their inputs stay in float", ExportWarning, stacklevel=3)
+    return {fqn: bounds for fqn, bounds in ranges.items() if fqn not in broken}
+
+
 def _integer_grid(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]:
     """scale and zero point of bitplan's integer grid for the range [low, high] (uniform._affine's arithmetic)."""
     qmax = torch.full((), 2**bits - 1, dtype=torch.float32)
@@ -160,6 +197,10 @@ def _integer_grid(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]
 
 
 def _dequantize_weight(graph, initializer, codes, container: int, channel_dim: int | None, onnx) -> None:
+    """Feed the GEMMs reading ``initializer`` its codes through DequantizeLinear (rank 2: [1, out, in] + Squeeze).
+
+    Other readers (a tied embedding's Gather) keep the float32 initializer; without any, it is removed.
+    """
     from onnx import helper, numpy_helper
 
     name = initializer.name
@@ -167,18 +208,47 @@ def _dequantize_weight(graph, initializer, codes, container: int, channel_dim: i
     numpy_type = {4: "uint8", 8: "uint8", 16: "uint16"}[container]
     values = codes.codes.to(torch.int32).numpy().astype(numpy_type)
     zero_point = codes.zero_point.to(torch.int32).numpy().astype(numpy_type)
-    graph.initializer.remove(initializer)
+    wrapped = values.ndim == 2  # ONNX Runtime fuses rank-2 DQ→MatMul into MatMulNBits (int8 activations)
+    if wrapped:
+        values = values[None]  # [1, out, in]
+    readers = [node for node in graph.node if name in node.input]
+    gemm_readers = [node for node in readers if _leads_to_gemm(node, name, graph)]
+    output = name if len(gemm_readers) == len(readers) else f"{name}_dequantized"
+    if output == name:
+        graph.initializer.remove(initializer)
+    for node in gemm_readers:
+        node.input[:] = [output if value == name else value for value in node.input]
     graph.initializer.extend([
         helper.make_tensor(f"{name}_quantized", data_type, values.shape, values.flatten().tolist()),
         numpy_helper.from_array(codes.scale.float().numpy(), f"{name}_scale"),
         helper.make_tensor(f"{name}_zero_point", data_type, zero_point.shape, zero_point.flatten().tolist()),
     ])
-    attributes = {"axis": channel_dim} if channel_dim is not None else {}
-    node = helper.make_node(
-        "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"], [name],
+    attributes = {"axis": channel_dim + int(wrapped)} if channel_dim is not None else {}
+    dequantized = f"{name}_rank3" if wrapped else output
+    nodes = [helper.make_node(
+        "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"], [dequantized],
         name=f"{name}_DequantizeLinear", **attributes,
-    )
-    graph.node.insert(0, node)
+    )]
+    if wrapped:
+        graph.initializer.append(numpy_helper.from_array(np.array([0], dtype=np.int64), f"{name}_squeeze_axes"))
+        nodes.append(helper.make_node("Squeeze", [dequantized, f"{name}_squeeze_axes"], [output], name=f"{name}_Squeeze"))
+    for offset, node in enumerate(nodes):
+        graph.node.insert(offset, node)
+
+
+def _leads_to_gemm(node, value: str, graph) -> bool:
+    """Whether ``node`` reads ``value`` as a Conv/Gemm/MatMul weight, directly or through Transpose/Identity/Cast."""
+    for _ in range(4):
+        if node.op_type in GEMM_OPS:
+            return list(node.input).index(value) == 1
+        if node.op_type not in PASS_THROUGH:
+            return False
+        value = node.output[0]
+        readers = [other for other in graph.node if value in other.input]
+        if len(readers) != 1:
+            return False
+        node = readers[0]
+    return False
 
 
 def _quantize_activations(graph, ranges: dict, bits: int, onnx, *, strict: bool) -> None:

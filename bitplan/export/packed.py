@@ -4,26 +4,30 @@ Each planned weight (bits < 32) becomes ``<fqn>.packed`` (its b-bit codes back t
 see ``packing``; wider codes as ``<fqn>.codes`` int32) and ``<fqn>.qparams``, float32 [2, C]: row 0
 the scales, row 1 the zero points, one per output channel (C = 1 per tensor), the plan's grid. (One
 tensor for both keeps the safetensors header of a 1B-parameter model under 64 KiB.) Every other
-tensor of the state_dict is stored as is, a tied tensor once. The safetensors metadata key
-``bitplan`` holds a ``PackedHeader`` (JSON). Decoding gives bit for bit the fake-quantized weights
+tensor of the state_dict is stored as is, a tied tensor once per arithmetic: a weight tied to an
+embedding is stored as codes under the key its GEMM reads and in float32 under the lookup's key,
+as training computes (docs/export.md, "Tied weights"). The safetensors metadata key ``bitplan``
+holds a ``PackedHeader`` (JSON). Decoding gives bit for bit the fake-quantized weights
 ``bitplan.apply`` trains with.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor, nn
 
 from bitplan.atomic import atomic_write_bytes
 from bitplan.choices import ZeroPoint
 from bitplan.errors import ExportError
 from bitplan.export.packing import MAX_PACKED_BITS, pack_codes, unpack_codes
-from bitplan.export.weights import Codes, PlannedWeight, planned_weights, unique_state, weight_codes
-from bitplan.plan import BitPlan
+from bitplan.export.weights import Codes, PlannedWeight, planned_weights, split_state, weight_codes
+from bitplan.plan import BitPlan, as_plan
+from bitplan.torchfile import state_dict_mismatch
 
 FORMAT_NAME = "bitplan-packed"
 FORMAT_VERSION = 1
@@ -37,7 +41,7 @@ class PackedLayer(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    weight: str = Field(description="Parameter FQN; tensors `<weight>.packed` (or `.codes`) and `.qparams` [scale; zero point].")
+    weight: str = Field(description="state_dict key a quantized GEMM reads; tensors `<weight>.packed` (or `.codes`) and `.qparams` [scale; zero point].")
     bits: int = Field(ge=1, le=31)
     channel_dim: int | None = Field(description="Dimension with one scale per index; null = per tensor.")
     shape: list[int]
@@ -58,19 +62,23 @@ class PackedHeader(BaseModel):
     aliases: dict[str, str] = Field(description="state_dict key -> the key its tensor is stored under (tied weights).")
 
 
-def save_packed(model: nn.Module, plan: BitPlan, path: str | os.PathLike) -> PackedHeader:
+def save_packed(
+    model: nn.Module, plan: BitPlan | str | os.PathLike, path: str | os.PathLike, *, allow_nonfinite: bool = False
+) -> PackedHeader:
     """Write ``model``'s state_dict with the plan's weights as bit-packed codes (atomically).
 
     Args:
         model: The model (plain or with ``bitplan.apply``'s quantizers), its trained weights loaded.
-        plan: The plan it was trained with.
+        plan: The plan it was trained with (object or file).
         path: The ``.safetensors`` file to write.
+        allow_nonfinite: Store a model holding NaN/Inf (its planned weights with them in float32).
 
     Returns:
         The header written.
 
     Raises:
         PlanError: The plan names weights the model lacks.
+        NonFiniteWeightsError: A tensor holds NaN or Inf (without ``allow_nonfinite``).
         ExportError: The header would exceed 64 KiB.
 
     Example:
@@ -78,15 +86,16 @@ def save_packed(model: nn.Module, plan: BitPlan, path: str | os.PathLike) -> Pac
     """
     from safetensors.torch import save as safetensors_bytes
 
-    weights = {weight.fqn: weight for weight in planned_weights(model, plan)}
-    state, aliases = unique_state(model)
+    plan = as_plan(plan)
+    weights = {weight.fqn: weight for weight in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)}
+    state, aliases, quantized = split_state(model, plan)
     tensors: dict[str, Tensor] = {}
     layers = []
     for key, tensor in state.items():
-        if key not in weights:
+        if quantized.get(key) not in weights:
             tensors[key] = tensor.cpu().contiguous()
             continue
-        weight = weights[key]
+        weight = replace(weights[quantized[key]], fqn=key)
         tensors.update(_encode(weight, weight_codes(weight, plan.zero_point)))
         layers.append(
             PackedLayer(weight=key, bits=weight.bits, channel_dim=weight.channel_dim, shape=list(tensor.shape),
@@ -110,13 +119,15 @@ def load_packed(path: str | os.PathLike, model: nn.Module | None = None) -> dict
 
     Args:
         path: A file written by ``save_packed`` (or ``bitplan export --format packed``).
-        model: Also load the state_dict into this model (strictly).
+        model: Also load the state_dict into this model (strictly). Tensors the file stores apart
+            that the model ties (an embedding and the head reading it quantized) are untied first,
+            so that each use computes as in training.
 
     Returns:
         The state_dict: planned weights decoded bit for bit, every other tensor as saved.
 
     Raises:
-        ExportError: The file is not a packed file, or does not fit ``model``.
+        ExportError: The file is not a packed file, its header is damaged, or it does not fit ``model``.
 
     Example:
         >>> model.load_state_dict(load_packed("/tmp/model.safetensors"))  # doctest: +SKIP
@@ -131,22 +142,46 @@ def load_packed(path: str | os.PathLike, model: nn.Module | None = None) -> dict
         raise ExportError(f"`{path}` is not a safetensors file ({error}); pass a file `bitplan export --format packed` wrote.") from None
     if METADATA_KEY not in metadata:
         raise ExportError(f"`{path}` was not written by `bitplan export --format packed` (no `{METADATA_KEY}` metadata).")
-    header = PackedHeader.model_validate_json(metadata[METADATA_KEY])
-    stored = {layer.weight for layer in header.layers}
-    state = {key: value for key, value in tensors.items() if key.rsplit(".", 1)[0] not in stored}
-    for layer in header.layers:
-        state[layer.weight] = _decode(layer, tensors, header.zero_point)
-    for key, target in header.aliases.items():
-        state[key] = state[target]
+    try:
+        header = PackedHeader.model_validate_json(metadata[METADATA_KEY])
+        stored = {layer.weight for layer in header.layers}
+        state = {key: value for key, value in tensors.items() if key.rsplit(".", 1)[0] not in stored}
+        for layer in header.layers:
+            state[layer.weight] = _decode(layer, tensors, header.zero_point)
+        for key, target in header.aliases.items():
+            state[key] = state[target]
+    except (ValidationError, ValueError, KeyError, RuntimeError) as error:
+        reason = str(error).splitlines()[0] if not isinstance(error, KeyError) else f"tensor {error} is missing"
+        raise ExportError(
+            f"`{path}` has a damaged `{METADATA_KEY}` header or tensors ({type(error).__name__}: {reason}); "
+            "export the model again with `bitplan export --format packed`."
+        ) from None
     if model is not None:
+        untie(model, state)
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
             raise ExportError(
-                f"`{path}` does not fit the model ({str(error).splitlines()[0]}); load it into the model "
+                f"`{path}` does not fit the model ({state_dict_mismatch(error)}); load it into the model "
                 f"`{header.model}` it was exported from."
             ) from None
     return state
+
+
+def untie(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Give each tied key of ``model`` whose tensor in ``state`` differs from its partner's its own parameter."""
+    first: dict[tuple[int, int], str] = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if identity not in first:
+            first[identity] = key
+            continue
+        partner = first[identity]
+        if key in state and partner in state and state[key] is not state[partner] and not torch.equal(state[key], state[partner]):
+            path, _, name = key.rpartition(".")
+            module = model.get_submodule(path)
+            copy = nn.Parameter(tensor.detach().clone(), requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else tensor.detach().clone()
+            setattr(module, name, copy)
 
 
 def _encode(weight: PlannedWeight, codes: Codes) -> dict[str, Tensor]:

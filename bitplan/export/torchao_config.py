@@ -17,13 +17,25 @@ RNNs, weights used by functional code) are named in a warning and left out.
 
 from __future__ import annotations
 
+import os
+import warnings
+from dataclasses import replace
 from typing import Literal
 
 from torch import nn
 
-from bitplan.choices import WeightGranularity
-from bitplan.export.weights import leave_out, linear_layers, require, widen
-from bitplan.plan import BitPlan
+from bitplan.choices import WeightGranularity, ZeroPoint
+from bitplan.export.weights import (
+    ExportWarning,
+    gemm_keys,
+    leave_out,
+    linear_layers,
+    planned_weights,
+    require,
+    target_codes,
+    widen,
+)
+from bitplan.plan import BitPlan, as_plan
 
 TORCHAO_BITS = list(range(1, 9))
 """Widths torchao's IntxFakeQuantizeConfig takes (torch.int1 … torch.int8)."""
@@ -31,21 +43,30 @@ TORCHAO_BITS = list(range(1, 9))
 TARGET = "torchao"
 
 
-def to_torchao(plan: BitPlan, model: nn.Module | None = None, *, stage: Literal["prepare", "convert"] = "prepare", strict: bool = False):
+def to_torchao(
+    plan: BitPlan | str | os.PathLike,
+    model: nn.Module | None = None,
+    *,
+    stage: Literal["prepare", "convert"] = "prepare",
+    strict: bool = False,
+    allow_nonfinite: bool = False,
+):
     """The torchao config that quantizes a model as ``plan`` does, for ``torchao.quantization.quantize_``.
 
     Args:
-        plan: The plan (the integer grid, ``zero_point="integer"``, makes it exact).
-        model: The model, to check which planned layers are ``nn.Linear`` (without it, the plan's
-            ``linear`` GEMMs are taken).
+        plan: The plan, object or file (the integer grid, ``zero_point="integer"``, makes it exact).
+        model: The model, to check which planned layers are ``nn.Linear`` and that its weights are
+            finite (without it, the plan's ``linear`` GEMMs are taken).
         stage: ``prepare`` (QAT fake quantizers, for training) or ``convert`` (integer weights).
         strict: Refuse instead of warning when a layer is left out or a width changes.
+        allow_nonfinite: Accept a model holding NaN/Inf (its planned layers with them left out).
 
     Returns:
         A ``torchao.quantization.FqnToConfig`` (module FQN -> ``QATConfig``).
 
     Raises:
         ExportError: torchao is not installed, or ``strict`` and the plan does not fit.
+        NonFiniteWeightsError: ``model`` holds NaN or Inf (without ``allow_nonfinite``).
 
     Example:
         >>> quantize_(model, to_torchao(plan), filter_fn=None)  # doctest: +SKIP
@@ -56,11 +77,26 @@ def to_torchao(plan: BitPlan, model: nn.Module | None = None, *, stage: Literal[
 
     if stage not in ("prepare", "convert"):
         raise ValueError(f"`stage` must be `prepare` or `convert`, got {stage!r}.")
+    plan = as_plan(plan)
+    planned = {w.fqn: w for w in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)} if model is not None else {}
     if plan.weight_granularity is WeightGranularity.tensor:
         leave_out(["every planned weight"], "per-tensor ranges (torchao's integer QAT has none)", TARGET, strict=strict)
         return FqnToConfig(fqn_to_config={})
     linear, others = linear_layers(plan, model)
     leave_out(others, "these layers (torchao's QAT swaps nn.Linear only)", TARGET, strict=strict)
+    if model is not None:
+        keys = {key.removesuffix(".weight"): fqn for key, fqn in gemm_keys(model, plan).items()}
+        linear = {module: bits for module, bits in linear.items() if keys.get(module) in planned}
+        if stage == "prepare":  # the float-grid warning, with the largest weight change, once
+            target_codes([replace(planned[keys[module]], fqn=f"{module}.weight") for module in linear], plan, TARGET)
+    elif plan.zero_point is not ZeroPoint.integer and stage == "prepare":
+        warnings.warn(
+            f"the plan quantizes on the float-zero-point grid, {TARGET} on the integer grid: the weights move to the "
+            "nearest integer grid at the same bits; make the plan with `--zero-point integer` and train it for an "
+            "exact export",
+            ExportWarning,
+            stacklevel=2,
+        )
     configs = {}
     activation = None
     if plan.activation_bits is not None and stage == "prepare":

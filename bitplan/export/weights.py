@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from bitplan import quant
 from bitplan.qat import weight_channel_dims
+from bitplan.qat.finite import describe_nonfinite, nonfinite_weights, refuse_nonfinite
 from bitplan.choices import FULL_PRECISION_BITS, ZeroPoint
 from bitplan.errors import ExportError, PlanError
 from bitplan.plan import BitPlan
@@ -58,11 +59,17 @@ class Codes:
         ).to(like.tensor.dtype)
 
 
-def planned_weights(model: nn.Module, plan: BitPlan) -> list[PlannedWeight]:
+def planned_weights(model: nn.Module, plan: BitPlan, *, allow_nonfinite: bool = False) -> list[PlannedWeight]:
     """The weights the plan quantizes (bits < 32), in state_dict order, a shared weight once.
+
+    Every export starts here, so every export refuses non-finite weights here: a min/max grid over
+    NaN or Inf has a NaN scale. With ``allow_nonfinite`` the model is exported as the format
+    allows: planned weights holding NaN/Inf stay in float32 (named in a warning), every other
+    tensor is stored as it is.
 
     Raises:
         PlanError: The plan names a weight the model lacks (a plan made for another model).
+        NonFiniteWeightsError: Some tensor holds NaN or Inf and ``allow_nonfinite`` is False.
     """
     dims = weight_channel_dims(model, plan)
     bits = {fqn: b for fqn, b in plan.bits_by_weight().items() if b < FULL_PRECISION_BITS}
@@ -70,7 +77,42 @@ def planned_weights(model: nn.Module, plan: BitPlan) -> list[PlannedWeight]:
     missing = sorted(set(bits) - set(parameters))
     if missing:
         raise PlanError(f"the plan quantizes {missing}, which the model lacks; use the plan made for this model")
-    return [PlannedWeight(fqn, bits[fqn], dims.get(fqn), parameters[fqn].detach()) for fqn in parameters if fqn in bits]
+    found = nonfinite_weights(model)
+    if found and not allow_nonfinite:
+        refuse_nonfinite(model, "the export refuses this model", "pass --allow-nonfinite (`allow_nonfinite=True`) to export them as the format allows")
+    if found:
+        warnings.warn(
+            f"exported with non-finite values as --allow-nonfinite asks: {describe_nonfinite(found)}; planned weights "
+            "among them stay in float32 (no grid holds NaN/Inf), the rest are stored as they are",
+            ExportWarning,
+            stacklevel=3,
+        )
+    unusable = {fqn for fqn in parameters if fqn in found}
+    return [
+        PlannedWeight(fqn, bits[fqn], dims.get(fqn), parameters[fqn].detach())
+        for fqn in parameters
+        if fqn in bits and fqn not in unusable
+    ]
+
+
+def gemm_keys(model: nn.Module, plan: BitPlan) -> dict[str, str]:
+    """state_dict key -> planned weight FQN, for every key a quantized GEMM reads the weight under.
+
+    Training quantizes a weight only where a planned GEMM reads it: the module that runs the GEMM
+    (named by the plan entry) reads it as its own attribute, or a functional GEMM reads the
+    parameter itself. Any other key of the same tensor (a tied embedding's lookup) reads the
+    float32 weight, so exports store it apart, in float32 (docs/export.md, "Tied weights").
+    """
+    modules = dict(model.named_modules())
+    parameters = dict(model.named_parameters())
+    keys: dict[str, str] = {}
+    for entry in plan.layers:
+        if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight not in parameters:
+            continue
+        module = modules.get(entry.name.split("#", 1)[0])
+        own = [name for name, value in module.named_parameters(recurse=False) if value is parameters[entry.weight]] if module is not None else []
+        keys[f"{entry.name.split('#', 1)[0]}.{own[0]}" if own else entry.weight] = entry.weight
+    return keys
 
 
 def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -86,6 +128,31 @@ def unique_state(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, str]]:
             seen[identity] = key
             kept[key] = tensor.detach()
     return kept, aliases
+
+
+def split_state(model: nn.Module, plan: BitPlan) -> tuple[dict[str, Tensor], dict[str, str], dict[str, str]]:
+    """The state_dict to store, a tied tensor once per arithmetic: (tensors, aliases, quantized keys).
+
+    A planned weight is stored under the first key its GEMMs read (quantized keys: key -> FQN);
+    keys that read it outside a planned GEMM (a tied embedding's lookup) get one float32 tensor
+    of their own. Aliases map every other key to the key stored for it.
+    """
+    quantized_by = gemm_keys(model, plan)
+    kept: dict[str, Tensor] = {}
+    aliases: dict[str, str] = {}
+    quantized: dict[str, str] = {}
+    seen: dict[tuple[int, int, tuple[int, ...], bool], str] = {}  # (storage, offset, shape, quantized use) -> key
+    for key, tensor in model.state_dict().items():
+        use = key in quantized_by
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), use)
+        if identity in seen:
+            aliases[key] = seen[identity]
+            continue
+        seen[identity] = key
+        kept[key] = tensor.detach()
+        if use:
+            quantized[key] = quantized_by[key]
+    return kept, aliases, quantized
 
 
 def weight_codes(weight: PlannedWeight, grid: ZeroPoint | str) -> Codes:
@@ -136,10 +203,11 @@ def widen(bits: int, supported: list[int], what: str, target: str, *, strict: bo
         return bits
     wider = next((width for width in sorted(supported) if width > bits), None)
     outcome = f"widened to {wider} bits (its values unchanged)" if wider is not None else "left in float32"
-    message = f"{target} has no {bits}-bit weights: `{what}` is {outcome}"
-    if strict:
-        raise ExportError(f"{message}; --strict refuses to change it: plan {target}'s widths ({_ranges(supported)}).")
-    warnings.warn(message, ExportWarning, stacklevel=3)
+    refuse_or_warn(
+        f"{target} has no {bits}-bit weights: `{what}` is {outcome}",
+        f"--strict refuses to change it: plan {target}'s widths ({_ranges(supported)}).",
+        strict=strict,
+    )
     return wider
 
 
@@ -149,32 +217,52 @@ def leave_out(names: list[str], why: str, target: str, *, strict: bool) -> None:
     Raises:
         ExportError: With ``strict`` and some names.
     """
-    if not names:
-        return
-    shown = ", ".join(f"`{name}`" for name in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    message = f"{target} cannot quantize {why}: {shown} left in float32"
+    if names:
+        refuse_or_warn(
+            f"{target} cannot quantize {why}: {name_list(names)} left in float32",
+            "--strict refuses to leave planned layers out: export another format.",
+            strict=strict,
+        )
+
+
+def name_list(names: list[str], shown: int = 8) -> str:
+    """```a`, `b` and 3 more``: the first ``shown`` names, quoted, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(f"`{name}`" for name in names[:shown]) + more
+
+
+def refuse_or_warn(message: str, refusal: str, *, strict: bool, consequence: str = "") -> None:
+    """With ``strict`` raise ``message; refusal``, else warn ``message`` (plus ``consequence``) as an ExportWarning.
+
+    Raises:
+        ExportError: With ``strict``.
+    """
     if strict:
-        raise ExportError(f"{message}; --strict refuses to leave planned layers out: export another format.")
-    warnings.warn(message, ExportWarning, stacklevel=3)
+        raise ExportError(f"{message}; {refusal}")
+    warnings.warn(message + consequence, ExportWarning, stacklevel=4)
 
 
 def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
     """Planned ``nn.Linear`` modules (path -> bits) and the other planned weights' names.
 
-    With ``model``, a weight counts when it is the ``weight`` of an ``nn.Linear``; without, when
-    the plan's GEMM is a ``linear`` named after the weight's module.
+    The module is the one that runs the GEMM (the plan entry's name), so a head tied to an
+    embedding counts as the head. With ``model``, an entry counts when that module is an
+    ``nn.Linear`` whose ``weight`` is the planned weight; without, when the GEMM is a ``linear``
+    named after a module path (no ``#`` suffix) and its weight is a ``weight``.
     """
     modules = dict(model.named_modules()) if model is not None else {}
+    parameters = dict(model.named_parameters()) if model is not None else {}
     linear: dict[str, int] = {}
     others: list[str] = []
     for entry in plan.layers:
         if entry.weight is None or entry.bits >= FULL_PRECISION_BITS or entry.weight in others:
             continue
-        path, _, attribute = entry.weight.rpartition(".")
+        path = entry.name
         if model is not None:
-            is_linear = attribute == "weight" and isinstance(modules.get(path), nn.Linear)
+            module = modules.get(path)
+            is_linear = isinstance(module, nn.Linear) and module.weight is parameters.get(entry.weight)
         else:
-            is_linear = attribute == "weight" and entry.op is GemmOp.linear and entry.name == path
+            is_linear = entry.op is GemmOp.linear and "#" not in path and entry.weight.rpartition(".")[2] == "weight"
         if is_linear:
             linear[path] = entry.bits
         elif path not in linear:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from bitplan.errors import OnnxError
 from bitplan.frontends.builder import ProfileBuilder
-from bitplan.frontends.onnx_graph import SMALL_TENSOR, STANDARD_DOMAINS, OnnxGraph, format_shape, value_shape
+from bitplan.frontends.onnx_graph import (
+    SELECTION_OPS,
+    SMALL_TENSOR,
+    STANDARD_DOMAINS,
+    OnnxGraph,
+    format_shape,
+    value_shape,
+)
 from bitplan.frontends.onnx_names import torch_scope
 from bitplan.frontends.onnx_read import read_graph_bytes
 from bitplan.frontends.ops import Gemm
@@ -73,7 +80,7 @@ def trace(
     _add_layers(builder, graph, drafts)
     parameters = _parameters(graph, drafts)
     for initializer in parameters:
-        for node, _ in graph.terminal_uses(initializer):
+        for node, _ in graph.terminal_uses(initializer, through=SELECTION_OPS):  # how it is read: lookup, elementwise...
             builder.note_consumer(initializer, node.op_type)
     return builder.build(
         model=name or str(path),

@@ -27,6 +27,9 @@ LAYOUT_OPS = frozenset(
     {"Identity", "Cast", "CastLike", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze",
      "DequantizeLinear", "QuantizeLinear"}
 )
+# Ops that select or repeat a tensor's elements: what reads their output reads the parameter (a
+# positional embedding sliced to the sequence length, then added).
+SELECTION_OPS = frozenset({"Slice", "Expand", "Tile", "Split"})
 # Consumers that read only a tensor's shape: they do not "use" a weight.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 # Ops whose outputs are not a function of their inputs, so they are never constant.
@@ -142,15 +145,15 @@ class OnnxGraph:
         return WeightRef(name=param, shape=[int(d) for d in shape if isinstance(d, int)], initializer=initializer,
                          source=source)
 
-    def terminal_uses(self, name: str) -> list[tuple[NodeProto, int]]:
-        """Consumers of ``name`` seen through layout ops, ignoring ops that read only its shape."""
+    def terminal_uses(self, name: str, through: frozenset[str] = frozenset()) -> list[tuple[NodeProto, int]]:
+        """Consumers of ``name`` seen through layout ops (and the ops in ``through``), ignoring ops that read only its shape."""
         uses: list[tuple[NodeProto, int]] = []
         for node, index in self.consumers.get(name, []):
             if node.op_type in SHAPE_ONLY_OPS:
                 continue
-            if node.op_type in LAYOUT_OPS and index == 0:
+            if (node.op_type in LAYOUT_OPS or node.op_type in through) and index == 0:
                 for out in node.output:
-                    uses.extend(self.terminal_uses(out))
+                    uses.extend(self.terminal_uses(out, through))
             else:
                 uses.append((node, index))
         return uses

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bitplan.plan.request import MeasuredScores, PlanRequest
     from bitplan.plan.source import load_profile
     from bitplan.plan.grid import GridResult, GridRow, make_grid, plan_filename, save_grid
-    from bitplan.plan.io import load_plan, parse_plan, plan_to_json, save_plan, verify_fingerprint
+    from bitplan.plan.io import as_plan, load_plan, parse_plan, plan_to_json, save_plan, verify_fingerprint
     from bitplan.plan.planner import make_plan
     from bitplan.plan.schema import (
         PLAN_SCHEMA_VERSION,
@@ -54,6 +54,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "make_grid": ("bitplan.plan.grid", "make_grid"),
     "plan_filename": ("bitplan.plan.grid", "plan_filename"),
     "save_grid": ("bitplan.plan.grid", "save_grid"),
+    "as_plan": ("bitplan.plan.io", "as_plan"),
     "load_plan": ("bitplan.plan.io", "load_plan"),
     "parse_plan": ("bitplan.plan.io", "parse_plan"),
     "plan_to_json": ("bitplan.plan.io", "plan_to_json"),
@@ -99,6 +100,7 @@ __all__ = [
     "GridResult",
     "GridRow",
     # files
+    "as_plan",
     "load_plan",
     "save_plan",
     "save_grid",

@@ -16,7 +16,7 @@ power of two.
 from __future__ import annotations
 
 from bitplan.plan.estimates import FP32, Precision
-from bitplan.plan.schema import AccumulatorBits
+from bitplan.plan.schema import AccumulatorBits, GemmShape
 from bitplan.profile.schema import GemmLayer
 
 LUQ_MAX_MAGNITUDE = 2**7
@@ -83,13 +83,22 @@ def layer_accumulator_bits(layer: GemmLayer, weight_bits: int, precision: Precis
     Returns:
         The three widths.
     """
+    return shape_accumulator_bits(
+        GemmShape(m=layer.grad_weight_accumulation, k=layer.accumulation, n=layer.grad_input_accumulation, groups=layer.groups),
+        weight_bits,
+        precision,
+    )
+
+
+def shape_accumulator_bits(shape: GemmShape, weight_bits: int, precision: Precision) -> AccumulatorBits:
+    """``layer_accumulator_bits`` from a plan entry's stored shape (K = k, N = n, M = m): no model needed."""
     if weight_bits >= FP32:
         return AccumulatorBits(forward=None, grad_input=None, grad_weight=None)
     weight = uniform_max_code(weight_bits)
     activation = uniform_max_code(precision.activation)
     gradient = gradient_max_code(precision)
     return AccumulatorBits(
-        forward=accumulator_width(layer.accumulation, weight, activation),
-        grad_input=accumulator_width(layer.grad_input_accumulation, gradient, weight),
-        grad_weight=accumulator_width(layer.grad_weight_accumulation, activation, gradient),
+        forward=accumulator_width(shape.k, weight, activation),
+        grad_input=accumulator_width(shape.n, gradient, weight),
+        grad_weight=accumulator_width(shape.m, activation, gradient),
     )

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bitplan.errors import BitplanError, PlanError, SpecError
-from bitplan.plan.accumulator import layer_accumulator_bits
+from bitplan.plan.accumulator import layer_accumulator_bits, shape_accumulator_bits
 from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates, precision_of
 from bitplan.plan.io import parse_plan, read_plan_text, regenerate_hint
 from bitplan.plan.schema import NOT_QUANTIZED_BITS, BitPlan, BudgetKind, Factor, PlanEstimates, Strategy
@@ -70,9 +70,12 @@ def check_plan(
 
     Checks, in order: JSON and schema (with field paths), fingerprint, every weight GEMM of the model
     covered exactly once with its weight and factor value, bits consistent with the plan's strategy,
-    stored estimates equal to recomputed ones, the plan's own budget, then the given limits.
-    With ``against_model=False`` the model checks are skipped: nothing is profiled and torch is never
-    imported (``bitplan check --no-model``, a fast CI gate on schema and budgets).
+    each layer's stored shape, params and MACs consistent, stored estimates and accumulator widths
+    equal to recomputed ones, the plan's own budget, then the given limits. Every limit is applied
+    to values recomputed from the layers, never to stored ones; a limit whose inputs the plan lacks
+    raises rather than passes. With ``against_model=False`` the model checks are skipped: nothing
+    is profiled and torch is never imported (``bitplan check --no-model``, a fast CI gate on schema
+    and budgets).
 
     Args:
         path: The plan file.
@@ -92,11 +95,14 @@ def check_plan(
         The report; ``ok`` is False when any violation was found. ``model`` is null without a model check.
 
     Raises:
-        PlanError: The file does not exist, is a directory or is not UTF-8 text.
+        PlanError: The file does not exist, is a directory or is not UTF-8 text; or
+            ``max_accumulator_bits`` without the model and the plan stores no GEMM shapes to
+            recompute widths from (a plan written before they were stored).
         SpecError, TraceError: The model spec cannot be profiled, or the plan's spec names code and
             neither ``model`` nor ``trust_model_spec`` is given.
     """
     check_limits(max_mbit=max_mbit, max_avg_bits=max_avg_bits, min_bits=min_bits, max_bitops=max_bitops)
+    _refuse_model_without_check(model, input_shape, against_model)
     file = Path(path)
     text = read_plan_text(file)
     try:
@@ -112,9 +118,10 @@ def check_plan(
     violations = [
         *(_model_violations(plan, profile) if against_model else []),
         *_strategy_violations(plan),
+        *_shape_violations(plan),
         *_estimate_violations(plan.estimates, estimates),
         *_limit_violations(plan, estimates, max_mbit, max_avg_bits, min_bits, max_bitops),
-        *_accumulator_violations(plan, profile if against_model else None, max_accumulator_bits),
+        *_accumulator_violations(plan, profile if against_model else None, max_accumulator_bits, file),
     ]
     return CheckReport(
         plan=str(file),
@@ -145,6 +152,12 @@ def check_limits(**limits: float | None) -> None:
             raise PlanError(f"`{option} {value}` must be a bit-width between 1 and {NOT_QUANTIZED_BITS}.")
 
 
+def _refuse_model_without_check(model: str | None, input_shape: str | None, against_model: bool) -> None:
+    if not against_model and (model is not None or input_shape is not None):
+        given = "--model" if model is not None else "--input-shape"
+        raise PlanError(f"{given} names what to check the plan against, and --no-model checks no model; drop one of them.")
+
+
 def check_plans(
     paths: Sequence[str | os.PathLike], *, model: str | None = None, against_model: bool = True,
     trust_model_spec: bool = False, **limits: Any
@@ -163,6 +176,7 @@ def check_plans(
         One report per file, in order.
     """
     check_limits(**{key: value for key, value in limits.items() if key != "input_shape"})
+    _refuse_model_without_check(model, limits.get("input_shape"), against_model)
     profiles: dict[tuple[str, int, str], ModelProfile] = {}
     reports = []
     for path in paths:
@@ -371,27 +385,62 @@ def _limit_violations(
     return found
 
 
-def _accumulator_violations(plan: BitPlan, profile: ModelProfile | None, limit: int | None) -> list[Violation]:
-    """Stored accumulator widths that differ from the model's, and layers wider than ``limit``.
-
-    Widths are recomputed from the profile, so plans written before the field existed are checked too;
-    stored ones are compared only when the plan was profiled on the same input (dW's length is M).
-    Without a profile (``--no-model``) the limit applies to the widths the plan stores.
-    """
-    gemms = {layer.name: layer for layer in profile.layers} if profile is not None else {}
-    same_input = profile is not None and profile.input_shapes == plan.input_shapes and profile.batch == plan.batch
-    precision = precision_of(plan)
+def _shape_violations(plan: BitPlan) -> list[Violation]:
+    """Stored shapes that do not give the layer's stored params (k·n·groups) and MACs (m·k·n·groups)."""
     found = []
     for entry in plan.layers:
-        gemm = gemms.get(entry.name)
-        if profile is None:
-            widths = entry.accumulator_bits
-            if widths is None:
-                continue  # a plan written before the field existed: only a model check can tell
-        elif gemm is None:
-            continue  # reported as unknown_layer
-        else:
+        shape = entry.shape
+        if shape is None:
+            continue
+        params = shape.k * shape.n * shape.groups if entry.weight is not None else 0
+        macs = shape.m * shape.k * shape.n * shape.groups
+        if (params, macs) != (entry.params, entry.macs):
+            found.append(
+                Violation(
+                    code="shape",
+                    layer=entry.name,
+                    message=f"`{entry.name}` records m, k, n, groups = {shape.m}, {shape.k}, {shape.n}, {shape.groups}, "
+                    f"which give {params:,} params and {macs:,} MACs, but it records {entry.params:,} and "
+                    f"{entry.macs:,}; the file was edited. Regenerate it with `bitplan plan`.",
+                )
+            )
+    return found
+
+
+def _accumulator_violations(plan: BitPlan, profile: ModelProfile | None, limit: int | None, file: Path) -> list[Violation]:
+    """Stored accumulator widths that differ from recomputed ones, and layers wider than ``limit``.
+
+    Widths are recomputed from the profile, or without one (``--no-model``) from each entry's stored
+    shape; the limit is applied to recomputed widths only. Stored ones are compared where the
+    recomputation used the plan's own input (dW's length is M). A limit that cannot be recomputed
+    for some layer raises: a gate never passes on data it does not have.
+
+    Raises:
+        PlanError: ``limit`` without a profile, and some quantized layer stores no shape.
+    """
+    gemms = {layer.name: layer for layer in profile.layers} if profile is not None else {}
+    same_input = profile is None or (profile.input_shapes == plan.input_shapes and profile.batch == plan.batch)
+    precision = precision_of(plan)
+    unknown = [entry.name for entry in plan.layers if profile is None and entry.shape is None and entry.bits < NOT_QUANTIZED_BITS]
+    if limit is not None and unknown:
+        shown = ", ".join(f"`{name}`" for name in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise PlanError(
+            f"--max-accumulator-bits {limit} cannot be checked without the model: plan `{file}` stores no GEMM shape "
+            f"(m, k, n) for {len(unknown)} quantized layer(s) ({shown}), so their accumulator widths cannot be "
+            "recomputed (stored widths are not trusted). Drop --no-model to recompute them from the model, or "
+            "regenerate the plan with `bitplan plan`, which stores the shapes."
+        )
+    found = []
+    for entry in plan.layers:
+        if profile is not None:
+            gemm = gemms.get(entry.name)
+            if gemm is None:
+                continue  # reported as unknown_layer
             widths = layer_accumulator_bits(gemm, entry.bits, precision)
+        elif entry.shape is not None:
+            widths = shape_accumulator_bits(entry.shape, entry.bits, precision)
+        else:
+            continue  # a 32-bit layer, or no limit asked: nothing to recompute
         if same_input and entry.accumulator_bits is not None and entry.accumulator_bits != widths:
             found.append(
                 Violation(

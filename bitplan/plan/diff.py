@@ -1,8 +1,10 @@
 """Two plans side by side: each layer's bits in A and B, and how size and compute change from A to B.
 
 Layers are matched by GEMM name. Every delta is B − A, so a negative ``mbit_delta`` means B is
-smaller. Sizes and BitOPs are the ones each plan file records (``estimates``, defined in
-docs/planning.md), so a diff never re-profiles a model.
+smaller. Sizes and BitOPs are recomputed from each plan's layers (``plan_estimates``, defined in
+docs/planning.md), never read from the stored ``estimates`` a hand edit may have left stale, and a
+diff never re-profiles a model. Plans of two architectures are refused unless asked for: their
+layers match by name only, and a row's params and MACs come from one plan (B's where B has it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bitplan.plan.estimates import BITS_PER_MBIT
+from bitplan.errors import PlanError
+from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates
 from bitplan.plan.io import load_plan
 from bitplan.plan.schema import BitPlan
 
@@ -29,8 +32,8 @@ class LayerBitsDiff(BaseModel):
     index_b: int | None = Field(description="0-based position in B's `layers` (null: not in B).")
     bits_a: int | None = Field(description="Bits in A (32 = not quantized; null: not in A).")
     bits_b: int | None = Field(description="Bits in B (32 = not quantized; null: not in B).")
-    params: int = Field(ge=0, description="Weight elements of the GEMM.")
-    macs: int = Field(ge=0, description="Multiply-accumulates of the GEMM (from B when both have it).")
+    params: int = Field(ge=0, description="Weight elements of the GEMM (B's when B has the layer, else A's).")
+    macs: int = Field(ge=0, description="Multiply-accumulates of the GEMM (from the same plan as params).")
 
     @property
     def changed(self) -> bool:
@@ -38,7 +41,7 @@ class LayerBitsDiff(BaseModel):
 
 
 class PlanTotals(BaseModel):
-    """A plan's size and compute, as recorded in its estimates."""
+    """A plan's size and compute, recomputed from its layers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -69,15 +72,26 @@ class PlanDiff(BaseModel):
     bitops_training_delta: int
 
 
-def diff_plans(a: BitPlan, b: BitPlan, *, label_a: str | None = None, label_b: str | None = None) -> PlanDiff:
+def diff_plans(
+    a: BitPlan,
+    b: BitPlan,
+    *,
+    label_a: str | None = None,
+    label_b: str | None = None,
+    across_architectures: bool = False,
+) -> PlanDiff:
     """Compare two plans layer by layer.
 
     Args:
         a, b: The plans; deltas are ``b − a``.
         label_a, label_b: How to name them in tables (default: each plan's model).
+        across_architectures: Compare plans whose fingerprints differ (layers matched by name only).
 
     Returns:
         The per-layer bits of both plans and the size and BitOPs deltas.
+
+    Raises:
+        PlanError: The plans are for two architectures and ``across_architectures`` is False.
 
     Example:
         >>> from bitplan.plan import make_plan
@@ -88,6 +102,12 @@ def diff_plans(a: BitPlan, b: BitPlan, *, label_a: str | None = None, label_b: s
         >>> result.changed, result.layers[0].bits_a, result.layers[0].bits_b
         (20, 4, 8)
     """
+    if a.fingerprint != b.fingerprint and not across_architectures:
+        raise PlanError(
+            f"{label_a or 'A'} (model `{a.model}`, fingerprint {a.fingerprint}) and {label_b or 'B'} (model `{b.model}`, "
+            f"fingerprint {b.fingerprint}) are plans for two architectures: their layers match by name only. Pass "
+            "--across-architectures to compare them anyway."
+        )
     in_b = {layer.name: (index, layer) for index, layer in enumerate(b.layers)}
     in_a = {layer.name for layer in a.layers}
     rows = []
@@ -95,8 +115,7 @@ def diff_plans(a: BitPlan, b: BitPlan, *, label_a: str | None = None, label_b: s
         index_b, other = in_b.get(layer.name, (None, None))
         rows.append(LayerBitsDiff(
             name=layer.name, index_a=index, index_b=index_b, bits_a=layer.bits,
-            bits_b=None if other is None else other.bits, params=layer.params,
-            macs=layer.macs if other is None else other.macs,
+            bits_b=None if other is None else other.bits, params=(other or layer).params, macs=(other or layer).macs,
         ))
     rows += [
         LayerBitsDiff(name=layer.name, index_a=None, index_b=index, bits_a=None, bits_b=layer.bits,
@@ -120,18 +139,19 @@ def diff_plans(a: BitPlan, b: BitPlan, *, label_a: str | None = None, label_b: s
     )
 
 
-def diff_plan_files(path_a: str | os.PathLike, path_b: str | os.PathLike) -> PlanDiff:
+def diff_plan_files(path_a: str | os.PathLike, path_b: str | os.PathLike, *, across_architectures: bool = False) -> PlanDiff:
     """``diff_plans`` of two plan files, labelled by their file names.
 
     Raises:
-        PlanError: A file is missing or not a valid plan.
+        PlanError: A file is missing or not a valid plan, or they are for two architectures (unless
+            ``across_architectures``).
     """
     a, b = Path(path_a), Path(path_b)
-    return diff_plans(load_plan(a), load_plan(b), label_a=a.name, label_b=b.name)
+    return diff_plans(load_plan(a), load_plan(b), label_a=a.name, label_b=b.name, across_architectures=across_architectures)
 
 
 def _totals(plan: BitPlan) -> PlanTotals:
-    estimates = plan.estimates
+    estimates = plan_estimates(plan)
     return PlanTotals(
         avg_bits=estimates.avg_bits, size_bits=estimates.size_bits, mbit=estimates.mbit,
         bitops_forward=estimates.bitops_forward, bitops_training=estimates.bitops_training,

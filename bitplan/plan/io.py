@@ -97,6 +97,15 @@ def load_plan(path: str | os.PathLike) -> BitPlan:
     return parse_plan(read_plan_text(path), source=f"plan file `{Path(path)}`")
 
 
+def as_plan(plan: BitPlan | str | os.PathLike) -> BitPlan:
+    """``plan`` itself, or the plan file at that path: what every library function taking a plan accepts.
+
+    Raises:
+        PlanError: As ``load_plan``.
+    """
+    return plan if isinstance(plan, BitPlan) else load_plan(plan)
+
+
 def plan_to_json(plan: BitPlan) -> str:
     """The canonical text of a plan file (stable, so committed plans diff cleanly)."""
     return plan.model_dump_json(indent=2) + "\n"

@@ -27,6 +27,7 @@ from bitplan.plan.schema import (
     BudgetKind,
     CapacityMeasure,
     Factor,
+    GemmShape,
     LayerPlan,
     Mapping,
     PlanEstimates,
@@ -363,6 +364,7 @@ def _layer_plans(
                 macs=layer.macs,
                 kept=unit.kept,
                 accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+                shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
 

@@ -19,12 +19,12 @@ K_COLOUR, M_COLOUR = "#d62728", "#2ca02c"
 
 
 def plot_plan(plan: BitPlan, profile: ModelProfile, path: str | Path) -> Path:
-    """Draw the plan's bits per layer with K and M on a log twin axis and write a PNG.
+    """Draw the plan's bits per layer with K and M on a log twin axis and write it (PNG, PDF or SVG by suffix).
 
     Args:
         plan: The plan to draw.
         profile: The profile the plan was made from (K and M of each layer, matched by name).
-        path: Where to write the PNG (atomically).
+        path: Where to write the figure (atomically); its suffix picks the format.
 
     Returns:
         ``path``.

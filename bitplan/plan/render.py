@@ -30,11 +30,49 @@ def _accumulator_cell(layer: LayerPlan) -> str:
 
 
 def plan_title(plan: BitPlan) -> str:
-    rule = f"DPC (C- on {plan.factor.value})" if plan.preset else f"{plan.strategy.value} on {plan.factor.value}"
-    budget = f", budget {plan.budget.kind.value} ≤ {plan.budget.value:g}" if plan.budget else ""
-    if plan.objective is not None:
-        return f"{plan.model}: {plan.objective} = {plan.objective_value:.6g} (exact), levels {plan.levels}{budget}"
-    return f"{plan.model}: {rule}, levels {plan.levels}, {plan.mapping.value} mapping{budget}"
+    """One line in the CLI's words: how the bits were chosen, the levels, the budget and what it reached."""
+    if plan.source is not None and plan.objective is None and plan.strategy.value == "opt":
+        rule = f"{plan.source.method} ({plan.source.measure})"
+    elif plan.objective is not None:
+        rule = f"{plan.objective.value} = {plan.objective_value:.6g} (exact)"
+        if plan.source is not None:
+            rule = f"{plan.source.method}: {rule}"
+    elif plan.preset:
+        rule = f"DPC (C- on {plan.factor.value})"
+    elif plan.strategy.value == "U":
+        rule = f"U ({plan.uniform_bits} bits)"
+    else:
+        rule = f"{plan.strategy.value} on {plan.factor.value}, {plan.mapping.value} mapping"
+    return f"{plan.model}: {rule}, levels {plan.levels}{budget_words(plan)}{kept_words(plan)}"
+
+
+def budget_words(plan: BitPlan) -> str:
+    """``, budget avg bits ≤ 1.5 (reached 1.4997, fill rule)``, or nothing without a budget."""
+    if plan.budget is None:
+        return ""
+    kind = plan.budget.kind.value.replace("_", " ")
+    reached = "" if plan.budget_reached is None else f"reached {plan.budget_reached:.6g}"
+    rule = "" if plan.budget_rule is None else f"{plan.budget_rule.value} rule"
+    details = ", ".join(part for part in (reached, rule) if part)
+    return f", budget {kind} ≤ {plan.budget.value:g}" + (f" ({details})" if details else "")
+
+
+def kept_words(plan: BitPlan) -> str:
+    """``, 2 kept at 32 bits outside the budget`` when --keep pinned layers."""
+    kept = sum(1 for layer in plan.layers if layer.kept)
+    return f", {kept} kept at {plan.keep_bits} bits outside the budget" if kept else ""
+
+
+def precision_words(plan: BitPlan) -> str:
+    """``activations 8, gradients 8 sr`` (``fp32`` where not quantized; weight-only: both fp32)."""
+    activations = "fp32" if plan.activation_bits is None else str(plan.activation_bits)
+    if plan.gradient_quant.value == "luq":
+        gradients = "4 luq"
+    elif plan.gradient_bits is None or plan.gradient_quant.value == "none":
+        gradients = "fp32"
+    else:
+        gradients = f"{plan.gradient_bits} {plan.gradient_quant.value}"
+    return f"activations {activations}, gradients {gradients}"
 
 
 def layers_table(plan: BitPlan) -> Table:
@@ -68,8 +106,7 @@ def summary_table(plan: BitPlan) -> Table:
     """Size and compute of the plan beside fp32 and the uniform plan (Table 2 style)."""
     e = plan.estimates
     table = Table(
-        title=f"size and compute (activations {plan.activation_bits or 32}, gradients "
-        f"{plan.gradient_bits or 32} {plan.gradient_quant}, batch {plan.batch})",
+        title=f"size and compute ({precision_words(plan)}, batch {plan.batch})",
         title_justify="left",
         caption="G = 10^9 BitOPs; × fp32 = ratio to the fp32 model",
         caption_justify="left",

@@ -86,6 +86,21 @@ class AccumulatorBits(BaseModel):
         return "/".join("fp32" if b is None else str(b) for b in (self.forward, self.grad_input, self.grad_weight))
 
 
+class GemmShape(BaseModel):
+    """The GEMM's shape for the profiled input: ``groups`` products X[m×k]·W[k×n] (docs/concepts.md).
+
+    Stored so that a plan alone (``bitplan check --no-model``) recomputes its accumulator widths
+    (reduction lengths K = k, N = n, M = m) and verifies its params (k·n·groups) and MACs (m·k·n·groups).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    m: int = Field(ge=1, description="Rows of X per group; dW's reduction length M.")
+    k: int = Field(ge=1, description="The forward reduction length K.")
+    n: int = Field(ge=1, description="Columns of W per group; dX's reduction length N.")
+    groups: int = Field(ge=1, description="Independent GEMMs of this shape.")
+
+
 class LayerPlan(BaseModel):
     """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs)."""
 
@@ -101,6 +116,9 @@ class LayerPlan(BaseModel):
     kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
     accumulator_bits: AccumulatorBits | None = Field(
         default=None, description="Integer accumulator widths at the plan's bits (absent in older plans)."
+    )
+    shape: GemmShape | None = Field(
+        default=None, description="The GEMM's m, k, n, groups, from which checks recompute widths (absent in older plans)."
     )
 
 

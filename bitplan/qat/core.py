@@ -9,19 +9,19 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from bitplan.qat.finite import refuse_nonfinite
 from bitplan.qat.layers import channel_dim_of, twin_base, twin_class
 from bitplan.qat.runtime import NOT_QUANTIZED, OBSERVER, ForwardQuant, LayerQuant, QuantRuntime
 from bitplan.qat.scoped import OBSERVERS, ScopeQuant, Slot, scoped_class, track_children
 from bitplan.errors import PlanError
 from bitplan.frontends.torch import trace
-from bitplan.plan import BitPlan, LayerPlan, load_plan, verify_fingerprint
-from bitplan.profile.schema import split_virtual_weight
+from bitplan.plan import BitPlan, LayerPlan, as_plan, verify_fingerprint
+from bitplan.profile.schema import ModelProfile, split_virtual_weight
 from bitplan.quant import ActivationObserver, GradQuant
 
 
@@ -45,6 +45,7 @@ def apply(
     forward_quant: ForwardQuant | str = ForwardQuant.uniform,
     gradient_samples: int = 1,
     verify: bool = True,
+    strict: bool = False,
 ) -> nn.Module:
     """Quantize ``model``'s planned GEMMs in place: weights, inputs and output gradients.
 
@@ -62,6 +63,7 @@ def apply(
         forward_quant: ``uniform`` (min/max, the default) or ``sawb`` (LUQ's 4-bit forward).
         gradient_samples: LUQ's SMP: average this many gradient quantizations.
         verify: Check the fingerprint (skip only when the caller has just checked it).
+        strict: Refuse a model whose weights hold NaN or Inf (no grid represents them).
 
     Returns:
         ``model`` itself, quantized.
@@ -69,14 +71,16 @@ def apply(
     Raises:
         PlanError: The plan was made for another architecture, names a weight or module the model
             lacks, or the model is already quantized.
+        NonFiniteWeightsError: ``strict`` and some weight holds NaN or Inf (named, with counts).
 
     Example:
         >>> model = apply(load_model("zoo:resnet20").model, "plans/resnet20_A_Cminus_4-8.json")  # doctest: +SKIP
     """
-    if not isinstance(plan, BitPlan):
-        plan = load_plan(Path(plan))
+    plan = as_plan(plan)
     if is_quantized(model):
         raise PlanError("this model already has a plan applied; call `bitplan.strip(model)` before applying another")
+    if strict:
+        refuse_nonfinite(model, "bitplan.apply(strict=True)", "call `apply` without `strict=True` to quantize them as they are")
     if verify:
         verify_plan(model, plan, example_inputs)
     targets = _resolve(model, plan)
@@ -183,8 +187,11 @@ def _applied_channel_dims(model: nn.Module) -> dict[str, int | None]:
     return dims
 
 
-def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -> None:
+def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -> ModelProfile:
     """Refuse a plan made for another architecture (fingerprint of GEMM names and weight shapes).
+
+    Returns:
+        The model's profile (callers check which of its GEMMs the plan covers).
 
     Raises:
         PlanError: Fingerprints differ, or no example inputs can be found to fingerprint the model.
@@ -193,6 +200,7 @@ def verify_plan(model: nn.Module, plan: BitPlan, example_inputs: tuple | None) -
         example_inputs = _default_inputs(plan)
     profile = trace(model, tuple(example_inputs), name=type(model).__name__)
     verify_fingerprint(plan, profile)
+    return profile
 
 
 def _default_inputs(plan: BitPlan) -> tuple:

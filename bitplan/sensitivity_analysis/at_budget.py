@@ -25,10 +25,12 @@ from bitplan.errors import PlanError
 from bitplan.plan import BitPlan, Budget, PlanRequest, PlanSource, make_plan
 from bitplan.plan.first_last import FIRST_LAST, first_last_plan
 from bitplan.plan.request import MeasuredScores
+from bitplan.plan.space import request_space
+from bitplan.profile.schema import ModelProfile
 from bitplan.sensitivity_analysis.calibration import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, Calibration, calibrate
 from bitplan.sensitivity_analysis.measure import scores_on
-from bitplan.sensitivity_analysis.per_level import LevelTable, measure_levels
-from bitplan.sensitivity_analysis.recommend import RECOMMENDED, recommend_plan
+from bitplan.sensitivity_analysis.per_level import LevelTable
+from bitplan.sensitivity_analysis.recommend import RECOMMENDED, measure_table, recommend_plan
 
 UNIFORM, RANDOM, DPC = "uniform", "random", "dpc"
 MEASURED = tuple(method.value for method in SensitivityMethod)
@@ -66,14 +68,18 @@ class MethodPlanner:
     """Plans of every method from one loaded model and its calibration batches (see the module doc).
 
     Attributes:
-        calibration: The model, weights, profile and cached batches everything is measured on.
+        profile: The model's profile (every plan is made from it).
         levels: The menu of widths.
+        calibration: The model, weights and cached batches the measured methods run on (None: only
+            the structural methods, which need no data).
         plan_options: ``PlanRequest`` fields every plan shares (``weight_only``, ``keep``, ...).
     """
 
-    calibration: Calibration
+    profile: ModelProfile
     levels: tuple[int, ...]
+    calibration: Calibration | None = None
     plan_options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
     _scores: dict[str, MeasuredScores] = field(default_factory=dict, repr=False)
     _table: LevelTable | None = field(default=None, repr=False)
 
@@ -84,8 +90,11 @@ class MethodPlanner:
             PlanError: Unknown method, or a budget no plan of these levels reaches (both ends stated).
         """
         method = parse_method(method)
-        profile = self.calibration.profile
-        request = PlanRequest.of(budget=budget, levels=self.levels, model=self.calibration.spec, **self.plan_options)
+        profile = self.profile
+        request = PlanRequest.of(budget=budget, levels=self.levels, model=profile.model, **self.plan_options)
+        if method in (*MEASURED, RECOMMENDED) and self.calibration is None:
+            raise PlanError(f"method `{method}` measures the model on data: pass --data DATA (and --checkpoint RUN).")
+        request_space(profile, request)  # an unreachable budget fails before any measuring
         if method == UNIFORM:
             return make_plan(profile, request, strategy=Strategy.U, source=PlanSource(method=UNIFORM, measure="none"))
         if method == RANDOM:
@@ -126,7 +135,7 @@ class MethodPlanner:
 
     def _recommended(self, request: PlanRequest) -> BitPlan:
         if self._table is None:  # measured once, for every budget
-            self._table = measure_levels(self.calibration, list(self.levels), grid=request.zero_point)
+            self._table = measure_table(self.calibration, list(self.levels), request.zero_point, self.progress)
         options = request.model_dump(exclude_unset=True, exclude={"budget", "levels", "model"})
         return recommend_plan(
             self.calibration.model, self.calibration.data, budget=request.budget, levels=self.levels,
@@ -156,4 +165,52 @@ def methods_at_budget(
     calibration = calibrate(
         model, data, checkpoint=checkpoint, batches=batches, batch_size=batch_size, seed=seed, device=device
     )
-    return MethodPlanner(calibration=calibration, levels=tuple(levels), plan_options=dict(plan_options))
+    return MethodPlanner(
+        profile=calibration.profile, levels=tuple(levels), calibration=calibration, plan_options=dict(plan_options)
+    )
+
+
+def plan_by_method(
+    model: str,
+    data: str | None,
+    *,
+    budget: Budget | dict,
+    method: str = RECOMMENDED,
+    levels: tuple[int, ...] | list[int] | None = None,
+    bits: tuple[int, int] | None = None,
+    checkpoint: str | Path | None = None,
+    batches: int = DEFAULT_BATCHES,
+    seed: int = 0,
+    device: Device | str = Device.auto,
+    progress: bool = False,
+    input_shape: str | None = None,
+    batch: int | None = None,
+    **plan_options: Any,
+) -> BitPlan:
+    """One method's plan of ``model`` within ``budget`` (``bitplan plan MODEL --method M [--data DATA]``).
+
+    With ``data`` the model is sized to it, its checkpoint loaded and calibration batches drawn
+    (measured methods need them); without, only the structural methods run, on the model's profile.
+    ``levels`` (or the ``bits`` range) default to 1,2,3,4,8; ``seed`` is R's.
+
+    Raises:
+        PlanError: Unknown method, a measured method without data, bad levels, or a budget no plan
+            reaches (both ends stated).
+        SpecError, DataError, TrainingError: The model, data or checkpoint do not fit.
+    """
+    from bitplan.plan.planner import resolve_levels
+    from bitplan.plan.source import load_profile
+    from bitplan.sensitivity_analysis.recommend import DEFAULT_RECOMMEND_LEVELS
+
+    method = parse_method(method)
+    menu = resolve_levels(bits, levels) if (levels is not None or bits is not None) else list(DEFAULT_RECOMMEND_LEVELS)
+    PlanRequest.of(budget=budget, levels=tuple(menu), seed=seed, **plan_options)  # bad options fail before any work
+    if data is None:
+        if method in (*MEASURED, RECOMMENDED):
+            raise PlanError(f"method `{method}` measures the model on data: pass --data DATA (and --checkpoint RUN).")
+        profile = load_profile(model, input_shape=input_shape, batch=batch)
+        planner = MethodPlanner(profile=profile, levels=tuple(menu), plan_options=dict(plan_options))
+    else:
+        planner = methods_at_budget(model, data, levels=menu, checkpoint=checkpoint, batches=batches, device=device, **plan_options)
+    planner.progress = progress
+    return planner.plan(method, budget, seed=seed)

@@ -62,16 +62,18 @@ class OutputComparer:
             ]
 
     @torch.no_grad()
-    def measure(self) -> tuple[float, float]:
-        """(mean loss, mean KL(p_fp ‖ p_now)) over the batches."""
-        loss_total, kl_total = 0.0, 0.0
+    def measure(self) -> tuple[float, float, float]:
+        """(mean loss, mean KL(p_fp ‖ p_now), error rate) over the batches."""
+        loss_total, kl_total, correct, count = 0.0, 0.0, 0, 0
         for (inputs, target), reference in zip(self.calibration.batches, self.reference):
             output = self.calibration.net(*inputs)
-            loss_total += float(batch_loss(output, target, self.calibration.task)[0])
+            loss, right, predictions = batch_loss(output, target, self.calibration.task)
+            loss_total += float(loss)
+            correct, count = correct + int(right), count + predictions
             log_probs = F.log_softmax(_logits(output).flatten(0, -2).float(), dim=-1)
             kl_total += float(F.kl_div(log_probs, reference, log_target=True, reduction="batchmean"))
-        count = len(self.calibration.batches)
-        return loss_total / count, kl_total / count
+        batches = len(self.calibration.batches)
+        return loss_total / batches, kl_total / batches, 1.0 - correct / max(count, 1)
 
 
 class QuantizedWeights:
@@ -116,7 +118,7 @@ def measure_levels(
     ``advance`` is called after each weight (for a progress bar).
     """
     comparer = OutputComparer(calibration)
-    baseline, _ = comparer.measure()
+    baseline = comparer.measure()[0]
     weights = QuantizedWeights(calibration, grid)
     loss_delta: dict[str, dict[int, float]] = {}
     kl: dict[str, dict[int, float]] = {}
@@ -128,7 +130,7 @@ def measure_levels(
                     loss_delta[weight][bits] = kl[weight][bits] = 0.0
                     continue
                 weights.set({weight: bits})
-                loss, divergence = comparer.measure()
+                loss, divergence, _ = comparer.measure()
                 loss_delta[weight][bits], kl[weight][bits] = loss - baseline, divergence
             weights.restore()
             advance()

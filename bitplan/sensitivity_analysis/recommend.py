@@ -5,8 +5,8 @@
    full-precision outputs, and loss increase);
 3. the exact multiple-choice knapsack (``make_plan(objective="min-sensitivity")``) on the measured
    per-level scores, within the budget;
-4. ``refine_bits``: one-level raises and swaps within the budget, kept when they lower the real loss
-   of the whole quantized model on the calibration batches.
+4. ``refine_bits``: a local search on the real loss of the whole quantized model on the calibration
+   batches, from the knapsack plans and a few random plans at the budget (one-level raises and swaps).
 
 Which measure and refinement are the default was decided on evidence (docs/planning.md,
 "The recommended plan"; ``benchmarks/recommended_plan.py``).
@@ -17,9 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bitplan.choices import DEFAULT_ZERO_POINT, Device, Objective
+from bitplan.choices import DEFAULT_ZERO_POINT, Device, Objective, ZeroPoint
 from bitplan.plan import BitPlan, Budget, PlanRequest, PlanSource, make_plan
-from bitplan.plan.planner import plan_from_bits
+from bitplan.plan.fill import random_levels
+from bitplan.plan.planner import plan_from_bits, resolve_levels
 from bitplan.plan.request import MeasuredScores
 from bitplan.plan.space import request_space
 from bitplan.sensitivity_analysis.calibration import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, Calibration, calibrate
@@ -29,9 +30,13 @@ from bitplan.sensitivity_analysis.refine import REFINE_OBJECTIVES, BudgetSpace, 
 RECOMMENDED = "recommended"
 RECOMMENDED_MEASURE = "kl"
 """Per-level score the knapsack adds up (``kl`` or ``loss-delta``)."""
-RECOMMENDED_REFINE: str | None = "loss"
-"""What the refinement lowers (``loss``, ``kl``), or None for the knapsack's plan as it is."""
+METRIC = "metric"
+RECOMMENDED_REFINE: str | None = METRIC
+"""What the local search lowers: ``metric`` (the calibration counterpart of the task's metric: error rate
+for accuracy, loss for perplexity), ``loss``, ``kl``, ``error``, or None for the knapsack's plan as it is."""
 DEFAULT_RECOMMEND_LEVELS = (1, 2, 3, 4, 8)
+DEFAULT_RESTARTS = 8
+RESTART_SEED = 10_000
 
 
 def recommend_plan(
@@ -47,6 +52,7 @@ def recommend_plan(
     device: Device | str = Device.auto,
     measure: str = RECOMMENDED_MEASURE,
     refine: str | None = RECOMMENDED_REFINE,
+    restarts: int = DEFAULT_RESTARTS,
     calibration: Calibration | None = None,
     table: LevelTable | None = None,
     progress: bool = False,
@@ -61,7 +67,9 @@ def recommend_plan(
         checkpoint: A ``bitplan train`` run folder, seed folder or checkpoint.pt (None: initial weights).
         batches, batch_size, seed: The calibration batches, drawn from the training split.
         measure: ``kl`` or ``loss-delta`` per level (what the knapsack adds up).
-        refine: ``loss`` or ``kl`` (what the greedy refinement lowers), or None to skip it.
+        refine: What the local search lowers on the calibration batches: ``metric`` (error rate for
+            classification, loss for language models), ``loss``, ``kl`` or ``error``; None skips it.
+        restarts: Seeded random plans at the budget the local search may also start from.
         calibration, table: Reuse a loaded model and its per-level table (``methods_at_budget`` does,
             to make many plans from one measurement).
         plan_options: Further ``PlanRequest`` fields (``weight_only``, ``keep``, ``zero_point``, ...).
@@ -80,16 +88,17 @@ def recommend_plan(
     """
     if measure not in LEVEL_MEASURES:
         raise ValueError(f"measure must be one of {LEVEL_MEASURES}, not {measure!r}")
-    if refine is not None and refine not in REFINE_OBJECTIVES:
-        raise ValueError(f"refine must be one of {REFINE_OBJECTIVES} or None, not {refine!r}")
+    if refine is not None and refine not in (METRIC, *REFINE_OBJECTIVES):
+        raise ValueError(f"refine must be one of {(METRIC, *REFINE_OBJECTIVES)} or None, not {refine!r}")
     if calibration is None:
         calibration = calibrate(
             model, data, checkpoint=checkpoint, batches=batches, batch_size=batch_size, seed=seed, device=device
         )
     request = PlanRequest.of(budget=budget, levels=tuple(levels), model=calibration.spec, **plan_options)
     grid = request.zero_point or DEFAULT_ZERO_POINT
+    space = request_space(calibration.profile, request)  # an unreachable budget fails before any measuring
     if table is None:
-        table = _measure(calibration, request, progress)
+        table = measure_table(calibration, resolve_levels(request.bits, request.levels), request.zero_point, progress)
     scores = per_level_scores(calibration, table, measure)
     knapsack = make_plan(calibration.profile, request, objective=Objective.min_sensitivity, scores=scores)
     source = dict(
@@ -103,30 +112,47 @@ def recommend_plan(
         measured = {"loss_fp32": table.baseline_loss}
         recorded = PlanSource(measure=f"{measure} per level; exact knapsack", measured=measured, **source)
         return knapsack.model_copy(update={"source": recorded})
-    space = request_space(calibration.profile, request)
+    if refine == METRIC:
+        refine = "loss" if getattr(calibration.task, "value", "") == "language_model" else "error"
     budget_space = BudgetSpace(
         levels=space.levels,
         weights={unit.key: weight for unit, weight in zip(space.assigned, space.terms.weights)},
         values=space.terms.values,
         capacity=space.terms.capacity,
     )
-    start = {unit.key: knapsack.bits_by_weight()[unit.key] for unit in space.assigned}
-    refined = refine_bits(calibration, start, budget_space, scores.per_level, objective=refine, grid=grid)
+    starts = [_unit_bits(knapsack, space.assigned)]
+    for other in LEVEL_MEASURES:  # the other measure's knapsack plan
+        if other != measure:
+            plan = make_plan(calibration.profile, request, objective=Objective.min_sensitivity,
+                             scores=per_level_scores(calibration, table, other))
+            starts.append(_unit_bits(plan, space.assigned))
+    for restart in range(restarts):  # seeds apart from those R plans are usually drawn with
+        chosen = random_levels(space.terms.weights, space.terms.values, space.terms.capacity, RESTART_SEED + restart)
+        starts.append({unit.key: space.levels[level] for unit, level in zip(space.assigned, chosen)})
+    refined = refine_bits(calibration, starts, budget_space, scores.per_level, objective=refine, grid=grid)
     measured = {
         "loss_fp32": table.baseline_loss,
         "loss_knapsack": refined.before[0],
-        "kl_knapsack": refined.before[1],
+        "error_knapsack": refined.before[2],
         "loss_refined": refined.after[0],
         "kl_refined": refined.after[1],
+        "error_refined": refined.after[2],
+        "refinement_start": float(refined.start),
         "refinement_moves": float(refined.moves),
         "refinement_evaluations": float(refined.evaluations),
     }
     recorded = PlanSource(
-        measure=f"{measure} per level; exact knapsack; swap refinement on the calibration {refine}",
+        measure=f"{measure} per level; exact knapsack; local search on the calibration {refine} "
+        f"from {len(starts)} starts (start {refined.start} kept)",
         measured=measured,
         **source,
     )
     return plan_from_bits(calibration.profile, refined.bits, request, scores=scores, factor="S", source=recorded)
+
+
+def _unit_bits(plan: BitPlan, assigned) -> dict[str, int]:
+    by_weight = plan.bits_by_weight()
+    return {unit.key: by_weight[unit.key] for unit in assigned}
 
 
 def per_level_scores(calibration: Calibration, table: LevelTable, measure: str) -> MeasuredScores:
@@ -149,16 +175,14 @@ def per_level_scores(calibration: Calibration, table: LevelTable, measure: str) 
     )
 
 
-def _measure(calibration: Calibration, request: PlanRequest, progress: bool) -> LevelTable:
-    from bitplan.plan.planner import resolve_levels
-
-    levels = resolve_levels(request.bits, request.levels)
-    grid = request.zero_point
+def measure_table(calibration: Calibration, levels: list[int], grid: ZeroPoint | str, progress: bool) -> LevelTable:
+    """``measure_levels``, with a progress bar on stderr when ``progress``."""
     if not progress:
         return measure_levels(calibration, levels, grid=grid)
+    from rich.console import Console
     from rich.progress import Progress
 
     weights = len({target.weight for target in calibration.targets})
-    with Progress(transient=True) as bar:
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(f"measuring each layer at {len(levels)} levels", total=weights)
         return measure_levels(calibration, levels, grid=grid, advance=lambda: bar.advance(task))

@@ -49,8 +49,10 @@ def hold_folder(folder: Path, command: str) -> Iterator[None]:
         FolderBusyError: Another process holds the lock; the message names its PID.
         OSError: The folder cannot be created or the lock file opened (the CLI reports the path).
     """
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    failed = True
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,7 +67,11 @@ def hold_folder(folder: Path, command: str) -> Iterator[None]:
         os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
         remove_stale_temps(folder)
         yield
+        failed = False
     finally:
+        if failed and created and [path.name for path in folder.iterdir()] == [LOCK_FILE]:
+            (folder / LOCK_FILE).unlink()  # a command refused before writing leaves no folder behind
+            folder.rmdir()
         os.close(descriptor)  # closing releases the lock
 
 

@@ -329,12 +329,38 @@ def read_metrics(directory: Path) -> list[dict]:
 
 
 def _same_settings(config: TrainConfig, checkpoint: dict) -> None:
-    """Refuse a checkpoint written with other settings: its results are not this run's."""
-    if checkpoint.get("config") != _config_key(config):
+    """Refuse a checkpoint written with other settings (named, with both values): its results are not this run's."""
+    saved, now = checkpoint.get("config"), _config_key(config)
+    if saved != now:
+        differing = _differences(saved if isinstance(saved, dict) else {}, now)
+        shown = "; ".join(differing[:6]) + (f"; and {len(differing) - 6} more" if len(differing) > 6 else "")
         raise TrainingError(
-            f"`{config.out / CHECKPOINT_FILE}` was written by a run with other settings; resume with the same "
-            "arguments, pass `--overwrite` to replace its results, or choose another output folder"
+            f"`{config.out / CHECKPOINT_FILE}` was written by a run with other settings ({shown or 'an older format'}); "
+            "resume with the same arguments, pass `--overwrite` to replace its results, or choose another output folder"
         )
+
+
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """``setting (checkpoint X, now Y)`` for each leaf setting that differs, nested keys joined by dots."""
+    found = []
+    for key in dict.fromkeys([*saved, *now]):
+        old, new = saved.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += _differences(old, new, f"{prefix}{key}.")
+            continue
+        if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and all(isinstance(v, dict) for v in old + new):
+            for index, (a, b) in enumerate(zip(old, new)):
+                found += _differences(a, b, f"{prefix}{key}.{index}.")
+            continue
+        found.append(f"{prefix}{key} (checkpoint {_short(old)}, now {_short(new)})")
+    return found
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _train(config: TrainConfig, device: torch.device, *, resume: bool, progress: bool) -> RunResult:

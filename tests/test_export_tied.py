@@ -1,0 +1,117 @@
+"""Tied weights: every format computes what ``bitplan.apply`` trains with on a character LM whose head is its embedding.
+
+Training quantizes a weight only where a planned GEMM reads it (the head), never the embedding's
+lookup; each export stores the lookup's weight apart in float32 (docs/export.md, "Tied weights").
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bitplan.export import load_packed, save_packed, to_compressed_tensors, to_onnx, to_torchao
+from bitplan.plan import make_plan
+from bitplan.qat import apply
+from bitplan.spec import load_model, profile_spec
+
+SPEC = "zoo:transformer_lm?d_model=32&n_layers=1&n_heads=2&vocab=61&seq_len=16"
+LEVELS = {"2-bit": [2], "4-8-bit": [4, 8]}
+
+
+@pytest.fixture(scope="module", params=list(LEVELS), ids=list(LEVELS))
+def tied(request):
+    """(model, inputs, plan, the logits ``apply`` gives): a tied LM with trained-looking, non-zero weights."""
+    torch.manual_seed(0)
+    loaded = load_model(SPEC)
+    model = loaded.model.eval()
+    assert model.lm_head.weight is model.tok_emb.weight
+    inputs = (torch.randint(0, 61, (3, 16)),)
+    levels = LEVELS[request.param]
+    plan = make_plan(profile_spec(SPEC), factor="A", strategy="U" if len(levels) == 1 else "C-", levels=levels,
+                     zero_point="integer", activation_bits=None, gradient_bits=None)
+    with torch.no_grad():
+        expected = apply(copy.deepcopy(model), plan, inputs).eval()(*inputs)
+    return model, inputs, plan, expected
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got - expected).abs().max() / expected.abs().max())
+
+
+def test_packed_round_trip_keeps_the_lookup_in_float32(tied, tmp_path):
+    model, inputs, plan, expected = tied
+    header = save_packed(model, plan, tmp_path / "lm.safetensors")
+    assert [layer.weight for layer in header.layers if layer.weight.startswith(("lm_head", "tok_emb"))] == ["lm_head.weight"]
+    assert "lm_head.weight" not in header.aliases  # stored apart from the embedding it is tied to
+    fresh = load_model(SPEC).model.eval()
+    state = load_packed(tmp_path / "lm.safetensors", fresh)
+    assert torch.equal(state["tok_emb.weight"], model.tok_emb.weight.detach())  # the lookup reads float32
+    with torch.no_grad():
+        assert _relative(fresh(*inputs), expected) <= 1e-5
+
+
+@pytest.mark.parametrize("level", ["ORT_DISABLE_ALL", "ORT_ENABLE_ALL"])
+def test_onnx_runtime_at_default_and_disabled_optimisations(tied, tmp_path, level):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model, inputs, plan, expected = tied
+    to_onnx(model, plan, tmp_path / "lm.onnx", inputs)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)  # ENABLE_ALL is ORT's default
+    session = ort.InferenceSession(str(tmp_path / "lm.onnx"), options, providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"input_0": inputs[0].numpy()})[0])
+    assert _relative(got, expected) <= 1e-3
+
+
+def test_compressed_tensors_head_quantized_embedding_float32(tied, tmp_path):
+    pytest.importorskip("compressed_tensors")
+    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
+    from compressed_tensors.quantization import QuantizationConfig
+    from safetensors.torch import load_file
+
+    model, inputs, plan, expected = tied
+    to_compressed_tensors(model, plan, tmp_path / "ct")
+    config = QuantizationConfig.model_validate(json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"])
+    stored = load_file(str(tmp_path / "ct" / "model.safetensors"))
+    state = {key: value for key, value in stored.items() if not key.endswith(("_packed", "_scale", "_zero_point", "_shape"))}
+    for scheme in config.config_groups.values():
+        for module in scheme.targets:
+            local = {key.removeprefix(module + "."): value for key, value in stored.items() if key.startswith(module + ".")}
+            state[f"{module}.weight"] = PackedQuantizationCompressor.decompress(local, scheme)["weight"]
+    assert "lm_head" in {module for scheme in config.config_groups.values() for module in scheme.targets}
+    fresh = load_model(SPEC).model.eval()
+    fresh.lm_head.weight = torch.nn.Parameter(fresh.lm_head.weight.detach().clone())  # untied, as the file stores it
+    fresh.load_state_dict(state)
+    with torch.no_grad():
+        assert _relative(fresh(*inputs), expected) <= 1e-5
+
+
+def test_torchao_fake_quantizes_the_head_not_the_lookup(tied):
+    pytest.importorskip("torchao")
+    from torchao.quantization import quantize_
+
+    model, inputs, plan, expected = tied
+    fresh = copy.deepcopy(model)
+    quantize_(fresh, to_torchao(plan, fresh), filter_fn=None)
+    with torch.no_grad():
+        assert _relative(fresh(*inputs), expected) <= 1e-5
+    assert np.array_equal(fresh.tok_emb.weight.detach().numpy(), model.tok_emb.weight.detach().numpy())
+
+
+def test_profile_strict_accepts_the_exported_lm(tied, tmp_path):
+    """The positional embedding is read by `Slice` then `Add`: elementwise, as the torch profile says, not a missing GEMM."""
+    pytest.importorskip("onnx")
+    from typer.testing import CliRunner
+
+    from bitplan.cli.app import app
+
+    model, inputs, plan, _ = tied
+    to_onnx(model, plan, tmp_path / "lm.onnx", inputs)
+    result = CliRunner().invoke(app, ["profile", str(tmp_path / "lm.onnx"), "--strict", "--batch", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    uncovered = {entry["parameter"]: entry["kind"] for entry in json.loads(result.stdout)["uncovered"]}
+    assert uncovered.get("pos_emb.weight") == "elementwise"
