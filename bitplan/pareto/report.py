@@ -73,15 +73,19 @@ def summary_header(result: ParetoResult) -> list[str]:
     return ["method", "budget", "n", "mean bits", "MBit", f"{short} [95% CI]", "test loss", "best / median / worst"]
 
 
-def random_rows(result: ParetoResult) -> list[list[str]]:
-    """Each method against the random plans of its budget: random plans beaten by metric and by loss."""
-    return [
-        [row.method, f"{row.budget:g}", f"{row.beats_metric} of {row.randoms}", f"{row.beats_loss} of {row.randoms}"]
-        for row in against_random(result)
-    ]
-
-
-RANDOM_HEADER = ["method", "budget", "random plans beaten (metric)", "random plans beaten (loss)"]
+def random_table(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
+    """Methods × budgets: how many random plans of the budget each method beats, by the metric and by the loss."""
+    rows = against_random(result)
+    budgets = sorted({row.budget for row in rows})
+    header = ["method", *(f"{budget:g} bits" for budget in budgets)]
+    table = []
+    for method in dict.fromkeys(row.method for row in rows):
+        cells = {row.budget: row for row in rows if row.method == method}
+        table.append([method, *(
+            f"{cells[b].beats_metric}/{cells[b].randoms} · loss {cells[b].beats_loss}/{cells[b].randoms}" if b in cells else ""
+            for b in budgets
+        )])
+    return header, table
 
 
 def pivot(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
@@ -124,9 +128,12 @@ def markdown(result: ParetoResult) -> str:
     """``pareto.md``: the summary table, the table against random plans, and what was skipped."""
     text = f"# Pareto sweep\n\n{describe(result)}\n\n" + _markdown_table(*pivot(result))
     text += "\n## Every method and budget\n\n" + _markdown_table(summary_header(result), summary_rows(result))
-    rows = random_rows(result)
+    header, rows = random_table(result)
     if rows:
-        text += "\n## Against random plans of the same budget\n\n" + _markdown_table(RANDOM_HEADER, rows)
+        text += (
+            "\n## Against random plans of the same budget\n\nRandom plans each method is strictly better than, "
+            "by the metric and by the test loss.\n\n" + _markdown_table(header, rows)
+        )
     if result.skipped:
         text += "\n## No plan\n\n" + "".join(f"- {s.method} at {s.budget:g}: {s.reason}\n" for s in result.skipped)
     return text
@@ -146,14 +153,15 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def section(result: ParetoResult, png: bytes) -> str:
     """The report section: the figure, the summary table and the table against random plans."""
-    rows = random_rows(result)
+    header, rows = random_table(result)
     return (
         '<section class="pareto"><h2>Pareto sweep: metric against mean bits</h2>'
         f'<p class="meta">{escape(describe(result))}</p>'
         + figure_html(Picture(png, "Test metric and loss against mean bits: a line per method, uniform as points, "
                                    "random plans as a band (min–max) with their median."))
         + _html_table(summary_header(result), summary_rows(result))
-        + (("<h3>Against random plans of the same budget</h3>" + _html_table(RANDOM_HEADER, rows)) if rows else "")
+        + (("<h3>Against random plans of the same budget (beaten by metric · by loss)</h3>" + _html_table(header, rows))
+           if rows else "")
         + "".join(f'<p class="meta">No {escape(s.method)} plan at {s.budget:g}: {escape(s.reason)}</p>' for s in result.skipped)
         + "</section>"
     )
