@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from bitplan.atomic import atomic_write_bytes, atomic_write_text
 from bitplan.compare.html import SECTIONS_DIR, Picture, figure_html, page
@@ -73,33 +75,25 @@ def summary_header(result: ParetoResult) -> list[str]:
     return ["method", "budget", "n", "mean bits", "MBit", f"{short} [95% CI]", "test loss", "best / median / worst"]
 
 
-def random_table(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
-    """Methods × budgets: how many random plans of the budget each method beats, by the metric and by the loss."""
-    rows = against_random(result)
-    budgets = sorted({row.budget for row in rows})
-    header = ["method", *(f"{budget:g} bits" for budget in budgets)]
-    table = []
-    for method in dict.fromkeys(row.method for row in rows):
-        cells = {row.budget: row for row in rows if row.method == method}
-        table.append([method, *(
-            f"{cells[b].beats_metric}/{cells[b].randoms} · loss {cells[b].beats_loss}/{cells[b].randoms}" if b in cells else ""
-            for b in budgets
-        )])
-    return header, table
-
-
-def pivot(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
-    """Methods × budgets at a glance: each cell the mean metric [95 % CI] and, below it, the test loss."""
-    entries = groups(result)
+def _by_budget(entries: list, cell: Callable[[Any], str]) -> tuple[list[str], list[list[str]]]:
+    """Methods × budgets: one row per method (in order), one column per budget, ``cell(entry)`` in each."""
     budgets = sorted({entry.budget for entry in entries})
-    header = ["method", *(f"{budget:g} bits" for budget in budgets)]
     rows = []
     for method in dict.fromkeys(entry.method for entry in entries):
         cells = {entry.budget: entry for entry in entries if entry.method == method}
-        rows.append([method, *(
-            f"{_interval(cells[b])}<br>loss {_number(cells[b].loss, 3)}" if b in cells else "" for b in budgets
-        )])
-    return header, rows
+        rows.append([method, *(cell(cells[budget]) if budget in cells else "" for budget in budgets)])
+    return ["method", *(f"{budget:g} bits" for budget in budgets)], rows
+
+
+def random_table(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
+    """How many random plans of the budget each method beats, by the metric and by the loss."""
+    return _by_budget(against_random(result), lambda row: (
+        f"{row.beats_metric}/{row.randoms} · loss {row.beats_loss}/{row.randoms}"))
+
+
+def pivot(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
+    """At a glance: each cell the mean metric [95 % CI] and, below it, the test loss."""
+    return _by_budget(groups(result), lambda entry: f"{_interval(entry)}<br>loss {_number(entry.loss, 3)}")
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
