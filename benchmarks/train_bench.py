@@ -13,6 +13,13 @@ Variants, each its own copy of one initial model, all in this process:
 Steps are interleaved (one step of every variant per round, in rotating order), which cancels the
 slow drift of a shared machine; the median per variant is reported with its ratio to fp32.
 
+Each variant is used as a library user would: ``bitplan.apply`` and a plain loop, glibc's malloc as
+it comes (``--keep-freed-memory`` calls ``bitplan.train.keep_freed_memory()`` first, as
+``bitplan train`` does). Next to the step time: the bytes one training forward keeps for backward
+(``bitplan.qat.memory.kept_for_backward``: every storage once, parameters excluded; the model's
+forward, and with the loss) and the peak resident memory of a fresh process that builds the variant
+and runs three steps (``--no-rss`` skips those processes).
+
 The limit. Fake quantization adds passes over memory that fp32 training does not make; a step
 cannot be faster than fp32 plus the time to move those bytes. Per step and quantized tensor T
 (a planned weight, a layer input, a layer-output gradient), the minimum is one read for the range
@@ -40,9 +47,11 @@ quantizers inside real steps, before this file's last changes; load average 1–
   quantized activations saved for backward (+92 MB at batch 128) make glibc trim and regrow the
   heap every step. With the thresholds raised (``MALLOC_TRIM_THRESHOLD_`` /
   ``MALLOC_MMAP_THRESHOLD_``) the faults vanish and the ratios drop (same session, interleaved): SR
-  1.244 → 1.217, LUQ 1.370 → 1.279. ``bitplan train`` now raises them itself
-  (``bitplan.train.allocator``), and so does this benchmark unless ``--default-malloc``. Python-level overhead per quantizer call (checks, scalar range math, autograd node) is
-  ≈ 0.1 ms, ≈ 6 ms per step: small against the passes.
+  1.244 → 1.217, LUQ 1.370 → 1.279. ``bitplan train`` raises them itself
+  (``bitplan.train.keep_freed_memory``). Since quantized layers keep codes instead of float copies
+  (issue 20), a step keeps about as much as fp32 and the setting no longer matters much (see
+  docs/performance.md). Python-level overhead per quantizer call (checks, scalar range math,
+  autograd node) is ≈ 0.1 ms, ≈ 6 ms per step: small against the passes.
 
 Compiled (``--compile``): inside an outer ``torch.compile`` the quantizers used to flatten each
 activation in logical order while inductor stores convolution activations channels-last, so every
@@ -62,7 +71,10 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,9 +83,10 @@ import torch
 import torch.nn.functional as F
 
 from bitplan.qat import apply, quant_runtime
+from bitplan.qat.memory import kept_for_backward
 from bitplan.plan import make_plan
 from bitplan.spec import load_model, profile_spec
-from bitplan.train.allocator import retain_freed_memory
+from bitplan.train import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -189,6 +202,32 @@ def quantized_bytes(model: torch.nn.Module, x: torch.Tensor) -> dict[str, int]:
     return sizes
 
 
+def kept_megabytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """MB one training forward keeps for backward: the model's forward alone, and with the loss."""
+    _, model_only = kept_for_backward(model, lambda: model(x))
+    _, with_loss = kept_for_backward(model, lambda: loss_of(model(x), y))
+    return {"kept_mb": model_only.total / 1e6, "kept_with_loss_mb": with_loss.total / 1e6}
+
+
+def peak_rss_megabytes(model_name: str, variant: str, args: argparse.Namespace) -> float:
+    """Peak resident MB of a fresh process that builds one variant and runs three steps."""
+    command = [sys.executable, __file__, "--rss-child", f"{model_name}:{variant}", "--threads", str(args.threads),
+               "--device", args.device] + (["--keep-freed-memory"] if args.keep_freed_memory else [])
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return float(output.strip().splitlines()[-1])
+
+
+def rss_child(target: str, device: torch.device) -> None:
+    """``--rss-child MODEL:VARIANT``: build that variant alone, run three steps, print peak RSS in MB."""
+    model_name, variant = target.split(":")
+    workload = WORKLOADS[model_name]
+    runner, optimizer, _ = build_variants(workload, False, device, (variant,))[variant]
+    x, y = batch_of(workload, device)
+    for _ in range(3):
+        step(runner, optimizer, x, y)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+
+
 def copy_bandwidth(numel: int, device: torch.device, rounds: int = 20, pool_bytes: int = 1 << 27) -> float:
     """Bytes per second ``copy_`` moves (read + write) on float32 tensors of ``numel`` elements.
 
@@ -254,8 +293,12 @@ def run_model(model_name: str, args: argparse.Namespace, device: torch.device) -
     x, y = batch_of(workload, device)
     variants = build_variants(workload, False, device, args.variants)
     eager = measure(variants, x, y, args.steps, args.warmup)
-    for row in eager.values():
+    for name, row in eager.items():
         row["vs_eager_fp32"] = row["ratio"]
+        row.update(kept_megabytes(variants[name][2], x, y))
+        row["peak_rss_mb"] = None if args.no_rss else peak_rss_megabytes(model_name, name, args)
+    for row in eager.values():
+        row["kept_ratio"] = row["kept_mb"] / eager["fp32"]["kept_mb"]
     results = {"eager": with_limits(eager, variants, x, model_name, False)}
     if args.compile:
         # eager fp32 runs in the same interleaved rounds, so "× eager fp32" compares like with like
@@ -275,15 +318,19 @@ def render(model_name: str, results: dict) -> None:
     print(f"\n{model_name} ({workload.spec}), batch {workload.batch}")
     print(
         f"{'variant':<12} {'mode':<9} {'ms/step':>9} {'× fp32':>7} {'limit':>6} {'extra MB':>9} {'copy GB/s':>9} "
-        f"{'× eager fp32':>13} {'target':>7}"
+        f"{'× eager fp32':>13} {'target':>7} {'kept MB':>8} {'× fp32':>7} {'+loss MB':>9} {'peak RSS MB':>12}"
     )
     for mode, table in results.items():
         for name, row in table.items():
             target = f"{row['target']:.2f}" if row["target"] else "-"
             bandwidth = f"{row['copy_gb_per_s']:.1f}" if row["copy_gb_per_s"] else "-"
+            memory = ""
+            if "kept_mb" in row:
+                rss = f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-"
+                memory = f" {row['kept_mb']:8.1f} {row['kept_ratio']:7.3f} {row['kept_with_loss_mb']:9.1f} {rss:>12}"
             print(
                 f"{name:<12} {mode:<9} {row['median_ms']:9.1f} {row['ratio']:7.3f} {row['limit']:6.3f} "
-                f"{row['extra_bytes'] / 1e6:9.1f} {bandwidth:>9} {row['vs_eager_fp32']:13.3f} {target:>7}"
+                f"{row['extra_bytes'] / 1e6:9.1f} {bandwidth:>9} {row['vs_eager_fp32']:13.3f} {target:>7}{memory}"
             )
 
 
@@ -299,8 +346,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile'd variants")
     parser.add_argument(
-        "--default-malloc", action="store_true", help="keep glibc's default trim/mmap thresholds (bitplan train raises them)"
+        "--keep-freed-memory", action="store_true",
+        help="call bitplan.train.keep_freed_memory() first, as `bitplan train` does (default: glibc's malloc as it comes)",
     )
+    parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS processes (one per variant)")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "train_bench.json")
     args = parser.parse_args()
     args.variants = ("fp32", *(name for name in args.variants.split(",") if name != "fp32"))
@@ -308,9 +358,12 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(SETTINGS)}")
     torch.set_num_threads(args.threads)
-    if not args.default_malloc:
-        retain_freed_memory()  # what `bitplan train` does; fp32 and every variant share the setting
+    if args.keep_freed_memory:
+        keep_freed_memory()  # what `bitplan train` does; fp32 and every variant share the setting
     device = torch.device(args.device)
+    if args.rss_child:
+        rss_child(args.rss_child, device)
+        return
     load_before = os.getloadavg()
     results = {}
     for model_name in args.models.split(","):
@@ -322,7 +375,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
-                    "device": str(device), "load_average": [load_before, load_after]},
+                    "device": str(device), "load_average": [load_before, load_after],
+                    "keep_freed_memory": args.keep_freed_memory},
         "steps": args.steps,
         "results": results,
     }

@@ -265,6 +265,13 @@ class TracerChoice(str, Enum):
     export = "export"
 
 
+class RoutingChoice(str, Enum):
+    """How mixture-of-experts GEMMs count tokens: the uniform expectation, or what a real router chose."""
+
+    uniform = "uniform"
+    measured = "measured"
+
+
 # --------------------------------------------------------------------------------------------- pareto
 
 

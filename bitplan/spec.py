@@ -20,8 +20,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
-from bitplan.choices import TracerChoice
-from bitplan.errors import SpecError
+from bitplan.choices import RoutingChoice, TracerChoice
+from bitplan.errors import SpecError, TraceError
 from bitplan.profile.schema import ModelProfile
 
 if TYPE_CHECKING:  # torch is imported where a model is built, so profiling an ONNX file never loads it
@@ -98,28 +98,64 @@ def _torchvision(name: str, options: dict[str, str]) -> tuple[nn.Module, tuple]:
         model = builder(**settings)
     except (TypeError, ValueError) as error:
         raise SpecError(f"`torchvision:{name}` does not accept these options ({error}); check the builder's arguments") from None
+    return model, torchvision_inputs(builder.__module__, model, _weights_metadata(torchvision, name))
+
+
+def torchvision_inputs(family: str, model: nn.Module, weights: dict) -> tuple[torch.Tensor, ...]:
+    """The example input of a torchvision model built with ``weights=None`` (docs/models.md, "torchvision").
+
+    Args:
+        family: the builder's module (``torchvision.models.video.resnet``, ``...optical_flow.raft``).
+        model: the built model: a size it was constructed with (``image_size``, ``input_size``) wins
+            over its weights' metadata, which describes the model built *with* those weights.
+        weights: the first weights' transform settings and meta (``crop_size``, ``resize_size``,
+            ``min_temporal_size``); empty when the model has none.
+
+    Returns:
+        Video models: one clip 1×3×T×H×W with T = max(16, ``min_temporal_size``) frames. Optical flow
+        (RAFT): two images 1×3×H×W. Other models: one image 1×3×H×W. H = W = the model's own size,
+        else the weights' crop size, else their resize size, else 224.
+    """
     import torch
 
-    size = _torchvision_input_size(torchvision, name)
-    return model, (torch.zeros(1, 3, size, size),)
+    size = _own_size(model) or _first(weights.get("crop_size")) or _first(weights.get("resize_size")) or DEFAULT_IMAGE_SIZE
+    if ".video." in family:
+        frames = max(CLIP_FRAMES, int(weights.get("min_temporal_size") or 0))
+        return (torch.zeros(1, 3, frames, size, size),)
+    if ".optical_flow." in family:
+        return (torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size))
+    return (torch.zeros(1, 3, size, size),)
 
 
-def _torchvision_input_size(torchvision: ModuleType, name: str) -> int:
-    """The image size the model's own weights were evaluated at (their metadata, not the model's name):
-    the preprocessing's ``crop_size`` (299 for Inception), else its ``resize_size`` (520 for
-    segmentation models); 224 when the model has no weights metadata."""
+def _own_size(model: nn.Module) -> int | None:
+    """A square input size the model was constructed with (ViT's ``image_size``), if it keeps one."""
+    for attribute in ("image_size", "input_size", "img_size"):
+        size = _first(getattr(model, attribute, None))
+        if size:
+            return size
+    return None
+
+
+def _first(value: object) -> int | None:
+    """An int, or the first of a sequence of ints (``(112, 112)``); None for anything else."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _weights_metadata(torchvision: ModuleType, name: str) -> dict:
+    """The first weights' transform settings and meta of a model (``{}`` when it has no weights)."""
     try:
         weights = list(torchvision.models.get_model_weights(name))
     except (ValueError, KeyError, AttributeError):
-        return DEFAULT_IMAGE_SIZE
-    settings = getattr(getattr(weights[0], "transforms", None), "keywords", {}) if weights else {}
-    size = settings.get("crop_size") or settings.get("resize_size")
-    if isinstance(size, (list, tuple)):
-        size = size[0] if size else None
-    return int(size) if size else DEFAULT_IMAGE_SIZE
+        return {}
+    if not weights:
+        return {}
+    return {**getattr(weights[0], "meta", {}), **getattr(getattr(weights[0], "transforms", None), "keywords", {})}
 
 
 DEFAULT_IMAGE_SIZE = 224
+CLIP_FRAMES = 16  # Kinetics clips: every torchvision video model is trained and evaluated on 16 frames or more
 
 
 def import_torchvision(name: str) -> ModuleType:
@@ -446,18 +482,40 @@ def _unknown_spec_message(spec: str) -> str:
     return message
 
 
+def _data_inputs(data: str, example_inputs: tuple, batch: int) -> tuple:
+    """The first ``batch`` test samples of a data spec, stacked like the example input."""
+    import torch
+
+    from bitplan.data import load_data
+
+    bundle = load_data(data, example_inputs=example_inputs)
+    samples = [bundle.test[i][0] for i in range(min(batch, len(bundle.test)))]
+    return (torch.stack(samples),)
+
+
 def profile_spec(
     spec: str,
     *,
     input_shape: str | None = None,
     batch: int | None = None,
     tracer: TracerChoice | str = TracerChoice.auto,
+    allow_partial: bool = False,
+    routing: RoutingChoice | str = RoutingChoice.uniform,
+    data: str | None = None,
 ) -> ModelProfile:
     """Profile the model a spec names. Zoo, torchvision and hf models are built on the meta device
-    (on the CPU, with a note in the profile, when their code needs real values while it is built).
+    (on the CPU, with a note in the profile, when their code needs real values while it is built, or
+    when tracing needs values: ``nonzero``, ``.item()``, detection models; then it is traced on real
+    tensors, batch as given).
+
+    Args:
+        routing: ``measured`` builds the model on the CPU and counts the tokens its routers really send
+            (docs/concepts.md, "Mixture of experts"); the weights are the spec's own.
+        data: a data spec (docs/data.md) whose first test samples (``batch`` of them, default 1) are the
+            input instead of the spec's example input.
 
     Raises:
-        SpecError, TraceError, OnnxError: see ``load_model`` and the front ends' ``trace``.
+        SpecError, TraceError, OnnxError, DataError: see ``load_model``, ``load_data`` and the front ends' ``trace``.
     """
     base, _ = split_spec(spec)
     if base.endswith(".onnx"):
@@ -468,6 +526,12 @@ def profile_spec(
     from bitplan.frontends.torch import trace as trace_torch
 
     notes = []
+    measured = RoutingChoice(routing) is RoutingChoice.measured
+    if measured or data:
+        loaded = load_model(spec, input_shape=input_shape, batch=batch)
+        inputs = _data_inputs(data, loaded.example_inputs, batch or 1) if data else loaded.example_inputs
+        profile = trace_torch(loaded.model, inputs, name=spec, tracer=tracer, allow_partial=allow_partial, routing=routing)
+        return profile.model_copy(update={"notes": [*profile.notes, f"input: the first {batch or 1} test sample(s) of `{data}`"]}) if data else profile
     builds_on_meta = base.split(":")[0] in ("zoo", "torchvision", "hf")
     try:
         loaded = load_model(spec, input_shape=input_shape, batch=batch, device="meta" if builds_on_meta else None)
@@ -482,5 +546,15 @@ def profile_spec(
             f"built on the CPU with random weights (building on the meta device failed: {type(error).__name__}: "
             f"{reason}); traced on meta tensors as usual"
         )
-    profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer)
-    return profile.model_copy(update={"notes": [*profile.notes, *notes]}) if notes else profile
+    on_meta = builds_on_meta and not notes
+    try:
+        profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer, allow_partial=allow_partial and not on_meta)
+    except TraceError as error:
+        if not on_meta or TracerChoice(tracer) is TracerChoice.export:
+            raise
+        # the tracers need values the meta device does not have: random weights on the CPU, traced once
+        loaded = load_model(spec, input_shape=input_shape, batch=batch)
+        reason = str(error).split(". ", 1)[-1][:200]
+        notes.append(f"built on the CPU with random weights, because tracing on meta tensors failed ({reason})")
+        profile = trace_torch(loaded.model, loaded.example_inputs, name=spec, tracer=tracer, values=True, allow_partial=allow_partial)
+    return profile.model_copy(update={"notes": [*notes, *profile.notes]}) if notes else profile

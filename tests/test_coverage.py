@@ -74,6 +74,7 @@ def test_zoo_has_no_silent_drops(name: str) -> None:
     assert {entry.parameter: entry.kind for entry in profile.uncovered} == expected
     coverage = profile.coverage
     assert coverage.gemm_params + coverage.uncovered_params == coverage.matrix_params
+    assert profile.gemm_params <= profile.total_params  # each weight once, never a copy per use
 
 
 class Computed(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bitplan.export.packing import pack_codes, packed_nbytes, unpack_codes
+from bitplan.export.packing import pack_codes, pack_rows, packed_nbytes, unpack_codes
 
 
 def test_two_bit_codes_fill_a_byte_from_its_low_bits():
@@ -45,3 +45,28 @@ def test_bad_widths_and_lengths_are_refused():
         pack_codes(torch.tensor([1]), 17)
     with pytest.raises(ValueError, match="take 2 bytes"):
         unpack_codes(torch.zeros(3, dtype=torch.uint8), 4, 4)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_rows_are_compressed_tensors_dense_int32_layout(bits: int):
+    """``pack_rows`` equals compressed-tensors' own ``pack_to_int32`` (dense since 0.18) on odd shapes."""
+    helpers = pytest.importorskip("compressed_tensors.compressors.pack_quantized.helpers")
+    from importlib.metadata import version
+
+    if tuple(int(part) for part in version("compressed-tensors").split(".")[:2]) < (0, 18):
+        pytest.skip("compressed-tensors before 0.18 pads odd widths instead of packing them densely")
+    generator = torch.Generator().manual_seed(bits)
+    for rows, cols in [(5, 33), (3, 7), (4, 96), (2, 1)]:
+        codes = torch.randint(0, 2**bits, (rows, cols), dtype=torch.uint8, generator=generator)
+        signed = (codes.to(torch.int16) - 2 ** (bits - 1)).to(torch.int8)
+        packed = pack_rows(codes, bits).view(torch.int32)
+        assert packed.shape == (rows, -(-cols * bits // 32))
+        assert torch.equal(packed, helpers.pack_to_int32(signed, bits))
+        column = pack_rows(codes[:, 0].reshape(1, -1), bits).view(torch.int32).reshape(-1, 1)  # packed along dim 0
+        assert torch.equal(column, helpers.pack_to_int32(signed[:, :1], bits, packed_dim=0))
+
+
+def test_rows_hand_computed_three_bit_words():
+    # 11 three-bit codes of value 7 fill bits 0-32 of the row: word 0 all ones, word 1 bit 0 set
+    packed = pack_rows(torch.full((1, 11), 7), 3).view(torch.int32)
+    assert packed.tolist() == [[-1, 1]]

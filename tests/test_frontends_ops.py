@@ -113,3 +113,28 @@ def test_apply_reads_gemm_operands_from_the_same_table() -> None:
     assert gemm_operands("einsum", ("ij,jk", None, None), {}) == [1, 2]
     assert gemm_operands("lstm_cell", (), {}) == []  # several GEMMs per call: a layer twin's job
     assert OPS["linear"].kind == "linear" and OPS["bmm"].kind == "matmul"
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+@pytest.mark.parametrize("dot", [torch.dot, torch.vdot])
+def test_dot_with_a_weight_vector(tracer: str, dot: Callable) -> None:
+    model = Functional(lambda s, x: dot(x, s.w), w=(6,))
+    profile = trace(model, (torch.randn(6),), tracer=tracer)
+    assert [(layer.weight, layer.m, layer.k, layer.n, layer.groups, layer.params) for layer in profile.layers] == [
+        ("w", 1, 6, 1, 1, 6)
+    ]
+    assert profile.coverage.gemm_params == 6
+
+
+@pytest.mark.parametrize("tracer", TRACERS)
+def test_multi_dot_product_weight_belongs_to_all_its_parameters(tracer: str) -> None:
+    # a, b, c, d = 2, 4, 100, 3: (xW1)W2 costs 2·100·7 = 1400 MACs, x(W1W2) 4·3·102 = 1224: torch takes x(W1W2)
+    model = Functional(lambda s, x: torch.linalg.multi_dot([x, s.W1, s.W2]), W1=(4, 100), W2=(100, 3))
+    x = torch.randn(2, 4)
+    profile = trace(model, (x,), tracer=tracer)
+    got = [(layer.weight, layer.m, layer.k, layer.n) for layer in profile.layers]
+    assert got == [("W2", 4, 100, 3), ("W1", 2, 4, 3)]  # W1·W2, then x·(W1W2) on the product weight
+    assert profile.uncovered == [] and profile.coverage.gemm_params == 400 + 300
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    assert profile.total_macs == counter.get_total_flops() // 2 == 1224

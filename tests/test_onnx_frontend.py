@@ -411,7 +411,8 @@ def test_custom_domain_gemms_are_reported(tmp_path: Path) -> None:
     model = helper.make_model(graph, opset_imports=opsets)
     onnx.save(model, tmp_path / "m.onnx")
     with pytest.warns(UserWarning, match="com.microsoft::FusedMatMul"):
-        assert profile_onnx(tmp_path / "m.onnx").layers == []
+        profile = profile_onnx(tmp_path / "m.onnx")
+    assert profile.layers == [] and [entry.op for entry in profile.unknown_ops] == ["com.microsoft::FusedMatMul"]
 
 
 def test_gemms_inside_control_flow_are_reported(tmp_path: Path) -> None:
@@ -422,7 +423,8 @@ def test_gemms_inside_control_flow_are_reported(tmp_path: Path) -> None:
     node = helper.make_node("If", ["cond"], ["y"], then_branch=then_branch, else_branch=else_branch)
     inputs = {"cond": ([], TensorProto.BOOL), "x": [2, 4]}
     with pytest.warns(UserWarning, match="If"):
-        assert profile_onnx(save(tmp_path / "m.onnx", [node], inputs, [init("w", [4, 4])])).layers == []
+        profile = profile_onnx(save(tmp_path / "m.onnx", [node], inputs, [init("w", [4, 4])]))
+    assert profile.layers == [] and [(entry.op, entry.count) for entry in profile.unknown_ops] == [("If", 1)]
 
 
 def test_the_front_end_imports_without_onnx(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -221,8 +221,10 @@ class DataDependent(nn.Module):
 
 
 def test_untraceable_model_names_the_problem() -> None:
-    with pytest.raises(TraceError, match=r"could not trace `DataDependent`.*record:.*--input-shape"):
-        profile_model(DataDependent(), torch.ones(1, 4))
+    with pytest.raises(TraceError, match=r"could not trace `DataDependent`.*record at op `item`.*--input-shape"):
+        profile_model(DataDependent().to("meta"), torch.ones(1, 4, device="meta"))
+    profile = profile_model(DataDependent(), torch.ones(1, 4))  # real weights: traced on real tensors
+    assert [layer.name for layer in profile.layers] == ["fc"] and "real tensors" in profile.notes[0]
 
 
 def test_profile_json_round_trip() -> None:

@@ -383,10 +383,12 @@ def test_tensors_off_meta_are_left_to_torch() -> None:
 def _profiles(model: nn.Module, inputs: tuple) -> tuple[object, object]:
     model.eval()
     built = []
+    parameters = {name: tuple(parameter.shape) for name, parameter in model.named_parameters()}
     for fake in (True, False):
         with uniform_routing(model):  # mixture-of-experts modules route as the profiler routes them
             builder = record_gemms(model, inputs, fake_shapes=fake)
-        built.append(builder.build(model="m", batch=1, tracer="record", input_shapes=[], parameters={}))
+        built.append(builder.build(model="m", batch=1, tracer="record", input_shapes=[], parameters=parameters))
+    assert built[0].gemm_params <= built[0].total_params  # each weight once (zoo and hf models alike)
     return built[0].model_dump(), built[1].model_dump()
 
 

@@ -198,3 +198,103 @@ def test_hf_encoder_only_and_encoder_decoder_get_their_auto_class() -> None:
     assert type(load_model(f"hf:bert?{HF_TINY}&head=base", device="meta").model).__name__ == "BertModel"
     with pytest.raises(SpecError, match="`head=classifier` is not one of causal_lm"):
         load_model(f"hf:bert?{HF_TINY}&head=classifier", device="meta")
+
+
+FAMILIES = """
+    import functools
+    import types
+
+    import torch
+    from torch import nn
+
+    class Clip(nn.Module):  # a video model: conv3d over [B, 3, T, H, W]
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv3d(3, 4, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3))
+
+        def forward(self, video):
+            return self.stem(video)
+
+    class Flow(nn.Module):  # optical flow: two images
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Conv2d(3, 4, 8, stride=8)
+
+        def forward(self, image1, image2):
+            return self.encoder(image1) - self.encoder(image2)
+
+    class Patches(nn.Module):  # a model constructed for one image size (ViT's image_size)
+        def __init__(self, image_size=224):
+            super().__init__()
+            self.image_size = image_size
+            self.proj = nn.Conv2d(3, 4, 14, stride=14)
+
+        def forward(self, image):
+            assert image.shape[-1] == self.image_size
+            return self.proj(image)
+
+    class Detector(nn.Module):  # proposals whose count depends on values (nonzero): meta cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Conv2d(3, 4, 3, padding=1)
+            self.box_head = nn.Linear(4, 6)
+
+        def forward(self, image):
+            features = self.backbone(image).flatten(2).transpose(1, 2).reshape(-1, 4)
+            keep = torch.nonzero(features.sum(1) > -1e9).squeeze(1)  # every position, found from values
+            return self.box_head(features[keep])
+
+    def builder(model, module):
+        def build(*, weights):
+            return model()
+        build.__module__ = module
+        return build
+
+    def weights(**settings):
+        meta = settings.pop("meta", {})
+        return [types.SimpleNamespace(transforms=functools.partial(print, **settings), meta=meta)]
+
+    class models:
+        @staticmethod
+        def get_model_builder(name):
+            return {
+                "r3d": builder(Clip, "torchvision.models.video.resnet"),
+                "s3d": builder(Clip, "torchvision.models.video.s3d"),
+                "raft": builder(Flow, "torchvision.models.optical_flow.raft"),
+                "vit": builder(Patches, "torchvision.models.vision_transformer"),
+                "detector": builder(Detector, "torchvision.models.detection.faster_rcnn"),
+            }[name]
+
+        @staticmethod
+        def get_model_weights(name):
+            return {
+                "r3d": weights(crop_size=(112, 112), resize_size=(128, 171), meta={"min_size": (1, 1)}),
+                "s3d": weights(crop_size=(224, 224), meta={"min_temporal_size": 20}),
+                "raft": weights(meta={"min_size": (128, 128)}),
+                "vit": weights(crop_size=518, resize_size=518),  # the weights' size, not the model's
+                "detector": weights(meta={}),
+            }[name]
+"""
+
+
+def test_torchvision_default_inputs_come_from_the_model_family(fake_torchvision) -> None:
+    fake_torchvision(FAMILIES)
+    shapes = {name: [tuple(t.shape) for t in load_model(f"torchvision:{name}").example_inputs] for name in ("r3d", "s3d", "raft", "vit")}
+    assert shapes == {
+        "r3d": [(1, 3, 16, 112, 112)],  # a 16-frame clip at the weights' crop
+        "s3d": [(1, 3, 20, 224, 224)],  # the weights need at least 20 frames
+        "raft": [(1, 3, 224, 224), (1, 3, 224, 224)],  # two images
+        "vit": [(1, 3, 224, 224)],  # built without weights: its own image_size
+    }
+    profile = profile_spec("torchvision:r3d")
+    assert [(layer.m, layer.k, layer.n) for layer in profile.layers] == [(16 * 56 * 56, 3 * 3 * 7 * 7, 4)]
+    assert profile.input_shapes == [[1, 3, 16, 112, 112]]
+
+
+def test_a_model_that_needs_values_is_rebuilt_on_the_cpu_and_traced_on_real_tensors(fake_torchvision) -> None:
+    fake_torchvision(FAMILIES)
+    profile = profile_spec("torchvision:detector", tracer="record")
+    assert [(layer.name, layer.m) for layer in profile.layers] == [("backbone", 224 * 224), ("box_head", 224 * 224)]
+    assert len(profile.notes) == 2
+    assert profile.notes[0].startswith("built on the CPU") and "`nonzero`" in profile.notes[0]
+    assert "real tensors" in profile.notes[1]

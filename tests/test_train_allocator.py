@@ -1,4 +1,4 @@
-"""``retain_freed_memory``: freed activation-sized blocks stay in the process instead of being
+"""``keep_freed_memory``: freed activation-sized blocks stay in the process instead of being
 returned to the system and faulted back in (measured as resident memory, in fresh processes)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ PROBE = textwrap.dedent(
     """
     import ctypes, sys
     if sys.argv[1] == "retain":
-        from bitplan.train.allocator import retain_freed_memory
-        assert retain_freed_memory()
+        from bitplan.train.allocator import keep_freed_memory
+        assert keep_freed_memory()
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
@@ -53,6 +53,6 @@ def test_freed_blocks_stay_resident_once_retained() -> None:
 
 
 def test_setting_is_idempotent() -> None:
-    from bitplan.train.allocator import retain_freed_memory
+    from bitplan.train.allocator import keep_freed_memory
 
-    assert retain_freed_memory() is retain_freed_memory() is True
+    assert keep_freed_memory() is keep_freed_memory() is True

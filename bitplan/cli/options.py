@@ -24,6 +24,7 @@ from bitplan.choices import (
     Mapping,
     Optimizer,
     OutputFormat,
+    RoutingChoice,
     Schedule,
     WeightGranularity,
 )
@@ -52,6 +53,14 @@ Batch = Annotated[
 Data = Annotated[
     str | None,
     typer.Option("--data", help="Data spec: digits, cifar10:PATH, imagefolder:PATH, text:PATH, synthetic.", rich_help_panel=MODEL_PANEL),
+]
+Routing = Annotated[
+    RoutingChoice,
+    typer.Option(
+        "--routing",
+        help="Mixture-of-experts tokens: uniform (expected share per expert) or measured (the router's real choice; real weights, --data inputs).",
+        rich_help_panel=MODEL_PANEL,
+    ),
 ]
 Checkpoint = Annotated[
     Path | None,

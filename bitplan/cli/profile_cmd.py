@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.choices import OutputFormat, TracerChoice
+from bitplan.choices import OutputFormat, RoutingChoice, TracerChoice
 from bitplan.cli.common import console, err_console, write_or_print
-from bitplan.cli.options import MODEL_PANEL, OUTPUT_PANEL, Batch, Format, InputShape, Json, Model, Output, cli_command, resolve_format
+from bitplan.cli.options import (
+    MODEL_PANEL,
+    OUTPUT_PANEL,
+    Batch,
+    Data,
+    Format,
+    InputShape,
+    Json,
+    Model,
+    Output,
+    Routing,
+    cli_command,
+    resolve_format,
+)
 
 if TYPE_CHECKING:  # the schema (pydantic models) is imported when a profile is made, not for --help
     from bitplan.profile.schema import ModelProfile
@@ -23,6 +37,8 @@ def profile(
     tracer: Annotated[
         TracerChoice, typer.Option("--tracer", help="auto (record, then torch.export), record, or export.", rich_help_panel=MODEL_PANEL)
     ] = TracerChoice.auto,
+    routing: Routing = RoutingChoice.uniform,
+    data: Data = None,
     output: Output = None,
     format: Format = None,
     json: Json = False,
@@ -35,9 +51,17 @@ def profile(
     top: Annotated[
         int | None, typer.Option("--top", min=1, help="Show only the N GEMMs (or groups) with the most MACs.", rich_help_panel=OUTPUT_PANEL)
     ] = None,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="When tracing fails even on real tensors, write the GEMMs recorded before the failing op (the profile's notes name it).",
+            rich_help_panel=MODEL_PANEL,
+        ),
+    ] = False,
     strict: Annotated[
         bool,
-        typer.Option("--strict", help="Exit 1 when a weight is read by an op bitplan cannot count, or by none.", rich_help_panel=OUTPUT_PANEL),
+        typer.Option("--strict", help="Exit 1 when a weight is read by an op bitplan cannot count, or by none, or an op has no rule.", rich_help_panel=OUTPUT_PANEL),
     ] = False,
 ) -> None:
     """Profile every GEMM-like op of a model (traced on meta tensors: no weights or activations allocated)."""
@@ -45,7 +69,11 @@ def profile(
     from bitplan.spec import profile_spec
 
     format = resolve_format(format, json)
-    result = profile_spec(model, input_shape=input_shape, batch=batch, tracer=tracer)
+    with warnings.catch_warnings():  # the front end's warning about ops with no rule: one line below instead
+        warnings.filterwarnings("ignore", message="not profiled")
+        result = profile_spec(
+            model, input_shape=input_shape, batch=batch, tracer=tracer, allow_partial=allow_partial, routing=routing, data=data
+        )
     _warn_uncovered(result, strict)
     if plot is not None:
         render.plot(result, plot)
@@ -61,14 +89,22 @@ def profile(
             OutputFormat.table: lambda: result.model_dump_json(indent=2),
         }[format]()
         write_or_print(text, output)
-    if strict and result.suspect_uncovered:
+    if strict and (result.suspect_uncovered or result.unknown_ops):
         raise typer.Exit(1)
 
 
 def _warn_uncovered(result: ModelProfile, strict: bool) -> None:
-    """One warning line (stderr) when a weight may have a GEMM missing from the profile."""
+    """One warning line (stderr) when a weight may have a GEMM missing from the profile, or an op has no rule."""
     suspect = result.suspect_uncovered
-    if suspect:
+    if result.unknown_ops:
+        listed = ", ".join(f"{entry.op} ×{entry.count}" for entry in result.unknown_ops)
+        also = f"; also {len(suspect)} weight(s) read by no GEMM" if suspect else ""
+        err_console.print(
+            f"[yellow]warning:[/] ops bitplan has no rule for, so GEMMs inside them may be missing: {listed}{also}; see "
+            f"`unknown_ops` and `uncovered` in --format json{'' if strict else ', or pass --strict to fail'}",
+            soft_wrap=True,
+        )
+    elif suspect:
         first = suspect[0]
         err_console.print(
             f"[yellow]warning:[/] {len(suspect)} weight(s) read by no GEMM bitplan can count, so GEMMs may be "

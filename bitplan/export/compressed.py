@@ -4,7 +4,8 @@
 config group per bit width: ``targets`` are the layer names, weights ``int``, asymmetric
 (``symmetric: false``), ``strategy`` ``channel`` (or ``tensor``), format ``pack-quantized``.
 Each planned ``nn.Linear`` of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
-code − 2^(B−1), densely packed into int32 by compressed-tensors' own ``pack_to_int32``),
+code − 2^(B−1), densely packed into int32: ⌈in·B/32⌉ words per row, the layout of compressed-tensors
+≥ 0.18's ``pack_to_int32`` and of vLLM, written by ``packing.pack_rows``),
 ``weight_scale`` [out, 1], ``weight_zero_point`` (zero point − 2^(B−1), packed along the output
 dimension) and ``weight_shape``. Dequantizing, (q − zp)·scale, gives bitplan's integer-grid
 weights exactly. Other layers (convolutions, widths above 8 bits) stay in float with a warning;
@@ -23,6 +24,7 @@ from torch import nn
 
 from bitplan.choices import WeightGranularity
 from bitplan.export.outputs import atomic_directory
+from bitplan.export.packing import pack_rows
 from bitplan.export.weights import leave_out, linear_layers, planned_weights, require, split_state, target_codes
 from bitplan.plan import BitPlan, as_plan
 
@@ -63,7 +65,6 @@ def to_compressed_tensors(
         >>> to_compressed_tensors(model, plan, "/tmp/model-ct")  # doctest: +SKIP
     """
     require("compressed_tensors")
-    from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
     from safetensors.torch import save_file
 
     plan = as_plan(plan)
@@ -88,16 +89,16 @@ def to_compressed_tensors(
     for weight in weights:
         module, offset = weight.fqn.removesuffix(".weight"), 2 ** (weight.bits - 1)
         code = codes[weight.fqn]
-        signed = (code.codes.to(torch.int16) - offset).to(torch.int8)  # [out, in]
-        zero_point = (code.zero_point.to(torch.int16) - offset).to(torch.int8)
-        state[f"{module}.weight_packed"] = pack_to_int32(signed, weight.bits)
+        # unsigned codes packed are the signed intB codes (code − 2^(B−1)) that pack_to_int32 offsets back
+        state[f"{module}.weight_packed"] = pack_rows(code.codes, weight.bits).view(torch.int32)  # [out, ⌈in·B/32⌉]
         state[f"{module}.weight_shape"] = torch.tensor(list(weight.tensor.shape))
         if channel:
             state[f"{module}.weight_scale"] = code.scale.float().reshape(-1, 1).contiguous()
-            state[f"{module}.weight_zero_point"] = pack_to_int32(zero_point.reshape(-1, 1), weight.bits, packed_dim=0)
+            packed_zero_point = pack_rows(code.zero_point.reshape(1, -1).to(torch.int32), weight.bits)  # along dim 0
+            state[f"{module}.weight_zero_point"] = packed_zero_point.view(torch.int32).reshape(-1, 1)
         else:
             state[f"{module}.weight_scale"] = code.scale.float().reshape(1)
-            state[f"{module}.weight_zero_point"] = zero_point.reshape(1)
+            state[f"{module}.weight_zero_point"] = (code.zero_point.to(torch.int16) - offset).to(torch.int8).reshape(1)
         groups.setdefault(weight.bits, []).append(module)
     config = {"quantization_config": quantization_config(groups, channel), "bitplan": {"model": plan.model, "plan_fingerprint": plan.fingerprint}}
     with atomic_directory(out_dir) as directory:

@@ -1,11 +1,20 @@
 """Bit-packing of b-bit integer codes (b = 1…16): every code's b bits back to back.
 
 Code i occupies bits [i·b, (i+1)·b) of the stream, and stream bit k is bit k mod 8 of byte ⌊k/8⌋
-(little-endian). Eight codes fill exactly b bytes, so codes are packed eight at a time: their bits
-are OR-ed into two 64-bit words (low = stream bits 0–63 of the group, high = bits 64–127), whose
-bytes are the group's b bytes. Everything is whole-tensor int64 arithmetic on [groups, 8] (left
-shifts drop the bits past 64; the words' bytes are read through a uint8 view), over cache-sized chunks.
-A tensor of N codes takes ⌈N·b/8⌉ bytes.
+(little-endian). Eight codes fill exactly b bytes, so codes are packed eight at a time, with
+whole-tensor integer operations over cache-sized chunks. A tensor of N codes takes ⌈N·b/8⌉ bytes.
+
+Up to 8 bits the eight codes of a group are read as the eight bytes of one 64-bit word (a free
+view of uint8 codes) and squeezed together in three steps, each closing the gaps between pairs of
+neighbouring fields: byte pairs (b bits in each 8 → 2b bits in each 16), then 16-bit pairs (→ 4b in
+each 32), then the two halves (→ 8b bits at the bottom of the word), whose low b bytes are the
+group. Unpacking runs the three steps backwards. Each step is four in-place operations on the
+chunk's words, so packing moves a few bytes per code. Wider codes (9–16 bits) straddle two words
+and are OR-ed into them code by code.
+
+``pack_rows`` packs each row of a matrix on its own and pads it to whole words: compressed-tensors'
+dense ``pack-quantized`` layout (⌈cols·b/32⌉ int32 words per row, code j of a row at bits
+[j·b, (j+1)·b) of the row's little-endian stream), which vLLM reads too.
 """
 
 from __future__ import annotations
@@ -13,14 +22,21 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bitplan.quant.kernels import one_thread
+
 if sys.byteorder != "little":  # the bytes of an int64 word are read through a uint8 view
     raise ImportError("bitplan.export.packing assumes a little-endian machine")
+
+WORD_BITS = 8
+"""Widths packed by squeezing byte lanes of one 64-bit word (eight codes of at most 8 bits)."""
+
+WHOLE_WORDS = {1: torch.uint8, 2: torch.int16, 4: torch.int32}
+"""Widths whose eight codes fill a whole integer word: a (truncating, little-endian) cast stores them."""
 
 MAX_PACKED_BITS = 16
 """Widest code packed; wider codes are stored one per int32."""
@@ -29,9 +45,11 @@ GROUP = 8
 """Codes per group: eight b-bit codes are exactly b bytes."""
 
 CHUNK_GROUPS = 1 << 14
-"""Groups per chunk (128 Ki codes): each [G, 8] int64 temporary is 1 MiB and stays in cache across the
-passes: the fastest of 4 Ki to 2 Mi groups on this machine (bigger chunks spill the cache, smaller ones
-pay Python overhead per op)."""
+"""Groups per chunk (128 Ki codes): each [G, 8] int64 temporary of the wide path is 1 MiB and stays in
+cache across the passes (bigger chunks spill the cache, smaller ones pay Python overhead per op)."""
+
+WORD_CHUNK_GROUPS = 1 << 15
+"""Groups per chunk of the word path: two 256 KiB int64 buffers, in cache for the twelve passes."""
 
 
 def packed_nbytes(numel: int, bits: int) -> int:
@@ -58,10 +76,12 @@ def pack_codes(codes: Tensor, bits: int) -> Tensor:
     """
     _check_bits(bits)
     flat = codes.reshape(-1).cpu()
+    if bits <= WORD_BITS:
+        return _pack_words(flat, bits)
     numel = flat.numel()
     groups = -(-numel // GROUP)
     out = torch.empty(groups * bits, dtype=torch.uint8)
-    with _one_thread():
+    with one_thread():
         for start in range(0, groups, CHUNK_GROUPS):
             stop = min(groups, start + CHUNK_GROUPS)
             chunk = flat[start * GROUP : stop * GROUP].to(torch.int64)
@@ -79,7 +99,7 @@ def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
         numel: Number of codes.
 
     Returns:
-        int32 tensor [numel].
+        Tensor [numel]: uint8 up to 8 bits, int32 above.
 
     Raises:
         ValueError: ``bits`` outside 1–16, or ``packed`` has the wrong length.
@@ -87,10 +107,12 @@ def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
     _check_bits(bits)
     if packed.numel() != packed_nbytes(numel, bits):
         raise ValueError(f"{numel} codes of {bits} bits take {packed_nbytes(numel, bits)} bytes, got {packed.numel()}.")
+    if bits <= WORD_BITS:
+        return _unpack_words(packed.reshape(-1).cpu(), bits, numel)
     groups = -(-numel // GROUP)
     stream = F.pad(packed.reshape(-1).cpu(), (0, groups * bits - packed.numel()))
     out = torch.empty(groups * GROUP, dtype=torch.int32)
-    with _one_thread():
+    with one_thread():
         for start in range(0, groups, CHUNK_GROUPS):
             stop = min(groups, start + CHUNK_GROUPS)
             chunk = stream[start * bits : stop * bits].view(-1, bits)
@@ -98,16 +120,119 @@ def unpack_codes(packed: Tensor, bits: int, numel: int) -> Tensor:
     return out[:numel]
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run cache-sized chunks on one intra-op thread: they gain nothing from more and lose much to
-    their synchronisation (7× slower with 2 threads on this shared 2-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def pack_rows(codes: Tensor, bits: int, word_bytes: int = 4) -> Tensor:
+    """Pack each row (last dimension) of ``codes`` on its own, padded to whole ``word_bytes`` words.
+
+    With 4-byte words, ``pack_rows(codes, b).view(torch.int32)`` is compressed-tensors' dense
+    ``pack_to_int32`` of the signed codes ``codes − 2^(b−1)`` (⌈cols·b/32⌉ words per row).
+
+    Args:
+        codes: Integer tensor [..., cols] with values in 0..2^bits − 1.
+        bits: 1–16.
+        word_bytes: Each row is padded with zero bits to a multiple of this many bytes.
+
+    Returns:
+        uint8 tensor [..., ⌈cols·bits/(8·word_bytes)⌉·word_bytes] on the CPU.
+
+    Example:
+        >>> pack_rows(torch.tensor([[1, 2, 3], [3, 0, 0]]), 2, word_bytes=1)
+        tensor([[57],
+                [ 3]], dtype=torch.uint8)
+    """
+    _check_bits(bits)
+    cols = codes.shape[-1]
+    rows = codes.reshape(-1, cols).cpu()
+    padded_cols = -(-cols // GROUP) * GROUP  # rows of whole groups: each row's stream starts on a byte
+    if padded_cols != cols:
+        rows = F.pad(rows, (0, padded_cols - cols))  # zero codes: zero bits
+    stream = pack_codes(rows, bits).view(rows.shape[0], padded_cols * bits // 8)  # [R, padded·b/8]
+    row_bytes = -(-cols * bits // (8 * word_bytes)) * word_bytes
+    if row_bytes != stream.shape[1]:
+        out = torch.zeros(rows.shape[0], row_bytes, dtype=torch.uint8)
+        width = min(row_bytes, stream.shape[1])  # bytes past ⌈cols·b/8⌉ are zero either way
+        out[:, :width] = stream[:, :width]
+        stream = out
+    return stream.view(*codes.shape[:-1], row_bytes)
+
+
+def _pack_words(flat: Tensor, bits: int) -> Tensor:
+    """``pack_codes`` up to 8 bits: [N] codes -> [⌈N·b/8⌉] bytes, eight codes per 64-bit word."""
+    numel = flat.numel()
+    if bits == WORD_BITS:
+        return flat.to(torch.uint8, copy=True)
+    groups = -(-numel // GROUP)
+    out = torch.empty(groups * bits, dtype=torch.uint8)
+    for start, stop, chunk, spare in _word_chunks(groups):
+        lanes = chunk.view(torch.uint8)  # [8·G]
+        codes = flat[start * GROUP : stop * GROUP]
+        lanes[: codes.numel()].copy_(codes)  # each code in its own byte (uint8 conversion included)
+        lanes[codes.numel() :].zero_()
+        _squeeze_(chunk, spare, bits)
+        target = out[start * bits : stop * bits]
+        if bits in WHOLE_WORDS:  # the group is a whole 1-, 2- or 4-byte word: a truncating cast writes it
+            target.view(WHOLE_WORDS[bits]).copy_(chunk)
+        else:
+            target.view(-1, bits).copy_(lanes.view(-1, GROUP)[:, :bits])
+    return out[: packed_nbytes(numel, bits)]
+
+
+def _unpack_words(stream: Tensor, bits: int, numel: int) -> Tensor:
+    """``unpack_codes`` up to 8 bits: [⌈N·b/8⌉] bytes -> [N] uint8 codes."""
+    if bits == WORD_BITS:
+        return stream.clone()
+    groups = -(-numel // GROUP)
+    out = torch.empty(groups * GROUP, dtype=torch.uint8)
+    for start, stop, chunk, spare in _word_chunks(groups):
+        lanes = chunk.view(torch.uint8).view(-1, GROUP)  # [G, 8]
+        data = stream[start * bits : stop * bits]
+        lanes.zero_()
+        full = data.numel() // bits
+        lanes[:full, :bits].copy_(data[: full * bits].view(-1, bits))
+        if full < stop - start:  # the last, partial group
+            lanes[full, : data.numel() - full * bits].copy_(data[full * bits :])
+        _spread_(chunk, spare, bits)
+        out[start * GROUP : stop * GROUP].copy_(lanes.view(-1))
+    return out[:numel]
+
+
+def _word_chunks(groups: int) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+    """(first group, end group, words [G] int64, a spare buffer like it) per chunk, on one thread."""
+    words = torch.empty(min(groups, WORD_CHUNK_GROUPS), dtype=torch.int64)
+    spare = torch.empty_like(words)
+    with one_thread():
+        for start in range(0, groups, WORD_CHUNK_GROUPS):
+            stop = min(groups, start + WORD_CHUNK_GROUPS)
+            yield start, stop, words[: stop - start], spare[: stop - start]
+
+
+def _lane_masks(bits: int) -> list[tuple[int, int, int]]:
+    """Per squeezing step (field pairs in 16-, 32-, 64-bit lanes): (low mask, high mask, shift).
+
+    Before the step each lane of 2·half bits holds two fields of ``width`` = bits·half/8 bits, at
+    bit 0 and bit ``half``; the step moves the high one down by half − width, next to the low one.
+    Every mask stays below 2^63 for bits ≤ 7 (8-bit codes need no squeezing), so arithmetic shifts
+    never see a sign bit.
+    """
+    steps = []
+    for half in (8, 16, 32):
+        width = bits * half // 8
+        low = sum(((1 << width) - 1) << start for start in range(0, 64, 2 * half))
+        steps.append((low, low << half, half - width))
+    return steps
+
+
+def _squeeze_(words: Tensor, spare: Tensor, bits: int) -> None:
+    """Eight codes, one per byte of each word -> their 8·bits bits at the bottom of the word."""
+    for low, high, shift in _lane_masks(bits):
+        torch.bitwise_and(words, high, out=spare)
+        words.bitwise_and_(low).bitwise_or_(spare.bitwise_right_shift_(shift))
+
+
+def _spread_(words: Tensor, spare: Tensor, bits: int) -> None:
+    """Inverse of ``_squeeze_``: the steps backwards, each field moved up to its lane."""
+    for low, high, shift in reversed(_lane_masks(bits)):
+        torch.bitwise_left_shift(words, shift, out=spare).bitwise_and_(high)
+        words.bitwise_and_(low).bitwise_or_(spare)
 
 
 def _pack_groups(groups: Tensor, bits: int) -> Tensor:

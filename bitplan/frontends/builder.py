@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from bitplan.errors import TraceError
 from bitplan.frontends.ops import Gemm
 from bitplan.profile.schema import (
     Coverage,
@@ -49,16 +50,25 @@ class ProfileBuilder:
 
     def __init__(self) -> None:
         self._found: list[tuple[str, Gemm, bool | None]] = []
+        self._dropped: set[int] = set()
         self._param_uses: Counter[str] = Counter()
         self._consumers: dict[str, str] = {}
-        self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are experts under uniform routing
+        self.expert_paths: tuple[str, ...] = ()  # modules whose GEMMs are expert GEMMs
+        self.routing = Routing.uniform  # how expert GEMMs count their rows (measured: the router's real choice)
+        self.failed_op: str | None = None  # the op a failed trace stopped at (a partial profile names it)
 
-    def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> None:
-        """Record ``gemm``, executed inside the module at ``module_path`` ('' for the root).
+    def add(self, module_path: str, gemm: Gemm, shared: bool | None = None) -> int:
+        """Record ``gemm``, executed inside the module at ``module_path`` ('' for the root); returns its index.
 
         ``shared`` overrides the use count (the ONNX front end decides sharing from its graph).
         """
         self._found.append((module_path, gemm, shared))
+        return len(self._found) - 1
+
+    def drop(self, *indices: frozenset[int]) -> None:
+        """Forget GEMMs recorded earlier that turned out to compute a weight (``TensorRef.pending``)."""
+        for group in indices:
+            self._dropped.update(group)
 
     def note_use(self, parameter: str) -> None:
         """Count one op (GEMM or not) that reads ``parameter``; two or more uses mean shared."""
@@ -86,7 +96,8 @@ class ProfileBuilder:
         """
         counts: Counter[str] = Counter()
         layers = []
-        for module_path, gemm, shared in self._found:
+        found = [entry for index, entry in enumerate(self._found) if index not in self._dropped]
+        for module_path, gemm, shared in found:
             base = gemm.name or _gemm_name(module_path, gemm)
             counts[base] += 1
             name = base if counts[base] == 1 else f"{base}#{counts[base]}"
@@ -95,11 +106,11 @@ class ProfileBuilder:
             layers.append(
                 GemmLayer(
                     name=name, weight=gemm.weight, op=gemm.op, m=gemm.m, k=gemm.k, n=gemm.n, groups=gemm.groups,
-                    depth=gemm.depth, weight_shape=list(gemm.weight_shape) if gemm.weight_shape else None,
-                    shared=shared, routing=Routing.uniform if self._is_expert(module_path) else None,
+                    depth=gemm.depth, weight_shape=_stored_shape(gemm, parameters),
+                    shared=shared, routing=self.routing if gemm.expert or self._is_expert(module_path) else None,
                 )
             )
-        covered = {source for _, gemm, _ in self._found if gemm.weight is not None for source in gemm.sources}
+        covered = {source for _, gemm, _ in found if gemm.weight is not None for source in gemm.sources}
         uncovered = [
             self._uncovered(name, shape)
             for name, shape in parameters.items()
@@ -112,10 +123,12 @@ class ProfileBuilder:
             uncovered_params=sum(sizes[entry.parameter] for entry in uncovered),
             total_params=sum(sizes.values()) if total_params is None else total_params,
         )
-        return ModelProfile(
+        profile = ModelProfile(
             model=model, batch=batch, tracer=tracer, input_shapes=input_shapes, total_params=coverage.total_params,
             layers=layers, coverage=coverage, uncovered=uncovered,
         )
+        check_weight_params(profile)
+        return profile
 
     def _is_expert(self, module_path: str) -> bool:
         return any(module_path == path or module_path.startswith(f"{path}.") for path in self.expert_paths)
@@ -131,6 +144,35 @@ class ProfileBuilder:
         else:
             kind = UncoveredKind.unsupported
         return UncoveredParameter(parameter=parameter, shape=list(shape), op=op, kind=kind, reason=REASONS[kind])
+
+
+def _stored_shape(gemm: Gemm, parameters: Mapping[str, Sequence[int]]) -> list[int] | None:
+    """The weight's shape: the view the GEMM reads, or the parameter as stored when the view holds more
+    elements than it (a gather or an ``expand`` repeats elements; the GEMM's params are then capped there)."""
+    if gemm.weight_shape is None:
+        return None
+    stored = parameters.get(gemm.weight)
+    larger = gemm.k * gemm.n * gemm.groups > math.prod(stored) if stored else False
+    return list(stored) if larger and gemm.sources == {gemm.weight} else list(gemm.weight_shape)
+
+
+def check_weight_params(profile: ModelProfile) -> None:
+    """The invariant every profile keeps: its GEMM weight parameters, each weight counted once,
+    never exceed the model's parameters (a weight seen through a view, a slice or a gather is the
+    parameter it reads, never a copy per use).
+
+    Raises:
+        TraceError: when a profile breaks it; that is a bug in bitplan's rules, named with its largest weight.
+    """
+    if profile.gemm_params <= profile.total_params:
+        return
+    largest = max(profile.weight_layers, key=lambda layer: layer.params)
+    raise TraceError(
+        f"`{profile.model}`: its GEMMs hold {profile.gemm_params:,} weight parameters but the model has only "
+        f"{profile.total_params:,} (largest: `{largest.name}` on `{largest.weight}`, {largest.params:,}); a weight "
+        "was counted more than once. This is a bug in bitplan: please report it with the model; `--tracer export` "
+        "may count it correctly"
+    )
 
 
 def _gemm_name(module_path: str, gemm: Gemm) -> str:

@@ -9,8 +9,8 @@ Attention node becomes GEMM records with the same definitions as the PyTorch fro
 from __future__ import annotations
 
 import math
-import re
 import warnings
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from bitplan.frontends.onnx_graph import (
 from bitplan.frontends.onnx_names import torch_scope
 from bitplan.frontends.onnx_read import read_graph_bytes
 from bitplan.frontends.ops import Gemm
-from bitplan.profile.schema import ModelProfile, Tracer
+from bitplan.profile.schema import ModelProfile, Tracer, UnknownOp
 
 if TYPE_CHECKING:
     from onnx import ModelProto, NodeProto
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
 FOLD_ROUNDS = 4
-GEMM_LIKE = re.compile(r"Conv|MatMul|Gemm|Attention|LSTM|GRU|RNN|Einsum")
 
 
 def trace(
@@ -75,14 +74,14 @@ def trace(
     shapes = _resolved_input_shapes(model, path)
     graph = OnnxGraph(_fold_until_static(onnx, model, path, overridden).graph)
     _check_reshapes(graph, overridden)
-    drafts = _find_gemms(graph)
+    drafts, unknown = _find_gemms(graph)
     builder = ProfileBuilder()
     _add_layers(builder, graph, drafts)
     parameters = _parameters(graph, drafts)
     for initializer in parameters:
         for node, _ in graph.terminal_uses(initializer, through=SELECTION_OPS):  # how it is read: lookup, elementwise...
             builder.note_consumer(initializer, node.op_type)
-    return builder.build(
+    profile = builder.build(
         model=name or str(path),
         batch=shapes[0][0] if shapes and shapes[0] else 1,
         tracer=Tracer.onnx,
@@ -90,6 +89,8 @@ def trace(
         parameters=parameters,
         total_params=_total_params(graph, drafts, parameters),
     )
+    listed = [UnknownOp(op=op, count=count) for op, count in sorted(unknown.items())]
+    return profile.model_copy(update={"unknown_ops": listed}) if listed else profile
 
 
 def _import_onnx() -> Any:
@@ -231,11 +232,11 @@ def _fold_until_static(onnx: Any, model: ModelProto, path: Path, overridden: boo
 
 
 def _gemm_shapes_unknown(model: ModelProto) -> bool:
-    from bitplan.frontends.onnx_ops import HANDLERS
+    from bitplan.frontends.onnx_ops import has_rule
 
     graph = OnnxGraph(model.graph)
     for node in graph.nodes:
-        if node.op_type in HANDLERS and node.domain in STANDARD_DOMAINS:
+        if has_rule(node):
             for name in [*node.input, node.output[0]]:
                 shape = graph.shape(name) if name else []
                 if shape is None or not all(isinstance(dim, int) for dim in shape):
@@ -280,37 +281,29 @@ def _check_reshapes(graph: OnnxGraph, overridden: bool) -> None:
                 )
 
 
-def _find_gemms(graph: OnnxGraph) -> list[tuple[Gemm, NodeProto]]:
-    """Every GEMM with its node and depth: 1 + the largest GEMM depth among its inputs (constants are 0)."""
+def _find_gemms(graph: OnnxGraph) -> tuple[list[tuple[Gemm, NodeProto]], Counter[str]]:
+    """Every GEMM with its node and depth (1 + the largest GEMM depth among its inputs; constants are 0),
+    and the ops with no rule, counted by type (``unknown_op``)."""
     from bitplan.frontends.onnx_ops import gemms_of
+    from bitplan.frontends.onnx_unknown import unknown_op
 
     depth: dict[str, int] = {}
     found: list[tuple[Gemm, NodeProto]] = []
-    skipped: set[str] = set()
+    unknown: Counter[str] = Counter()
     for node in graph.nodes:
         base = max((depth.get(name, 0) for name in node.input if name), default=0)
         drafts = [d for d in gemms_of(node, graph) if min(d.m, d.k, d.n, d.groups) > 0]  # empty GEMMs do no work
         found.extend((replace(draft, depth=base + 1 + draft.step), node) for draft in drafts)
         out = base + 1 + max(draft.step for draft in drafts) if drafts else base
         depth.update((name, out) for name in node.output if name)
-        if _hides_gemms(node):
-            skipped.add(f"{node.domain}::{node.op_type}" if node.domain else node.op_type)
-    if skipped:
+        if unknown_op(node):
+            unknown[f"{node.domain}::{node.op_type}" if node.domain not in STANDARD_DOMAINS else node.op_type] += 1
+    if unknown:
         warnings.warn(
-            f"not profiled (custom-domain ops and control-flow bodies): {', '.join(sorted(skipped))}; GEMMs inside "
-            "them are missing from the profile", stacklevel=3,
+            f"not profiled (ops with no rule: custom domains, control-flow bodies holding GEMMs): "
+            f"{', '.join(sorted(unknown))}; GEMMs inside them are missing from the profile", stacklevel=3,
         )
-    return found
-
-
-def _hides_gemms(node: NodeProto) -> bool:
-    """A GEMM-like op of a custom domain, or a control-flow op whose body holds GEMMs: both go unprofiled."""
-    from bitplan.frontends.onnx_ops import HANDLERS
-
-    if node.domain not in STANDARD_DOMAINS:
-        return bool(GEMM_LIKE.search(node.op_type))
-    bodies = [attr.g for attr in node.attribute if attr.g.node] + [g for attr in node.attribute for g in attr.graphs]
-    return any(inner.op_type in HANDLERS or _hides_gemms(inner) for body in bodies for inner in body.node)
+    return found, unknown
 
 
 def _add_layers(builder: ProfileBuilder, graph: OnnxGraph, found: list[tuple[Gemm, NodeProto]]) -> None:

@@ -51,11 +51,19 @@ def handles(*op_types: str) -> Callable[[Handler], Handler]:
     return register
 
 
+# Contrib-domain ops with the standard op's semantics (ONNX Runtime's com.microsoft forms).
+CONTRIB_ALIASES = frozenset({("com.microsoft", "CausalConvWithState"), ("com.microsoft", "LinearAttention")})
+
+
+def has_rule(node: NodeProto) -> bool:
+    """Whether a handler counts ``node``'s GEMMs (a standard-domain op, or a contrib alias of one)."""
+    standard = node.domain in STANDARD_DOMAINS or (node.domain, node.op_type) in CONTRIB_ALIASES
+    return standard and node.op_type in HANDLERS
+
+
 def gemms_of(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     """Every GEMM ``node`` computes (empty for non-GEMM ops and ops of custom domains)."""
-    if node.domain not in STANDARD_DOMAINS or node.op_type not in HANDLERS:
-        return []
-    return HANDLERS[node.op_type](node, graph)
+    return HANDLERS[node.op_type](node, graph) if has_rule(node) else []
 
 
 def attribute(node: NodeProto, name: str, default: object) -> object:
@@ -217,6 +225,42 @@ def attention(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
         draft(op=GemmOp.attention_qk, m=seq_q, k=head_dim, n=seq_kv, groups=groups, step=0),
         draft(op=GemmOp.attention_av, m=seq_q, k=seq_kv, n=value_dim, groups=groups, step=1),
     ]
+
+
+@handles("CausalConvWithState")
+def causal_conv(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
+    """CausalConvWithState (opset 27; com.microsoft): a depthwise causal 1-D convolution.
+
+    X [B, C, L], W [C, 1, k]: each channel is its own group, left-padded with the past state (or zeros)
+    so the output keeps length L: M = B·L, K = k, N = 1, groups = C (a depthwise ``Conv``).
+    """
+    x = graph.static_shape(node.input[0], node)
+    w = graph.static_shape(node.input[1], node)
+    return [
+        draft(op=GemmOp.conv, m=x[0] * math.prod(x[2:]), k=math.prod(w[1:]), n=1, groups=w[0],
+              weight=graph.resolve_weight(node.input[1], node))
+    ]
+
+
+@handles("LinearAttention")
+def linear_attention(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
+    """LinearAttention (opset 27; com.microsoft): a recurrent state S [d_k × d_v] per batch and KV head.
+
+    Q [B, T, H_q·d_k], K [B, T, H_k·d_k], V [B, T, H_kv·d_v]. Over T tokens, S accumulates k_t ⊗ v_t
+    (``state_update``: M = d_k, K = T, N = d_v per KV head), the delta rules first read S_{t-1}ᵀ k_t
+    (``state_read``: M = T, K = d_k, N = d_v per KV head), and o_t = q_tᵀ S_t (``output``: M = T,
+    K = d_k, N = d_v per query head, one step deeper). Gates and decays are elementwise.
+    """
+    q = graph.static_shape(node.input[0], node)
+    v = graph.static_shape(node.input[2], node)
+    q_heads, kv_heads = int(attribute(node, "q_num_heads", 1)), int(attribute(node, "kv_num_heads", 1))
+    batch, tokens, key_dim, value_dim = q[0], q[1], q[2] // q_heads, v[2] // kv_heads
+    prefix = node.name or node.output[0]
+    gemms = [draft(op=GemmOp.matmul, m=key_dim, k=tokens, n=value_dim, groups=batch * kv_heads, name=f"{prefix}.state_update")]
+    if "delta" in str(attribute(node, "update_rule", "linear")):
+        gemms.append(draft(op=GemmOp.matmul, m=tokens, k=key_dim, n=value_dim, groups=batch * kv_heads, name=f"{prefix}.state_read"))
+    gemms.append(draft(op=GemmOp.matmul, m=tokens, k=key_dim, n=value_dim, groups=batch * q_heads, name=f"{prefix}.output", step=1))
+    return gemms
 
 
 def _product(node: NodeProto, graph: OnnxGraph, a_name: str, b_name: str, *, m: int, k: int, n: int,

@@ -29,6 +29,11 @@ class TensorRef:
         origin: The parameter it is, views, or is computed from (the largest one for a computed weight).
         sources: Every parameter it is computed from without any model input (``{origin}`` for a view).
         data: Whether it depends on a model input (an activation, not a weight).
+        pending: Builder indices of the GEMMs on constants (no model input) its value depends on: they
+            are dropped as part of a weight's computation if a GEMM reads this tensor as its weight.
+        rows: Rows each of the E matrices receives, when the gather's indices are known (measured routing).
+        experts: E when it is a gathered view ``P[ids]`` of a stacked parameter P [E, out, in] indexed
+            along its first dimension by a tensor (fused experts picked per token); 0 otherwise.
     """
 
     shape: tuple[int, ...]
@@ -36,6 +41,9 @@ class TensorRef:
     origin: str | None = None
     sources: frozenset[str] = frozenset()
     data: bool = False
+    experts: int = 0
+    pending: frozenset[int] = frozenset()
+    rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Gemm:
     sources: frozenset[str] = frozenset()  # parameters the weight is computed from (views: the weight itself)
     name: str | None = None  # the final layer name, when the front end knows it (ONNX)
     step: int = 0  # order of GEMMs chained inside one ONNX node (Attention: QKᵀ 0, A·V 1)
+    expert: bool = False  # one expert's matrix of a gathered weight, its M counted under uniform routing
 
 
 @dataclass(frozen=True)
@@ -125,16 +134,42 @@ def _prod(values: Sequence[int]) -> int:
     return math.prod(int(v) for v in values)
 
 
+def uniform_rows(tokens: int, top_k: int, experts: int) -> list[int]:
+    """Rows each expert receives under uniform top-k routing; they sum to ``tokens × top_k``.
+
+    Example:
+        >>> uniform_rows(5, 2, 4)
+        [3, 3, 2, 2]
+    """
+    base, extra = divmod(tokens * top_k, experts)
+    return [base + (1 if e < extra else 0) for e in range(experts)]
+
+
 def _weight_gemm(op: GemmOp, x: TensorRef, w: TensorRef, m: int, k: int, n: int, groups: int) -> CallGemms:
     depth = max(x.depth, w.depth) + 1
-    return CallGemms([_gemm_on(op, w, m, k, n, groups, depth)], depth)
+    return CallGemms(_gemms_on(op, w, m, k, n, groups, depth), depth)
 
 
-def _gemm_on(op: GemmOp, w: TensorRef, m: int, k: int, n: int, groups: int, depth: int, suffix: str = "") -> Gemm:
-    """A GEMM whose W operand is ``w`` (a weight when it comes from parameters, else an activation)."""
+def _gemms_on(op: GemmOp, w: TensorRef, m: int, k: int, n: int, groups: int, depth: int, suffix: str = "") -> list[Gemm]:
+    """The GEMMs whose W operand is ``w`` (a weight when it comes from parameters, else an activation).
+
+    A gathered view ``P[ids]`` (``w.experts`` = E) is not ``groups`` weights of its own: each of its
+    ``groups`` matrices is one of P's E matrices, so the product becomes one GEMM per expert e on the
+    virtual weight ``P[e]``, its M the rows uniform routing sends there (``uniform_rows(groups, 1, E)``
+    products of m rows each; under measured routing, the rows its indices actually picked). MACs are
+    unchanged; P's parameters are counted once.
+    """
     if w.origin is None:
-        return Gemm(op, m, k, n, groups, depth, suffix=suffix)
-    return Gemm(op, m, k, n, groups, depth, w.origin, w.shape, suffix, w.sources or frozenset({w.origin}))
+        return [Gemm(op, m, k, n, groups, depth, suffix=suffix)]
+    sources = w.sources or frozenset({w.origin})
+    if not w.experts:
+        return [Gemm(op, m, k, n, groups, depth, w.origin, w.shape, suffix, sources)]
+    matrix = tuple(w.shape[-2:])
+    return [
+        Gemm(op, m * rows, k, n, 1, depth, f"{w.origin}[{e}]", matrix, suffix, sources, expert=True)
+        for e, rows in enumerate(w.rows or uniform_rows(groups, 1, w.experts))
+        if rows
+    ]
 
 
 @handles("linear", operands=_positions(0, 1), kind="linear")
@@ -143,7 +178,7 @@ def linear(args: Sequence[object], kwargs: dict) -> CallGemms:
     x, w = args[0], args[1]
     k = x.shape[-1] if x.shape else 1
     n = w.shape[0] if len(w.shape) == 2 else 1
-    return _weight_gemm(GemmOp.linear, x, w, _prod(x.shape[:-1]) or 1, k, n, 1)
+    return _weight_gemm(GemmOp.linear, x, w, _prod(x.shape[:-1]), k, n, 1)
 
 
 @handles("addmm", "addmv", operands=_positions(1, 2))
@@ -173,7 +208,7 @@ def addbmm(args: Sequence[object], kwargs: dict) -> CallGemms:
     if weight_left:
         m, n = n, m
     depth = max(a.depth, b.depth) + 1
-    return CallGemms([_gemm_on(GemmOp.matmul, weight, m, batch * k, n, 1, depth)], depth)
+    return CallGemms(_gemms_on(GemmOp.matmul, weight, m, batch * k, n, 1, depth), depth)
 
 
 @handles("matmul", "__matmul__", "mm", "bmm", "mv", operands=_positions(0, 1))
@@ -204,7 +239,7 @@ def matmul(args: Sequence[object], kwargs: dict) -> CallGemms:
     reused = _prod(d for d, wd in zip(batch, weight_batch) if wd == 1)
     groups = _prod(weight_batch)
     depth = max(a.depth, b.depth) + 1
-    return CallGemms([_gemm_on(GemmOp.matmul, weight, m * reused, k, n, groups, depth)], depth)
+    return CallGemms(_gemms_on(GemmOp.matmul, weight, m * reused, k, n, groups, depth), depth)
 
 
 def _einsum_operands(args: Sequence[object], kwargs: dict) -> list[int]:
@@ -238,7 +273,7 @@ def einsum(args: Sequence[object], kwargs: dict) -> CallGemms:
     weight_left = a.origin is not None and b.origin is None
     if weight_left:
         m, n = n, m
-    return CallGemms([_gemm_on(GemmOp.matmul, a if weight_left else b, m, k, n, groups, depth)], depth)
+    return CallGemms(_gemms_on(GemmOp.matmul, a if weight_left else b, m, k, n, groups, depth), depth)
 
 
 def parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
@@ -266,9 +301,13 @@ def parse_equation(equation: str, ranks: list[int]) -> tuple[list[list[str]], li
     return terms, [f".{i}" for i in range(ellipsis)] + once
 
 
-@handles("inner", operands=_positions(0, 1))
+@handles("inner", "dot", "vdot", operands=_positions(0, 1))
 def inner(args: Sequence[object], kwargs: dict) -> CallGemms:
-    """inner(a[*A, k], b[*B, k]) → [*A, *B]: M = prod(A), K = k, N = prod(B) (b read as W[k × prod(B)])."""
+    """inner(a[*A, k], b[*B, k]) → [*A, *B]: M = prod(A), K = k, N = prod(B) (b read as W[k × prod(B)]).
+
+    ``dot(a[k], b[k])`` and ``vdot`` (conjugating a) are its 1-D case: M = N = 1, K = k; a weight
+    vector is a k × 1 W.
+    """
     a, b = args[0], args[1]
     m, k, n = _prod(a.shape[:-1]), (a.shape[-1] if a.shape else 1), _prod(b.shape[:-1])
     return _pair_gemm(a, b, m, k, n)
@@ -299,8 +338,8 @@ def _pair_gemm(a: TensorRef, b: TensorRef, m: int, k: int, n: int) -> CallGemms:
     """A[m×k]·B[k×n] with whichever operand is a weight as W (a weight on the left swaps m and n)."""
     depth = max(a.depth, b.depth) + 1
     if a.origin is not None and b.origin is None:
-        return CallGemms([_gemm_on(GemmOp.matmul, a, n, k, m, 1, depth)], depth)
-    return CallGemms([_gemm_on(GemmOp.matmul, b, m, k, n, 1, depth)], depth)
+        return CallGemms(_gemms_on(GemmOp.matmul, a, n, k, m, 1, depth), depth)
+    return CallGemms(_gemms_on(GemmOp.matmul, b, m, k, n, 1, depth), depth)
 
 
 @handles("linalg_multi_dot", "multi_dot", "chain_matmul")
@@ -309,7 +348,9 @@ def multi_dot(args: Sequence[object], kwargs: dict) -> CallGemms:
 
     torch multiplies 2 matrices directly; for 3 it computes (A₁A₂)A₃ unless A₁(A₂A₃) costs strictly
     fewer MACs; for more it takes the cheapest parenthesisation (matrix-chain order, first split on ties).
-    A 1-D first (last) operand is a row (column) vector.
+    A 1-D first (last) operand is a row (column) vector. Every product the chain evaluates is a GEMM
+    (the MACs equal torch's FLOP counter); a product of two weights is also a weight itself, so the GEMM
+    that reads it is attributed to all of its parameters (``x·(W₁W₂)`` covers W₁ and W₂).
     """
     operands = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
     chain = [
@@ -320,9 +361,13 @@ def multi_dot(args: Sequence[object], kwargs: dict) -> CallGemms:
     gemms: list[Gemm] = []
 
     def product(left: TensorRef, right: TensorRef) -> TensorRef:
+        shape = (left.shape[0], right.shape[1])
         found = matmul([left, right], {})
         gemms.extend(found.gemms)
-        return TensorRef((left.shape[0], right.shape[1]), found.out_depth, data=left.data or right.data)
+        if left.sources and right.sources and not (left.data or right.data):  # W₁W₂: a weight made of both
+            main = max((left, right), key=lambda ref: _prod(ref.shape))
+            return TensorRef(shape, found.out_depth, main.origin, left.sources | right.sources)
+        return TensorRef(shape, found.out_depth, data=left.data or right.data)
 
     def evaluate(i: int, j: int) -> TensorRef:
         if i == j:
@@ -363,9 +408,9 @@ def bilinear(args: Sequence[object], kwargs: dict) -> CallGemms:
     M = rows, K = in1·in2, N = out (params = K·N = W's elements).
     """
     x1, x2, w = args[0], args[1], args[2]
-    rows = _prod(x1.shape[:-1]) or 1
+    rows = _prod(x1.shape[:-1])
     depth = max(x1.depth, x2.depth, w.depth) + 1
-    return CallGemms([_gemm_on(GemmOp.linear, w, rows, w.shape[1] * w.shape[2], w.shape[0], 1, depth)], depth)
+    return CallGemms(_gemms_on(GemmOp.linear, w, rows, w.shape[1] * w.shape[2], w.shape[0], 1, depth), depth)
 
 
 @handles("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")
@@ -379,8 +424,9 @@ def recurrent_cell(args: Sequence[object], kwargs: dict) -> CallGemms:
     rows = x.shape[0] if len(x.shape) == 2 else 1
     depth = x.depth + 1
     gemms = [
-        _gemm_on(op, w, rows, w.shape[1], w.shape[0], 1, depth)
+        gemm
         for w, op in ((w_ih, GemmOp.rnn_ih), (w_hh, GemmOp.rnn_hh))
+        for gemm in _gemms_on(op, w, rows, w.shape[1], w.shape[0], 1, depth)
     ]
     return CallGemms(gemms, depth)
 
@@ -522,6 +568,6 @@ def recurrent(args: Sequence[object], kwargs: dict) -> CallGemms:
             w_hr = group[-1] if has_projection else None
             for w, op in ((w_ih, GemmOp.rnn_ih), (w_hh, GemmOp.rnn_hh), (w_hr, GemmOp.rnn_hh)):
                 if w is not None:
-                    gemms.append(_gemm_on(op, w, rows, w.shape[1], w.shape[0], 1, layer_depth))
+                    gemms.extend(_gemms_on(op, w, rows, w.shape[1], w.shape[0], 1, layer_depth))
         depth = layer_depth
     return CallGemms(gemms, depth)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import torch
 
 from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
-from bitplan.frontends.ops import TensorRef, gemms_of_call
+from bitplan.frontends.ops import OPS, TensorRef, gemms_of_call
+from bitplan.profile.schema import Routing, split_virtual_weight
 
 # Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
 # seen through them is still that parameter, and they add no GEMM depth.
@@ -34,33 +35,91 @@ def record_call(
 ) -> TensorRef:
     """Book one call; return what its tensor outputs carry (their shape left empty for the caller).
 
-    A call reading parameters but no model input computes a weight (``W * 0.5``, a weight-norm or
-    spectral-norm parametrization, a cast, even a product of two parameters): it is no GEMM of the
-    model, and its output stays attributed to those parameters, so the GEMM that consumes it is theirs. Any other call reading a parameter is a consumer the coverage
-    ledger reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
-    reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a weight
-    computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
+    A call reading parameters and nothing else (``W * 0.5``, a weight-norm parametrization, a cast, a
+    product of two parameters) computes a weight: it is no GEMM of the model, and its output stays
+    attributed to those parameters, so the GEMM that consumes it is theirs — unless its largest operand
+    is a constant that no parameter made (batch norm on a table): that is a constant, not a weight. A GEMM with an operand that
+    is neither a parameter nor a model input (a buffer, a table made in forward, a loop's first state)
+    runs once per forward like any other (swin_v2's ``cpb_mlp`` on its coordinate table, RAFT's motion
+    encoder on the zero flow of its first iteration): it is recorded at once, and dropped only when
+    its result turns out to be part of a weight (spectral norm's ``mv(W, v)``: a GEMM then reads the
+    result as its weight). Any other call reading a parameter is a consumer the coverage ledger
+    reports when no GEMM covers that parameter. Only calls that produce a tensor count as a use:
+    reading ``.dtype`` or ``.shape`` does not make a weight shared. An embedding lookup is never a
+    weight computation, even with indices made inside the forward (``wpe(torch.arange(seq))``).
     """
     in_depth = max((ref.depth for ref in inputs), default=0)
     data = any(ref.data for ref in inputs)
+    pending = frozenset().union(*(ref.pending for ref in inputs))
+    first = inputs[0] if inputs else TensorRef(())
+    experts, index = _gathered_experts(op_name, ref_args, ref_kwargs, first)
+    if experts:
+        rows = _picked(index, experts) if builder.routing is Routing.measured else ()
+        return TensorRef((), in_depth, first.origin, first.sources, experts=experts, pending=first.pending, rows=rows)
     if op_name in VIEW_OPS:
-        first = inputs[0] if inputs else TensorRef(())
-        return TensorRef((), in_depth, _slice_origin(op_name, ref_args, first), first.sources, first.data)
+        origin = _slice_origin(op_name, ref_args, first)
+        return TensorRef((), in_depth, origin, first.sources, first.data, first.experts, first.pending)
     weighted = [ref for ref in inputs if ref.sources]
-    if weighted and not data and op_name not in EMBEDDING_OPS:
+    on_constant = op_name in OPS and any(not ref.sources and not ref.data for ref in inputs)
+    if weighted and not data and op_name not in EMBEDDING_OPS and not on_constant:
+        largest = max(inputs, key=lambda ref: (math.prod(ref.shape), bool(ref.sources)))
+        if not largest.sources:  # a constant scaled or shifted by parameters (batch norm on a table): no weight
+            for source in frozenset().union(*(ref.sources for ref in weighted)):
+                builder.note_consumer(source, op_name)
+            return TensorRef((), in_depth, pending=pending)
         main = max(weighted, key=lambda ref: math.prod(ref.shape))
-        return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)))
+        return TensorRef((), in_depth, main.origin, frozenset().union(*(ref.sources for ref in weighted)), pending=pending)
+    found = gemms_of_call(op_name, ref_args, ref_kwargs)
+    if data:  # a weight computed with GEMMs on constants: those were part of the weight, not the model
+        weights = {split_virtual_weight(gemm.weight)[0] for gemm in found.gemms if gemm.weight} if found else set()
+        builder.drop(*(ref.pending for ref in inputs if ref.sources and ref.origin in weights))
     for ref in inputs if produces_tensor else ():
-        if ref.origin is not None:
+        if ref.origin is not None and (data or found is None):
             builder.note_use(ref.origin)
         for source in ref.sources:
             builder.note_consumer(source, op_name)
-    found = gemms_of_call(op_name, ref_args, ref_kwargs)
     if found is None:
-        return TensorRef((), in_depth, data=data)
-    for gemm in found.gemms:
-        builder.add(module_path, gemm)
-    return TensorRef((), found.out_depth if found.gemms else in_depth, data=data)
+        return TensorRef((), in_depth, data=data, pending=frozenset() if data else pending)
+    # an expert no token reached (measured routing) multiplies an empty matrix: no work, no GEMM
+    added = frozenset(builder.add(module_path, gemm) for gemm in found.gemms if min(gemm.m, gemm.k, gemm.n, gemm.groups) > 0)
+    depth = found.out_depth if found.gemms else in_depth
+    return TensorRef((), depth, data=data, pending=frozenset() if data else pending | added)
+
+
+GATHER_OPS = frozenset({"__getitem__", "getitem", "index", "index_select"})
+
+
+def _gathered_experts(op_name: str, args: tuple, kwargs: dict, first: TensorRef) -> tuple[int, object]:
+    """(E, the index) when the call picks whole matrices of a stacked parameter P [E, out, in] by a tensor
+    of ids (``P[expert_ids]``, ``P.index_select(0, ids)``, aten ``index(P, [ids])``), else (0, None).
+
+    The result is a gathered view of P, not a weight of its own (``TensorRef.experts``).
+    """
+    if op_name not in GATHER_OPS or first.origin is None or first.origin not in first.sources or len(first.shape) != 3:
+        return 0, None
+    if op_name == "index_select":
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        index = kwargs.get("index", args[2] if len(args) > 2 else None)
+        picks_matrices = dim in (0, -3)
+    else:
+        key = args[1] if len(args) > 1 else None
+        keys = list(key) if isinstance(key, (list, tuple)) else [key]
+        index = keys[0] if keys else None
+        picks_matrices = all(_whole(k) for k in keys[1:])
+    tensor_index = isinstance(index, TensorRef) or isinstance(index, torch.Tensor) and index.dim() > 0
+    return (int(first.shape[0]), index) if picks_matrices and tensor_index else (0, None)
+
+
+def _picked(index: object, experts: int) -> tuple[int, ...]:
+    """How often each of the E matrices was picked, when the index holds values (real tensors)."""
+    if not isinstance(index, torch.Tensor) or index.device.type == "meta" or index.dtype == torch.bool:
+        return ()
+    return tuple(int(count) for count in torch.bincount(index.flatten().long() % experts, minlength=experts))
+
+
+def _whole(key: object) -> bool:
+    """Whether an index key keeps its dimension whole (``:``, ``...``, or None in aten's index list)."""
+    return key is None or key is Ellipsis or (isinstance(key, slice) and key == slice(None))
 
 
 def _slice_origin(op_name: str, args: tuple, first: TensorRef) -> str | None:
@@ -71,13 +130,22 @@ def _slice_origin(op_name: str, args: tuple, first: TensorRef) -> str | None:
     origin = first.origin
     if origin is None or origin not in first.sources or len(first.shape) < 3:
         return origin
-    if op_name in ("__getitem__", "getitem") and len(args) > 1 and type(args[1]) is int:
-        index = args[1]
+    if op_name in ("__getitem__", "getitem") and len(args) > 1 and _known_int(args[1]) is not None:
+        index = _known_int(args[1])
     elif op_name == "select" and len(args) > 2 and args[1] == 0 and type(args[2]) is int:
         index = args[2]
     else:
         return origin
     return f"{origin}[{index % first.shape[0]}]"
+
+
+def _known_int(key: object) -> int | None:
+    """An index known as a number: an int, or a 0-d integer tensor holding a value (real tensors)."""
+    if type(key) is int:
+        return key
+    if isinstance(key, torch.Tensor) and key.dim() == 0 and key.device.type != "meta" and not key.is_floating_point():
+        return int(key)
+    return None
 
 
 def op_name_of(func: Callable) -> str:

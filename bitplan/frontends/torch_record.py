@@ -84,7 +84,11 @@ class _Recorder(TorchFunctionMode):
             raise NotImplementedError(
                 f"`{name}` runs its GEMMs inside Python code the recorder cannot see into; use torch.export"
             )
-        out = call_on_meta(name, func, args, kwargs) if self.fake_shapes else func(*args, **kwargs)
+        try:
+            out = call_on_meta(name, func, args, kwargs) if self.fake_shapes else func(*args, **kwargs)
+        except Exception as error:
+            self.builder.failed_op = self.builder.failed_op or name
+            raise
         inputs = [self._ref(leaf) for leaf in tree_flatten((args, kwargs))[0] if isinstance(leaf, torch.Tensor)]
         if name in OPS or name == "__rmatmul__":  # only GEMMs need their arguments' shapes in place
             ref_args, ref_kwargs = tree_map(self._ref, args), tree_map(self._ref, kwargs)
@@ -95,37 +99,51 @@ class _Recorder(TorchFunctionMode):
         outputs = tree_flatten(out)[0]
         produces_tensor = any(isinstance(leaf, torch.Tensor) for leaf in outputs)
         carried = record_call(self.builder, self.modules.current, name, ref_args, ref_kwargs, inputs, produces_tensor)
-        for leaf in outputs:
+        written = [args[0]] if _in_place(name) and args and isinstance(args[0], torch.Tensor) else []
+        for leaf in [*outputs, *written]:  # an in-place write (`result[idx] = rois`) carries into its target
             if isinstance(leaf, torch.Tensor):
                 self.known[id(leaf)] = carried
                 self.alive.append(leaf)
         return out
 
 
-def record_gemms(model: nn.Module, example_inputs: tuple, *, fake_shapes: bool = True) -> ProfileBuilder:
+IN_PLACE_DUNDERS = frozenset({"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ior__", "__iand__"})
+
+
+def _in_place(name: str) -> bool:
+    """Whether the op writes into its first argument (``add_``, ``index_put_``, ``x[i] = y``)."""
+    return name in IN_PLACE_DUNDERS or (name.endswith("_") and not name.startswith("_"))
+
+
+def record_gemms(
+    model: nn.Module, example_inputs: tuple, *, fake_shapes: bool = True, on_meta: bool = True, builder: ProfileBuilder | None = None
+) -> ProfileBuilder:
     """Run ``model`` once on meta copies of its parameters and inputs, recording every GEMM.
 
     With ``fake_shapes``, output shapes of common ops come from ``bitplan.frontends.shapes`` (no
     meta kernel runs for them, so torch's compiler stack is not imported); when the model fails that
-    way, it runs again on the real meta kernels, as it does without ``fake_shapes``.
+    way, it runs again on the real meta kernels, as it does without ``fake_shapes``. Without
+    ``on_meta`` it runs on the model's own tensors and the inputs as given (the real-tensor fallback:
+    values exist, so ``nonzero`` and ``.item()`` work). ``builder`` receives the GEMMs, so a caller
+    keeps what was recorded before a failure.
 
     Raises whatever the model raises on meta tensors (data-dependent control flow, ``.item()``);
     the caller falls back to torch.export.
     """
-    if fake_shapes:
+    if fake_shapes and on_meta:
         try:
-            return _record(model, example_inputs, fake_shapes=True)
+            return _record(model, example_inputs, fake_shapes=True, on_meta=True, builder=ProfileBuilder())
         except Exception:  # any model code may rely on what only the real kernels give (strides, dtypes)
             pass
-    return _record(model, example_inputs, fake_shapes=False)
+    return _record(model, example_inputs, fake_shapes=False, on_meta=on_meta, builder=builder or ProfileBuilder())
 
 
-def _record(model: nn.Module, example_inputs: tuple, fake_shapes: bool) -> ProfileBuilder:
-    builder = ProfileBuilder()
-    state = {name: meta_like(t) for name, t in model.named_parameters()}
-    state.update({name: meta_like(t) for name, t in model.named_buffers()})
+def _record(model: nn.Module, example_inputs: tuple, fake_shapes: bool, on_meta: bool, builder: ProfileBuilder) -> ProfileBuilder:
+    convert = meta_like if on_meta else (lambda t: t)
+    state = {name: convert(t) for name, t in model.named_parameters()}
+    state.update({name: convert(t) for name, t in model.named_buffers()})
     known = {id(state[name]): TensorRef((), 0, name, frozenset({name})) for name, _ in model.named_parameters()}
-    inputs = tree_map(lambda v: meta_like(v) if isinstance(v, torch.Tensor) else v, tuple(example_inputs))
+    inputs = tree_map(lambda v: convert(v) if isinstance(v, torch.Tensor) else v, tuple(example_inputs))
     known.update((id(leaf), TensorRef((), data=True)) for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor))
     with torch.no_grad(), _ModuleStack(model) as modules:
         recorder = _Recorder(builder, modules, known, fake_shapes)

@@ -10,6 +10,13 @@ Definitions (docs/planning.md, "Estimates"):
 - A GEMM at 32 bits, or one the plan leaves out, runs entirely in fp32 (b_w = b_a = b_g = 32).
   Otherwise b_a = activation_bits (32 when null) and b_g = gradient_bits under ``sr``, 4 under ``luq``
   (radix-2 FP4), 32 under ``none`` or when null.
+- activation bytes for training = Σ over GEMMs of the activation elements X (both operands of an
+  activation×activation GEMM) × the bytes a kept code takes at b_a: ``bitplan.apply`` keeps X as
+  codes, ⌊8/b⌋ to a byte below 5 bits (1 bit: 1/8, 2: 1/4, 3–4: 1/2), one byte up to 8 bits, two up
+  to 15, else 4 (fp32), each GEMM rounded up to whole bytes. A convolution's X is counted at its
+  output resolution, m·k·groups / kernel volume: exact for stride-1 convolutions that keep the size,
+  1/stride^d of the input for strided ones. Only the GEMM operands: what other layers keep (ReLU
+  outputs, norm inputs) is the same in fp32 and quantized training (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bitplan.plan.schema import NOT_QUANTIZED_BITS, BitPlan, LayerPlan, PlanEstimates
+from bitplan.profile.schema import GemmLayer, GemmOp
 
 FP32 = NOT_QUANTIZED_BITS
 LUQ_GRADIENT_BITS = 4
@@ -95,6 +103,41 @@ def bitops(layers: Sequence[LayerPlan], bits: Sequence[int], unplanned_macs: int
     return forward + unplanned_macs * FP32 * FP32, training + unplanned_macs * 3 * FP32 * FP32
 
 
+CODES_PER_BYTE = {1: 8, 2: 4, 3: 2, 4: 2}
+"""Codes of b < 5 bits sharing one kept byte (bitplan.quant.kept)."""
+
+
+def kept_bytes_per_element(activation_bits: int) -> float:
+    """Bytes one activation element takes when kept for backward at ``activation_bits`` (32: fp32)."""
+    if activation_bits in CODES_PER_BYTE:
+        return 1 / CODES_PER_BYTE[activation_bits]
+    return 1 if activation_bits <= 8 else 2 if activation_bits <= 15 else 4
+
+
+def activation_elements(layer: GemmLayer) -> int:
+    """Elements of ``layer``'s activation operands a training step keeps (X, and W too when it is an activation)."""
+    elements = layer.m * layer.k * layer.groups
+    if layer.op is GemmOp.conv and layer.weight_shape:
+        kernel = 1
+        for size in layer.weight_shape[2:]:
+            kernel *= size
+        elements //= kernel  # im2col repeats each input element once per kernel position
+    if layer.weight is None:
+        elements += layer.k * layer.n * layer.groups
+    return elements
+
+
+def activation_bytes(layers: Sequence[LayerPlan], bits: Sequence[int], precision: Precision) -> dict[str, int] | None:
+    """Bytes each GEMM's activation operands keep for backward (None when a layer lacks the count)."""
+    if any(layer.activation_elements is None for layer in layers):
+        return None
+    kept = {}
+    for layer, b in zip(layers, bits):
+        _, b_a, _ = precision.operands(b)
+        kept[layer.name] = -int(-layer.activation_elements * kept_bytes_per_element(b_a) // 1)  # ceil
+    return kept
+
+
 def compute_estimates(
     layers: Sequence[LayerPlan],
     *,
@@ -124,6 +167,9 @@ def compute_estimates(
     forward, training = bitops(layers, bits, unplanned_macs, precision)
     forward_u, training_u = bitops(layers, uniform, unplanned_macs, precision)
     forward_32, training_32 = bitops(layers, fp32, unplanned_macs, precision)
+    kept, kept_32 = activation_bytes(layers, bits, precision), activation_bytes(layers, fp32, precision)
+    kept_total = sum(kept.values()) if kept is not None else None
+    kept_total_32 = sum(kept_32.values()) if kept_32 is not None else None
     return PlanEstimates(
         planned_params=planned,
         other_params=other,
@@ -145,6 +191,10 @@ def compute_estimates(
         bitops_forward_ratio_uniform=_ratio(forward, forward_u),
         bitops_training_ratio_uniform=_ratio(training, training_u),
         histogram=dict(sorted(Counter(bits).items())),
+        activation_bytes_training=kept_total,
+        activation_bytes_training_fp32=kept_total_32,
+        activation_bytes_training_ratio_fp32=None if kept_total is None else _ratio(kept_total, kept_total_32 or 0),
+        activation_bytes_by_layer=kept,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from bitplan.choices import DEFAULT_BITS
 from bitplan.errors import PlanError
 from bitplan.plan.accumulator import layer_accumulator_bits
-from bitplan.plan.estimates import Precision, compute_estimates
+from bitplan.plan.estimates import Precision, activation_elements, compute_estimates
 from bitplan.plan.knapsack import BUDGET_TOLERANCE
 from bitplan.plan.mapping import level_indices
 from bitplan.plan.objective import optimal_bits
@@ -363,6 +363,7 @@ def _layer_plans(
                 params=layer.params,
                 macs=layer.macs,
                 kept=unit.kept,
+                activation_elements=activation_elements(layer),
                 accumulator_bits=layer_accumulator_bits(layer, bits, precision),
                 shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )

@@ -114,6 +114,12 @@ class LayerPlan(BaseModel):
     params: int = Field(ge=0, description="Weight elements of this GEMM (a shared weight repeats them).")
     macs: int = Field(ge=0, description="Multiply-accumulates of this GEMM for the profiled input.")
     kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
+    activation_elements: int | None = Field(
+        default=None,
+        ge=0,
+        description="Elements of the GEMM's activation operands a training step keeps for backward, for the "
+        "profiled batch (null in older plans); see estimates.activation_bytes_training.",
+    )
     accumulator_bits: AccumulatorBits | None = Field(
         default=None, description="Integer accumulator widths at the plan's bits (absent in older plans)."
     )
@@ -147,6 +153,16 @@ class PlanEstimates(BaseModel):
     bitops_forward_ratio_uniform: float
     bitops_training_ratio_uniform: float
     histogram: dict[int, int] = Field(description="Bits -> number of planned GEMMs at that width.")
+    activation_bytes_training: int | None = Field(
+        default=None,
+        description="Bytes the GEMMs' activation operands keep for backward in one training step: b-bit codes "
+        "at the activation bits (fp32 for GEMMs at 32 bits); null when a layer lacks activation_elements.",
+    )
+    activation_bytes_training_fp32: int | None = Field(default=None, description="The same, every GEMM in fp32.")
+    activation_bytes_training_ratio_fp32: float | None = None
+    activation_bytes_by_layer: dict[str, int] | None = Field(
+        default=None, description="activation_bytes_training per planned GEMM (layer name -> bytes)."
+    )
 
 
 class BitPlan(BaseModel):

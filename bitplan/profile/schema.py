@@ -7,6 +7,7 @@ Exact definitions of every field are in docs/concepts.md.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from enum import Enum
 
@@ -40,6 +41,7 @@ class Routing(str, Enum):
     """How a mixture-of-experts GEMM's M was counted (docs/concepts.md, "Mixture of experts")."""
 
     uniform = "uniform"  # tokens × top_k / n_experts rows per expert: the expectation under uniform routing
+    measured = "measured"  # the rows the router actually sent, for real weights and inputs (--routing measured)
 
 
 class GemmLayer(BaseModel):
@@ -66,7 +68,7 @@ class GemmLayer(BaseModel):
     accumulation: int = Field(default=0, description="A: the reduction length K.")
     weight_frequency: int = Field(default=0, description="F: uses of each weight element for the traced input (M).")
     activation_frequency: int = Field(default=0, description="Uses of each input element (N, per group).")
-    params: int = Field(default=0, description="Weight elements of this GEMM: K·N·groups (0 without a weight).")
+    params: int = Field(default=0, description="Weight elements of this GEMM: K·N·groups, at most weight_shape's elements (0 without a weight).")
     macs: int = Field(default=0, description="Multiply-accumulates: M·K·N·groups.")
     grad_input_accumulation: int = Field(default=0, description="Reduction length of dX = dY·Wᵀ (N).")
     grad_weight_accumulation: int = Field(default=0, description="Reduction length of dW = Xᵀ·dY (M).")
@@ -80,7 +82,8 @@ class GemmLayer(BaseModel):
         missing = [key for key in ("m", "k", "n", "groups") if key not in data]
         if missing:
             raise ValueError(f"a GEMM record needs {', '.join(f'`{key}`' for key in missing)}")
-        derived = derive_stats(data["m"], data["k"], data["n"], data["groups"], data.get("weight") is not None)
+        stored = math.prod(data["weight_shape"]) if data.get("weight_shape") else None
+        derived = derive_stats(data["m"], data["k"], data["n"], data["groups"], data.get("weight") is not None, stored)
         for key, value in derived.items():
             if data.get(key) not in (None, 0) and data[key] != value:
                 raise ValueError(
@@ -100,13 +103,19 @@ def split_virtual_weight(weight: str) -> tuple[str, int | None]:
     return (match["parameter"], int(match["index"])) if match else (weight, None)
 
 
-def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool) -> dict[str, int]:
-    """The statistics every GEMM record carries, from its shape (definitions: docs/concepts.md)."""
+def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool, stored: int | None = None) -> dict[str, int]:
+    """The statistics every GEMM record carries, from its shape (definitions: docs/concepts.md).
+
+    ``params`` is K·N·groups, but never more than the ``stored`` elements of the weight: a gathered or
+    expanded view (a relative-position table indexed per query, ``W.expand(B, ...)``) reads some
+    elements several times, and they are still stored once.
+    """
+    params = k * n * groups if has_weight else 0
     return {
         "accumulation": k,
         "weight_frequency": m,
         "activation_frequency": n,
-        "params": k * n * groups if has_weight else 0,
+        "params": min(params, stored) if stored else params,
         "macs": m * k * n * groups,
         "grad_input_accumulation": n,
         "grad_weight_accumulation": m,
@@ -139,6 +148,15 @@ class UncoveredParameter(BaseModel):
     reason: str
 
 
+class UnknownOp(BaseModel):
+    """An op type the front end has no rule for (ONNX): GEMMs inside it would be missing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: str = Field(description="Op type, `domain::type` outside the standard ONNX domain.")
+    count: int = Field(ge=1, description="Nodes of this type in the graph.")
+
+
 class Coverage(BaseModel):
     """How much of the model's parameters the profile's GEMMs account for."""
 
@@ -167,6 +185,10 @@ class ModelProfile(BaseModel):
         default_factory=list, description="Every parameter of >= 2 dims that no GEMM consumes, with the reason."
     )
     notes: list[str] = Field(default_factory=list, description="How the model was built or traced, when unusual.")
+    unknown_ops: list[UnknownOp] = Field(
+        default_factory=list,
+        description="Ops with no rule in bitplan (ONNX: custom domains, GEMM-like ops without a rule, control flow holding GEMMs).",
+    )
 
     @model_validator(mode="after")
     def _names_unique(self) -> ModelProfile:

@@ -13,6 +13,7 @@ from bitplan.qat.core import (
     verify_plan,
     weight_channel_dims,
 )
+from bitplan.qat.memory import KeptBytes, kept_for_backward
 from bitplan.qat.runtime import ForwardQuant, LayerQuant, QuantRuntime
 
 __all__ = [
@@ -26,6 +27,9 @@ __all__ = [
     "load_quant_state_dict",
     "verify_plan",
     "weight_channel_dims",
+    # what a training forward keeps for backward
+    "kept_for_backward",
+    "KeptBytes",
     # settings
     "ForwardQuant",
     "LayerQuant",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from bitplan.qat.runtime import LayerQuant
+from bitplan.qat.runtime import LayerQuant, kept_while
 
 CONV_FUNCTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONV_TRANSPOSE_FUNCTIONS = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -29,7 +29,10 @@ class QuantizedLinear:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [..., in] -> [..., out]
         q = self.bitplan_quant
-        return q.output(F.linear(q.input(self, x), q.weight(self, "weight"), self.bias))
+        keep = q.keeper(self, x)
+        x, weight = q.input(self, x, keep), q.weight(self, "weight", keep)
+        with kept_while(keep):
+            return q.output(F.linear(x, weight, self.bias))
 
 
 class QuantizedConv:
@@ -39,14 +42,17 @@ class QuantizedConv:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C_in, *spatial]
         q = self.bitplan_quant
-        x, weight = q.input(self, x), q.weight(self, "weight")
+        keep = q.keeper(self, x)
         conv = CONV_FUNCTIONS[len(self.kernel_size)]
+        padding = self.padding
         if self.padding_mode != "zeros":
-            # torch's own Conv forward pads with this attribute; there is no public accessor for it
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            y = conv(x, weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        else:
-            y = conv(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            # torch's own Conv forward pads with this attribute; there is no public accessor for it.
+            # Reflect, replicate and circular padding copy values of x, so quantizing after padding
+            # gives the same range and values, and the GEMM's saved input is the quantized tensor.
+            x, padding = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode), 0
+        x, weight = q.input(self, x, keep), q.weight(self, "weight", keep)
+        with kept_while(keep):
+            y = conv(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
         return q.output(y)  # [B, C_out, *spatial']
 
 
@@ -66,10 +72,10 @@ class QuantizedConvTranspose:
                 x, output_size, self.stride, self.padding, self.kernel_size, spatial, self.dilation
             )
         conv = CONV_TRANSPOSE_FUNCTIONS[spatial]
-        y = conv(
-            q.input(self, x), q.weight(self, "weight"), self.bias, self.stride, self.padding,
-            output_padding, self.groups, self.dilation,
-        )
+        keep = q.keeper(self, x)
+        x, weight = q.input(self, x, keep), q.weight(self, "weight", keep)
+        with kept_while(keep):
+            y = conv(x, weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation)
         return q.output(y)
 
 
@@ -78,7 +84,8 @@ class QuantizedRNN:
 
     The weights are quantized once per call and substituted with ``torch.func.functional_call``
     (which refreshes the RNN's flattened weight list); the sequence input is quantized on entry and
-    the output sequence's gradient in backward. The hidden state inside the recurrence runs in the
+    the output sequence's gradient in backward. The recurrence saves its own outputs for backward,
+    so its operands are kept as autograd keeps them (floats), not as codes. The hidden state inside the recurrence runs in the
     layer's own kernel and stays in full precision.
     """
 

@@ -12,6 +12,7 @@ points of a GEMM Y = X·W live here, each a call into ``bitplan.quant``:
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 
 from bitplan import quant
 from bitplan.choices import ForwardQuant, ZeroPoint
+from bitplan.quant.kept import KeepCodes, Requantized, keeping_possible, keeps_codes
 
 OBSERVER = "bitplan_observer"
 """Attribute of a quantized layer's input observer (``quant.ActivationObserver``, non-persistent buffers)."""
@@ -102,23 +104,29 @@ class LayerQuant:
         cap = self.runtime.bit_cap
         return bits if cap is None else max(1, min(bits, cap))
 
-    def weight(self, module: nn.Module, name: str) -> torch.Tensor:
-        """The parameter ``name`` of ``module`` as the GEMM sees it (fake-quantized when planned)."""
+    def keeper(self, module: nn.Module, x: object) -> KeepCodes | None:
+        """Where this forward's quantized operands go to be kept as codes for backward: a fresh
+        ``KeepCodes`` when the GEMM will save anything (grad mode on, ``x`` or a planned weight
+        requires grad) and hooks can run, else None (the operands are kept as autograd keeps them)."""
+        wants_grad = isinstance(x, torch.Tensor) and x.requires_grad
+        wants_grad = wants_grad or any(getattr(module, name).requires_grad for name in self.weight_bits)
+        return KeepCodes() if wants_grad and keeping_possible() else None
+
+    def weight(self, module: nn.Module, name: str, keep: KeepCodes | None = None) -> torch.Tensor:
+        """The parameter ``name`` of ``module`` as the GEMM sees it (fake-quantized when planned);
+        with ``keep``, its quantized value is kept for backward as codes."""
         tensor = getattr(module, name)
         bits = self.weight_bits.get(name)
         if bits is None:
             return tensor
-        bits = self.capped(bits)
-        if self.forward_quant is ForwardQuant.sawb:
-            return quant.sawb_ste(tensor, bits)
-        return quant.fake_quant_ste(tensor, bits, channel_dim=self.channel_dim, grid=self.grid)
+        return quantize_weight(tensor, self.capped(bits), self.forward_quant, self.channel_dim, self.grid, keep)
 
-    def input(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The GEMM input ``x`` (any shape) fake-quantized to the activation bits."""
+    def input(self, module: nn.Module, x: torch.Tensor, keep: KeepCodes | None = None) -> torch.Tensor:
+        """The GEMM input ``x`` (any shape) fake-quantized to the activation bits (kept as codes with ``keep``)."""
         if self.activation_bits is None or not x.is_floating_point():
             return x
         bits = self.capped(self.activation_bits)
-        return quantize_activation(x, bits, getattr(module, OBSERVER), self.forward_quant, self.grid)
+        return quantize_activation(x, bits, getattr(module, OBSERVER), self.forward_quant, self.grid, keep)
 
     def output(self, y: torch.Tensor) -> torch.Tensor:
         """``y`` unchanged; its gradient is quantized in the backward pass."""
@@ -138,19 +146,60 @@ def quantize_output_gradient(y: torch.Tensor, layer: LayerQuant) -> torch.Tensor
     )
 
 
+def kept_while(keep: KeepCodes | None) -> AbstractContextManager:
+    """The context a GEMM runs in: ``keep`` (its quantized operands saved as codes) or nothing."""
+    return keep if keep is not None else nullcontext()
+
+
+def quantize_weight(
+    weight: torch.Tensor,
+    bits: int,
+    forward_quant: ForwardQuant,
+    channel_dim: int | None,
+    grid: ZeroPoint,
+    keep: KeepCodes | None = None,
+) -> torch.Tensor:
+    """Fake-quantize a weight (round to nearest, STE): SAWB per tensor, or uniform per channel or tensor.
+
+    With ``keep``, the GEMM does not keep the result: a parameter is quantized again in backward
+    (``quant.kept.Requantized``), another weight (computed by a parametrization) is kept as codes.
+    """
+    sawb = forward_quant is ForwardQuant.sawb
+    if keep is not None and not isinstance(weight, nn.Parameter) and keeps_codes(bits, weight) and (bits >= 2 or not sawb):
+        if sawb:
+            return quant.sawb_kept(weight, bits, keep)
+        return quant.fake_quant_kept(weight, bits, keep, channel_dim=channel_dim, grid=grid)
+
+    def quantize(tensor: torch.Tensor) -> torch.Tensor:
+        if sawb:
+            return quant.sawb_quantize(tensor, bits)
+        return quant.uniform_quantize(tensor, bits, channel_dim=channel_dim, grid=grid)
+
+    out = quant.sawb_ste(weight, bits) if sawb else quant.fake_quant_ste(weight, bits, channel_dim=channel_dim, grid=grid)
+    if keep is not None and isinstance(weight, nn.Parameter) and out is not weight:
+        keep.add(out, Requantized(weight, weight._version, quantize))
+    return out
+
+
 def quantize_activation(
     x: torch.Tensor,
     bits: int,
     observer: quant.ActivationObserver,
     forward_quant: ForwardQuant,
     grid: ZeroPoint = ZeroPoint.float,
+    keep: KeepCodes | None = None,
 ) -> torch.Tensor:
     """Fake-quantize an activation per tensor (round to nearest, STE).
 
     Uniform: over the batch range in training and the observer's running range in eval (the
     observer follows its owner's train/eval mode). SAWB: over its clip value, computed per batch.
+    With ``keep``, the result is kept for backward as codes (see ``quantize_weight``).
     """
-    if forward_quant is ForwardQuant.sawb:
-        return quant.sawb_ste(x, bits)
+    sawb = forward_quant is ForwardQuant.sawb
+    kept = keep is not None and keeps_codes(bits, x) and (bits >= 2 or not sawb)
+    if sawb:
+        return quant.sawb_kept(x, bits, keep) if kept else quant.sawb_ste(x, bits)
     low, high = observer(x)
+    if kept:
+        return quant.fake_quant_kept(x, bits, keep, x_min=low, x_max=high, grid=grid)
     return quant.fake_quant_ste(x, bits, x_min=low, x_max=high, grid=grid)

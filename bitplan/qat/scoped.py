@@ -33,8 +33,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten  # public-in-practice pytree helper used across torch
 
-from bitplan import quant
-from bitplan.qat.runtime import ForwardQuant, LayerQuant, quantize_activation
+from bitplan.qat.runtime import LayerQuant, kept_while, quantize_activation, quantize_weight
+from bitplan.quant.kept import KeepCodes, keeping_possible
 from bitplan.frontends.ops import OPS, gemm_operands
 from bitplan.frontends.torch_calls import VIEW_OPS, op_name_of
 
@@ -100,6 +100,8 @@ class _ScopeMode(TorchFunctionMode):
         self.derived: dict[int, tuple[str, torch.Tensor, bool]] = {}
         self.bits = {fqn: bits for fqn, _, bits in scope.weights.values()}
         self.calls: Counter[str] = Counter()
+        # quantized operands this forward keeps for backward as codes (None: as autograd keeps them)
+        self.keep = KeepCodes() if keeping_possible() else None
 
     # --- operands -------------------------------------------------------------------------
     def _source(self, value: object) -> str | None:
@@ -119,11 +121,11 @@ class _ScopeMode(TorchFunctionMode):
         planned = self.scope.weights.get(id(value))
         if planned is None:
             if self._computed(value):  # the computed weight is what gets quantized
-                return _quantize_weight(self.scope.layer, value, self.bits[self._source(value)])
+                return _quantize_weight(self.scope.layer, value, self.bits[self._source(value)], self.keep)
             return value  # already a view of a quantized weight
         if id(value) not in self.quantized:
             fqn, parameter, bits = planned
-            self.quantized[id(value)] = _quantize_weight(self.scope.layer, parameter, bits)
+            self.quantized[id(value)] = _quantize_weight(self.scope.layer, parameter, bits, self.keep)
         return self.quantized[id(value)]
 
     def _activation(self, x: object, slot: Slot, operand: int, bits: int) -> object:
@@ -131,7 +133,7 @@ class _ScopeMode(TorchFunctionMode):
             return x
         layer = self.scope.layer
         observer = getattr(self.module, OBSERVERS)[2 * slot.index + operand]
-        return quantize_activation(x, layer.capped(bits), observer, layer.forward_quant, layer.grid)
+        return quantize_activation(x, layer.capped(bits), observer, layer.forward_quant, layer.grid, self.keep)
 
     def _next(self, kind: str) -> str:
         self.calls[kind] += 1
@@ -189,13 +191,15 @@ class _ScopeMode(TorchFunctionMode):
                     args[i] = self._weight_value(args[i])
                 elif slot is not None and self.scope.layer.activation_bits is not None:
                     args[i] = self._activation(args[i], slot, 0, self.scope.layer.activation_bits)
-            return self.scope.layer.output(func(*args, **kwargs))
+            with kept_while(self.keep):
+                return self.scope.layer.output(func(*args, **kwargs))
         slot = self.scope.activation_slots.get(self._next(kind))
         if slot is None:
             return func(*args, **kwargs)
         for operand, i in enumerate(positions[:2]):
             args[i] = self._activation(args[i], slot, operand, slot.bits)
-        return self.scope.layer.output(func(*args, **kwargs))
+        with kept_while(self.keep):
+            return self.scope.layer.output(func(*args, **kwargs))
 
     def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
         qk = self.scope.activation_slots.get(self._next("attention_qk"))
@@ -227,7 +231,9 @@ class _ScopeMode(TorchFunctionMode):
             key, value = key.repeat_interleave(repeats, -3), value.repeat_interleave(repeats, -3)
         if qk is not None:
             query, key = self._activation(query, qk, 0, qk.bits), self._activation(key, qk, 1, qk.bits)
-        scores = query @ key.transpose(-2, -1) * scale  # [..., L, S]
+        with kept_while(self.keep if qk is not None else None):
+            scores = query @ key.transpose(-2, -1)  # [..., L, S]
+        scores = scores * scale
         if qk is not None:
             scores = layer.output(scores)
         if is_causal:
@@ -243,21 +249,24 @@ class _ScopeMode(TorchFunctionMode):
             probs = F.dropout(probs, dropout_p)
         if av is not None:
             probs, value = self._activation(probs, av, 0, av.bits), self._activation(value, av, 1, av.bits)
-        out = probs @ value  # [..., L, Ev]
+        with kept_while(self.keep if av is not None else None):
+            out = probs @ value  # [..., L, Ev]
         return layer.output(out) if av is not None else out
 
 
-def _quantize_weight(layer: LayerQuant, parameter: torch.Tensor, bits: int | dict[int, int]) -> torch.Tensor:
+def _quantize_weight(
+    layer: LayerQuant, parameter: torch.Tensor, bits: int | dict[int, int], keep: KeepCodes | None
+) -> torch.Tensor:
     """The fake-quantized weight; ``bits`` per matrix (``{e: bits}``) quantizes each planned matrix
-    ``parameter[e]`` of a stacked [E, out, in] parameter on its own and leaves the others as they are."""
+    ``parameter[e]`` of a stacked [E, out, in] parameter on its own and leaves the others as they are
+    (the stack is a new tensor: kept as autograd keeps it)."""
     if isinstance(bits, dict):
-        matrices = [_quantize_weight(layer, matrix, bits[e]) if e in bits else matrix for e, matrix in enumerate(parameter)]
+        matrices = [
+            _quantize_weight(layer, matrix, bits[e], None) if e in bits else matrix for e, matrix in enumerate(parameter)
+        ]
         return torch.stack(matrices)  # [E, out, in]
-    bits = layer.capped(bits)
-    if layer.forward_quant is ForwardQuant.sawb:
-        return quant.sawb_ste(parameter, bits)
     channel_dim = 0 if layer.channel_dim is not None and parameter.dim() >= 2 else None
-    return quant.fake_quant_ste(parameter, bits, channel_dim=channel_dim, grid=layer.grid)
+    return quantize_weight(parameter, layer.capped(bits), layer.forward_quant, channel_dim, layer.grid, keep)
 
 
 def scoped_class(cls: type[nn.Module]) -> type[nn.Module]:

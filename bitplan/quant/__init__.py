@@ -14,11 +14,19 @@ Large tensors run as one fused compiled kernel (see ``kernels``); results are th
 
 from bitplan.quant.gradient import DEFAULT_GRADIENT_BITS, quantize_gradient
 from bitplan.quant.kernels import KernelPolicy, get_kernel_policy, kernel_policy, set_kernel_policy
-from bitplan.quant.luq import SAWB_COEFFICIENTS, luq_quantize, sawb_clip, sawb_quantize, sawb_ste
+from bitplan.quant.kept import KeepCodes, KeptCodes
+from bitplan.quant.luq import SAWB_COEFFICIENTS, luq_quantize, sawb_clip, sawb_kept, sawb_quantize, sawb_ste
 from bitplan.quant.observer import ActivationObserver, ActivationQuantizer
 from bitplan.quant.options import FULL_PRECISION_BITS, GradQuant, WeightGranularity
 from bitplan.quant.schedule import cyclic_bits
-from bitplan.quant.uniform import SCALE_FLOOR, dequantize_codes, fake_quant_ste, uniform_codes, uniform_quantize
+from bitplan.quant.uniform import (
+    SCALE_FLOOR,
+    dequantize_codes,
+    fake_quant_kept,
+    fake_quant_ste,
+    uniform_codes,
+    uniform_quantize,
+)
 
 __all__ = [
     # uniform affine (GEMMLOWP)
@@ -27,6 +35,11 @@ __all__ = [
     "uniform_codes",
     "dequantize_codes",
     "SCALE_FLOOR",
+    # operands kept for backward as codes
+    "fake_quant_kept",
+    "sawb_kept",
+    "KeepCodes",
+    "KeptCodes",
     # activations
     "ActivationObserver",
     "ActivationQuantizer",

@@ -154,6 +154,52 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
     return recipe(x, *args)
 
 
+CHUNK_NUMEL = 1 << 16
+"""Elements per slice in ``run_in_chunks``: 256 KiB of float32, so a recipe's passes stay in cache."""
+
+
+def compiles(recipe: Callable[..., object], x: Tensor) -> bool:
+    """Whether ``run(recipe, x, ...)`` would use the compiled kernel."""
+    key = (recipe.__name__, x.dtype, x.device.type)
+    return _wants_compiled(x, (*key, x.dim()) in _warm) and key not in _failed
+
+
+def run_in_chunks(recipe: Callable[..., Result], x: Tensor, *args: object, dim: int = 0) -> Result:
+    """The eager ``recipe`` over cache-sized slices of ``x`` along ``dim``, on one thread.
+
+    For a recipe that works on each index of ``dim`` independently (elementwise recipes along any
+    dim, ``channel_range`` along its channel dim): the result is the same as one call, but its
+    dozen passes each read a slice that is still in cache instead of the whole tensor from memory.
+    Arguments with ``x``'s rank and size along ``dim`` are sliced alongside; the slices' results
+    (a tensor or a tuple of tensors) are concatenated along ``dim``.
+    """
+    length = x.shape[dim]
+    step = max(1, CHUNK_NUMEL * length // max(x.numel(), 1))
+
+    def piece(value: object, start: int) -> object:
+        if isinstance(value, Tensor) and value.dim() == x.dim() and value.shape[dim] == length and length > 1:
+            return value.narrow(dim, start, min(step, length - start))
+        return value
+
+    with one_thread():
+        results = [recipe(piece(x, start), *(piece(arg, start) for arg in args)) for start in range(0, length, step)]
+        if isinstance(results[0], tuple):
+            return tuple(torch.cat(parts, dim) for parts in zip(*results))  # type: ignore[return-value]
+        return torch.cat(results, dim)  # type: ignore[arg-type]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run cache-sized chunks on one intra-op thread: they gain nothing from more and lose much to
+    their synchronisation (7× slower with 2 threads on a shared 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _wants_compiled(x: Tensor, warm: bool) -> bool:
     threshold = min(_policy.min_numel, _policy.warm_min_numel) if warm else _policy.min_numel
     return (
@@ -361,3 +407,66 @@ def integer_stochastic(
     """Integer-grid fake quantization with stochastic rounding of x·inverse."""
     q = _round_stochastic_(torch.mul(x.to(inverse.dtype), inverse), seeds)
     return q.add_(zero_point).clamp_(min=0).clamp_(max=qmax).sub_(zero_point).mul_(scale).to(x.dtype)
+
+
+# --- codes kept for backward (``kept.py``) ------------------------------------------------------
+# The forward recipes return the fake-quantized tensor and its codes, computed from the same rounded
+# values (so the tensor is bit for bit what the plain recipe gives); the decode recipes rebuild it.
+
+
+def pack_per_byte(q: Tensor, per_byte: int, code_dtype: torch.dtype) -> Tensor:
+    """Codes ``q`` (floats holding integers) as ``code_dtype``; ``per_byte`` > 1 puts that many uint8
+    codes in each byte along the last dim, code j of a byte in bits [j·8/per_byte, (j+1)·8/per_byte)."""
+    codes = q.to(code_dtype)
+    if per_byte == 1:
+        return codes
+    width = 8 // per_byte
+    grouped = codes.unflatten(-1, (-1, per_byte))  # [..., L/k, k]
+    packed = grouped[..., 0].clone()
+    for position in range(1, per_byte):
+        packed.bitwise_or_(grouped[..., position] << (position * width))
+    return packed  # [..., L/k] uint8
+
+
+def unpack_per_byte(packed: Tensor, per_byte: int) -> Tensor:
+    """Inverse of ``pack_per_byte``: [..., L/k] bytes -> [..., L] codes (uint8)."""
+    if per_byte == 1:
+        return packed
+    width = 8 // per_byte
+    shifts = torch.arange(0, 8, width, dtype=torch.uint8, device=packed.device)  # [k]
+    codes = (packed.unsqueeze(-1) >> shifts).bitwise_and_((1 << width) - 1)  # [..., L/k, k]
+    return codes.flatten(-2)
+
+
+def affine_nearest_kept(
+    x: Tensor, low: Tensor, scale: Tensor, qmax: Tensor, per_byte: int, code_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``affine_nearest`` and its codes q (x̂ = q·scale + low)."""
+    q = affine_codes(x, low, scale, qmax)
+    return q.mul(scale).add_(low).to(x.dtype), pack_per_byte(q, per_byte, code_dtype)
+
+
+def integer_nearest_kept(
+    x: Tensor, scale: Tensor, inverse: Tensor, zero_point: Tensor, qmax: Tensor, per_byte: int, code_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``integer_nearest`` and its codes q (x̂ = (q − zero_point)·scale)."""
+    q = integer_codes(x, inverse, zero_point, qmax)
+    return q.sub(zero_point).mul_(scale).to(x.dtype), pack_per_byte(q, per_byte, code_dtype)
+
+
+def symmetric_nearest_kept(
+    x: Tensor, step: Tensor, qlim: Tensor, per_byte: int, code_dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``symmetric_nearest`` and its codes q + qlim (x̂ = ((q + qlim) − qlim)·step, exact in floats)."""
+    q = torch.div(x.to(step.dtype), step).round_().clamp_(min=-qlim).clamp_(max=qlim)
+    return q.mul(step).to(x.dtype), pack_per_byte(q + qlim, per_byte, code_dtype)
+
+
+def affine_decode(packed: Tensor, scale: Tensor, low: Tensor, per_byte: int, dtype: torch.dtype) -> Tensor:
+    """x̂ = q·scale + low from the codes ``affine_nearest_kept`` packed."""
+    return unpack_per_byte(packed, per_byte).to(scale.dtype).mul_(scale).add_(low).to(dtype)
+
+
+def integer_decode(packed: Tensor, scale: Tensor, zero_point: Tensor, per_byte: int, dtype: torch.dtype) -> Tensor:
+    """x̂ = (q − zero_point)·scale from the codes ``integer_nearest_kept`` or ``symmetric_nearest_kept`` packed."""
+    return unpack_per_byte(packed, per_byte).to(scale.dtype).sub_(zero_point).mul_(scale).to(dtype)

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from bitplan.quant import kernels
+from bitplan.quant.kept import KeepCodes, KeptCodes, code_dtype, kept_ste, make_codes, per_byte
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 from bitplan.quant.uniform import SCALE_FLOOR, check_float, compute_dtype
 
@@ -124,11 +125,32 @@ def sawb_quantize(x: Tensor, bits: int = 4, *, coefficients: tuple[float, float]
     if x.numel() == 0:
         return x.clone()
     with torch.no_grad():
-        view = kernels.flat_view(x)
-        qlim = torch.full((), 2 ** (bits - 1) - 1, dtype=compute_dtype(x), device=x.device)
-        step = sawb_clip(view, bits, coefficients=coefficients) / qlim
+        view, step, qlim = _sawb_step(x, bits, coefficients)
         out = kernels.run(kernels.symmetric_nearest, view, step, qlim)
     return out.view(x.shape)
+
+
+def _sawb_step(x: Tensor, bits: int, coefficients: tuple[float, float] | None) -> tuple[Tensor, Tensor, Tensor]:
+    """The view SAWB quantizes, its step clip/qlim and qlim = 2^(bits−1) − 1."""
+    view = kernels.flat_view(x)
+    qlim = torch.full((), 2 ** (bits - 1) - 1, dtype=compute_dtype(x), device=x.device)
+    return view, sawb_clip(view, bits, coefficients=coefficients) / qlim, qlim
+
+
+def sawb_kept(x: Tensor, bits: int, keep: KeepCodes) -> Tensor:
+    """``sawb_ste`` whose result ``keep`` stores as codes (q + qlim, ``bits`` wide) when a GEMM saves it.
+
+    Call ``kept.keeps_codes(bits, x)`` first; ``bits`` is 2–15.
+    """
+
+    def quantize() -> tuple[Tensor, KeptCodes]:
+        view, step, qlim = _sawb_step(x, bits, None)
+        count, dtype = per_byte(bits, view), code_dtype(bits)
+        out, codes = kernels.run(kernels.symmetric_nearest_kept, view, step, qlim, count, dtype)
+        out = out.view(x.shape)
+        return out, make_codes(out, codes, count, step, qlim, integer=True)
+
+    return kept_ste(x, quantize, keep)
 
 
 class _SawbSTE(torch.autograd.Function):

@@ -24,6 +24,7 @@ inputs); the result has the input's dtype. 32 bits means full precision: the inp
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +33,7 @@ from torch.autograd.function import FunctionCtx
 
 from bitplan.choices import ZeroPoint
 from bitplan.quant import kernels
+from bitplan.quant.kept import KeepCodes, KeptCodes, code_dtype, kept_ste, make_codes, per_byte
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 
 SCALE_FLOOR = 1e-8
@@ -168,16 +170,26 @@ def uniform_codes(
         dtype = compute_dtype(x)
         scale = torch.full(broadcast, SCALE_FLOOR, dtype=dtype, device=x.device)
         return torch.empty(x.shape, dtype=code_dtype, device=x.device), scale, torch.zeros_like(scale)
-    with torch.no_grad():
-        p = _affine(x, bits, channel_dim, None, None, grid)
+    eager_cpu = x.device.type == "cpu" and not kernels.compiles(kernels.affine_codes, x)
+    with torch.no_grad(), kernels.one_thread() if eager_cpu else nullcontext():
+        chunked = eager_cpu and x.numel() >= 4 * kernels.CHUNK_NUMEL
+        p = _affine(x, bits, channel_dim, None, None, grid, chunked=chunked)
         if p.zero_point is None:
-            codes = kernels.run(kernels.affine_codes, p.view, p.low, p.scale, p.qmax)
-            zero_point = p.low
+            recipe, args, zero_point = kernels.affine_codes, (p.low, p.scale, p.qmax), p.low
         else:
-            inverse = torch.reciprocal(p.scale)
-            codes = kernels.run(kernels.integer_codes, p.view, inverse, p.zero_point, p.qmax)
-            zero_point = p.zero_point
-    return codes.to(code_dtype).view(x.shape), p.scale.reshape(broadcast), zero_point.reshape(broadcast)
+            recipe, args, zero_point = kernels.integer_codes, (torch.reciprocal(p.scale), p.zero_point, p.qmax), p.zero_point
+        # eagerly on the CPU (export: each weight once), one thread, and large tensors in cache-sized
+        # slices whose codes are made as they go: no float copy of the whole tensor
+        if chunked:
+            codes = kernels.run_in_chunks(_as_codes, p.view, recipe, code_dtype, *args, dim=1 if channel_dim is not None else 0)
+        else:
+            codes = kernels.run(recipe, p.view, *args).to(code_dtype)
+    return codes.view(x.shape), p.scale.reshape(broadcast), zero_point.reshape(broadcast)
+
+
+def _as_codes(view: Tensor, recipe, code_dtype: torch.dtype, *args: Tensor) -> Tensor:
+    return recipe(view, *args).to(code_dtype)
+
 
 
 def dequantize_codes(codes: Tensor, scale: Tensor, zero_point: Tensor, *, grid: ZeroPoint | str = ZeroPoint.float) -> Tensor:
@@ -262,11 +274,54 @@ def fake_quant_ste(
     return _FakeQuantSTE.apply(x, bits, channel_dim, stochastic, generator, x_min, x_max, samples, ZeroPoint(grid))
 
 
+def fake_quant_kept(
+    x: Tensor,
+    bits: int,
+    keep: KeepCodes,
+    *,
+    channel_dim: int | None = None,
+    x_min: Bound = None,
+    x_max: Bound = None,
+    grid: ZeroPoint | str = ZeroPoint.float,
+) -> Tensor:
+    """``fake_quant_ste`` (round to nearest) whose result ``keep`` stores as codes when a GEMM saves it.
+
+    Same values and gradient as ``fake_quant_ste``; call ``kept.keeps_codes(bits, x)`` first (this
+    function assumes codes fit: 1–15 bits, a float ``x``).
+    """
+    x_min = x_min.detach() if isinstance(x_min, Tensor) else x_min
+    x_max = x_max.detach() if isinstance(x_max, Tensor) else x_max
+
+    def quantize() -> tuple[Tensor, KeptCodes]:
+        p = _affine(x, bits, channel_dim, x_min, x_max, grid)
+        count, dtype = per_byte(bits, p.view), code_dtype(bits)
+        if p.zero_point is None:
+            out, codes = kernels.run(kernels.affine_nearest_kept, p.view, p.low, p.scale, p.qmax, count, dtype)
+            offset = p.low
+        else:
+            inverse = torch.reciprocal(p.scale)
+            out, codes = kernels.run(
+                kernels.integer_nearest_kept, p.view, p.scale, inverse, p.zero_point, p.qmax, count, dtype
+            )
+            offset = p.zero_point
+        out = out.view(x.shape)
+        return out, make_codes(out, codes, count, p.scale, offset, integer=p.zero_point is not None)
+
+    return kept_ste(x, quantize, keep)
+
+
 # --- parameters ----------------------------------------------------------------------------
 
 
 def _affine(
-    x: Tensor, bits: int, channel_dim: int | None, x_min: Bound, x_max: Bound, grid: ZeroPoint | str = ZeroPoint.float
+    x: Tensor,
+    bits: int,
+    channel_dim: int | None,
+    x_min: Bound,
+    x_max: Bound,
+    grid: ZeroPoint | str = ZeroPoint.float,
+    *,
+    chunked: bool = False,
 ) -> _Affine:
     dtype = compute_dtype(x)
     if channel_dim is None:
@@ -277,7 +332,7 @@ def _affine(
         dim = _check_channel_dim(x, channel_dim)
         channels = x.shape[dim]
         view = x.reshape(math.prod(x.shape[:dim]), channels, -1)  # [outer, C, inner]
-        low, high = _channel_range(view, x_min, x_max)
+        low, high = _channel_range(view, x_min, x_max, chunked=chunked)
     low = _bound(low, dtype, x.device, channels, "x_min")
     high = _bound(high, dtype, x.device, channels, "x_max")
     qmax = torch.full((), 2**bits - 1, dtype=dtype, device=x.device)
@@ -297,11 +352,14 @@ def _tensor_range(view: Tensor, x_min: Bound, x_max: Bound) -> tuple[Bound, Boun
     return (view.amin() if x_min is None else x_min), (view.amax() if x_max is None else x_max)
 
 
-def _channel_range(view: Tensor, x_min: Bound, x_max: Bound) -> tuple[Bound, Bound]:
+def _channel_range(view: Tensor, x_min: Bound, x_max: Bound, *, chunked: bool = False) -> tuple[Bound, Bound]:
     # view: [outer, C, inner] -> ranges [1, C, 1]
     if x_min is not None and x_max is not None:
         return x_min, x_max
-    low, high = kernels.run(kernels.channel_range, view)
+    if chunked:  # each channel's range is its own: slices of channels give the same ranges
+        low, high = kernels.run_in_chunks(kernels.channel_range, view, dim=1)
+    else:
+        low, high = kernels.run(kernels.channel_range, view)
     return (low if x_min is None else x_min), (high if x_max is None else x_max)
 
 

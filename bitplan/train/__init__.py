@@ -6,6 +6,7 @@ several seeds add ``seed-<s>/`` folders and ``summary.json`` (docs/training.md).
 """
 
 from bitplan.choices import Device, Optimizer, Schedule
+from bitplan.train.allocator import keep_freed_memory
 from bitplan.train.config import TrainConfig, make_config
 from bitplan.train.distributed import Job, launch
 from bitplan.train.evaluate import EvalResult, Evaluation, Evaluator, evaluate_model
@@ -38,4 +39,6 @@ __all__ = [
     "SeedStatus",
     "MetricName",
     "summarize",
+    # for your own training loop
+    "keep_freed_memory",
 ]

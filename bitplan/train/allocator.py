@@ -1,12 +1,17 @@
 """Keep freed heap memory in a training process, so every step does not fault it back in.
 
-A fake-quantized step saves quantized activations for backward (+92 MB per ResNet-20 step at batch
-128). Freeing them leaves a large free block at the top of glibc's heap, which glibc returns to the
-system (its trim threshold is a few MB at most), and the next step faults the same pages back in:
-16–36 K page faults per step, none in fp32, about 3–7 % of the step (docs/quantizers.md). Raising
-the trim and mmap thresholds, as ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_`` do, keeps
-the pages; the process then holds its peak heap until it exits, which is what a training process
-wants anyway.
+Each training step allocates the tensors its backward needs and frees them after backward. When
+they are large, freeing leaves a large free block at the top of glibc's heap, which glibc returns
+to the system (its trim threshold is a few MB at most), and the next step faults the same pages
+back in. Before quantized layers kept their operands as codes (``bitplan.quant.kept``), a
+fake-quantized ResNet-20 step at batch 128 kept +92 MB of float copies and took 16–36 K page faults
+per step, 3–7 % of the step. Raising the trim and mmap thresholds, as ``MALLOC_TRIM_THRESHOLD_`` /
+``MALLOC_MMAP_THRESHOLD_`` do, keeps the pages; the process then holds its peak heap until it
+exits, which is what a training process wants anyway. ``bitplan train`` calls it; in your own loop:
+
+    >>> import bitplan.train
+    >>> bitplan.train.keep_freed_memory()  # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ MMAP_THRESHOLD_BYTES = 32 << 20
 
 
 @functools.cache
-def retain_freed_memory() -> bool:
+def keep_freed_memory() -> bool:
     """Set glibc's malloc to keep freed memory for reuse (once per process).
 
     Returns:

@@ -27,7 +27,7 @@ from bitplan.data import Task, make_loader, set_epoch
 from bitplan.errors import TrainingError
 from bitplan.quant import cyclic_bits
 from bitplan.train import distributed
-from bitplan.train.allocator import retain_freed_memory
+from bitplan.train.allocator import keep_freed_memory
 from bitplan.train.config import Optimizer, Schedule, TrainConfig
 from bitplan.train.folder import CHECKPOINT_FILE, CONFIG_FILE, FINAL_FILE, METRICS_FILE
 from bitplan.train.progress import TrainingProgress
@@ -197,7 +197,7 @@ def _prepare(config: TrainConfig, device: torch.device) -> _Run:
         )
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    retain_freed_memory()  # quantized activations would otherwise be page-faulted back in every step
+    keep_freed_memory()  # quantized activations would otherwise be page-faulted back in every step
     setup = build_run(config, device=device, sr_seed=sr_seed(config.seed, rank))
     per_rank = config.batch_size // world
     train_loader = make_loader(

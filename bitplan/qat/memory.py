@@ -1,0 +1,94 @@
+"""Bytes a training forward keeps for backward, every storage counted once, parameters excluded.
+
+Autograd keeps, per op, the tensors its backward needs. Several ops often keep one storage (a
+ReLU's output is also the next convolution's input), and a quantized GEMM keeps its operands as
+codes (``quant.KeepCodes``), so summing tensor sizes misleads. ``kept_for_backward`` records every
+tensor saved while a forward runs (saved-tensor hooks, which compose with ``KeepCodes``: the codes
+are what gets recorded), counts each storage once at its full size, leaves out the parameters' own
+storages, and charges each storage to the innermost module running when it was first saved.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class KeptBytes:
+    """What one forward kept for backward.
+
+    Attributes:
+        total: Bytes of distinct storages saved, parameters excluded.
+        by_module_type: The same bytes by the class of the module that first saved each storage
+            (the original class for a quantized layer; ``(outside modules)`` for ops in no module).
+        by_dtype: The same bytes by storage dtype (uint8/int16 are codes of quantized operands).
+    """
+
+    total: int = 0
+    by_module_type: Counter[str] = field(default_factory=Counter)
+    by_dtype: Counter[str] = field(default_factory=Counter)
+
+
+def kept_for_backward(model: nn.Module, forward: Callable[[], Any]) -> tuple[Any, KeptBytes]:
+    """Run ``forward()`` (a training forward of ``model``, loss included) and measure what it keeps.
+
+    Args:
+        model: The model the forward runs (its parameters are excluded, its modules name the bytes).
+        forward: Zero-argument callable, e.g. ``lambda: loss_fn(model(x), y)``.
+
+    Returns:
+        ``(forward's result, KeptBytes)``; the result's graph is intact, so ``backward()`` still works.
+
+    Example:
+        >>> model = torch.nn.Linear(4, 2)
+        >>> _, kept = kept_for_backward(model, lambda: model(torch.randn(3, 4, requires_grad=True)).sum())
+        >>> kept.total  # the [3, 4] input, saved by the GEMM for the weight gradient
+        48
+    """
+    excluded = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
+    seen: dict[int, int] = {}
+    kept = KeptBytes()
+    stack: list[str] = []
+    names = {module: _class_name(module) for module in model.modules()}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        address = storage.data_ptr()
+        if address not in excluded and address not in seen and tensor.device.type != "meta":
+            seen[address] = storage.nbytes()
+            kept.total += storage.nbytes()
+            kept.by_module_type[stack[-1] if stack else "(outside modules)"] += storage.nbytes()
+            kept.by_dtype[str(tensor.dtype).removeprefix("torch.")] += storage.nbytes()
+        return tensor
+
+    def enter(module: nn.Module, args: Any) -> None:
+        stack.append(names.get(module, type(module).__name__))
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        stack.pop()
+
+    handles = [module.register_forward_pre_hook(enter) for module in model.modules()]
+    handles += [module.register_forward_hook(leave, always_call=True) for module in model.modules()]
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            result = forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result, kept
+
+
+def _class_name(module: nn.Module) -> str:
+    """The module's class as the user wrote it (``apply`` swaps in a quantized subclass)."""
+    for attribute in ("bitplan_quant", "bitplan_scope"):
+        state = module.__dict__.get(attribute)
+        if state is not None:
+            layer = getattr(state, "layer", state)
+            return layer.original_class.__name__
+    return type(module).__name__
