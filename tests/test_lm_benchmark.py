@@ -58,3 +58,12 @@ def test_a_tiny_lm_sweep_reports_perplexity_and_its_points_reevaluate(tiny_lm, t
     point = next(p for p in result.points if p.method == "sqnr")
     independent = evaluate_model(TINY_LM, data, checkpoint=checkpoint, plan=config.out / point.plan)
     assert independent.metric == point.metric and independent.predictions == point.predictions
+
+
+def test_hessian_sensitivity_differentiates_attention_twice() -> None:
+    """The Hutchinson probes need a second derivative, which torch's fused CPU attention kernel lacks."""
+    from bitplan.sensitivity_analysis import measure_sensitivity
+
+    report = measure_sensitivity(TINY_LM, "synthetic?task=language_model&vocab=20&shape=16", method="hessian",
+                                 batches=1, probes=1, batch_size=8)
+    assert len(report.layers) == 7 and all(math.isfinite(layer.sensitivity) for layer in report.layers)

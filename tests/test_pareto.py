@@ -72,6 +72,10 @@ def test_files_tables_and_the_report_section(sweep) -> None:
     [section] = extra_sections(config.out)  # what `bitplan report` inserts into a grid's report.html
     assert section.startswith('<section class="pareto">') and "data:image/png;base64," in section
     assert section in (config.out / "report.html").read_text()
+    (config.out / "pareto.md").unlink()
+    out = runner.invoke(app, ["report", str(config.out), "--json"])  # re-rendered from pareto.json alone
+    assert out.exit_code == 0, out.output
+    assert ParetoResult.model_validate_json(out.stdout) == result and (config.out / "pareto.md").read_text() == markdown
 
 
 def test_a_rerun_reads_every_finished_point(sweep, monkeypatch) -> None:
@@ -125,3 +129,30 @@ def test_qat_points_are_their_fine_tuned_checkpoints_evaluated(trained_digits, t
     started = {path: path.stat().st_mtime_ns for path in (config.out / "runs").glob("*/final.json")}
     assert run_pareto(config, progress=False).points == result.points  # finished runs are read, not trained again
     assert {path: path.stat().st_mtime_ns for path in (config.out / "runs").glob("*/final.json")} == started
+
+
+def test_intervals_and_the_count_against_random_by_hand(sweep) -> None:
+    from bitplan.pareto.result import ParetoPoint
+    from bitplan.pareto.summary import against_random, groups, wilson
+
+    config, result = sweep
+    template = result.points[0]
+
+    def point(method: str, metric: float, loss: float, seed: int | None = None) -> ParetoPoint:
+        return template.model_copy(update={"method": method, "budget": 1.5, "plan_seed": seed, "metric": metric,
+                                           "loss": loss, "correct": round(metric * 3.6), "predictions": 360})
+
+    randoms = [point("random", m, l, s) for s, (m, l) in enumerate([(60.0, 2.0), (70.0, 1.0), (80.0, 0.5)])]
+    mine = point("A:C-", 75.0, 0.8)
+    made = result.model_copy(update={"points": [*randoms, mine]})
+    by_method = {entry.method: entry for entry in groups(made)}
+    # mean 70, s = 10, n = 3: 70 ± 4.302653 · 10 / √3
+    assert by_method["random"].metric == 70.0
+    assert by_method["random"].low == pytest.approx(70 - 24.841377, abs=1e-5)
+    assert by_method["random"].high == pytest.approx(70 + 24.841377, abs=1e-5)
+    # one accuracy: Wilson's interval for 270 of 360, (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)
+    low, high = wilson(270, 360)
+    assert (by_method["A:C-"].low, by_method["A:C-"].high) == (low, high)
+    assert low == pytest.approx(70.279, abs=1e-3) and high == pytest.approx(79.193, abs=1e-3)
+    [row] = against_random(made)
+    assert (row.beats_metric, row.beats_loss, row.randoms) == (2, 2, 3)  # 75 > 60, 70 (not 80); loss 0.8 < 2.0, 1.0 (not 0.5)

@@ -35,7 +35,7 @@ def eval(  # noqa: A001 (the command's name)
     data: Data = None,
     checkpoint: Checkpoint = None,
     plan: PlanFile = None,
-    weight_only: WeightOnly = None,
+    weight_only: WeightOnly = False,
     input_shape: InputShape = None,
     device: Device_ = None,
     batch_size: Annotated[int | None, typer.Option("--batch", min=1, help="Test batch size (default 256).", rich_help_panel=MODEL_PANEL)] = None,

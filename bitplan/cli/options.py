@@ -89,10 +89,6 @@ PlanSeed = Annotated[int | None, typer.Option("--plan-seed", min=0, help="Seed o
 Bits = Annotated[str | None, typer.Option("--bits", help="Bit range LOW-HIGH, e.g. 4-8 (default 4-8).", rich_help_panel=PLAN_PANEL)]
 
 # -------------------------------------------------------------------------------------- quantization
-WeightOnly = Annotated[
-    bool | None,
-    typer.Option("--weight-only/--no-weight-only", help="Quantize weights only: activations and gradients in fp32.", rich_help_panel=QUANT_PANEL, show_default=False),
-]
 ActivationBits = Annotated[
     int | None, typer.Option("--activation-bits", help="Activation bits (32 = full precision).", rich_help_panel=QUANT_PANEL)
 ]

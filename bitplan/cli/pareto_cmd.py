@@ -69,7 +69,7 @@ def pareto(
                      "recommended, any FACTOR:STRATEGY).", rich_help_panel=PLAN_PANEL),
     ] = None,
     random_plans: Annotated[int | None, typer.Option("--random-plans", min=1, help="Random plans per budget (default 9).", rich_help_panel=PLAN_PANEL)] = None,
-    weight_only: WeightOnly = None,
+    weight_only: WeightOnly = False,
     eval: Annotated[  # noqa: A002 (the option's name)
         EvalMode | None, typer.Option("--eval", help="ptq: apply each plan to the checkpoint; qat: fine-tune --epochs first.", rich_help_panel=TRAINING_PANEL)
     ] = None,

@@ -14,7 +14,9 @@ from bitplan.cli.options import Format, Json, cli_command, resolve_format
 
 @cli_command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A grid directory (bitplan compare -o) or a run directory (bitplan train -o).")],
+    directory: Annotated[
+        Path, typer.Argument(help="A grid (bitplan compare -o), a sweep (bitplan pareto -o) or a run directory (bitplan train -o).")
+    ],
     format: Format = None,
     json: Json = False,
 ) -> None:
@@ -23,6 +25,15 @@ def report(
     from bitplan.compare import report as render
 
     output_format = resolve_format(format, json)
+    from bitplan.pareto.report import is_sweep, render_pareto
+
+    if is_sweep(directory):
+        from bitplan.cli.pareto_cmd import pareto_table
+
+        sweep = render_pareto(directory)
+        emit(sweep, [pareto_table(sweep)], output_format)
+        err_console.print(f"wrote {directory / 'pareto.md'} and {directory / 'report.html'}")
+        return
     result = render(directory)
     if isinstance(result, GridResult):
         from bitplan.cli.compare_cmd import grid_table

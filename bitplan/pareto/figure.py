@@ -15,6 +15,13 @@ from bitplan.train import MetricName
 
 UNIFORM = "uniform"
 RANDOM = "random"
+RECOMMENDED = "recommended"
+RANDOM_COLOUR = "#8c8c8c"
+RECOMMENDED_COLOUR = "#d62728"  # drawn thick, on top: the plan `bitplan plan --data` gives
+LINE_COLOURS = (  # tab10 without its grey and red, then darker companions: 15 distinct lines
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+    "#393b79", "#e6550d", "#637939", "#7b4173", "#843c39", "#3182bd", "#31a354",
+)
 
 
 def pareto_figure(result: ParetoResult) -> bytes:
@@ -23,13 +30,15 @@ def pareto_figure(result: ParetoResult) -> bytes:
     metric_axes, loss_axes = figure.subplots(1, 2)
     entries = groups(result)
     methods = list(dict.fromkeys(entry.method for entry in entries))
-    colours = {method: f"C{index % 10}" for index, method in enumerate(methods)}
+    lines = [method for method in methods if method not in (UNIFORM, RANDOM, RECOMMENDED)]
+    colours = {method: LINE_COLOURS[index % len(LINE_COLOURS)] for index, method in enumerate(lines)}
+    colours.update({RANDOM: RANDOM_COLOUR, RECOMMENDED: RECOMMENDED_COLOUR})
     for method in methods:
         mine = [entry for entry in entries if entry.method == method and entry.metric is not None]
         if not mine:
             continue
         x = [entry.avg_bits for entry in mine]
-        colour = colours[method]
+        colour = colours.get(method, "black")
         points = [p for p in result.points if p.method == method and p.metric is not None]
         if method == RANDOM:
             for axes, values in ((metric_axes, "metric"), (loss_axes, "loss")):
@@ -49,8 +58,10 @@ def pareto_figure(result: ParetoResult) -> bytes:
             [e.metric - e.low if e.low is not None else 0 for e in mine],
             [e.high - e.metric if e.high is not None else 0 for e in mine],
         ]
-        metric_axes.errorbar(x, [e.metric for e in mine], yerr=errors, marker="o", ms=4, capsize=3, color=colour, label=method)
-        loss_axes.plot(x, [e.loss for e in mine], marker="o", ms=4, color=colour, label=method)
+        style = {"lw": 2.6, "zorder": 5} if method == RECOMMENDED else {"lw": 1.3}
+        metric_axes.errorbar(x, [e.metric for e in mine], yerr=errors, marker="o", ms=4, capsize=3, color=colour,
+                             label=method, **style)
+        loss_axes.plot(x, [e.loss for e in mine], marker="o", ms=4, color=colour, label=method, **style)
     baseline = result.baseline
     metric_axes.axhline(baseline.metric, color="grey", ls=":", lw=1, label="full precision")
     loss_axes.axhline(baseline.loss, color="grey", ls=":", lw=1, label="full precision")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from bitplan.atomic import atomic_write_bytes, atomic_write_text
 from bitplan.compare.html import SECTIONS_DIR, Picture, figure_html, page
@@ -73,15 +75,25 @@ def summary_header(result: ParetoResult) -> list[str]:
     return ["method", "budget", "n", "mean bits", "MBit", f"{short} [95% CI]", "test loss", "best / median / worst"]
 
 
-def random_rows(result: ParetoResult) -> list[list[str]]:
-    """Each method against the random plans of its budget: random plans beaten by metric and by loss."""
-    return [
-        [row.method, f"{row.budget:g}", f"{row.beats_metric} of {row.randoms}", f"{row.beats_loss} of {row.randoms}"]
-        for row in against_random(result)
-    ]
+def _by_budget(entries: list, cell: Callable[[Any], str]) -> tuple[list[str], list[list[str]]]:
+    """Methods × budgets: one row per method (in order), one column per budget, ``cell(entry)`` in each."""
+    budgets = sorted({entry.budget for entry in entries})
+    rows = []
+    for method in dict.fromkeys(entry.method for entry in entries):
+        cells = {entry.budget: entry for entry in entries if entry.method == method}
+        rows.append([method, *(cell(cells[budget]) if budget in cells else "" for budget in budgets)])
+    return ["method", *(f"{budget:g} bits" for budget in budgets)], rows
 
 
-RANDOM_HEADER = ["method", "budget", "random plans beaten (metric)", "random plans beaten (loss)"]
+def random_table(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
+    """How many random plans of the budget each method beats, by the metric and by the loss."""
+    return _by_budget(against_random(result), lambda row: (
+        f"{row.beats_metric}/{row.randoms} · loss {row.beats_loss}/{row.randoms}"))
+
+
+def pivot(result: ParetoResult) -> tuple[list[str], list[list[str]]]:
+    """At a glance: each cell the mean metric [95 % CI] and, below it, the test loss."""
+    return _by_budget(groups(result), lambda entry: f"{_interval(entry)}<br>loss {_number(entry.loss, 3)}")
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -108,10 +120,14 @@ def describe(result: ParetoResult) -> str:
 
 def markdown(result: ParetoResult) -> str:
     """``pareto.md``: the summary table, the table against random plans, and what was skipped."""
-    text = f"# Pareto sweep\n\n{describe(result)}\n\n" + _markdown_table(summary_header(result), summary_rows(result))
-    rows = random_rows(result)
+    text = f"# Pareto sweep\n\n{describe(result)}\n\n" + _markdown_table(*pivot(result))
+    text += "\n## Every method and budget\n\n" + _markdown_table(summary_header(result), summary_rows(result))
+    header, rows = random_table(result)
     if rows:
-        text += "\n## Against random plans of the same budget\n\n" + _markdown_table(RANDOM_HEADER, rows)
+        text += (
+            "\n## Against random plans of the same budget\n\nRandom plans each method is strictly better than, "
+            "by the metric and by the test loss.\n\n" + _markdown_table(header, rows)
+        )
     if result.skipped:
         text += "\n## No plan\n\n" + "".join(f"- {s.method} at {s.budget:g}: {s.reason}\n" for s in result.skipped)
     return text
@@ -131,17 +147,46 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 def section(result: ParetoResult, png: bytes) -> str:
     """The report section: the figure, the summary table and the table against random plans."""
-    rows = random_rows(result)
+    header, rows = random_table(result)
     return (
         '<section class="pareto"><h2>Pareto sweep: metric against mean bits</h2>'
         f'<p class="meta">{escape(describe(result))}</p>'
         + figure_html(Picture(png, "Test metric and loss against mean bits: a line per method, uniform as points, "
                                    "random plans as a band (min–max) with their median."))
         + _html_table(summary_header(result), summary_rows(result))
-        + (("<h3>Against random plans of the same budget</h3>" + _html_table(RANDOM_HEADER, rows)) if rows else "")
+        + (("<h3>Against random plans of the same budget (beaten by metric · by loss)</h3>" + _html_table(header, rows))
+           if rows else "")
         + "".join(f'<p class="meta">No {escape(s.method)} plan at {s.budget:g}: {escape(s.reason)}</p>' for s in result.skipped)
         + "</section>"
     )
+
+
+def is_sweep(directory: Path) -> bool:
+    """A ``bitplan pareto`` folder (it holds ``pareto.json``)."""
+    return (Path(directory) / PARETO_JSON).is_file()
+
+
+def render_pareto(directory: str | Path) -> ParetoResult:
+    """Re-read ``pareto.json`` and rewrite the tables, the figure, the section and ``report.html``.
+
+    Raises:
+        TrainingError: ``pareto.json`` is missing or not a sweep result.
+    """
+    from pydantic import ValidationError
+
+    from bitplan.errors import TrainingError
+
+    path = Path(directory) / PARETO_JSON
+    if not path.is_file():
+        raise TrainingError(f"`{path}` does not exist; pass a folder written by `bitplan pareto -o DIR`")
+    try:
+        result = ParetoResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as error:
+        raise TrainingError(
+            f"`{path}` is not a bitplan pareto result ({error.errors()[0]['msg']}); run `bitplan pareto` again to rewrite it"
+        ) from None
+    write_outputs(result, Path(directory))
+    return result
 
 
 def write_outputs(result: ParetoResult, directory: Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 Intervals (docs/pareto.md):
 
-- several values (random plans of a budget, QAT seeds): the mean ± t₀.₉₇₅,ₙ₋₁ · s / √n (Student t);
+- several values (random plans of a budget, QAT seeds): the mean ± t₀.₉₇₅,ₙ₋₁ · s / √n (Student t),
+  an accuracy's clipped to [0, 100] %;
 - one accuracy: the Wilson score interval of correct / predictions, i.e. the uncertainty of the test
   set itself (on 360 test images one image is 0.28 points);
 - one perplexity: none (the test set holds tens of thousands of correlated tokens).
@@ -84,6 +85,8 @@ def group(points: list[ParetoPoint], metric_name: MetricName) -> Group:
     if len(values) >= 2:
         half = t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
         low, high = mean - half, mean + half
+        if metric_name is MetricName.accuracy:  # an accuracy lies in [0, 100] %, and so does its mean
+            low, high = max(low, 0.0), min(high, 100.0)
     elif len(values) == 1 and metric_name is MetricName.accuracy and ok[0].predictions:
         low, high = wilson(ok[0].correct or 0, ok[0].predictions)
     ordered = sorted(values, reverse=metric_name is MetricName.accuracy)  # best first

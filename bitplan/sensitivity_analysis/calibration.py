@@ -17,7 +17,6 @@ from bitplan.choices import Device, WeightGranularity
 from bitplan.errors import SpecError
 from bitplan.profile.schema import ModelProfile
 from bitplan.sensitivity_analysis.methods import Batch, Target
-from bitplan.torchfile import state_dict_mismatch
 from bitplan.train.loop import batch_loss
 
 DEFAULT_BATCHES = 8
@@ -78,13 +77,14 @@ def calibrate(
     from bitplan.frontends.torch import trace as profile_model
     from bitplan.train.config import TrainConfig
     from bitplan.train.setup import build_run, resolve_device, spec_with_options
+    from bitplan.train.weights import load_weights
 
     config = TrainConfig(model=model, data=data, seed=seed, device=Device(device))
     torch_device = resolve_device(config)
     setup = build_run(config, device=torch_device, sr_seed=seed)  # checks that the model takes the data
     net = setup.model
     if checkpoint is not None:
-        load_weights(net, checkpoint, model)
+        load_weights(net, checkpoint, model)  # bitplan.train.weights: the one loader of trained weights
     net.eval()  # fixed batch-norm statistics and no dropout: the measure is of the weights alone
     spec = spec_with_options(model, setup.model_options)
     profile = profile_model(net, setup.example_inputs, name=spec)
@@ -116,26 +116,6 @@ def applied_channel_dims(net: nn.Module, profile: ModelProfile, per_channel: boo
     granularity = WeightGranularity.channel if per_channel else WeightGranularity.tensor
     template = make_plan(profile, strategy="U", bits=(8, 8), weight_granularity=granularity, weight_only=True)
     return weight_channel_dims(net, template)
-
-
-def load_weights(net: nn.Module, checkpoint: str | Path, model: str) -> None:
-    """Load a run folder's, a seed folder's or a file's weights into ``net``.
-
-    Raises:
-        TrainingError: Nothing to load at ``checkpoint`` (the message says what to pass).
-        SpecError: The weights belong to another model.
-    """
-    from bitplan.export.checkpoint import load_trained_state
-
-    state = load_trained_state(checkpoint)
-    try:
-        net.load_state_dict(state.weights)
-    except RuntimeError as error:
-        trained = f" (it was trained as `{state.model_spec}`)" if state.model_spec else ""
-        raise SpecError(
-            f"checkpoint `{checkpoint}` does not fit model `{model}`{trained}: {state_dict_mismatch(error)} "
-            "Pass the model spec and data it was trained with."
-        ) from None
 
 
 def find_targets(model: nn.Module, profile: ModelProfile) -> list[Target]:

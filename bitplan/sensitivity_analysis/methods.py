@@ -147,13 +147,17 @@ def hutchinson_traces(
     """Hutchinson estimate of tr(H_ww) for each weight block: E_v[vᵀ H v], v Rademacher.
 
     One probe draws v for every block at once; H·v comes from differentiating (∇L · v) again
-    (a Hessian-vector product through autograd), averaged over the batches.
+    (a Hessian-vector product through autograd), averaged over the batches. Attention runs in its
+    math kernel here: the fused CPU and flash kernels have no second derivative.
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     params = dict(model.named_parameters())
     blocks = [params[name] for name in weights]
     totals = [0.0] * len(blocks)
     for inputs, target in batches:
-        loss = loss_fn(model, inputs, target)
+        with sdpa_kernel(SDPBackend.MATH):
+            loss = loss_fn(model, inputs, target)
         grads = torch.autograd.grad(loss, blocks, create_graph=True)
         for probe in range(probes):
             vectors = [

@@ -14,6 +14,7 @@ from torch import nn
 
 from bitplan.errors import SpecError
 from bitplan.export.checkpoint import TrainedState, load_trained_state
+from bitplan.torchfile import state_dict_mismatch
 
 
 def load_weights(model: nn.Module, path: str | Path, spec: str) -> TrainedState:
@@ -21,7 +22,7 @@ def load_weights(model: nn.Module, path: str | Path, spec: str) -> TrainedState:
 
     Raises:
         TrainingError: Nothing to load at ``path`` (the message says what to pass).
-        SpecError: The weights belong to another model; the message names the first difference.
+        SpecError: The weights belong to another model; the message names the keys and shapes that differ.
     """
     state = load_trained_state(path)
     try:
@@ -29,14 +30,8 @@ def load_weights(model: nn.Module, path: str | Path, spec: str) -> TrainedState:
     except RuntimeError as error:
         trained = f", trained as `{state.model_spec}`" if state.model_spec else ""
         raise SpecError(
-            f"checkpoint `{path}`{trained} does not fit model `{spec}` ({first_difference(error)}); pass the model "
+            f"checkpoint `{path}`{trained} does not fit model `{spec}` ({state_dict_mismatch(error)}); pass the model "
             "spec and data it was trained with, or a checkpoint of this model"
         ) from None
     return state
 
-
-def first_difference(error: RuntimeError) -> str:
-    """The first concrete line of torch's load_state_dict error (``size mismatch for fc.weight: …``)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    concrete = [line for line in lines if not line.endswith(":")]
-    return (concrete or lines or ["the parameter names or shapes differ"])[0].rstrip(".")
