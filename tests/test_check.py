@@ -94,8 +94,9 @@ def test_a_plan_for_another_model_fails_the_fingerprint(plan_file: Path) -> None
     assert "made for another architecture" in report.violations[0].message
 
 
-def test_the_plans_own_budget_is_checked(tmp_path: Path) -> None:
-    plan = make_plan(RESNET20, factor="A", strategy="C+", budget=Budget(kind="avg_bits", value=6))
+@pytest.mark.parametrize("rule", ["fill", "order-preserving"])
+def test_the_plans_own_budget_is_checked(tmp_path: Path, rule: str) -> None:
+    plan = make_plan(RESNET20, factor="A", strategy="C+", budget=Budget(kind="avg_bits", value=6), budget_rule=rule)
     path = save_plan(plan, tmp_path / "budget.json")
     assert check_plan(path, profile=RESNET20).ok
     report = check_plan(tamper(path, lambda d: d["budget"].update(value=5.5)), profile=RESNET20)

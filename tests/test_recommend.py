@@ -23,10 +23,11 @@ from bitplan.plan.space import request_space
 from bitplan.plan.request import PlanRequest
 from bitplan.quant import uniform_quantize
 from bitplan.sensitivity_analysis.at_budget import MethodPlanner, parse_method
-from bitplan.sensitivity_analysis.calibration import calibrate, load_weights
+from bitplan.sensitivity_analysis.calibration import calibrate
 from bitplan.sensitivity_analysis.per_level import OutputComparer, QuantizedWeights, measure_levels
 from bitplan.sensitivity_analysis.recommend import recommend_plan
 from bitplan.sensitivity_analysis.refine import BudgetSpace, objective_key, refine_bits
+from bitplan.train.weights import load_weights
 
 runner = CliRunner()
 MODEL = "zoo:digits_cnn"

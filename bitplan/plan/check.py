@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bitplan.choices import BudgetRule
 from bitplan.errors import BitplanError, PlanError, SpecError
 from bitplan.plan.accumulator import layer_accumulator_bits, shape_accumulator_bits
 from bitplan.plan.estimates import BITS_PER_MBIT, plan_estimates, precision_of
@@ -308,7 +309,10 @@ def _strategy_violations(plan: BitPlan) -> list[Violation]:
                     message=f"kept layer `{layer.name}` has {layer.bits} bits, not keep_bits {plan.keep_bits}.",
                 )
             )
-    if plan.strategy in (Strategy.C_plus, Strategy.C_minus):
+    # the fill rule may part equal factor values, or raise a cheaper unit out of order, to use the budget
+    # (docs/planning.md): only an unbudgeted or order-preserving plan promises the strategy's order
+    promises_order = plan.budget is None or plan.budget_rule in (None, BudgetRule.order_preserving)
+    if promises_order and plan.strategy in (Strategy.C_plus, Strategy.C_minus):
         direction = 1 if plan.strategy is Strategy.C_plus else -1
         ordered = sorted(
             (layer for layer in ranked if layer.factor_value is not None), key=lambda layer: layer.factor_value

@@ -8,6 +8,8 @@ paper's factors A and F rank by, so one can see which structure the bits follow.
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 from bitplan.errors import PlanError
@@ -81,6 +83,7 @@ def plot_plan(plan: BitPlan, profile: ModelProfile, path: str | Path) -> Path:
     if any(layer.kept for layer in layers):
         handles.insert(1, Patch(facecolor=KEPT_COLOUR, hatch="//", label=f"kept (--keep, {plan.keep_bits} bits)"))
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small", frameon=False)
-    figure.suptitle(plan_title(plan), fontsize=10)
+    # a long title (budget, rule, kept layers) wraps to the figure's width instead of running off it
+    figure.suptitle("\n".join(textwrap.wrap(plan_title(plan), width=int(width * 14))), fontsize=10)
     bits_axis.grid(axis="y", alpha=0.3, zorder=0)
     return save_png(figure, Path(path))

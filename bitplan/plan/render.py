@@ -58,9 +58,11 @@ def budget_words(plan: BitPlan) -> str:
 
 
 def kept_words(plan: BitPlan) -> str:
-    """``, 2 kept at 32 bits outside the budget`` when --keep pinned layers."""
+    """``, 2 kept at 32 bits outside the budget`` when --keep pinned layers (without a budget: ``, 2 kept at 32 bits``)."""
     kept = sum(1 for layer in plan.layers if layer.kept)
-    return f", {kept} kept at {plan.keep_bits} bits outside the budget" if kept else ""
+    if not kept:
+        return ""
+    return f", {kept} kept at {plan.keep_bits} bits" + (" outside the budget" if plan.budget is not None else "")
 
 
 def precision_words(plan: BitPlan) -> str:
