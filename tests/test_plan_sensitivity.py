@@ -106,3 +106,30 @@ def test_negative_scores_count_as_insensitive(digits_profile) -> None:
         if sum(p * b for p, b in zip(params, combo)) <= 6.0 * sum(params)
     )
     assert plan.objective_value == pytest.approx(best, rel=1e-12) and plan.objective_value >= 0
+
+
+def test_insensitive_layers_take_the_budget_left_over(digits_profile) -> None:
+    """Layers measured at 0 (a loss that fell when quantized) still get the bits the budget leaves: among
+    plans of equal noise the knapsack takes the wider one, so no budget is left unused."""
+    levels = [1, 2, 3, 4, 8]
+    scores = [0.0, 0.7, -0.3, 0.0, 0.9]
+    params = [layer.params for layer in digits_profile.weight_layers]
+    for avg_bits in (2.5, 3.0, 4.0):
+        plan = make_plan(
+            digits_profile, levels=levels, bits=None, objective="min-sensitivity",
+            scores=report_for(digits_profile, scores).scores(), budget=Budget(kind=BudgetKind.avg_bits, value=avg_bits),
+        )
+        bits = [layer.bits for layer in plan.layers]
+        spent = sum(p * b for p, b in zip(params, bits))
+        assert spent <= avg_bits * sum(params)
+        # no single layer can be raised one level within the budget: the budget is used
+        for index, (p, b) in enumerate(zip(params, bits)):
+            if b < max(levels):
+                wider = levels[levels.index(b) + 1]
+                assert spent + p * (wider - b) > avg_bits * sum(params), (index, bits)
+        best = min(
+            sum(max(s, 0.0) * noise_scale(b, 4) for s, b in zip(scores, combo))
+            for combo in itertools.product(levels, repeat=len(scores))
+            if sum(p * b for p, b in zip(params, combo)) <= avg_bits * sum(params)
+        )
+        assert plan.objective_value == pytest.approx(best, rel=1e-6, abs=1e-12)

@@ -51,8 +51,31 @@ def optimal_bits(
             [[max(unit.factor_value, 0.0) * noise_scale(level, measured_bits) for level in levels] for unit in assigned]
         )
     check_reachable(terms, budget, levels)
-    choice, objective = solve_mckp(cost, noise, terms.capacity)
+    choice, _ = solve_mckp(cost, with_ties_to_wider(noise, levels), terms.capacity)
+    objective = float(sum(noise[unit, index] for unit, index in enumerate(choice)))
     return [levels[index] for index in choice], objective
+
+
+TIE_WEIGHT = 1e-9
+"""Weight of the tie-breaking term, relative to the largest noise: far below any measured difference."""
+
+
+def with_ties_to_wider(noise: np.ndarray, levels: list[int]) -> np.ndarray:
+    """``noise`` plus a vanishing term that falls with the bits, so that among plans of equal noise the
+    knapsack takes the wider one and spends the budget.
+
+    A layer measured insensitive (score 0, e.g. a loss that fell when it was quantized) would otherwise
+    sit at the lowest level with the budget left unused: equal noise, and the solver keeps the cheaper plan.
+
+    Example:
+        >>> with_ties_to_wider(np.zeros((1, 2)), [2, 4])[0, 0] > with_ties_to_wider(np.zeros((1, 2)), [2, 4])[0, 1]
+        True
+    """
+    top = float(noise.max(initial=0.0))
+    scale = (top if top > 0 else 1.0) * TIE_WEIGHT
+    # [levels] the step's squared size relative to the widest level: 1 at the top, larger below it
+    step = np.array([noise_scale(level, max(levels)) if level < NOT_QUANTIZED_BITS else 0.0 for level in levels])
+    return noise + scale * step / max(float(step.max(initial=0.0)), 1.0)
 
 
 def measured_noise(per_level: dict[str, dict[int, float]], units: list[PlanUnit], levels: list[int]) -> np.ndarray:
