@@ -65,7 +65,7 @@ class TestSet:
 
     def __init__(self, model: str, checkpoint: Path) -> None:
         from bitplan.data import make_loader
-        from bitplan.sensitivity_analysis.calibration import load_weights
+        from bitplan.train.weights import load_weights
         from bitplan.train.config import TrainConfig
         from bitplan.train.setup import build_run
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bitplan.atomic import atomic_write, atomic_write_text
-from bitplan.sensitivity_analysis import FACTORS, Method, SensitivityReport, correlate, measure_sensitivity, validate
+from bitplan.sensitivity_analysis import FACTORS, SensitivityReport, SensitivityMethod, correlate, measure_sensitivity, validate
 from bitplan.train import TrainConfig, train_seeds
 
 DEFAULT_MODELS = (
@@ -39,7 +39,7 @@ DEFAULT_MODELS = (
     "zoo:resnet_a?in_channels=1&input_size=8",
     "zoo:resnet_f?in_channels=1&input_size=8",
 )
-METHODS = tuple(method.value for method in Method)
+METHODS = tuple(method.value for method in SensitivityMethod)
 WEIGHTS = ("trained", "random")
 # The paper's rules as signs of the rank correlation between a factor and sensitivity:
 # C− on A (more accumulation, fewer bits) means a large A is LESS sensitive; C+ on F means a
