@@ -188,3 +188,15 @@ def write_or_print(text: str, output: Path | None) -> None:
     else:
         atomic_write_text(output, text if text.endswith("\n") else text + "\n")
         err_console.print(f"wrote {output}")
+
+
+def provided(options: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave: an option left unset (None) is dropped, so the library's default applies.
+
+    Defaults live once, in the library; a command passes on only what was typed.
+
+    Example:
+        >>> provided({"epochs": 3, "lr": None})
+        {'epochs': 3}
+    """
+    return {key: value for key, value in options.items() if value is not None}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.cli.common import emit
+from bitplan.cli.common import emit, provided
 from bitplan.cli.options import (
     OUTPUT_PANEL,
     PLAN_PANEL,
@@ -86,8 +86,8 @@ def compare(
         **parse_levels_group(widths),
         "seeds": parse_seeds(seeds) if seeds else None, "match_size": match_size, "out": output,
     }
-    template = make_config({key: value for key, value in train_options.items() if value is not None})
-    config = GridConfig(train=template, **{key: value for key, value in grid_options.items() if value is not None})
+    template = make_config(provided(train_options))
+    config = GridConfig(train=template, **provided(grid_options))
     result = run_grid(config, jobs=jobs, progress=progress)
     emit(result, [grid_table(result)], output_format)
 

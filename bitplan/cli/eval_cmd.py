@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.cli.common import emit, write_or_print
+from bitplan.cli.common import emit, provided, write_or_print
 from bitplan.cli.options import (
     MODEL_PANEL,
     Checkpoint,
@@ -52,7 +52,7 @@ def eval(  # noqa: A001 (the command's name)
         "checkpoint": checkpoint, "device": device, "batch_size": batch_size, "input_shape": input_shape,
         "weight_only": weight_only,
     }
-    options = {key: value for key, value in given.items() if value is not None}
+    options = provided(given)
     result = evaluate_model(model, data or DEFAULT_DATA, plan=plan, **options)
     if output is not None:
         write_or_print(result.model_dump_json(indent=2), output)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from bitplan.choices import EvalMode
-from bitplan.cli.common import emit
+from bitplan.cli.common import emit, provided
 from bitplan.cli.options import (
     BUDGET_PANEL,
     OUTPUT_PANEL,
@@ -102,7 +102,7 @@ def pareto(
         "seeds": parse_seeds(seeds) if seeds else None, "sensitivity_batches": batches,
         "batch_size": training.get("batch_size"), "device": device, "train": template, "out": output,
     }
-    config = ParetoConfig(model=model, data=data, **{key: value for key, value in given.items() if value is not None})
+    config = ParetoConfig(model=model, data=data, **provided(given))
     result = run_pareto(config, progress=progress)
     emit(result, [pareto_table(result)], output_format)
 

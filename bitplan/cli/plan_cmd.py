@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bitplan.cli.common import emit, err_console
+from bitplan.cli.common import emit, err_console, provided
 from bitplan.cli.options import (
     BUDGET_PANEL,
     OUTPUT_PANEL,
@@ -202,7 +202,7 @@ def plan(
         batch=batch,
         scores=report.scores() if report is not None else None,
     )
-    options = {key: value for key, value in given.items() if value is not None}
+    options = provided(given)
     options.update({"seed" if key == "plan_seed" else key: value for key, value in parse_levels_group(widths).items()})
     for name in ("activation_bits", "gradient_bits"):  # the plan stores "not quantized" as null
         if name in options:
@@ -237,7 +237,7 @@ def plan(
         emit(result, [grid_table(result)], output_format)
         return
     recipe = {"factor": factor, "strategy": strategy, "preset": preset, "capacity": capacity, "objective": objective}
-    result = plan_model(model, **{key: value for key, value in recipe.items() if value is not None}, **options)
+    result = plan_model(model, **provided(recipe), **options)
     _write_and_show(result, model, output, plot, input_shape, batch, output_format)
 
 
@@ -256,7 +256,7 @@ def _measured_plan(model, data, method, checkpoint, device, batches, output_form
     if options.get("budget") is None:
         raise PlanError("a measured plan needs a budget: add --budget-avg-bits, --budget-mbit or --budget-bitops.")
     extra = {"checkpoint": checkpoint, "device": device, "batches": batches}
-    options = {**options, **{key: value for key, value in extra.items() if value is not None}}
+    options = {**options, **provided(extra)}
     options.pop("scores", None)
     return plan_by_method(
         model, data, method=method or "recommended", progress=output_format is OutputFormat.table, **options

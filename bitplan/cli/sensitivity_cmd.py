@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from bitplan.choices import DEFAULT_DATA, OutputFormat, SensitivityMethod
-from bitplan.cli.common import emit, write_or_print
+from bitplan.cli.common import emit, provided, write_or_print
 from bitplan.cli.options import (
     OUTPUT_PANEL,
     Batch,
@@ -63,7 +63,7 @@ def sensitivity(
         "method": method, "bits": bits, "batches": batches, "batch_size": batch_size, "seed": seed, "checkpoint": checkpoint,
         "probes": probes, "weight_granularity": weight_granularity, "device": device,
     }
-    options = {key: value for key, value in given.items() if value is not None}
+    options = provided(given)
     report = measure_sensitivity(model, data or DEFAULT_DATA, progress=output_format is OutputFormat.table, **options)
     if validate or plot is not None:
         report = report.model_copy(update={"validation": correlations(report, seed=report.seed)})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bitplan.choices import Distribution, OutputFormat, QuantizedOperand, StudySweep
-from bitplan.cli.common import console, emit, err_console
+from bitplan.cli.common import console, emit, err_console, provided
 from bitplan.cli.options import Device_, Format, Json, Output, Threads, cli_command, resolve_format
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def study(
     if factor is not StudySweep.all:
         options["factors"] = [factor.value]
     output_format = resolve_format(format, json)
-    config = build_config({key: value for key, value in options.items() if value is not None})
+    config = build_config(provided(options))
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

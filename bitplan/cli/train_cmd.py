@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bitplan.cli.common import emit
+from bitplan.cli.common import emit, provided
 from bitplan.cli.options import (
     DISTRIBUTED_PANEL,
     OUTPUT_PANEL,
@@ -82,7 +82,7 @@ def train(
         "plan": loaded_plan, "compile": compile or None,
         **training,
     }
-    given = {key: value for key, value in given.items() if value is not None}
+    given = provided(given)
     bare = not any(key in given for key in ("model", "data", "plan", "factor"))
     config = make_config(given, example=bare)
     seed_list = parse_seeds(seeds) if seeds else [config.seed]
