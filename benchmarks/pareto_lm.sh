@@ -13,8 +13,8 @@ $PY scripts/stdlib_corpus.py $R/stdlib-corpus
 [ -e $R/lm128_fp32/summary.json ] || $B train "$LM" --data "$TEXT" --epochs 4 --batch 32 --optimizer adamw --lr 0.003 --weight-decay 0 \
   --clip-grad-norm 1.0 --threads 1 --no-progress -o $R/lm128_fp32
 $B pareto "$LM" --data "$TEXT" --checkpoint $R/lm128_fp32 --levels 1,2,3,4,8 --budget-avg-bits 1.5,2,2.5,3,4 \
-  --methods uniform,random,first-last,A:C-,A:C+,F:C+,F:C-,D:C-,dpc,fisher,hessian,loss-delta,sqnr \
+  --methods uniform,random,first-last,A:C-,A:C+,F:C+,F:C-,D:C-,dpc,fisher,hessian,loss-delta,sqnr,recommended \
   --random-plans 9 --batches 2 --weight-only --threads 1 --no-progress -o $R/pareto_lm_ptq
 $B pareto "$LM" --data "$TEXT" --checkpoint $R/lm128_fp32 --levels 1,2,3,4,8 --budget-avg-bits 1.5,2 \
-  --methods A:C-,uniform,random --random-plans 1 --batches 2 --weight-only --eval qat --epochs 1 --batch 32 \
+  --methods uniform,random,A:C-,sqnr,loss-delta,recommended --random-plans 3 --batches 2 --weight-only --eval qat --epochs 1 --batch 32 \
   --optimizer adamw --lr 0.0005 --weight-decay 0 --clip-grad-norm 1.0 --seeds 0,1,2 --threads 1 --no-progress -o $R/pareto_lm_qat

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,6 +22,10 @@ from bitplan.train.loop import batch_loss
 
 DEFAULT_BATCHES = 8
 DEFAULT_BATCH_SIZE = 128
+MAX_TOKENS_PER_BATCH = 8192
+"""A language model's calibration batch holds at most this many tokens (windows × sequence length,
+at least one window): every measurement runs the model on every batch, and each batch's
+full-precision output distribution ([tokens, vocabulary]) is kept for the KL."""
 
 
 @dataclass
@@ -35,6 +40,8 @@ class Calibration:
         batches: ((inputs,), target) pairs on the model's device.
         channel_dims: Weight FQN -> dimension with one quantization range per index (None: per tensor),
             as ``bitplan.apply`` quantizes it.
+        cache: What measures compute once and share (``per_level.reference_outputs``: the
+            full-precision outputs, keyed by the model's state).
     """
 
     model: str
@@ -49,6 +56,7 @@ class Calibration:
     model_options: dict[str, str]
     description: str
     channel_dims: dict[str, int | None] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def loss(self, module: nn.Module, inputs: tuple, target: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch."""
@@ -88,7 +96,8 @@ def calibrate(
     net.eval()  # fixed batch-norm statistics and no dropout: the measure is of the weights alone
     spec = spec_with_options(model, setup.model_options)
     profile = profile_model(net, setup.example_inputs, name=spec)
-    loader = make_loader(setup.data.train, batch_size=batch_size, shuffle=True, seed=seed, drop_last=False)
+    size, description = calibration_batch(batch_size, setup.data)
+    loader = make_loader(setup.data.train, batch_size=size, shuffle=True, seed=seed, drop_last=False)
     cached = [((x.to(torch_device),), y.to(torch_device)) for x, y in itertools.islice(iter(loader), batches)]
     targets = find_targets(net, profile)
     channel_dims = applied_channel_dims(net, profile, per_channel)
@@ -103,9 +112,23 @@ def calibrate(
         batches=cached,
         task=setup.data.task,
         model_options=setup.model_options,
-        description=f"{len(cached)} training batches of {batch_size}, seed {seed}",
+        description=f"{len(cached)} training batches of {description}, seed {seed}",
         channel_dims=channel_dims,
     )
+
+
+def calibration_batch(batch_size: int, data) -> tuple[int, str]:
+    """Samples per calibration batch and how to say it: ``batch_size``, but a language model's
+    windows capped to ``MAX_TOKENS_PER_BATCH`` tokens."""
+    from bitplan.data import Task
+
+    if data.task is not Task.language_model:
+        return batch_size, f"{batch_size}"
+    seq_len = data.input_shape[-1]
+    windows = min(batch_size, max(1, MAX_TOKENS_PER_BATCH // seq_len))
+    if windows == batch_size:
+        return batch_size, f"{batch_size}"
+    return windows, f"{windows} windows of {seq_len} tokens ({batch_size} asked; at most {MAX_TOKENS_PER_BATCH} tokens)"
 
 
 def applied_channel_dims(net: nn.Module, profile: ModelProfile, per_channel: bool) -> dict[str, int | None]:

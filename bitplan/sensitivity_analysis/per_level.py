@@ -9,7 +9,10 @@ taken on the cached calibration batches:
 - ``kl[w][b]``: mean KL(p_fp ‖ p_b) of the model's output distribution (softmax of the logits over
   the last dimension, averaged over predictions), which is never negative and less noisy.
 
-Cost: one pass over the batches per (weight, level), without gradients.
+Cost: one pass over the batches per (weight, level), without gradients; nothing else. The
+full-precision outputs are computed once per calibration and model state and shared by every
+measurement (and by ``refine.py``'s searches, one per budget); each weight is quantized once per
+level and swapped into the modules that run it, so the model is never re-applied or copied.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bitplan.quant import uniform_quantize
 
@@ -27,6 +31,7 @@ from bitplan.sensitivity_analysis.calibration import Calibration
 from bitplan.train.loop import batch_loss
 
 LEVEL_MEASURES = ("kl", "loss-delta")
+REFERENCE_KEY = "full-precision outputs"
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,41 @@ class LevelTable:
         return self.kl if measure == "kl" else self.loss_delta
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The full-precision model's outputs on the calibration batches: what every measure compares to."""
+
+    log_probs: list[torch.Tensor]  # one [predictions, classes] tensor per batch
+    loss: float  # mean training loss over the batches
+
+
 def _logits(output: object) -> torch.Tensor:
     while isinstance(output, (tuple, list)):
         output = output[0]
     return output
+
+
+def _model_state(net: nn.Module) -> tuple:
+    """Which tensors the model holds and how often each was written in place (``load_state_dict``,
+    an optimizer step): a change of either makes cached outputs stale."""
+    return tuple((id(t), t._version) for t in (*net.parameters(), *net.buffers()))
+
+
+@torch.no_grad()
+def reference_outputs(calibration: Calibration) -> Reference:
+    """The full-precision outputs of ``calibration.net`` as it is now, computed once per model state."""
+    state = _model_state(calibration.net)
+    cached = calibration.cache.get(REFERENCE_KEY)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    log_probs, loss_total = [], 0.0
+    for inputs, target in calibration.batches:
+        output = calibration.net(*inputs)
+        loss_total += float(batch_loss(output, target, calibration.task)[0])
+        log_probs.append(F.log_softmax(_logits(output).flatten(0, -2).float(), dim=-1))
+    reference = Reference(log_probs=log_probs, loss=loss_total / max(len(calibration.batches), 1))
+    calibration.cache[REFERENCE_KEY] = (state, reference)
+    return reference
 
 
 class OutputComparer:
@@ -54,12 +90,7 @@ class OutputComparer:
 
     def __init__(self, calibration: Calibration) -> None:
         self.calibration = calibration
-        with torch.no_grad():
-            # one [predictions, classes] log-probability tensor per batch, from the unquantized model
-            self.reference = [
-                F.log_softmax(_logits(calibration.net(*inputs)).flatten(0, -2).float(), dim=-1)
-                for inputs, _ in calibration.batches
-            ]
+        self.reference = reference_outputs(calibration).log_probs
 
     @torch.no_grad()
     def measure(self) -> tuple[float, float, float]:
@@ -77,28 +108,47 @@ class OutputComparer:
 
 
 class QuantizedWeights:
-    """Set planned weights to their fake-quantized values and put the originals back."""
+    """Put planned weights at their bits where the planned GEMMs read them, and put the originals back.
+
+    A weight's fake-quantized tensor replaces the parameter in each planned module that runs it (the
+    module's parameter slot, not the parameter's storage), as ``bitplan.apply`` quantizes it there
+    and nowhere else: a tied weight's other holders keep full precision (the token embedding's
+    lookup beside a tied LM head). A weight is quantized again only when its bits change.
+    """
 
     def __init__(self, calibration: Calibration, grid: ZeroPoint | str = DEFAULT_ZERO_POINT) -> None:
         self.calibration = calibration
         self.grid = grid
-        self.params = dict(calibration.net.named_parameters())
-        self.original = {t.weight: self.params[t.weight].detach().clone() for t in calibration.targets}
+        params = dict(calibration.net.named_parameters())
+        modules = dict(calibration.net.named_modules())
+        self.slots: dict[str, list[tuple[nn.Module, str]]] = {}  # weight FQN -> (module, attribute) using it
+        for target in calibration.targets:
+            slot = (modules[target.module], target.attribute)
+            slots = self.slots.setdefault(target.weight, [])
+            if not any(module is slot[0] and attribute == slot[1] for module, attribute in slots):
+                slots.append(slot)
+        self.original = {weight: params[weight] for weight in self.slots}
+        self.current: dict[str, int] = {}  # weights now swapped for a quantized tensor -> its bits
 
     @torch.no_grad()
     def set(self, bits_by_weight: Mapping[str, int]) -> None:
         """Every weight of ``bits_by_weight`` at its bits (32: full precision); the others unchanged."""
         for weight, bits in bits_by_weight.items():
+            bits = min(bits, FULL_PRECISION_BITS)
+            if self.current.get(weight, FULL_PRECISION_BITS) == bits:
+                continue
             original = self.original[weight]
-            value = original if bits >= FULL_PRECISION_BITS else quantize_like_apply(
-                original, bits, self.calibration.channel_dims.get(weight), self.grid
-            )
-            self.params[weight].copy_(value)
+            if bits == FULL_PRECISION_BITS:
+                value, _ = original, self.current.pop(weight)
+            else:
+                quantized = quantize_like_apply(original.detach(), bits, self.calibration.channel_dims.get(weight), self.grid)
+                value, self.current[weight] = nn.Parameter(quantized, requires_grad=False), bits
+            for module, attribute in self.slots[weight]:
+                module._parameters[attribute] = value
 
-    @torch.no_grad()
     def restore(self) -> None:
-        for weight, original in self.original.items():
-            self.params[weight].copy_(original)
+        """Every weight back to its own parameter, as before."""
+        self.set(dict.fromkeys(self.current, FULL_PRECISION_BITS))
 
 
 def quantize_like_apply(weight: torch.Tensor, bits: int, channel_dim: int | None, grid: ZeroPoint | str) -> torch.Tensor:
@@ -118,12 +168,12 @@ def measure_levels(
     ``advance`` is called after each weight (for a progress bar).
     """
     comparer = OutputComparer(calibration)
-    baseline = comparer.measure()[0]
+    baseline = reference_outputs(calibration).loss
     weights = QuantizedWeights(calibration, grid)
     loss_delta: dict[str, dict[int, float]] = {}
     kl: dict[str, dict[int, float]] = {}
     try:
-        for weight in dict.fromkeys(t.weight for t in calibration.targets):
+        for weight in weights.slots:
             loss_delta[weight], kl[weight] = {}, {}
             for bits in levels:
                 if bits >= FULL_PRECISION_BITS:
