@@ -104,6 +104,16 @@ def compiled_calls(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
     return calls
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the module: its models are tiny, and two shared cores are oversubscribed
+    by more (a test took 3-20x longer on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory) -> tuple[str, Path]:
     """A digits CNN trained for one epoch in full precision (one thread): (model spec, its checkpoint.pt).

@@ -23,16 +23,9 @@ from bitplan.qat import apply
 from bitplan.sensitivity_analysis.calibration import MAX_TOKENS_PER_BATCH, calibrate
 from bitplan.sensitivity_analysis.per_level import QuantizedWeights, measure_levels, reference_outputs
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: these models are tiny
 LEVELS = [1, 2, 8]
 TINY_LM = "zoo:transformer_lm?d_model=32&n_layers=1&n_heads=2&d_ff=64&seq_len=16"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

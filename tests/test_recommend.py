@@ -35,13 +35,7 @@ LEVELS = (1, 2, 3, 4, 8)
 BUDGET = Budget(kind="avg_bits", value=1.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is fastest, and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: these models are tiny
 
 
 @pytest.fixture(scope="module")
