@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The character-level transformer LM sweeps of docs/results.md: the standard-library corpus (scripts/stdlib_corpus.py),
-# a 4-epoch fp32 run, PTQ at 1.5–4 mean bits and QAT at 1.5 and 2.
-# Run from the repository root: R=/tmp/bitplan-results bash benchmarks/pareto_lm.sh (about an hour of CPU time).
+# a 4-epoch fp32 run, PTQ at 1.5–4 mean bits (14 methods) and QAT at 1.5 and 2 (6 methods, 45 one-epoch runs).
+# Run from the repository root: R=/tmp/bitplan-results bash benchmarks/pareto_lm.sh (about 1.5 CPU-hours:
+# train 1.5 min, PTQ 10 CPU-min, QAT 45 runs of about a CPU-minute and a half each; docs/results.md, "Runtimes").
 # Each sweep writes $R/<sweep>/pareto.json (.md, .csv, .png, report.html); a rerun reuses every finished point.
 set -euo pipefail
 R=${R:-/tmp/bitplan-results}
