@@ -1,7 +1,7 @@
 """Tied weights: every format computes what ``bitplan.apply`` trains with on a character LM whose head is its embedding.
 
-Training quantizes a weight only where a planned GEMM reads it (the head), never the embedding's
-lookup; each export stores the lookup's weight apart in float32 (docs/export.md, "Tied weights").
+The table is one planning unit read by the lookup and the head at one width: each export stores it
+once, quantized (docs/export.md, "Tied weights" and "Lookups").
 """
 
 from __future__ import annotations
@@ -42,14 +42,15 @@ def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float((got - expected).abs().max() / expected.abs().max())
 
 
-def test_packed_round_trip_keeps_the_lookup_in_float32(tied, tmp_path):
+def test_packed_round_trip_stores_the_tied_table_once_as_codes(tied, tmp_path):
     model, inputs, plan, expected = tied
+    assert plan.bits_by_name()["tok_emb"] == plan.bits_by_name()["lm_head"] < 32  # one unit, one width
     header = save_packed(model, plan, tmp_path / "lm.safetensors")
-    assert [layer.weight for layer in header.layers if layer.weight.startswith(("lm_head", "tok_emb"))] == ["lm_head.weight"]
-    assert "lm_head.weight" not in header.aliases  # stored apart from the embedding it is tied to
+    assert [layer.weight for layer in header.layers if layer.weight.startswith(("lm_head", "tok_emb"))] == ["tok_emb.weight"]
+    assert header.aliases["lm_head.weight"] == "tok_emb.weight"
     fresh = load_model(SPEC).model.eval()
     state = load_packed(tmp_path / "lm.safetensors", fresh)
-    assert torch.equal(state["tok_emb.weight"], model.tok_emb.weight.detach())  # the lookup reads float32
+    assert not torch.equal(state["tok_emb.weight"], model.tok_emb.weight.detach())  # the lookup reads codes too
     with torch.no_grad():
         assert _relative(fresh(*inputs), expected) <= 1e-5
 
@@ -67,7 +68,7 @@ def test_onnx_runtime_at_default_and_disabled_optimisations(tied, tmp_path, leve
     assert _relative(got, expected) <= 1e-3
 
 
-def test_compressed_tensors_head_quantized_embedding_float32(tied, tmp_path):
+def test_compressed_tensors_stores_the_tied_table_once_quantized(tied, tmp_path):
     pytest.importorskip("compressed_tensors")
     from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
     from compressed_tensors.quantization import QuantizationConfig
@@ -82,24 +83,26 @@ def test_compressed_tensors_head_quantized_embedding_float32(tied, tmp_path):
         for module in scheme.targets:
             local = {key.removeprefix(module + "."): value for key, value in stored.items() if key.startswith(module + ".")}
             state[f"{module}.weight"] = PackedQuantizationCompressor.decompress(local, scheme)["weight"]
-    assert "lm_head" in {module for scheme in config.config_groups.values() for module in scheme.targets}
+    targets = {module for scheme in config.config_groups.values() for module in scheme.targets}
+    assert "tok_emb" in targets and "lm_head" not in targets  # the tied head reads the one stored table
+    assert "lm_head.weight" not in stored and "tok_emb.weight" not in stored
     fresh = load_model(SPEC).model.eval()
-    fresh.lm_head.weight = torch.nn.Parameter(fresh.lm_head.weight.detach().clone())  # untied, as the file stores it
-    fresh.load_state_dict(state)
+    fresh.load_state_dict({**state, "lm_head.weight": state["tok_emb.weight"]})
     with torch.no_grad():
         assert _relative(fresh(*inputs), expected) <= 1e-5
 
 
-def test_torchao_fake_quantizes_the_head_not_the_lookup(tied):
+def test_torchao_fake_quantizes_the_head_and_the_lookup(tied):
     pytest.importorskip("torchao")
     from torchao.quantization import quantize_
 
     model, inputs, plan, expected = tied
     fresh = copy.deepcopy(model)
     quantize_(fresh, to_torchao(plan, fresh), filter_fn=None)
+    assert (type(fresh.tok_emb).__name__, type(fresh.lm_head).__name__) == ("FakeQuantizedEmbedding", "FakeQuantizedLinear")
     with torch.no_grad():
         assert _relative(fresh(*inputs), expected) <= 1e-5
-    assert np.array_equal(fresh.tok_emb.weight.detach().numpy(), model.tok_emb.weight.detach().numpy())
+    assert np.array_equal(fresh.tok_emb.weight.detach().numpy(), model.tok_emb.weight.detach().numpy())  # fake, not stored
 
 
 def test_profile_strict_accepts_the_exported_lm(tied, tmp_path):

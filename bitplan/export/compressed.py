@@ -3,7 +3,7 @@
 ``out_dir`` gets ``model.safetensors`` and ``config.json`` whose ``quantization_config`` has one
 config group per bit width: ``targets`` are the layer names, weights ``int``, asymmetric
 (``symmetric: false``), ``strategy`` ``channel`` (or ``tensor``), format ``pack-quantized``.
-Each planned ``nn.Linear`` of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
+Each planned ``nn.Linear`` (and ``nn.Embedding`` table: compressed-tensors ≥ 0.20 compresses both) of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
 code − 2^(B−1), densely packed into int32: ⌈in·B/32⌉ words per row, the layout of compressed-tensors
 ≥ 0.18's ``pack_to_int32`` and of vLLM, written by ``packing.pack_rows``),
 ``weight_scale`` [out, 1], ``weight_zero_point`` (zero point − 2^(B−1), packed along the output
@@ -26,7 +26,16 @@ from bitplan.choices import WeightGranularity
 from bitplan.export.hf import architecture_config
 from bitplan.export.outputs import atomic_directory
 from bitplan.export.packing import pack_rows
-from bitplan.export.weights import check_fused_widths, leave_out, linear_layers, planned_weights, require, split_state, target_codes
+from bitplan.export.weights import (
+    check_fused_widths,
+    leave_out,
+    linear_layers,
+    planned_weights,
+    refuse_lookups,
+    require,
+    split_state,
+    target_codes,
+)
 from bitplan.plan import BitPlan, as_plan
 
 PACKED_BITS = list(range(1, 9))
@@ -69,15 +78,16 @@ def to_compressed_tensors(
     from safetensors.torch import save_file
 
     plan = as_plan(plan)
-    linear, others = linear_layers(plan, model)
+    linear, others = linear_layers(plan, model, tables=True)  # nn.Embedding tables compress as nn.Linear weights do
+    refuse_lookups(plan, TARGET, "its pack-quantized format stores nn.Linear and nn.Embedding weights", among=others)
     check_fused_widths(plan, model, TARGET, strict=strict)
     wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
-    leave_out(others, "these layers (its pack-quantized format stores nn.Linear weights)", TARGET, strict=strict)
+    leave_out(others, "these layers (its pack-quantized format stores nn.Linear and nn.Embedding weights)", TARGET, strict=strict)
     leave_out(wide, "widths above 8 bits", TARGET, strict=strict)
     if plan.activation_bits is not None:
         leave_out(["activations"], f"{plan.activation_bits}-bit activations here (weights only)", TARGET, strict=strict)
     planned = {weight.fqn: weight for weight in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)}
-    unique, _, quantized = split_state(model, plan)  # a tied tensor once per arithmetic (an embedding's lookup in float32)
+    unique, _, quantized = split_state(model, plan)  # a tied tensor once per arithmetic
     stored = {
         key: replace(planned[quantized[key]], fqn=key)
         for key in quantized
