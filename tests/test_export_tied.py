@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from bitplan.errors import ExportError
 from bitplan.export import load_packed, save_packed, to_compressed_tensors, to_onnx, to_torchao
 from bitplan.plan import make_plan
 from bitplan.qat import apply
@@ -68,14 +69,21 @@ def test_onnx_runtime_at_default_and_disabled_optimisations(tied, tmp_path, leve
     assert _relative(got, expected) <= 1e-3
 
 
-def test_compressed_tensors_stores_the_tied_table_once_quantized(tied, tmp_path):
+def test_compressed_tensors_refuses_the_quantized_table_and_stores_it_kept_in_float(tied, tmp_path):
     pytest.importorskip("compressed_tensors")
     from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
     from compressed_tensors.quantization import QuantizationConfig
     from safetensors.torch import load_file
 
-    model, inputs, plan, expected = tied
-    to_compressed_tensors(model, plan, tmp_path / "ct")
+    model, inputs, plan, _ = tied
+    with pytest.raises(ExportError, match=r"lookup `tok_emb`.*--keep tok_emb"):  # transformers cannot load it
+        to_compressed_tensors(model, plan, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    kept = make_plan(profile_spec(SPEC), factor="A", strategy="C-", levels=[4, 8], zero_point="integer", keep=["tok_emb"],
+                     keep_bits=32, activation_bits=None, gradient_bits=None)
+    with torch.no_grad():
+        expected = apply(copy.deepcopy(model), kept, inputs).eval()(*inputs)
+    to_compressed_tensors(model, kept, tmp_path / "ct")
     config = QuantizationConfig.model_validate(json.loads((tmp_path / "ct" / "config.json").read_text())["quantization_config"])
     stored = load_file(str(tmp_path / "ct" / "model.safetensors"))
     state = {key: value for key, value in stored.items() if not key.endswith(("_packed", "_scale", "_zero_point", "_shape"))}
@@ -84,8 +92,7 @@ def test_compressed_tensors_stores_the_tied_table_once_quantized(tied, tmp_path)
             local = {key.removeprefix(module + "."): value for key, value in stored.items() if key.startswith(module + ".")}
             state[f"{module}.weight"] = PackedQuantizationCompressor.decompress(local, scheme)["weight"]
     targets = {module for scheme in config.config_groups.values() for module in scheme.targets}
-    assert "tok_emb" in targets and "lm_head" not in targets  # the tied head reads the one stored table
-    assert "lm_head.weight" not in stored and "tok_emb.weight" not in stored
+    assert "tok_emb" not in targets and "lm_head" not in targets  # the kept unit: table and head in float
     fresh = load_model(SPEC).model.eval()
     fresh.load_state_dict({**state, "lm_head.weight": state["tok_emb.weight"]})
     with torch.no_grad():

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bitplan.errors import ExportError
-from bitplan.export import load_packed, save_packed, to_compressed_tensors, to_torchao
+from bitplan.export import load_packed, save_packed, to_torchao
 from bitplan.frontends.torch import trace
 from bitplan.plan import Budget, check_plan, make_plan, save_plan
 from bitplan.plan.estimates import FP32, plan_estimates
@@ -186,18 +186,6 @@ def test_a_functional_lookup_is_planned_applied_and_refused_where_a_format_canno
         to_torchao(plan, model)
     kept = make_plan(profile, strategy="U", levels=[3], weight_only=True, zero_point="integer", keep=["table"], keep_bits=32)
     to_torchao(kept, model)  # the fix the message names
-
-
-def test_compressed_tensors_stores_an_untied_table(tmp_path):
-    pytest.importorskip("compressed_tensors")
-    from safetensors.torch import load_file
-
-    model = load_model(UNTIED).model.eval()
-    plan = make_plan(profile_spec(UNTIED), strategy="U", levels=[4], weight_only=True, zero_point="integer")
-    to_compressed_tensors(model, plan, tmp_path / "ct")
-    stored = load_file(str(tmp_path / "ct" / "model.safetensors"))
-    assert "tok_emb.weight_packed" in stored and "tok_emb.weight" not in stored
-    assert stored["tok_emb.weight_scale"].shape == (61, 1)  # one range per row of the table
 
 
 def test_onnx_dequantizes_the_table_for_its_gather(tmp_path):

@@ -3,13 +3,15 @@
 ``out_dir`` gets ``model.safetensors`` and ``config.json`` whose ``quantization_config`` has one
 config group per bit width: ``targets`` are the layer names, weights ``int``, asymmetric
 (``symmetric: false``), ``strategy`` ``channel`` (or ``tensor``), format ``pack-quantized``.
-Each planned ``nn.Linear`` (and ``nn.Embedding`` table: compressed-tensors ≥ 0.20 compresses both) of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
+Each planned ``nn.Linear`` of 1–8 bits stores ``weight_packed`` (the codes as signed intB,
 code − 2^(B−1), densely packed into int32: ⌈in·B/32⌉ words per row, the layout of compressed-tensors
 ≥ 0.18's ``pack_to_int32`` and of vLLM, written by ``packing.pack_rows``),
 ``weight_scale`` [out, 1], ``weight_zero_point`` (zero point − 2^(B−1), packed along the output
 dimension) and ``weight_shape``. Dequantizing, (q − zp)·scale, gives bitplan's integer-grid
 weights exactly. Other layers (convolutions, widths above 8 bits) stay in float with a warning;
-activations are not quantized in this format.
+activations are not quantized in this format. A plan that quantizes a lookup table is refused:
+compressed-tensors ≥ 0.20 compresses ``nn.Embedding`` weights, but transformers cannot load them
+(``from_pretrained`` initialises the compressed table's missing ``weight``) and vLLM reads none.
 """
 
 from __future__ import annotations
@@ -78,11 +80,11 @@ def to_compressed_tensors(
     from safetensors.torch import save_file
 
     plan = as_plan(plan)
-    linear, others = linear_layers(plan, model, tables=True)  # nn.Embedding tables compress as nn.Linear weights do
-    refuse_lookups(plan, TARGET, "its pack-quantized format stores nn.Linear and nn.Embedding weights", among=others)
+    refuse_lookups(plan, TARGET, "transformers' from_pretrained fails on a compressed nn.Embedding, and vLLM reads none")
+    linear, others = linear_layers(plan, model)
     check_fused_widths(plan, model, TARGET, strict=strict)
     wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
-    leave_out(others, "these layers (its pack-quantized format stores nn.Linear and nn.Embedding weights)", TARGET, strict=strict)
+    leave_out(others, "these layers (its pack-quantized format stores nn.Linear weights)", TARGET, strict=strict)
     leave_out(wide, "widths above 8 bits", TARGET, strict=strict)
     if plan.activation_bits is not None:
         leave_out(["activations"], f"{plan.activation_bits}-bit activations here (weights only)", TARGET, strict=strict)
