@@ -207,3 +207,18 @@ def test_onnx_dequantizes_the_table_for_its_gather(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "lm.onnx"), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: ids.numpy()})[0])
     assert float((got - expected).abs().max() / expected.abs().max()) <= 1e-5
+
+
+def test_torchao_prepares_and_converts_the_table_exactly():
+    pytest.importorskip("torchao")
+    from torchao.quantization import quantize_
+
+    torch.manual_seed(0)
+    model, ids = load_model(UNTIED).model.eval(), torch.randint(0, 61, (2, 16))
+    plan = make_plan(profile_spec(UNTIED), strategy="U", levels=[4], weight_only=True, zero_point="integer")
+    with torch.no_grad():
+        expected = apply(copy.deepcopy(model), plan, (ids,))(ids)
+        quantize_(model, to_torchao(plan, model), filter_fn=None)
+        assert type(model.tok_emb).__name__ == "FakeQuantizedEmbedding" and torch.equal(model(ids), expected)
+        quantize_(model, to_torchao(plan, model, stage="convert"), filter_fn=None)
+        assert type(model.tok_emb) is nn.Embedding and torch.allclose(model(ids), expected, atol=1e-6)
