@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bitplan.profile.schema import ModelProfile
+from bitplan.profile.schema import LOOKUP_ZERO, ModelProfile
 from bitplan.profile.summary import GemmGroup, index_ranges
 
 COLUMNS = [
@@ -36,8 +36,9 @@ def to_csv(profile: ModelProfile) -> str:
 def to_markdown(profile: ModelProfile) -> str:
     shown = ["#", "name", "op", "depth", "accumulation", "weight_frequency", "activation_frequency", "params", "macs"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    for index, row in enumerate(rows(profile)):
-        lines.append("| " + " | ".join(str(index if key == "#" else row[key]) for key in shown) + " |")
+    for index, (row, layer) in enumerate(zip(rows(profile), profile.layers)):
+        cells = [index if key == "#" else "–" if layer.op.lookup and key in LOOKUP_ZERO and key != "macs" else row[key] for key in shown]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines.append("")
     lines.append(_summary(profile))
     return "\n".join(lines) + "\n"
