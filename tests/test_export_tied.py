@@ -1,7 +1,7 @@
 """Tied weights: every format computes what ``bitplan.apply`` trains with on a character LM whose head is its embedding.
 
 The table is one planning unit read by the lookup and the head at one width: each export stores it
-once, quantized (docs/export.md, "Tied weights" and "Lookups").
+once, quantized (docs/export.md, "Lookups and tied weights").
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def gemm_keys(model: nn.Module, plan: BitPlan) -> dict[str, str]:
     it (named by the plan entry) reads it as its own attribute, or a functional GEMM reads the
     parameter itself. Any other key of the same tensor (a tied table whose lookup the plan leaves
     out, as plans made before lookups were layers do) reads the float32 weight, so exports store it
-    apart, in float32 (docs/export.md, "Tied weights").
+    apart, in float32 (docs/export.md, "Lookups and tied weights").
     """
     modules = dict(model.named_modules())
     parameters = dict(model.named_parameters())
