@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-from bitplan.choices import DEFAULT_BITS, Tie
+from bitplan.choices import DEFAULT_BITS, BudgetRule, Tie
 from bitplan.errors import PlanError
 from bitplan.hf_checkpoint import is_hf_directory
 from bitplan.plan.accumulator import layer_accumulator_bits
@@ -213,7 +213,8 @@ def _plan(profile: ModelProfile, request: PlanRequest, chosen: MappingType[str, 
                 else "."
             )
         )
-    factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
+    random_at_budget = budget is not None and request.budget_rule is BudgetRule.fill
+    factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity, random_at_budget=random_at_budget)
     if chosen is not None:
         strategy = Strategy.opt
     chosen_levels = resolve_levels(bits, levels)
@@ -391,6 +392,8 @@ def _resolve_rule(
     strategy: Strategy | str | None,
     preset: Preset | str | None,
     capacity: CapacityMeasure | str,
+    *,
+    random_at_budget: bool,
 ) -> tuple[Factor, Strategy, Preset | None]:
     if preset is not None:
         preset = parse_choice(Preset, preset, "preset")
@@ -404,8 +407,19 @@ def _resolve_rule(
         return preset_factor, Strategy.C_minus, preset
     if strategy in (Strategy.U, Strategy.U.value) and factor is None:
         return UNIFORM_FACTOR, Strategy.U, None  # one width for every layer: no factor to rank by
+    if strategy in (Strategy.R, Strategy.R.value) and factor is None:
+        if random_at_budget:  # a random plan filled to the budget: no factor to rank by
+            return UNIFORM_FACTOR, Strategy.R, None
+        raise PlanError(
+            "--strategy R alone is a random plan filled to a budget (--budget-avg-bits, --budget-mbit or "
+            "--budget-bitops, with the default --budget-rule fill); without one, or with order-preserving, it "
+            "shuffles the levels a factor assigns: add --factor (A, F, D, capacity, macs) or a budget."
+        )
     if factor is None or strategy is None:
-        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (C+, C-, R), --strategy U alone, or --preset dpc.")
+        raise PlanError(
+            "give both --factor (A, F, D, capacity, macs) and --strategy (C+, C-, R), --strategy U alone, "
+            "--strategy R with a budget, or --preset dpc."
+        )
     return parse_choice(Factor, factor, "factor"), parse_choice(Strategy, strategy, "strategy"), None
 
 
