@@ -84,7 +84,7 @@ def layers_table(plan: BitPlan) -> Table:
     """One row per planned GEMM and lookup: its factor value (``–`` when the factor cannot rank it) and bits."""
     table = Table(title=plan_title(plan), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("GEMM")
+    table.add_column("layer")
     table.add_column("op", style="dim")
     table.add_column(plan.factor.value, justify="right")
     table.add_column("params", justify="right")
