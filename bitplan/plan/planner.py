@@ -381,7 +381,7 @@ def _layer_plans(
                 macs=layer.macs,
                 kept=unit.kept,
                 activation_elements=activation_elements(layer),
-                accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+                accumulator_bits=None if layer.op.lookup else layer_accumulator_bits(layer, bits, precision),
                 shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
@@ -431,13 +431,18 @@ def _check_width(name: str, value: int) -> None:
 def _unbudgeted_bits(
     planned: list[PlanUnit], strategy: Strategy, levels: list[int], mapping: Mapping, seed: int, uniform: int
 ) -> list[int]:
-    """The paper's rule: U one width; C+/C- by the mapping; R a seeded shuffle of C+."""
+    """The paper's rule: U one width; C+/C- by the mapping; R a seeded shuffle of C+.
+
+    A unit the factor cannot rank (a table read only by lookups, under A, F or D) takes U's width;
+    under R that width is shuffled with the others.
+    """
     if strategy is Strategy.U:
         return [uniform] * len(planned)
-    indices = level_indices([unit.factor_value for unit in planned], len(levels), mapping)
+    ranked = [unit.factor_value for unit in planned if unit.factor_value is not None]
+    indices = iter(level_indices(ranked, len(levels), mapping))
     if strategy is Strategy.C_minus:
-        return [levels[len(levels) - 1 - index] for index in indices]
-    rising = [levels[index] for index in indices]
+        return [uniform if unit.factor_value is None else levels[len(levels) - 1 - next(indices)] for unit in planned]
+    rising = [uniform if unit.factor_value is None else levels[next(indices)] for unit in planned]
     if strategy is Strategy.R:
         random.Random(seed).shuffle(rising)
     return rising
