@@ -3,10 +3,10 @@ with one weight at b bits to a copy of the model and run it.
 
 The fast path swaps quantized tensors into the modules that run a weight and shares one set of
 full-precision outputs; the reference applies the real plan. On a tiny transformer LM whose head is
-tied to the token embedding (the lookup is not a planned GEMM, so ``apply`` leaves it at full
-precision) and on a CNN with per-channel ranges, both must give the same table. Also: the model is
-left exactly as it was, cached full-precision outputs follow the weights, and a language model's
-calibration batches are capped in tokens.
+tied to the token embedding and on a CNN with per-channel ranges, both must give the same table.
+Also: a tied weight is quantized in its planned modules only, the model is left exactly as it was,
+cached full-precision outputs follow the weights, and a language model's calibration batches are
+capped in tokens.
 """
 
 from __future__ import annotations
@@ -82,13 +82,24 @@ def test_the_model_is_left_as_it_was_and_ties_stay(corpus) -> None:
     before = {name: (param, param.detach().clone()) for name, param in net.named_parameters()}
     weights = QuantizedWeights(calibration)
     weights.set({target.weight: 1 for target in calibration.targets})
-    assert not torch.equal(net.lm_head.weight, net.tok_emb.weight)  # the head runs 1 bit, the lookup fp32
-    assert torch.equal(net.tok_emb.weight, before["tok_emb.weight"][1])
+    assert torch.equal(net.lm_head.weight, net.tok_emb.weight)  # both planned uses of the tied table: 1 bit
+    assert not torch.equal(net.tok_emb.weight, before["tok_emb.weight"][1])
     weights.restore()
     assert net.lm_head.weight is net.tok_emb.weight
     after = dict(net.named_parameters())
     assert list(after) == list(before)
     assert all(after[name] is param and torch.equal(param, value) for name, (param, value) in before.items())
+
+
+def test_a_tied_weights_unplanned_holder_keeps_full_precision(corpus) -> None:
+    calibration = calibrate(TINY_LM, corpus, batches=1, batch_size=4, device="cpu")
+    calibration.targets = [target for target in calibration.targets if target.module != "tok_emb"]  # lookup kept
+    net, original = calibration.net, calibration.net.tok_emb.weight.detach().clone()
+    weights = QuantizedWeights(calibration)
+    weights.set({"tok_emb.weight": 1})
+    assert torch.equal(net.tok_emb.weight, original) and not torch.equal(net.lm_head.weight, original)
+    weights.restore()
+    assert net.lm_head.weight is net.tok_emb.weight
 
 
 def test_cached_outputs_follow_the_weights(corpus) -> None:
