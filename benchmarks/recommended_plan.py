@@ -39,6 +39,7 @@ MODELS = {  # name -> (model spec, training options)
     "deep_mlp": (f"{HERE / 'planning_models.py'}:digits_deep_mlp", ADAM),
     "vgg": (f"{HERE / 'planning_models.py'}:digits_vgg", ADAM),
     "resnet_bn": (f"{HERE / 'planning_models.py'}:digits_resnet_bn", ADAM),
+    "resnet20": ("zoo:resnet20", ["--epochs", "6"]),  # a zoo model, but 20 layers: the search's cost grows with them
 }
 VARIANTS = {  # name -> recommend_plan options; "recommended" is the library's default
     "recommended": {},
@@ -46,6 +47,10 @@ VARIANTS = {  # name -> recommend_plan options; "recommended" is the library's d
     "kl+search(loss)": {"refine": "loss"},
     "kl+search(kl)": {"refine": "kl"},
     "kl+search(error)": {"refine": "error"},
+    "search x3": {"searches": 3},
+    "search x3 c64": {"searches": 3, "candidates": 64},
+    "loss search x3": {"refine": "loss", "searches": 3},
+    "search x8 r32": {"searches": 8, "restarts": 32},
 }
 BASELINES = ("fisher", "first-last", "uniform")
 LEVELS = (1, 2, 3, 4, 8)
