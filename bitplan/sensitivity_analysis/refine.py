@@ -5,7 +5,7 @@ is settled on the calibration batches themselves, every planned weight at its bi
 
 1. starts: the knapsack plans (from each per-level measure) and a few seeded random plans at the
    budget, each scored; the ``searches`` best are searched from, and the best end is kept;
-2. moves within the budget: every single-weight change (up to any level, or one level down), and the
+2. moves within the budget: every single-weight change to any other level (lower ones too), and the
    ``candidates`` others the per-level table predicts best — swaps (one weight up a level, another
    down), a raise repaid by several lowerings, a lowering spent on several raises. All are applied
    for real and scored; the best is kept if it lowers the objective. Rounds stop when none does.
@@ -130,8 +130,8 @@ def _ranked_moves(
 ) -> tuple[list[dict[str, int]], list[dict[str, int]]]:
     """The moves that fit the budget: single-weight changes, and the others best predicted change first.
 
-    Single: one weight up to any level, or one level down (at 1–4 bits layers interact, and a plan
-    whose one layer is narrower can be the better one). Others: a swap (one weight up a level, another
+    Single: one weight to any other level, lower ones too (at 1–4 bits layers interact, and a plan
+    with one layer narrower, by several levels even, can be the better one outright). Others: a swap (one weight up a level, another
     down); a raise repaid by lowering the others that the table says lose least per bit freed (a large
     layer can rarely be paid for by one small one); a lowering whose freed bits are spent on the raises
     that gain most per bit.
@@ -153,7 +153,7 @@ def _ranked_moves(
 
     singles = []
     for w, i in index.items():
-        for to in range(i - 1 if i > 0 else i + 1, len(space.levels)):  # one level down, or up to any level
+        for to in range(len(space.levels)):
             cost, gain = step(w, to)
             if to != i and cost <= left:
                 singles.append((gain, {**current, w: space.levels[to]}))
