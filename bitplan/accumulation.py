@@ -317,7 +317,7 @@ def mantissa_requirements(
         product_mantissa_bits: Fraction bits of the products (None: exact products).
 
     Returns:
-        One entry per GEMM, in graph order.
+        One entry per GEMM, in graph order (lookups accumulate nothing and are left out).
 
     Raises:
         ValueError: A chunk below 1 or a tolerance outside (0, 1).
@@ -336,7 +336,7 @@ def mantissa_requirements(
         )
 
     layers = []
-    for layer in profile.layers:
+    for layer in (layer for layer in profile.layers if not layer.op.lookup):
         lengths = GemmTriple(
             forward=layer.accumulation,
             grad_input=layer.grad_input_accumulation,

@@ -55,7 +55,7 @@ def test_convolutions_are_named_and_left_out():
         warnings.simplefilter("always", ExportWarning)
         config = to_torchao(plan, model)
     messages = [str(w.message) for w in caught if issubclass(w.category, ExportWarning)]
-    assert any("`0.weight`" in message and "nn.Linear only" in message for message in messages)
+    assert any("`0.weight`" in message and "nn.Linear and nn.Embedding only" in message for message in messages)
     assert list(config.fqn_to_config) == ["2"]
     with pytest.raises(ExportError, match="--strict"):
         to_torchao(plan, model, strict=True)

@@ -224,3 +224,21 @@ def test_the_suffix_picks_the_figure_format(tmp_path):
     assert save_png(figure, tmp_path / "x.pdf").read_bytes().startswith(b"%PDF")
     assert b"<svg" in save_png(figure, tmp_path / "x.svg").read_bytes()[:400]
     assert save_png(figure, tmp_path / "x.PNG").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_lookup_is_left_out_of_a_and_f_but_ranked_by_capacity(drawn, tmp_path):
+    """An embedding table has no reduction or reuse (K = M = 0): A and F rank the GEMMs only."""
+    gemms = [LayerSensitivity(name=f"fc{i}", weight=f"fc{i}.weight", sensitivity=float(i + 1), accumulation=8 * (i + 1),
+                              weight_frequency=4 * (i + 1), depth=i + 2, params=64 * (i + 1), macs=512 * (i + 1))
+             for i in range(4)]
+    lookup = LayerSensitivity(name="tok_emb", weight="tok_emb.weight", sensitivity=100.0, accumulation=0,
+                              weight_frequency=0, depth=1, params=4096, macs=0)
+    report = SensitivityReport(model="zoo:toy", fingerprint="f" * 16, data="digits", method="fisher", bits=4,
+                               batches=2, batch_size=8, seed=0, initialization="random", seconds=0.1,
+                               layers=[lookup, *gemms])
+    rows = {row.factor: row for row in validate(report, resamples=20)}
+    assert rows["A"].layers == rows["F"].layers == 4 and rows["A"].spearman == pytest.approx(1.0)
+    assert rows["capacity"].layers == 5 and rows["capacity"].spearman == pytest.approx(1.0)
+    scatter(report, tmp_path / "scatter.png")
+    (figure,) = drawn
+    assert [len(axes.collections[0].get_offsets()) for axes in figure.axes[:5]] == [4, 4, 5, 5, 5]

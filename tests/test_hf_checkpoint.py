@@ -37,13 +37,14 @@ def llama_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def _plan(llama_dir: Path, folder: Path, bits: str, granularity: str) -> Path:
+def _plan(llama_dir: Path, folder: Path, bits: str, granularity: str, keep: tuple[str, ...] = ()) -> Path:
     from bitplan.choices import WeightGranularity
     from bitplan.plan import load_plan, save_plan
 
-    path = folder / f"plan-{bits}-{granularity}.json"
+    path = folder / f"plan-{bits}-{granularity}{'-kept' if keep else ''}.json"
+    kept = [option for name in keep for option in ("--keep", name)] + (["--keep-bits", "32"] if keep else [])
     made = runner.invoke(app, ["plan", str(llama_dir), "--factor", "A", "--strategy", "C-", "--bits", bits,
-                               "--zero-point", "integer", "-o", str(path)])
+                               "--zero-point", "integer", *kept, "-o", str(path)])
     assert made.exit_code == 0, made.output
     save_plan(load_plan(path).model_copy(update={"weight_granularity": WeightGranularity(granularity), "activation_bits": None}), path)
     return path
@@ -85,9 +86,14 @@ CHANNEL_UPSTREAM = (
 def test_directory_profiles_plans_and_exports_compressed_tensors_that_from_pretrained_loads(llama_dir, tmp_path, bits, granularity):
     profiled = runner.invoke(app, ["profile", str(llama_dir), "--format", "json"])
     assert profiled.exit_code == 0, profiled.output
-    assert len([layer for layer in json.loads(profiled.output)["layers"] if layer.get("weight")]) == 15
-    plan = _plan(llama_dir, tmp_path, bits, granularity)
+    assert len([layer for layer in json.loads(profiled.output)["layers"] if layer.get("weight")]) == 16  # 15 GEMMs and the token lookup
     out = tmp_path / "ct"
+    # transformers cannot load a compressed embedding: a plan quantizing the lookup is refused, naming the fix
+    planned = _plan(llama_dir, tmp_path, bits, granularity)
+    refused = runner.invoke(app, ["export", str(llama_dir), "--plan", str(planned), "--format", "compressed-tensors", "-o", str(out)])
+    _refused(refused, "model.embed_tokens", "--keep model.embed_tokens")
+    assert not out.exists()
+    plan = _plan(llama_dir, tmp_path, bits, granularity, keep=("model.embed_tokens",))
     exported = runner.invoke(app, ["export", str(llama_dir), "--plan", str(plan), "--format", "compressed-tensors", "-o", str(out)])
     assert exported.exit_code == 0, exported.output
     assert json.loads((out / "config.json").read_text())["model_type"] == "llama"
@@ -208,7 +214,7 @@ def test_plan_ties_fused_groups_by_default_for_hf_models_and_strict_export_refus
     def widths(tie: list[str]) -> dict[str, int]:
         path = tmp_path / f"plan{len(tie)}.json"
         made = runner.invoke(app, ["plan", str(llama_dir), "--factor", "capacity", "--strategy", "C+", "--bits", "2-8",
-                                   *tie, "-o", str(path)])
+                                   "--keep", "model.embed_tokens", "--keep-bits", "32", *tie, "-o", str(path)])
         assert made.exit_code == 0, made.output
         return {layer["name"].removeprefix("model.layers.0."): layer["bits"] for layer in json.loads(path.read_text())["layers"]}
 

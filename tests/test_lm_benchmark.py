@@ -66,4 +66,4 @@ def test_hessian_sensitivity_differentiates_attention_twice() -> None:
 
     report = measure_sensitivity(TINY_LM, "synthetic?task=language_model&vocab=20&shape=16", method="hessian",
                                  batches=1, probes=1, batch_size=8)
-    assert len(report.layers) == 7 and all(math.isfinite(layer.sensitivity) for layer in report.layers)
+    assert len(report.layers) == 8 and all(math.isfinite(layer.sensitivity) for layer in report.layers)  # 7 GEMMs, 1 lookup

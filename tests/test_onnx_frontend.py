@@ -278,10 +278,13 @@ def test_shared_initializers(tmp_path: Path) -> None:
     inputs = {"ids": ([2, 3], TensorProto.INT64)}
     initializers = [init("emb.weight", [10, 4]), init("blk.weight", [4, 4])]
     profile = profile_onnx(save(tmp_path / "m.onnx", nodes, inputs, initializers))
-    assert [(layer.name, layer.weight, layer.shared, layer.depth) for layer in profile.layers] == [
-        ("blk", "blk.weight", True, 1), ("blk#2", "blk.weight", True, 2), ("emb", "emb.weight", True, 3)
+    # the Gather is a lookup (6 ids, a 10×4 table; it adds no depth), the tied head a GEMM on its table
+    assert [(layer.name, layer.weight, layer.op, layer.shared, layer.depth) for layer in profile.layers] == [
+        ("emb", "emb.weight", GemmOp.embedding, True, 1), ("blk", "blk.weight", GemmOp.linear, True, 1),
+        ("blk#2", "blk.weight", GemmOp.linear, True, 2), ("emb#2", "emb.weight", GemmOp.linear, True, 3),
     ]
-    assert mkng(gemm(profile, "emb")) == (6, 4, 10, 1)
+    assert mkng(gemm(profile, "emb")) == (6, 10, 4, 1) and gemm(profile, "emb").macs == 0
+    assert mkng(gemm(profile, "emb#2")) == (6, 4, 10, 1)
     assert profile.total_params == 40 + 16 and profile.gemm_params == 40 + 16
 
 

@@ -74,6 +74,19 @@ def test_r_at_a_budget_is_random_and_within_one_step(budget: float, seed: int) -
     )
 
 
+def test_r_at_a_budget_needs_no_factor() -> None:
+    """A random plan at a budget does not rank by any factor: ``--strategy R`` alone is that plan, any factor the same."""
+    budget = Budget(kind="avg_bits", value=2.5)
+    alone = make_plan(RESNET20, strategy="R", levels=LOW_BITS, seed=4, budget=budget)
+    for factor in ("A", "F", "D"):
+        with_factor = make_plan(RESNET20, factor=factor, strategy="R", levels=LOW_BITS, seed=4, budget=budget)
+        assert with_factor.bits_by_name() == alone.bits_by_name()
+    with pytest.raises(PlanError, match="--strategy R alone is a random plan filled to a budget"):
+        make_plan(RESNET20, strategy="R", levels=LOW_BITS)
+    with pytest.raises(PlanError, match="--strategy R alone"):
+        make_plan(RESNET20, strategy="R", levels=LOW_BITS, budget=budget, budget_rule="order-preserving")
+
+
 def test_integer_budgets_keep_the_strategies_apart() -> None:
     """At 3 bits of 2,3,4,8 the order-preserving rule gives the uniform plan for every strategy; fill does not."""
     budget = Budget(kind="avg_bits", value=3)

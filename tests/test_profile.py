@@ -104,11 +104,16 @@ def test_gru_batch_first(tracer: str) -> None:
 def test_tied_embedding_is_shared(tracer: str, tied_lm) -> None:
     model, inputs = tied_lm
     profile = profile_model(model, inputs, tracer=tracer)
+    # the lookup: 15 ids read rows of the 11×6 table (no MACs, no depth added after it)
     assert shape_of(profile) == [
+        ("embed", "embed.weight", GemmOp.embedding, 15, 11, 6, 1, 1, True),
         ("mix", "mix.weight", GemmOp.linear, 15, 6, 6, 1, 1, False),
         ("lm_head", "embed.weight", GemmOp.linear, 15, 6, 11, 1, 2, True),
     ]
+    (lookup,) = profile.lookups
+    assert (lookup.params, lookup.macs, lookup.accumulation, lookup.weight_frequency) == (66, 0, 0, 0)
     assert profile.total_params == 11 * 6 + 6 * 6 + 6  # the tied weight counted once
+    assert profile.gemm_params == 11 * 6 + 6 * 6 and not profile.uncovered
 
 
 @pytest.mark.parametrize("tracer", TRACERS)
@@ -202,9 +207,10 @@ def test_meta_profiling_allocates_no_weights() -> None:
     loaded = load_model("zoo:transformer_lm?preset=gpt2", device="meta")
     assert all(p.device.type == "meta" for p in loaded.model.parameters())
     profile = profile_model(loaded.model, loaded.example_inputs)
-    # GPT-2 small: 12 blocks × (q, k, v, o, up, down) + the tied output projection
-    assert len(profile.weight_layers) == 12 * 6 + 1
-    assert len(profile.layers) == 12 * 8 + 1  # plus QKᵀ and A·V per block
+    # GPT-2 small: the token lookup, 12 blocks × (q, k, v, o, up, down) + the tied output projection
+    assert len(profile.weight_layers) == 1 + 12 * 6 + 1
+    assert len(profile.layers) == 1 + 12 * 8 + 1  # plus QKᵀ and A·V per block
+    assert [(layer.name, layer.k, layer.n, layer.params) for layer in profile.lookups] == [("tok_emb", 50257, 768, 50257 * 768)]
     assert profile.layers[-1].shared and profile.layers[-1].n == 50257
     assert profile.total_params == sum(p.numel() for p in loaded.model.parameters())
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bitplan import quant
-from bitplan.quant import kernels
+from bitplan.quant import kernels, pages
 
 
 def test_noise_is_uniform_on_a_24_bit_grid() -> None:
@@ -111,9 +111,26 @@ def test_compiled_kernels_equal_eager_bit_for_bit() -> None:
     for name, call in calls.items():
         with quant.kernel_policy(compile=False):
             eager = call()
-        with quant.kernel_policy(compile=True, min_numel=0):
+        # LUQ's output goes to a huge-page buffer (as from 32 MiB), the other's is the kernel's own
+        with quant.kernel_policy(compile=True, min_numel=0, huge_page_min_bytes=0 if name == "luq" else None):
             compiled = call()
         assert torch.equal(compiled, eager), name
+    assert kernels.luq_levels in kernels._compiled_into and kernels.affine_stochastic not in kernels._compiled_into
+
+
+def test_huge_page_advice_covers_the_whole_2mib_pages_inside_the_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    advised: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(pages, "_madvise", lambda: lambda start, length, advice: advised.append((start, length, advice)))
+    like = torch.empty(3, 5 << 20 >> 2, dtype=torch.bfloat16)  # 7.5 MiB
+    out = pages.empty_on_huge_pages(like)
+    assert out.shape == like.shape and out.dtype == like.dtype and out.is_contiguous()
+    begin, end = out.data_ptr(), out.data_ptr() + out.numel() * out.element_size()
+    [(start, length, advice)] = advised
+    assert advice == pages.MADV_HUGEPAGE and start % pages.HUGE_PAGE_BYTES == 0 and length % pages.HUGE_PAGE_BYTES == 0
+    assert begin <= start < begin + pages.HUGE_PAGE_BYTES and end - pages.HUGE_PAGE_BYTES < start + length <= end
+    advised.clear()
+    pages.empty_on_huge_pages(torch.empty(1000))  # 4 KB: no whole huge page inside
+    assert advised == []
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])

@@ -189,7 +189,12 @@ def test_hf_encoder_only_and_encoder_decoder_get_their_auto_class() -> None:
     bert = load_model(f"hf:bert?{HF_TINY}", device="meta").model
     assert type(bert).__name__ == "BertForMaskedLM"
     profile = profile_spec(f"hf:bert?{HF_TINY}")
-    assert (profile.layers[0].name, profile.layers[0].m, profile.layers[0].k) == ("bert.encoder.layer.0.attention.self.query", 8, 32)
+    first = next(layer for layer in profile.layers if not layer.op.lookup)
+    assert (first.name, first.m, first.k) == ("bert.encoder.layer.0.attention.self.query", 8, 32)
+    # word (tied to the decoder), token-type and position tables: three lookups, 8 ids each
+    assert [(layer.name.rpartition(".")[2], layer.m, layer.k, layer.shared) for layer in profile.lookups] == [
+        ("word_embeddings", 8, 100, True), ("token_type_embeddings", 8, 2, False), ("position_embeddings", 8, 512, False)
+    ]
     t5 = "hf:t5?d_model=32&d_kv=8&d_ff=64&num_layers=1&num_decoder_layers=1&num_heads=4&vocab_size=100&seq_len=8"
     loaded = load_model(t5, device="meta")
     assert type(loaded.model).__name__ == "T5ForConditionalGeneration"

@@ -25,7 +25,8 @@ def tables(report: SensitivityReport) -> list[Table]:
         table.add_row(
             str(index), str(rank[index]), layer.name, f"{layer.sensitivity:.4g}",
             "" if layer.sqnr_db is None else f"{layer.sqnr_db:.1f}",
-            f"{layer.accumulation:,}", f"{layer.weight_frequency:,}", str(layer.depth),
+            *(f"{value:,}" if layer.accumulation else "–" for value in (layer.accumulation, layer.weight_frequency)),
+            str(layer.depth),
         )
     shown = [table]
     if report.validation:

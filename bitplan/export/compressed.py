@@ -9,7 +9,9 @@ code − 2^(B−1), densely packed into int32: ⌈in·B/32⌉ words per row, the
 ``weight_scale`` [out, 1], ``weight_zero_point`` (zero point − 2^(B−1), packed along the output
 dimension) and ``weight_shape``. Dequantizing, (q − zp)·scale, gives bitplan's integer-grid
 weights exactly. Other layers (convolutions, widths above 8 bits) stay in float with a warning;
-activations are not quantized in this format.
+activations are not quantized in this format. A plan that quantizes a lookup table is refused:
+compressed-tensors ≥ 0.20 compresses ``nn.Embedding`` weights, but transformers cannot load them
+(``from_pretrained`` initialises the compressed table's missing ``weight``) and vLLM reads none.
 """
 
 from __future__ import annotations
@@ -26,7 +28,16 @@ from bitplan.choices import WeightGranularity
 from bitplan.export.hf import architecture_config
 from bitplan.export.outputs import atomic_directory
 from bitplan.export.packing import pack_rows
-from bitplan.export.weights import check_fused_widths, leave_out, linear_layers, planned_weights, require, split_state, target_codes
+from bitplan.export.weights import (
+    check_fused_widths,
+    leave_out,
+    linear_layers,
+    planned_weights,
+    refuse_lookups,
+    require,
+    split_state,
+    target_codes,
+)
 from bitplan.plan import BitPlan, as_plan
 
 PACKED_BITS = list(range(1, 9))
@@ -69,6 +80,7 @@ def to_compressed_tensors(
     from safetensors.torch import save_file
 
     plan = as_plan(plan)
+    refuse_lookups(plan, TARGET, "transformers' from_pretrained fails on a compressed nn.Embedding, and vLLM reads none")
     linear, others = linear_layers(plan, model)
     check_fused_widths(plan, model, TARGET, strict=strict)
     wide = sorted(module for module, bits in linear.items() if bits not in PACKED_BITS)
@@ -77,7 +89,7 @@ def to_compressed_tensors(
     if plan.activation_bits is not None:
         leave_out(["activations"], f"{plan.activation_bits}-bit activations here (weights only)", TARGET, strict=strict)
     planned = {weight.fqn: weight for weight in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)}
-    unique, _, quantized = split_state(model, plan)  # a tied tensor once per arithmetic (an embedding's lookup in float32)
+    unique, _, quantized = split_state(model, plan)  # a tied tensor once per arithmetic
     stored = {
         key: replace(planned[quantized[key]], fqn=key)
         for key in quantized

@@ -4,7 +4,9 @@
 false}`` turns every quantizer off, then each planned module (the one that runs the GEMM, so a
 head tied to an embedding is the head) gets ``<module>.weight_quantizer`` with ``cfg``
 ``num_bits`` = the layer's bits, ``axis`` 0 per output channel or None per tensor, and, when the
-plan has activation bits, ``<module>.input_quantizer`` (``axis`` None: one range per tensor).
+plan has activation bits, ``<module>.input_quantizer`` (``axis`` None: one range per tensor). A
+planned lookup table gets its ``nn.Embedding``'s ``weight_quantizer`` only (ModelOpt's
+``QuantEmbedding``, from 0.47; its ids are no activation); a table read by any other lookup is refused.
 The config goes to ``mtq.quantize(model, config, forward_loop)``.
 
 ModelOpt's integer quantizers are symmetric (max calibration): scale = amax / (2^(b−1) − 1), codes
@@ -22,7 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from bitplan.choices import FULL_PRECISION_BITS, WeightGranularity
-from bitplan.export.weights import PlannedWeight, gemm_keys, planned_weights, refuse_or_warn, weight_codes, widen
+from bitplan.export.weights import (
+    PlannedWeight,
+    gemm_keys,
+    planned_weights,
+    refuse_lookups,
+    refuse_or_warn,
+    weight_codes,
+    widen,
+)
 from bitplan.plan import BitPlan, as_plan
 
 ALGORITHM = "max"
@@ -61,6 +71,10 @@ def to_modelopt(
     plan = as_plan(plan)
     planned = {w.fqn: w for w in planned_weights(model, plan, allow_nonfinite=allow_nonfinite)} if model is not None else None
     modules = {fqn_key.rpartition(".")[0]: fqn for fqn_key, fqn in gemm_keys(model, plan).items()} if model is not None else {}
+    if model is not None:
+        tables = {path for path, module in model.named_modules() if isinstance(module, nn.Embedding)}
+        functional = [entry.weight for entry in plan.layers if entry.op.lookup and entry.name.split("#", 1)[0] not in tables]
+        refuse_lookups(plan, TARGET, "its QuantEmbedding quantizes nn.Embedding tables only", among=functional)
     axis = 0 if plan.weight_granularity is WeightGranularity.channel else None
     quant_cfg: list[dict] = [{"quantizer_name": "*", "enable": False}]
     converted: list[tuple[str, PlannedWeight, int]] = []
@@ -75,7 +89,7 @@ def to_modelopt(
             continue
         prefix = f"{module}." if module else ""
         quant_cfg.append({"quantizer_name": f"{prefix}{attribute}_quantizer", "cfg": {"num_bits": bits, "axis": axis}})
-        if plan.activation_bits is not None:
+        if plan.activation_bits is not None and not entry.op.lookup:  # a lookup's ids are no activation
             quant_cfg.append({"quantizer_name": f"{prefix}input_quantizer", "cfg": {"num_bits": plan.activation_bits, "axis": None}})
         if planned is not None:
             converted.append((module, planned[entry.weight], bits))

@@ -16,8 +16,10 @@ no longer compute what it trained with. So a rank-2 weight's codes are stored [1
 runs exactly at its default session options. The model metadata ``bitplan.onnxruntime_session_config``
 also carries the session configuration that keeps any such fusion exact (docs/export.md).
 
-A weight tied to a non-GEMM use (an embedding lookup reading the output head's weight) is
-dequantized for its GEMMs only; the lookup keeps reading the float32 initializer, as in training.
+A planned lookup table is dequantized the same way for its ``Gather``: a table tied to the output
+head is one weight at one width, read through one ``DequantizeLinear`` by both. A weight that other
+ops read besides (added elementwise, say) is dequantized for its GEMMs and lookups only; those keep
+reading the float32 initializer, as in training.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ EXPORT_OPSET = 20
 ONNX_BITS = [4, 8, 16]
 """Code containers: UINT4, UINT8, UINT16."""
 GEMM_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+LOOKUP_OPS = {"Gather"}
+"""Ops that read a planned weight as a table (input 0), as ``bitplan.apply`` quantizes it."""
 PASS_THROUGH = {"Transpose", "Identity", "Cast"}
 TARGET = "ONNX"
 SESSION_CONFIG_KEY = "bitplan.onnxruntime_session_config"
@@ -197,9 +201,10 @@ def _integer_grid(low: Tensor, high: Tensor, bits: int) -> tuple[Tensor, Tensor]
 
 
 def _dequantize_weight(graph, initializer, codes, container: int, channel_dim: int | None, onnx) -> None:
-    """Feed the GEMMs reading ``initializer`` its codes through DequantizeLinear (rank 2: [1, out, in] + Squeeze).
+    """Feed the GEMMs and lookups reading ``initializer`` its codes through DequantizeLinear (rank 2:
+    [1, out, in] + Squeeze).
 
-    Other readers (a tied embedding's Gather) keep the float32 initializer; without any, it is removed.
+    Other readers keep the float32 initializer; without any, it is removed.
     """
     from onnx import helper, numpy_helper
 
@@ -212,7 +217,7 @@ def _dequantize_weight(graph, initializer, codes, container: int, channel_dim: i
     if wrapped:
         values = values[None]  # [1, out, in]
     readers = [node for node in graph.node if name in node.input]
-    gemm_readers = [node for node in readers if _leads_to_gemm(node, name, graph)]
+    gemm_readers = [node for node in readers if _reads_as_weight(node, name, graph)]
     output = name if len(gemm_readers) == len(readers) else f"{name}_dequantized"
     if output == name:
         graph.initializer.remove(initializer)
@@ -236,11 +241,14 @@ def _dequantize_weight(graph, initializer, codes, container: int, channel_dim: i
         graph.node.insert(offset, node)
 
 
-def _leads_to_gemm(node, value: str, graph) -> bool:
-    """Whether ``node`` reads ``value`` as a Conv/Gemm/MatMul weight, directly or through Transpose/Identity/Cast."""
+def _reads_as_weight(node, value: str, graph) -> bool:
+    """Whether ``node`` reads ``value`` as a Conv/Gemm/MatMul weight or a Gather's table, directly or through
+    Transpose/Identity/Cast."""
     for _ in range(4):
         if node.op_type in GEMM_OPS:
             return list(node.input).index(value) == 1
+        if node.op_type in LOOKUP_OPS:
+            return list(node.input).index(value) == 0
         if node.op_type not in PASS_THROUGH:
             return False
         value = node.output[0]

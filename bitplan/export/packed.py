@@ -6,7 +6,7 @@ the scales, row 1 the zero points, one per output channel (C = 1 per tensor), th
 tensor for both keeps the safetensors header of a 1B-parameter model under 64 KiB.) Every other
 tensor of the state_dict is stored as is, a tied tensor once per arithmetic: a weight tied to an
 embedding is stored as codes under the key its GEMM reads and in float32 under the lookup's key,
-as training computes (docs/export.md, "Tied weights"). The safetensors metadata key ``bitplan``
+as training computes (docs/export.md, "Lookups and tied weights"). The safetensors metadata key ``bitplan``
 holds a ``PackedHeader`` (JSON). Decoding gives bit for bit the fake-quantized weights
 ``bitplan.apply`` trains with.
 """

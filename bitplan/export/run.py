@@ -175,7 +175,9 @@ def _load(spec: str, plan: BitPlan, trained: TrainedState | None, format: Export
                 "trained with as MODEL"
             ) from None
     profile = verify_plan(network, plan, loaded.example_inputs)
-    _require_coverage([layer.name for layer in profile.weight_layers if layer.name not in plan.bits_by_name()], spec, strict)
+    # a lookup without an entry is a plan made before lookups were layers: its table is fp32 there too
+    planned = plan.bits_by_name()
+    _require_coverage([layer.name for layer in profile.weight_layers if layer.name not in planned and not layer.op.lookup], spec, strict)
     ranges = trained.quant.get("ranges") if trained is not None else None
     if format is ExportFormat.onnx and plan.activation_bits is not None and ranges:
         apply(network, plan, loaded.example_inputs, verify=False)

@@ -11,8 +11,10 @@ activation bits, get torchao's dynamic per-token asymmetric fake quantizer at th
 
 ``stage="convert"`` gives ``QATConfig(IntxWeightOnlyConfig(torch.intN, PerAxis(0), asymmetric),
 step="convert")`` per layer: after training, ``quantize_`` turns the fake-quantized layers into
-integer weights. torchao's QAT covers ``nn.Linear`` only: other planned layers (convolutions,
-RNNs, weights used by functional code) are named in a warning and left out.
+integer weights. torchao's QAT covers ``nn.Linear`` and ``nn.Embedding`` (its
+``FakeQuantizedEmbedding``, weight only: a lookup's ids are no activation): other planned layers
+(convolutions, RNNs, weights used by functional code) are named in a warning and left out, and a
+planned table read by another lookup (``nn.EmbeddingBag``, ``F.embedding``) is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bitplan.export.weights import (
     leave_out,
     linear_layers,
     planned_weights,
+    refuse_lookups,
     require,
     target_codes,
     widen,
@@ -82,8 +85,10 @@ def to_torchao(
     if plan.weight_granularity is WeightGranularity.tensor:
         leave_out(["every planned weight"], "per-tensor ranges (torchao's integer QAT has none)", TARGET, strict=strict)
         return FqnToConfig(fqn_to_config={})
-    linear, others = linear_layers(plan, model)
-    leave_out(others, "these layers (torchao's QAT swaps nn.Linear only)", TARGET, strict=strict)
+    linear, others = linear_layers(plan, model, tables=True)
+    refuse_lookups(plan, TARGET, "its QAT swaps nn.Linear and nn.Embedding only", among=others)
+    leave_out(others, "these layers (torchao's QAT swaps nn.Linear and nn.Embedding only)", TARGET, strict=strict)
+    tables = {entry.name for entry in plan.layers if entry.op.lookup}
     if model is not None:
         keys = {key.removesuffix(".weight"): fqn for key, fqn in gemm_keys(model, plan).items()}
         linear = {module: bits for module, bits in linear.items() if keys.get(module) in planned}
@@ -108,8 +113,9 @@ def to_torchao(
         if bits is None:
             continue
         if stage == "prepare":
-            weight = IntxFakeQuantizeConfig(_dtype(bits), "per_token", is_symmetric=False)
-            configs[module] = QATConfig(activation_config=activation, weight_config=weight, step="prepare")
+            weight = IntxFakeQuantizeConfig(_dtype(bits), "per_token", is_symmetric=False)  # per row of a table too
+            inputs = None if module in tables else activation  # a lookup reads ids, no activation
+            configs[module] = QATConfig(activation_config=inputs, weight_config=weight, step="prepare")
         else:
             base = IntxWeightOnlyConfig(weight_dtype=_dtype(bits), granularity=PerAxis(0), mapping_type=MappingType.ASYMMETRIC)
             configs[module] = QATConfig(base, step="convert")

@@ -99,10 +99,11 @@ def planned_weights(model: nn.Module, plan: BitPlan, *, allow_nonfinite: bool = 
 def gemm_keys(model: nn.Module, plan: BitPlan) -> dict[str, str]:
     """state_dict key -> planned weight FQN, for every key a quantized GEMM reads the weight under.
 
-    Training quantizes a weight only where a planned GEMM reads it: the module that runs the GEMM
-    (named by the plan entry) reads it as its own attribute, or a functional GEMM reads the
-    parameter itself. Any other key of the same tensor (a tied embedding's lookup) reads the
-    float32 weight, so exports store it apart, in float32 (docs/export.md, "Tied weights").
+    Training quantizes a weight only where a planned GEMM or lookup reads it: the module that runs
+    it (named by the plan entry) reads it as its own attribute, or a functional GEMM reads the
+    parameter itself. Any other key of the same tensor (a tied table whose lookup the plan leaves
+    out, as plans made before lookups were layers do) reads the float32 weight, so exports store it
+    apart, in float32 (docs/export.md, "Lookups and tied weights").
     """
     modules = dict(model.named_modules())
     parameters = dict(model.named_parameters())
@@ -271,16 +272,20 @@ def check_fused_widths(plan: BitPlan, model: nn.Module, target: str, *, strict: 
         warnings.warn(message + "; make the plan with `--tie fused` to serve it with vLLM", ExportWarning, stacklevel=3)
 
 
-def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int], list[str]]:
-    """Planned ``nn.Linear`` modules (path -> bits) and the other planned weights' names.
+def linear_layers(plan: BitPlan, model: nn.Module | None, *, tables: bool = False) -> tuple[dict[str, int], list[str]]:
+    """Planned ``nn.Linear`` modules (path -> bits), with ``tables`` also ``nn.Embedding`` tables, and the
+    other planned weights' names.
 
-    The module is the one that runs the GEMM (the plan entry's name), so a head tied to an
-    embedding counts as the head. With ``model``, an entry counts when that module is an
-    ``nn.Linear`` whose ``weight`` is the planned weight; without, when the GEMM is a ``linear``
-    named after a module path (no ``#`` suffix) and its weight is a ``weight``.
+    The module is the one that runs the GEMM or lookup (the plan entry's name), so a head tied to an
+    embedding counts as the head, its lookup as the embedding. With ``model``, an entry counts when that
+    module is an ``nn.Linear`` (or ``nn.Embedding``) whose ``weight`` is the planned weight; without, when
+    the entry is a ``linear`` (or ``embedding``) named after a module path (no ``#`` suffix) and its
+    weight is a ``weight``.
     """
     modules = dict(model.named_modules()) if model is not None else {}
     parameters = dict(model.named_parameters()) if model is not None else {}
+    kinds = (nn.Linear, nn.Embedding) if tables else (nn.Linear,)
+    ops = (GemmOp.linear, GemmOp.embedding) if tables else (GemmOp.linear,)
     linear: dict[str, int] = {}
     others: list[str] = []
     for entry in plan.layers:
@@ -289,14 +294,40 @@ def linear_layers(plan: BitPlan, model: nn.Module | None) -> tuple[dict[str, int
         path = entry.name
         if model is not None:
             module = modules.get(path)
-            is_linear = isinstance(module, nn.Linear) and module.weight is parameters.get(entry.weight)
+            is_linear = isinstance(module, kinds) and module.weight is parameters.get(entry.weight)
         else:
-            is_linear = entry.op is GemmOp.linear and "#" not in path and entry.weight.rpartition(".")[2] == "weight"
+            is_linear = entry.op in ops and "#" not in path and entry.weight.rpartition(".")[2] == "weight"
         if is_linear:
             linear[path] = entry.bits
         elif path not in linear:
             others.append(entry.weight)
     return linear, others
+
+
+def refuse_lookups(plan: BitPlan, target: str, why: str, among: list[str] | None = None) -> None:
+    """Refuse a plan that quantizes a table read by a lookup (of the weights ``among``, default all), for a
+    format that cannot store it.
+
+    Leaving the table in float32 would serve weights the plan says are narrower, so this never warns.
+
+    Raises:
+        ExportError: Naming the first such lookup, its width, and the fix.
+    """
+    lookups = [
+        entry for entry in plan.layers
+        if entry.op.lookup and entry.bits < FULL_PRECISION_BITS and (among is None or entry.weight in among)
+    ]
+    if not lookups:
+        return
+    first = lookups[0]
+    more = f" (and {name_list([entry.name for entry in lookups[1:]])})" if len(lookups) > 1 else ""
+    raise ExportError(
+        f"{target} cannot store a quantized lookup table ({why}): the plan gives the table `{first.weight}` of "
+        f"lookup `{first.name}`{more} {first.bits} bits, and writing it in float32 would serve weights the plan "
+        f"does not have. Keep the table in float with `bitplan plan ... --keep {first.name}` (a table tied to "
+        "the output head keeps the head in float too), or export `--format packed` or `--format onnx`, which "
+        "store quantized tables."
+    )
 
 
 def require(module: str) -> ModuleType:

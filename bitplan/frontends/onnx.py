@@ -294,7 +294,8 @@ def _find_gemms(graph: OnnxGraph) -> tuple[list[tuple[Gemm, NodeProto]], Counter
         base = max((depth.get(name, 0) for name in node.input if name), default=0)
         drafts = [d for d in gemms_of(node, graph) if min(d.m, d.k, d.n, d.groups) > 0]  # empty GEMMs do no work
         found.extend((replace(draft, depth=base + 1 + draft.step), node) for draft in drafts)
-        out = base + 1 + max(draft.step for draft in drafts) if drafts else base
+        multiplied = [draft for draft in drafts if not draft.op.lookup]  # a lookup adds no depth after it
+        out = base + 1 + max(draft.step for draft in multiplied) if multiplied else base
         depth.update((name, out) for name in node.output if name)
         if unknown_op(node):
             unknown[f"{node.domain}::{node.op_type}" if node.domain not in STANDARD_DOMAINS else node.op_type] += 1

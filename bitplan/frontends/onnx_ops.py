@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from onnx import NodeProto, helper
 
-from bitplan.frontends.onnx_graph import STANDARD_DOMAINS, OnnxGraph, WeightRef
+from bitplan.frontends.onnx_graph import FLOAT_TYPES, STANDARD_DOMAINS, OnnxGraph, WeightRef
 from bitplan.frontends.onnx_names import rnn_weight_fqn, torch_scope
 from bitplan.frontends.ops import Gemm, parse_equation
 from bitplan.profile.schema import GemmOp
@@ -125,6 +125,25 @@ def gemm(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
     m, k = reversed(a) if attribute(node, "transA", 0) else a
     n = b[0] if attribute(node, "transB", 0) else b[1]
     return [_product(node, graph, node.input[0], node.input[1], m=m, k=k, n=n, a_groups=1, b_groups=1, total=1)]
+
+
+@handles("Gather")
+def gather(node: NodeProto, graph: OnnxGraph) -> list[Gemm]:
+    """A lookup: Gather(table[V, *D], ids, axis=0) on a float parameter table with ids computed from the
+    model's inputs; M = the ids' elements, K = V rows, N = the elements of one row (no MACs).
+
+    Gathers of shapes, of constant ids (a folded position slice) or along another axis are no lookups.
+    """
+    if len(node.input) < 2 or graph.is_constant(node.input[1]) or not graph.is_constant(node.input[0]):
+        return []
+    table = graph.resolve_weight(node.input[0], node)
+    initializer = graph.initializers.get(table.initializer) if table is not None and table.initializer else None
+    if initializer is None or initializer.data_type not in FLOAT_TYPES or len(table.shape) < 2:
+        return []
+    if int(attribute(node, "axis", 0)) % len(table.shape) != 0:
+        return []
+    ids = graph.static_shape(node.input[1], node)
+    return [draft(GemmOp.embedding, math.prod(ids), table.shape[0], math.prod(table.shape[1:]), 1, table)]
 
 
 # Where A and B sit among a matmul-like op's inputs.

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import torch
 
 from bitplan.frontends.builder import EMBEDDING_OPS, ProfileBuilder
-from bitplan.frontends.ops import OPS, TensorRef, gemms_of_call
-from bitplan.profile.schema import Routing, split_virtual_weight
+from bitplan.frontends.ops import OPS, Gemm, TensorRef, gemms_of_call
+from bitplan.profile.schema import GemmOp, Routing, split_virtual_weight
 
 # Ops whose output is the same data as their first input (or a slice or copy of it): a parameter
 # seen through them is still that parameter, and they add no GEMM depth.
@@ -79,11 +79,35 @@ def record_call(
         for source in ref.sources:
             builder.note_consumer(source, op_name)
     if found is None:
+        lookup = lookup_of(op_name, inputs, in_depth)
+        if lookup is not None:
+            builder.add(module_path, lookup)
         return TensorRef((), in_depth, data=data, pending=frozenset() if data else pending)
     # an expert no token reached (measured routing) multiplies an empty matrix: no work, no GEMM
     added = frozenset(builder.add(module_path, gemm) for gemm in found.gemms if min(gemm.m, gemm.k, gemm.n, gemm.groups) > 0)
     depth = found.out_depth if found.gemms else in_depth
     return TensorRef((), depth, data=data, pending=frozenset() if data else pending | added)
+
+
+def lookup_of(op_name: str, inputs: list[TensorRef], in_depth: int) -> Gemm | None:
+    """The lookup an embedding call performs: its ids read rows of a 2-D table that views a parameter.
+
+    M = the ids looked up (their elements; ``embedding_bag`` then reduces them), K × N = the table.
+    The lookup sits one above its ids' depth but adds no depth to what follows (it multiplies nothing).
+    Works for torch's argument order ``embedding(ids, W)`` and aten's ``embedding(W, ids)``.
+    """
+    if op_name not in EMBEDDING_OPS:
+        return None
+    tables = [ref for ref in inputs if ref.origin is not None and ref.origin in ref.sources and len(ref.shape) == 2]
+    ids = [ref for ref in inputs if ref.origin is None]
+    if len(tables) != 1 or not ids or split_virtual_weight(tables[0].origin)[1] is not None:
+        return None
+    table = tables[0]
+    rows, width = table.shape
+    m = math.prod(ids[0].shape)
+    if min(m, rows, width) <= 0:
+        return None
+    return Gemm(GemmOp.embedding, m, rows, width, 1, in_depth + 1, table.origin, tuple(table.shape), sources=table.sources)
 
 
 GATHER_OPS = frozenset({"__getitem__", "getitem", "index", "index_select"})

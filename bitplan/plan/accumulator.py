@@ -73,7 +73,8 @@ def gradient_max_code(precision: Precision) -> int | None:
 def layer_accumulator_bits(layer: GemmLayer, weight_bits: int, precision: Precision) -> AccumulatorBits:
     """Forward, dX and dW accumulator widths of one GEMM at ``weight_bits`` and the plan-wide precision.
 
-    A GEMM at 32 bits runs entirely in fp32 (as in the BitOPs estimates), so all three are None.
+    A GEMM at 32 bits runs entirely in fp32 (as in the BitOPs estimates), so all three are None; so
+    are a lookup's, which sums nothing.
 
     Args:
         layer: The profiled GEMM (its reduction lengths K, N and M).
@@ -83,6 +84,8 @@ def layer_accumulator_bits(layer: GemmLayer, weight_bits: int, precision: Precis
     Returns:
         The three widths.
     """
+    if layer.op.lookup:
+        return NO_ACCUMULATOR
     return shape_accumulator_bits(
         GemmShape(m=layer.grad_weight_accumulation, k=layer.accumulation, n=layer.grad_input_accumulation, groups=layer.groups),
         weight_bits,
@@ -90,10 +93,14 @@ def layer_accumulator_bits(layer: GemmLayer, weight_bits: int, precision: Precis
     )
 
 
-def shape_accumulator_bits(shape: GemmShape, weight_bits: int, precision: Precision) -> AccumulatorBits:
+NO_ACCUMULATOR = AccumulatorBits(forward=None, grad_input=None, grad_weight=None)
+"""The widths of a product with no integer accumulator (fp32, or a lookup)."""
+
+
+def shape_accumulator_bits(shape: GemmShape, weight_bits: int, precision: Precision, lookup: bool = False) -> AccumulatorBits:
     """``layer_accumulator_bits`` from a plan entry's stored shape (K = k, N = n, M = m): no model needed."""
-    if weight_bits >= FP32:
-        return AccumulatorBits(forward=None, grad_input=None, grad_weight=None)
+    if weight_bits >= FP32 or lookup:
+        return NO_ACCUMULATOR
     weight = uniform_max_code(weight_bits)
     activation = uniform_max_code(precision.activation)
     gradient = gradient_max_code(precision)

@@ -244,7 +244,8 @@ def _model_violations(plan: BitPlan, profile: ModelProfile) -> list[Violation]:
     gemms = {layer.name: layer for layer in profile.layers}
     planned = {layer.name: layer for layer in plan.layers}
     for layer in profile.weight_layers:
-        if layer.name not in planned:
+        # a plan without a lookup (made before lookups were layers) keeps its table fp32 and counts it so
+        if layer.name not in planned and not layer.op.lookup:
             found.append(
                 Violation(code="missing", layer=layer.name, message=f"weight GEMM `{layer.name}` has no entry in the plan.")
             )
@@ -390,14 +391,14 @@ def _limit_violations(
 
 
 def _shape_violations(plan: BitPlan) -> list[Violation]:
-    """Stored shapes that do not give the layer's stored params (k·n·groups) and MACs (m·k·n·groups)."""
+    """Stored shapes that do not give the layer's stored params (k·n·groups) and MACs (m·k·n·groups; 0 for a lookup)."""
     found = []
     for entry in plan.layers:
         shape = entry.shape
         if shape is None:
             continue
         params = shape.k * shape.n * shape.groups if entry.weight is not None else 0
-        macs = shape.m * shape.k * shape.n * shape.groups
+        macs = 0 if entry.op.lookup else shape.m * shape.k * shape.n * shape.groups
         if (params, macs) != (entry.params, entry.macs):
             found.append(
                 Violation(
@@ -442,7 +443,7 @@ def _accumulator_violations(plan: BitPlan, profile: ModelProfile | None, limit: 
                 continue  # reported as unknown_layer
             widths = layer_accumulator_bits(gemm, entry.bits, precision)
         elif entry.shape is not None:
-            widths = shape_accumulator_bits(entry.shape, entry.bits, precision)
+            widths = shape_accumulator_bits(entry.shape, entry.bits, precision, lookup=entry.op.lookup)
         else:
             continue  # a 32-bit layer, or no limit asked: nothing to recompute
         if same_input and entry.accumulator_bits is not None and entry.accumulator_bits != widths:

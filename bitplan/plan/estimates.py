@@ -115,7 +115,10 @@ def kept_bytes_per_element(activation_bits: int) -> float:
 
 
 def activation_elements(layer: GemmLayer) -> int:
-    """Elements of ``layer``'s activation operands a training step keeps (X, and W too when it is an activation)."""
+    """Elements of ``layer``'s activation operands a training step keeps (X, and W too when it is an activation);
+    0 for a lookup, whose ids are no quantized operand."""
+    if layer.op.lookup:
+        return 0
     elements = layer.m * layer.k * layer.groups
     if layer.op is GemmOp.conv and layer.weight_shape:
         kernel = 1

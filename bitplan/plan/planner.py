@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-from bitplan.choices import DEFAULT_BITS, Tie
+from bitplan.choices import DEFAULT_BITS, BudgetRule, Tie
 from bitplan.errors import PlanError
 from bitplan.hf_checkpoint import is_hf_directory
 from bitplan.plan.accumulator import layer_accumulator_bits
@@ -213,7 +213,8 @@ def _plan(profile: ModelProfile, request: PlanRequest, chosen: MappingType[str, 
                 else "."
             )
         )
-    factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity)
+    random_at_budget = budget is not None and request.budget_rule is BudgetRule.fill
+    factor, strategy, preset = _resolve_rule(factor, strategy, preset, capacity, random_at_budget=random_at_budget)
     if chosen is not None:
         strategy = Strategy.opt
     chosen_levels = resolve_levels(bits, levels)
@@ -380,7 +381,7 @@ def _layer_plans(
                 macs=layer.macs,
                 kept=unit.kept,
                 activation_elements=activation_elements(layer),
-                accumulator_bits=layer_accumulator_bits(layer, bits, precision),
+                accumulator_bits=None if layer.op.lookup else layer_accumulator_bits(layer, bits, precision),
                 shape=GemmShape(m=layer.m, k=layer.k, n=layer.n, groups=layer.groups),
             )
     return [entries[layer.name] for layer in profile.layers if layer.name in entries]
@@ -391,6 +392,8 @@ def _resolve_rule(
     strategy: Strategy | str | None,
     preset: Preset | str | None,
     capacity: CapacityMeasure | str,
+    *,
+    random_at_budget: bool,
 ) -> tuple[Factor, Strategy, Preset | None]:
     if preset is not None:
         preset = parse_choice(Preset, preset, "preset")
@@ -404,8 +407,19 @@ def _resolve_rule(
         return preset_factor, Strategy.C_minus, preset
     if strategy in (Strategy.U, Strategy.U.value) and factor is None:
         return UNIFORM_FACTOR, Strategy.U, None  # one width for every layer: no factor to rank by
+    if strategy in (Strategy.R, Strategy.R.value) and factor is None:
+        if random_at_budget:  # a random plan filled to the budget: no factor to rank by
+            return UNIFORM_FACTOR, Strategy.R, None
+        raise PlanError(
+            "--strategy R alone is a random plan filled to a budget (--budget-avg-bits, --budget-mbit or "
+            "--budget-bitops, with the default --budget-rule fill); without one, or with order-preserving, it "
+            "shuffles the levels a factor assigns: add --factor (A, F, D, capacity, macs) or a budget."
+        )
     if factor is None or strategy is None:
-        raise PlanError("give both --factor (A, F, D, capacity, macs) and --strategy (C+, C-, R), --strategy U alone, or --preset dpc.")
+        raise PlanError(
+            "give both --factor (A, F, D, capacity, macs) and --strategy (C+, C-, R), --strategy U alone, "
+            "--strategy R with a budget, or --preset dpc."
+        )
     return parse_choice(Factor, factor, "factor"), parse_choice(Strategy, strategy, "strategy"), None
 
 
@@ -417,13 +431,18 @@ def _check_width(name: str, value: int) -> None:
 def _unbudgeted_bits(
     planned: list[PlanUnit], strategy: Strategy, levels: list[int], mapping: Mapping, seed: int, uniform: int
 ) -> list[int]:
-    """The paper's rule: U one width; C+/C- by the mapping; R a seeded shuffle of C+."""
+    """The paper's rule: U one width; C+/C- by the mapping; R a seeded shuffle of C+.
+
+    A unit the factor cannot rank (a table read only by lookups, under A, F or D) takes U's width;
+    under R that width is shuffled with the others.
+    """
     if strategy is Strategy.U:
         return [uniform] * len(planned)
-    indices = level_indices([unit.factor_value for unit in planned], len(levels), mapping)
+    ranked = [unit.factor_value for unit in planned if unit.factor_value is not None]
+    indices = iter(level_indices(ranked, len(levels), mapping))
     if strategy is Strategy.C_minus:
-        return [levels[len(levels) - 1 - index] for index in indices]
-    rising = [levels[index] for index in indices]
+        return [uniform if unit.factor_value is None else levels[len(levels) - 1 - next(indices)] for unit in planned]
+    rising = [uniform if unit.factor_value is None else levels[next(indices)] for unit in planned]
     if strategy is Strategy.R:
         random.Random(seed).shuffle(rising)
     return rising

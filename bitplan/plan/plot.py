@@ -71,9 +71,12 @@ def plot_plan(plan: BitPlan, profile: ModelProfile, path: str | Path) -> Path:
     integer_ticks(bits_axis, "y")
     bits_axis.set_ylabel("bits (bars)")
     shape_axis = bits_axis.twinx()
-    shape_axis.plot(positions, [by_name[layer.name].accumulation for layer in layers], "o-", color=K_COLOUR,
+    def statistic(layer: object, field: str) -> float:  # a lookup has no K or M: a gap in the line
+        return float("nan") if layer.op.lookup else getattr(by_name[layer.name], field)
+
+    shape_axis.plot(positions, [statistic(layer, "accumulation") for layer in layers], "o-", color=K_COLOUR,
                     markersize=3, label="accumulation K")
-    shape_axis.plot(positions, [by_name[layer.name].weight_frequency for layer in layers], "s--", color=M_COLOUR,
+    shape_axis.plot(positions, [statistic(layer, "weight_frequency") for layer in layers], "s--", color=M_COLOUR,
                     markersize=3, label="usage frequency M")
     shape_axis.set_yscale("log")
     log_ticks(shape_axis, "y")

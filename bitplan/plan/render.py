@@ -25,7 +25,10 @@ def _g(bitops: int) -> str:
 
 
 def _accumulator_cell(layer: LayerPlan) -> str:
-    """``fwd/dX/dW`` integer accumulator bits, ``fp32`` for a float product, blank in older plans."""
+    """``fwd/dX/dW`` integer accumulator bits, ``fp32`` for a float product, ``–`` for a lookup (it sums
+    nothing), blank in older plans."""
+    if layer.op.lookup:
+        return "–"
     return "" if layer.accumulator_bits is None else layer.accumulator_bits.label()
 
 
@@ -78,10 +81,10 @@ def precision_words(plan: BitPlan) -> str:
 
 
 def layers_table(plan: BitPlan) -> Table:
-    """One row per planned GEMM: its factor value and bits."""
+    """One row per planned GEMM and lookup: its factor value (``–`` when the factor cannot rank it) and bits."""
     table = Table(title=plan_title(plan), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("#", justify="right", style="dim")
-    table.add_column("GEMM")
+    table.add_column("layer")
     table.add_column("op", style="dim")
     table.add_column(plan.factor.value, justify="right")
     table.add_column("params", justify="right")
@@ -89,7 +92,7 @@ def layers_table(plan: BitPlan) -> Table:
     table.add_column("bits", justify="right", style="bold")
     table.add_column("acc bits", justify="right", no_wrap=True)  # forward/dX/dW integer accumulators
     for index, layer in enumerate(plan.layers):
-        value = "kept" if layer.kept else f"{layer.factor_value:g}"
+        value = "kept" if layer.kept else "–" if layer.factor_value is None else f"{layer.factor_value:g}"
         shared = "" if layer.weight is None or layer.weight.startswith(layer.name) else f" ({layer.weight})"
         table.add_row(
             str(index),

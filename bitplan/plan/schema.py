@@ -102,7 +102,8 @@ class GemmShape(BaseModel):
 
 
 class LayerPlan(BaseModel):
-    """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs)."""
+    """The bit-width of one GEMM's weight operand (or second operand, for activation×activation GEMMs), or
+    of one lookup's table (op ``embedding``: no MACs, no accumulator, weight only)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -110,7 +111,10 @@ class LayerPlan(BaseModel):
     weight: str | None = Field(description="Weight parameter FQN; null for an activation×activation GEMM.")
     op: GemmOp
     bits: int = Field(ge=1, le=NOT_QUANTIZED_BITS, description="Training bit-width; 32 means not quantized.")
-    factor_value: float | None = Field(description="The factor value the planner ranked (null when kept).")
+    factor_value: float | None = Field(
+        description="The factor value the planner ranked (null when kept, or when the factor cannot rank the layer: "
+        "a table read only by lookups, under A, F or D)."
+    )
     params: int = Field(ge=0, description="Weight elements of this GEMM (a shared weight repeats them).")
     macs: int = Field(ge=0, description="Multiply-accumulates of this GEMM for the profiled input.")
     kept: bool = Field(default=False, description="Pinned by --keep at the plan's keep_bits.")
@@ -152,7 +156,7 @@ class PlanEstimates(BaseModel):
     bitops_training_ratio_fp32: float
     bitops_forward_ratio_uniform: float
     bitops_training_ratio_uniform: float
-    histogram: dict[int, int] = Field(description="Bits -> number of planned GEMMs at that width.")
+    histogram: dict[int, int] = Field(description="Bits -> number of planned GEMMs and lookups at that width.")
     activation_bytes_training: int | None = Field(
         default=None,
         description="Bytes the GEMMs' activation operands keep for backward in one training step: b-bit codes "
@@ -210,7 +214,7 @@ class BitPlan(BaseModel):
         default=None, description="The plan's own value in the budget's unit (avg bits, MBit or forward BitOPs), ≤ budget."
     )
     source: PlanSource | None = Field(default=None, description="Measured plans: method, data, checkpoint and scores.")
-    layers: list[LayerPlan] = Field(min_length=1, description="One entry per planned GEMM (at least one).")
+    layers: list[LayerPlan] = Field(min_length=1, description="One entry per planned GEMM and lookup (at least one).")
     estimates: PlanEstimates
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from fractions import Fraction
 from bitplan.errors import PlanError
 from bitplan.plan.budget import BudgetSearchTooLarge, solve_monotone
 from bitplan.plan.estimates import FP32, Precision
-from bitplan.plan.fill import fill_levels, random_levels
+from bitplan.plan.fill import fill_levels, raise_while_fits, random_levels
 from bitplan.plan.mapping import level_positions
 from bitplan.plan.schema import Budget, BudgetKind, BudgetRule, Mapping, Strategy
 from bitplan.plan.units import PlanUnit
@@ -106,35 +106,69 @@ def budgeted_bits(
     )
     total = sum(terms.weights)
     smallest = check_reachable(terms, budget, levels)
-    flag = budget_flag(budget)
+    widest = max(j for j, value in enumerate(terms.values) if value * total <= terms.capacity)
     if strategy is Strategy.U:
-        widest = max(j for j, value in enumerate(terms.values) if value * total <= terms.capacity)
         return [levels[widest]] * len(assigned)
     if rule is BudgetRule.fill and strategy is Strategy.R:
         return [levels[level] for level in random_levels(terms.weights, terms.values, terms.capacity, seed)]
-    chain, positions = chain_of(assigned, strategy, len(levels), mapping, seed)
+    unranked = [i for i, unit in enumerate(assigned) if unit.factor_value is None and strategy is not Strategy.R]
+    if not unranked:
+        chosen = _ranked_levels(assigned, terms.weights, terms, terms.capacity, smallest, strategy, rule, mapping, seed, budget)
+        return [levels[level] for level in chosen]
+    # units the factor cannot rank (tables read only by lookups, under A, F, D) take U's level at the
+    # budget, paid from it; the ranked units share what is left, and what they cannot use raises the others
+    ranked = [i for i in range(len(assigned)) if i not in set(unranked)]
+    chosen = [widest] * len(assigned)
+    if ranked:
+        weights = [terms.weights[i] for i in ranked]
+        paid = sum(terms.weights[i] for i in unranked) * terms.values[widest]
+        capacity = min(terms.capacity - paid, terms.values[-1] * sum(weights))
+        lowest = paid + terms.values[0] * sum(weights)
+        found = _ranked_levels([assigned[i] for i in ranked], weights, terms, capacity, lowest, strategy, rule, mapping, seed, budget)
+        for i, level in zip(ranked, found):
+            chosen[i] = level
+    chosen = raise_while_fits(chosen, terms.weights, terms.values, terms.capacity, unranked)
+    return [levels[level] for level in chosen]
+
+
+def _ranked_levels(
+    assigned: list[PlanUnit],
+    weights: list[int],
+    terms: BudgetTerms,
+    capacity: int,
+    smallest: int,
+    strategy: Strategy,
+    rule: BudgetRule,
+    mapping: Mapping,
+    seed: int,
+    budget: Budget,
+) -> list[int]:
+    """Level index of each unit of ``assigned`` (costs ``weights``) by ``rule``, within ``capacity``.
+
+    ``smallest`` is the cost of the whole plan when these units sit at the lowest level (for messages).
+    """
+    chain, positions = chain_of(assigned, strategy, len(terms.values), mapping, seed)
     if rule is BudgetRule.fill:
         position = [0.0] * len(assigned)
         for group, group_position in zip(chain, positions):
             for index in group:
                 position[index] = group_position
         order = sorted(range(len(assigned)), key=lambda index: -position[index])  # stable: graph order breaks ties
-        chosen = fill_levels(terms.weights, terms.values, terms.capacity, position, order)
-        return [levels[level] for level in chosen]
-    group_weights = [sum(terms.weights[i] for i in group) for group in chain]
+        return fill_levels(weights, terms.values, capacity, position, order)
+    group_weights = [sum(weights[i] for i in group) for group in chain]
     try:
-        group_levels = solve_monotone(group_weights, terms.values, terms.capacity, positions=positions)
+        group_levels = solve_monotone(group_weights, terms.values, capacity, positions=positions)
     except BudgetSearchTooLarge as error:
         raise PlanError(
-            f"{flag}: the exact search for the largest {strategy.value} plan within the budget gave up at its "
-            f"work limit (best found {terms.describe(smallest + error.best)}). Use a budget equal to a "
+            f"{budget_flag(budget)}: the exact search for the largest {strategy.value} plan within the budget gave up "
+            f"at its work limit (best found {terms.describe(smallest + error.best)}). Use a budget equal to a "
             "uniform width, or fewer levels."
         ) from None
-    bits = [0] * len(assigned)
+    chosen = [0] * len(assigned)
     for group, level in zip(chain, group_levels or []):
         for index in group:
-            bits[index] = levels[level]
-    return bits
+            chosen[index] = level
+    return chosen
 
 
 def budget_flag(budget: Budget) -> str:

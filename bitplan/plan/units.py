@@ -1,9 +1,11 @@
 """Planning units: what gets one bit-width.
 
-A unit is one weight parameter (all the GEMMs that use it, e.g. tied embeddings), with ``tie_fused``
-one fused group of weights (q/k/v, gate/up: ``bitplan.plan.fused``), or, with
+A unit is one weight parameter (all the GEMMs and lookups that use it, e.g. a table tied to the output
+head), with ``tie_fused`` one fused group of weights (q/k/v, gate/up: ``bitplan.plan.fused``), or, with
 ``include_activation_gemms``, one activation×activation GEMM. A shared weight gets one factor value
-formed over its uses (docs/planning.md, "Shared weights").
+formed over its uses (docs/planning.md, "Shared weights"). A lookup has no reduction length, frequency
+or GEMM depth, so factors A, F and D rank a table only through the GEMMs that share it; a table read
+only by lookups is unranked under them (factor value None: docs/planning.md, "Lookups").
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class PlanUnit:
         key: The weight FQN, or the GEMM name of an activation×activation GEMM.
         weight: The weight FQN, or None.
         layers: Every GEMM that uses the weight, in graph order.
-        factor_value: The factor value the planner ranks (combined over uses).
+        factor_value: The factor value the planner ranks (combined over uses); None when the factor
+            cannot rank the unit (a table read only by lookups, under A, F or D).
         params: Weight elements, counted once.
         macs: MACs summed over uses.
         kept: Pinned by ``--keep``.
@@ -38,23 +41,37 @@ class PlanUnit:
     key: str
     weight: str | None
     layers: tuple[GemmLayer, ...]
-    factor_value: float
+    factor_value: float | None
     params: int
     macs: int
     kept: bool = False
 
+    @property
+    def lookup_only(self) -> bool:
+        """Every use of the unit's weight is a table lookup (no GEMM reads it)."""
+        return all(layer.op.lookup for layer in self.layers)
+
+
+UNRANKED_BY_LOOKUP = frozenset({Factor.A, Factor.F, Factor.D})
+"""Factors a lookup has no value for: it sums nothing (A), its rows are read unevenly (F), it starts a path (D)."""
+
 
 def combined_factor_value(
     factor: Factor, layers: Sequence[GemmLayer], sensitivity: Mapping[str, float] | None = None
-) -> float:
-    """The factor value of a unit used by ``layers``.
+) -> float | None:
+    """The factor value of a unit used by ``layers``; None when ``factor`` cannot rank it.
 
     A shared weight is as sensitive as its most sensitive use, so accumulation and depth take the
     minimum; frequency and MACs add up over uses (every use touches every element); capacity is the
-    weight's size, counted once.
+    weight's size, counted once. Under A, F and D only the GEMM uses count: a table read only by
+    lookups has no value (None), one tied to an output head takes the head's.
     """
     if factor is Factor.S:
         return measured_sensitivity(layers, sensitivity)
+    if factor in UNRANKED_BY_LOOKUP:
+        layers = [layer for layer in layers if not layer.op.lookup]
+        if not layers:
+            return None
     field = factor.field
     if len(layers) == 1:
         return float(getattr(layers[0], field))
@@ -136,16 +153,19 @@ def collect_units(
     return units, left_out
 
 
-def _unit_factor_value(factor: Factor, members: Sequence[GemmLayer], sensitivity: Mapping[str, float] | None) -> float:
+def _unit_factor_value(
+    factor: Factor, members: Sequence[GemmLayer], sensitivity: Mapping[str, float] | None
+) -> float | None:
     """``combined_factor_value`` of each weight, then over the weights of a fused group: their sizes,
     MACs and measured sensitivities add up; accumulation, depth and frequency take the minimum (the
     most sensitive member decides, as for a shared weight)."""
     per_weight: dict[str | None, list[GemmLayer]] = {}
     for layer in members:
         per_weight.setdefault(layer.weight, []).append(layer)
-    values = [combined_factor_value(factor, layers, sensitivity) for layers in per_weight.values()]
-    if len(values) == 1:
-        return values[0]
+    found = [combined_factor_value(factor, layers, sensitivity) for layers in per_weight.values()]
+    values = [value for value in found if value is not None]
+    if len(found) == 1 or not values:
+        return found[0] if len(found) == 1 else None
     return float(sum(values) if factor in (Factor.capacity, Factor.macs, Factor.S) else min(values))
 
 
@@ -161,7 +181,9 @@ def _unit_params(members: Sequence[GemmLayer]) -> int:
 
 def _tie_fused(groups: dict[str, list[GemmLayer]]) -> dict[str, list[GemmLayer]]:
     """Merge the weight groups of each fused group into the group of its first weight (graph order kept)."""
-    weight_layers = [(layer.name, layer.k) for members in groups.values() for layer in members if layer.weight]
+    weight_layers = [
+        (layer.name, layer.k) for members in groups.values() for layer in members if layer.weight and not layer.op.lookup
+    ]
     leader: dict[str, str] = {}
     for names in fused_groups(weight_layers):
         by_name = {layer.name: key for key, members in groups.items() for layer in members if layer.name in names}

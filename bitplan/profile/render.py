@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bitplan.profile.schema import ModelProfile
+from bitplan.profile.schema import LOOKUP_ZERO, ModelProfile
 from bitplan.profile.summary import GemmGroup, index_ranges
 
 COLUMNS = [
@@ -36,17 +36,21 @@ def to_csv(profile: ModelProfile) -> str:
 def to_markdown(profile: ModelProfile) -> str:
     shown = ["#", "name", "op", "depth", "accumulation", "weight_frequency", "activation_frequency", "params", "macs"]
     lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    for index, row in enumerate(rows(profile)):
-        lines.append("| " + " | ".join(str(index if key == "#" else row[key]) for key in shown) + " |")
+    for index, (row, layer) in enumerate(zip(rows(profile), profile.layers)):
+        cells = [index if key == "#" else "–" if layer.op.lookup and key in LOOKUP_ZERO and key != "macs" else row[key] for key in shown]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
     lines.append("")
     lines.append(_summary(profile))
     return "\n".join(lines) + "\n"
 
 
 def _summary(profile: ModelProfile) -> str:
+    lookups = len(profile.lookups)
+    gemms = len(profile.layers) - lookups
+    tables = f" and {lookups} lookup{'s' if lookups > 1 else ''}" if lookups else ""
     return (
-        f"{len(profile.layers)} GEMMs ({len(profile.weight_layers)} with weights), "
-        f"{profile.gemm_params:,} GEMM weight params of {profile.total_params:,} total, "
+        f"{gemms} GEMMs ({len(profile.weight_layers) - lookups} with weights){tables}, "
+        f"{profile.gemm_params:,} {'planned' if lookups else 'GEMM'} weight params of {profile.total_params:,} total, "
         f"{profile.total_macs:,} MACs, batch {profile.batch}, tracer {profile.tracer.value}"
     )
 
@@ -62,12 +66,17 @@ def to_table(profile: ModelProfile) -> Table:
         table.add_column(column, justify=justify)
     for index, layer in enumerate(profile.layers):
         name = layer.name + (" [shared]" if layer.shared else "")
-        table.add_row(
-            str(index), name, layer.op.value, str(layer.depth), f"{layer.accumulation:,}",
-            f"{layer.weight_frequency:,}", f"{layer.activation_frequency:,}", str(layer.groups),
-            f"{layer.params:,}", f"{layer.macs:,}", f"{layer.grad_input_accumulation:,}",
-            f"{layer.grad_weight_accumulation:,}",
+        # a lookup has no reduction, no frequency and no dX/dW GEMM: its table is V rows × D
+        stats = (
+            ["–", "–", "–", str(layer.groups), f"{layer.params:,}", "0", "–", "–"]
+            if layer.op.lookup
+            else [
+                f"{layer.accumulation:,}", f"{layer.weight_frequency:,}", f"{layer.activation_frequency:,}",
+                str(layer.groups), f"{layer.params:,}", f"{layer.macs:,}", f"{layer.grad_input_accumulation:,}",
+                f"{layer.grad_weight_accumulation:,}",
+            ]
         )
+        table.add_row(str(index), name, layer.op.value, str(layer.depth), *stats)
     return table
 
 
@@ -124,10 +133,11 @@ def _span(bounds: tuple[int, int]) -> str:
 
 
 def plot(profile: ModelProfile, path: Path) -> Path:
-    """Accumulation K and weight usage frequency M per GEMM on a log axis, as the paper's Figures 2–3."""
+    """Accumulation K and weight usage frequency M per GEMM on a log axis, as the paper's Figures 2–3
+    (lookups have neither, so they are not drawn)."""
     from bitplan.figures import layer_axis_width, log_ticks, layer_ticks, new_figure, save_png
 
-    layers = profile.layers
+    layers = [layer for layer in profile.layers if not layer.op.lookup]
     width = layer_axis_width(len(layers))
     figure = new_figure(width, 4.8 if len(layers) <= 60 else 4.0)
     axis = figure.subplots()

@@ -1,4 +1,9 @@
-"""The profile data model: one record per GEMM, Y[M×N] = X[M×K]·W[K×N], per group.
+"""The profile data model: one record per GEMM, Y[M×N] = X[M×K]·W[K×N], per group, and per table lookup.
+
+A lookup (``nn.Embedding``, ``F.embedding``, ``embedding_bag``, ONNX ``Gather`` on a parameter) is the
+product one-hot(ids)[M×V]·W[V×D] that nobody computes: M = ids looked up, K = V rows of the table,
+N = D columns. It has a weight to plan but no multiply-accumulate, so its MACs and every reduction
+statistic are 0 (docs/concepts.md, "Lookups").
 
 Both front ends (torch, ONNX) emit these records; planning, training and reports only read them.
 Exact definitions of every field are in docs/concepts.md.
@@ -27,6 +32,12 @@ class GemmOp(str, Enum):
     attention_av = "attention_av"
     rnn_ih = "rnn_ih"
     rnn_hh = "rnn_hh"
+    embedding = "embedding"  # a table lookup: weight only, no MACs (docs/concepts.md, "Lookups")
+
+    @property
+    def lookup(self) -> bool:
+        """Whether the op reads rows of its weight instead of multiplying by it."""
+        return self is GemmOp.embedding
 
 
 class Tracer(str, Enum):
@@ -45,7 +56,8 @@ class Routing(str, Enum):
 
 
 class GemmLayer(BaseModel):
-    """One GEMM: ``groups`` independent products of X[m×k] by W[k×n].
+    """One GEMM: ``groups`` independent products of X[m×k] by W[k×n]; or one lookup (op ``embedding``):
+    m ids read rows of a table W[k×n] (k rows of n values), no MACs.
 
     ``weight`` is the fully qualified parameter name of the W operand, or None when both operands
     are activations (attention's QKᵀ and A·V, a matmul of two activations).
@@ -65,13 +77,13 @@ class GemmLayer(BaseModel):
     shared: bool = Field(default=False, description="The weight is also used by another op (tied embeddings).")
     routing: Routing | None = Field(default=None, description="Set on expert GEMMs: how their M (routed tokens) was counted.")
 
-    accumulation: int = Field(default=0, description="A: the reduction length K.")
-    weight_frequency: int = Field(default=0, description="F: uses of each weight element for the traced input (M).")
-    activation_frequency: int = Field(default=0, description="Uses of each input element (N, per group).")
+    accumulation: int = Field(default=0, description="A: the reduction length K (0 for a lookup).")
+    weight_frequency: int = Field(default=0, description="F: uses of each weight element for the traced input (M; 0 for a lookup).")
+    activation_frequency: int = Field(default=0, description="Uses of each input element (N, per group; 0 for a lookup).")
     params: int = Field(default=0, description="Weight elements of this GEMM: K·N·groups, at most weight_shape's elements (0 without a weight).")
-    macs: int = Field(default=0, description="Multiply-accumulates: M·K·N·groups.")
-    grad_input_accumulation: int = Field(default=0, description="Reduction length of dX = dY·Wᵀ (N).")
-    grad_weight_accumulation: int = Field(default=0, description="Reduction length of dW = Xᵀ·dY (M).")
+    macs: int = Field(default=0, description="Multiply-accumulates: M·K·N·groups (0 for a lookup).")
+    grad_input_accumulation: int = Field(default=0, description="Reduction length of dX = dY·Wᵀ (N; 0 for a lookup).")
+    grad_weight_accumulation: int = Field(default=0, description="Reduction length of dW = Xᵀ·dY (M; 0 for a lookup).")
 
     @model_validator(mode="before")
     @classmethod
@@ -83,7 +95,8 @@ class GemmLayer(BaseModel):
         if missing:
             raise ValueError(f"a GEMM record needs {', '.join(f'`{key}`' for key in missing)}")
         stored = math.prod(data["weight_shape"]) if data.get("weight_shape") else None
-        derived = derive_stats(data["m"], data["k"], data["n"], data["groups"], data.get("weight") is not None, stored)
+        lookup = GemmOp(data["op"]).lookup if "op" in data else False
+        derived = derive_stats(data["m"], data["k"], data["n"], data["groups"], data.get("weight") is not None, stored, lookup)
         for key, value in derived.items():
             if data.get(key) not in (None, 0) and data[key] != value:
                 raise ValueError(
@@ -103,29 +116,41 @@ def split_virtual_weight(weight: str) -> tuple[str, int | None]:
     return (match["parameter"], int(match["index"])) if match else (weight, None)
 
 
-def derive_stats(m: int, k: int, n: int, groups: int, has_weight: bool, stored: int | None = None) -> dict[str, int]:
+def derive_stats(
+    m: int, k: int, n: int, groups: int, has_weight: bool, stored: int | None = None, lookup: bool = False
+) -> dict[str, int]:
     """The statistics every GEMM record carries, from its shape (definitions: docs/concepts.md).
 
     ``params`` is K·N·groups, but never more than the ``stored`` elements of the weight: a gathered or
     expanded view (a relative-position table indexed per query, ``W.expand(B, ...)``) reads some
-    elements several times, and they are still stored once.
+    elements several times, and they are still stored once. A ``lookup`` multiplies nothing: only its
+    params count, every other statistic is 0.
     """
     params = k * n * groups if has_weight else 0
+    params = min(params, stored) if stored else params
+    if lookup:
+        return {key: 0 for key in LOOKUP_ZERO} | {"params": params}
     return {
         "accumulation": k,
         "weight_frequency": m,
         "activation_frequency": n,
-        "params": min(params, stored) if stored else params,
+        "params": params,
         "macs": m * k * n * groups,
         "grad_input_accumulation": n,
         "grad_weight_accumulation": m,
     }
 
 
+LOOKUP_ZERO = (
+    "accumulation", "weight_frequency", "activation_frequency", "macs", "grad_input_accumulation", "grad_weight_accumulation"
+)
+"""The statistics a lookup does not have: no reduction, no multiply, no dX (ids have no gradient)."""
+
+
 class UncoveredKind(str, Enum):
     """Why a matrix parameter has no GEMM (docs/concepts.md, "Coverage")."""
 
-    embedding = "embedding"  # a lookup table: read, not multiplied (plannable for size, not ranked by A/F)
+    embedding = "embedding"  # a lookup the front end could not record as a layer (older profiles: every lookup)
     elementwise = "elementwise"  # added, multiplied or concatenated elementwise (positional embeddings, scales)
     unused = "unused"  # not read by the traced forward (e.g. a head that runs only in training mode)
     unsupported = "unsupported"  # read by an op bitplan cannot count: a GEMM may be missing
@@ -162,7 +187,7 @@ class Coverage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    gemm_params: int = Field(ge=0, description="Parameter elements consumed by recorded GEMMs, each parameter once.")
+    gemm_params: int = Field(ge=0, description="Parameter elements consumed by recorded GEMMs and lookups, each parameter once.")
     matrix_params: int = Field(ge=0, description="Elements of all parameters with >= 2 dims.")
     uncovered_params: int = Field(ge=0, description="Elements of the parameters listed in `uncovered`.")
     total_params: int = Field(ge=0, description="All parameter elements, each parameter once.")
@@ -201,13 +226,21 @@ class ModelProfile(BaseModel):
 
     @property
     def weight_layers(self) -> list[GemmLayer]:
-        """GEMMs with a weight operand (the ones the paper plans)."""
+        """GEMMs with a weight operand and lookups (the layers a plan gives bits)."""
         return [layer for layer in self.layers if layer.weight is not None]
 
     @property
+    def lookups(self) -> list[GemmLayer]:
+        """The table lookups (op ``embedding``): weight only, no MACs."""
+        return [layer for layer in self.layers if layer.op.lookup]
+
+    @property
     def gemm_params(self) -> int:
-        """Weight elements covered by GEMMs, each shared weight counted once."""
-        return sum({layer.weight: layer.params for layer in self.weight_layers}.values())
+        """Weight elements of GEMMs and lookups, each shared weight (a tied table) counted once."""
+        sizes: dict[str, int] = {}
+        for layer in self.weight_layers:
+            sizes[layer.weight] = max(sizes.get(layer.weight, 0), layer.params)
+        return sum(sizes.values())
 
     @property
     def suspect_uncovered(self) -> list[UncoveredParameter]:
@@ -219,8 +252,12 @@ class ModelProfile(BaseModel):
         return sum(layer.macs for layer in self.layers)
 
     def fingerprint(self) -> str:
-        """Hash of GEMM names and weight shapes: identifies the architecture, not the input size."""
+        """Hash of GEMM names and weight shapes: identifies the architecture, not the input size.
+
+        Lookups are left out, so plans made before lookups were layers still match their model."""
         digest = hashlib.sha256()
         for layer in self.weight_layers:
+            if layer.op.lookup:
+                continue
             digest.update(f"{layer.name}|{layer.weight}|{layer.weight_shape}\n".encode())
         return digest.hexdigest()[:16]

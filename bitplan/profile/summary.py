@@ -120,8 +120,9 @@ def index_ranges(indices: tuple[int, ...]) -> str:
 def _aggregate(prefix: str, indices: list[int], layers: list[GemmLayer]) -> GemmGroup:
     chosen = [layers[index] for index in indices]
     weights = {layer.weight: layer.params for layer in chosen if layer.weight is not None}
-    ks = [layer.accumulation for layer in chosen]
-    ms = [layer.weight_frequency for layer in chosen]
+    gemms = [layer for layer in chosen if not layer.op.lookup] or chosen  # a lookup has no K or M (0)
+    ks = [layer.accumulation for layer in gemms]
+    ms = [layer.weight_frequency for layer in gemms]
     return GemmGroup(
         prefix=prefix,
         indices=tuple(indices),

@@ -7,7 +7,10 @@ Two kinds of planned GEMM need it:
   (``<module>.matmul``); the n-th call of a kind inside the module's forward is the plan entry
   ``<kind>`` (n = 1) or ``<kind>#n``, exactly as the profiler names them;
 - planned weights used functionally rather than by their layer's forward (``nn.MultiheadAttention``'s
-  ``in_proj_weight``, a tied embedding passed to ``F.linear``, a custom module's raw Parameter).
+  ``in_proj_weight``, a tied embedding passed to ``F.linear``, a custom module's raw Parameter);
+- table lookups (``nn.Embedding``, ``nn.EmbeddingBag``, ``F.embedding``): the table is read from its
+  fake-quantized value (per row with per-channel weights, STE); the ids are no activation and the
+  rows read have no GEMM whose gradient to quantize, so only the table is quantized.
 
 The module's class is swapped for a subclass whose forward runs the original one inside a
 ``TorchFunctionMode`` (public ``torch.overrides`` API). The mode sees each torch call made directly by
@@ -43,6 +46,8 @@ OBSERVERS = "bitplan_observers"
 
 
 ATTENTION = "scaled_dot_product_attention"
+LOOKUPS = frozenset({"embedding", "embedding_bag"})
+"""torch-level table lookups: the planned table among their arguments is read quantized."""
 
 
 @dataclass
@@ -150,6 +155,8 @@ class _ScopeMode(TorchFunctionMode):
             return self._view(func, args, kwargs)
         if name == ATTENTION:
             return self._attention(args, kwargs)
+        if name in LOOKUPS:
+            return self._lookup(func, args, kwargs)
         positions = gemm_operands("matmul" if name == "__rmatmul__" else name, args, kwargs)
         if positions:
             return self._gemm(func, OPS[name].kind if name in OPS else "matmul", list(args), kwargs, positions)
@@ -200,6 +207,17 @@ class _ScopeMode(TorchFunctionMode):
             args[i] = self._activation(args[i], slot, operand, slot.bits)
         with kept_while(self.keep):
             return self.scope.layer.output(func(*args, **kwargs))
+
+    def _lookup(self, func, args: tuple, kwargs: dict) -> Any:
+        """A table lookup: the planned table (any argument) replaced by its quantized value; one use of it."""
+        def table(value: object) -> object:
+            fqn = self._source(value)
+            if fqn is None:
+                return value
+            self.calls[fqn] += 1  # the lookup is one of the weight's plan entries (its slot), as in _gemm
+            return self._weight_value(value)
+
+        return func(*(table(arg) for arg in args), **{key: table(value) for key, value in kwargs.items()})
 
     def _attention(self, args: tuple, kwargs: dict) -> torch.Tensor:
         qk = self.scope.activation_slots.get(self._next("attention_qk"))

@@ -35,6 +35,8 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from bitplan.quant.pages import empty_on_huge_pages
+
 _HASH_MULTIPLIER = 0x45D9F3B  # 32-bit integer hash constant (two xorshift-multiply rounds)
 _NOISE_BITS = 24  # uniform noise resolution: r = k · 2^-24, k in [0, 2^24)
 _MAX_NUMEL = 2**31 - 1  # the element index is hashed as int32
@@ -56,20 +58,25 @@ class KernelPolicy:
             dtype, device and rank): mid-size tensors of a training step then take one fused pass
             too. The rank is part of the key because a new rank means a recompile (seconds, and
             dynamo allows 8 per recipe).
+        huge_page_min_bytes: Smallest output (bytes) of an elementwise recipe that the compiled
+            kernel writes into a buffer on transparent huge pages (``pages.py``): from glibc's
+            32 MiB on, every allocation is fresh memory, and its page faults cost more than the pass.
     """
 
     compile: bool = os.environ.get("BITPLAN_QUANT_COMPILE", "1") != "0"
     min_numel: int = 1 << 18
     warm_min_numel: int = 1 << 12
+    huge_page_min_bytes: int = 32 << 20
 
     def __post_init__(self) -> None:
-        for name in ("min_numel", "warm_min_numel"):
+        for name in ("min_numel", "warm_min_numel", "huge_page_min_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
 
 
 _policy = KernelPolicy()
 _compiled: dict[Callable[..., object], Callable[..., object]] = {}
+_compiled_into: dict[Callable[..., object], Callable[..., object]] = {}  # recipe -> compiled out.copy_(recipe(...))
 _failed: set[tuple[str, torch.dtype, str]] = set()
 _warm: set[tuple[str, torch.dtype, str, int]] = set()  # (recipe, dtype, device, rank) compiled and run
 
@@ -80,7 +87,11 @@ def get_kernel_policy() -> KernelPolicy:
 
 
 def set_kernel_policy(
-    *, compile: bool | None = None, min_numel: int | None = None, warm_min_numel: int | None = None
+    *,
+    compile: bool | None = None,
+    min_numel: int | None = None,
+    warm_min_numel: int | None = None,
+    huge_page_min_bytes: int | None = None,
 ) -> KernelPolicy:
     """Change when compiled kernels are used; returns the previous policy (to restore it).
 
@@ -88,6 +99,8 @@ def set_kernel_policy(
         compile: Allow compiled kernels (None keeps the current setting).
         min_numel: Element count from which tensors compile and use them (None keeps the current setting).
         warm_min_numel: Element count from which tensors use an already compiled kernel (None keeps it).
+        huge_page_min_bytes: Output size from which compiled elementwise kernels write into huge pages
+            (None keeps it).
 
     Returns:
         The policy in force before the call.
@@ -98,7 +111,12 @@ def set_kernel_policy(
     """
     global _policy
     previous = _policy
-    settings = (("compile", compile), ("min_numel", min_numel), ("warm_min_numel", warm_min_numel))
+    settings = (
+        ("compile", compile),
+        ("min_numel", min_numel),
+        ("warm_min_numel", warm_min_numel),
+        ("huge_page_min_bytes", huge_page_min_bytes),
+    )
     changes = {key: value for key, value in settings if value is not None}
     _policy = replace(_policy, **changes)
     return previous
@@ -106,16 +124,21 @@ def set_kernel_policy(
 
 @contextmanager
 def kernel_policy(
-    *, compile: bool | None = None, min_numel: int | None = None, warm_min_numel: int | None = None
+    *,
+    compile: bool | None = None,
+    min_numel: int | None = None,
+    warm_min_numel: int | None = None,
+    huge_page_min_bytes: int | None = None,
 ) -> Iterator[KernelPolicy]:
     """Context manager form of ``set_kernel_policy`` (restores the previous policy on exit)."""
-    previous = set_kernel_policy(compile=compile, min_numel=min_numel, warm_min_numel=warm_min_numel)
+    global _policy
+    previous = set_kernel_policy(
+        compile=compile, min_numel=min_numel, warm_min_numel=warm_min_numel, huge_page_min_bytes=huge_page_min_bytes
+    )
     try:
         yield _policy
     finally:
-        set_kernel_policy(
-            compile=previous.compile, min_numel=previous.min_numel, warm_min_numel=previous.warm_min_numel
-        )
+        _policy = previous
 
 
 def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
@@ -134,11 +157,14 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
         x, args = x.detach(), tuple(arg.detach() if isinstance(arg, Tensor) else arg for arg in args)
     key = (recipe.__name__, x.dtype, x.device.type)
     if _wants_compiled(x, (*key, x.dim()) in _warm) and key not in _failed:
-        compiled = _compiled.get(recipe)
-        if compiled is None:
-            compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
         try:
-            result = compiled(x, *args)
+            if recipe in _ELEMENTWISE and x.is_contiguous() and x.numel() * x.element_size() >= _policy.huge_page_min_bytes:
+                result = _compiled_writing_into(recipe)(empty_on_huge_pages(x), x, *args)
+            else:
+                compiled = _compiled.get(recipe)
+                if compiled is None:
+                    compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
+                result = compiled(x, *args)
         except Exception as error:  # compiling fails many ways (no C++ compiler, no triton); eager is always right
             _failed.add(key)
             warnings.warn(
@@ -152,6 +178,20 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
             _warm.add((*key, x.dim()))
             return result
     return recipe(x, *args)
+
+
+def _compiled_writing_into(recipe: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``recipe`` compiled to write its result into a given buffer (inductor fuses the copy away)."""
+    compiled = _compiled_into.get(recipe)
+    if compiled is None:
+
+        def into(out: Tensor, x: Tensor, *args: object) -> Tensor:
+            return out.copy_(recipe(x, *args))
+
+        # one code object per recipe: dynamo caches compiled graphs by code object, with 8 at most
+        into.__code__ = into.__code__.replace(co_name=f"{recipe.__name__}_into")
+        compiled = _compiled_into[recipe] = torch.compile(into, dynamic=True, fullgraph=True)
+    return compiled
 
 
 CHUNK_NUMEL = 1 << 16
@@ -470,3 +510,9 @@ def affine_decode(packed: Tensor, scale: Tensor, low: Tensor, per_byte: int, dty
 def integer_decode(packed: Tensor, scale: Tensor, zero_point: Tensor, per_byte: int, dtype: torch.dtype) -> Tensor:
     """x̂ = (q − zero_point)·scale from the codes ``integer_nearest_kept`` or ``symmetric_nearest_kept`` packed."""
     return unpack_per_byte(packed, per_byte).to(scale.dtype).sub_(zero_point).mul_(scale).to(dtype)
+
+
+_ELEMENTWISE = frozenset(
+    {affine_nearest, affine_stochastic, symmetric_nearest, luq_levels, integer_nearest, integer_stochastic}
+)
+"""Recipes whose result has ``x``'s shape and dtype (the ones ``run`` may write into huge pages)."""

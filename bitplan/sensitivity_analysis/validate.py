@@ -15,6 +15,15 @@ FACTORS = {
     "capacity": "params",
     "macs": "macs",
 }
+UNDEFINED_FOR_LOOKUPS = ("accumulation", "weight_frequency")
+"""A lookup (an embedding table read by ids) has no reduction and no reuse: A and F skip it."""
+
+
+def applicable(report: SensitivityReport, field: str) -> list:
+    """The report's layers a factor ranks: all of them, but A and F only the GEMMs (K ≥ 1)."""
+    if field in UNDEFINED_FOR_LOOKUPS:
+        return [layer for layer in report.layers if layer.accumulation > 0]
+    return list(report.layers)
 
 
 def _finite(value: float) -> float | None:
@@ -59,10 +68,11 @@ def correlate(
 
 def validate(report: SensitivityReport, *, resamples: int = 1000, seed: int = 0) -> list[FactorCorrelation]:
     """One correlation record per structural factor, over the report's layers."""
-    sensitivity = np.array([layer.sensitivity for layer in report.layers], dtype=float)
     results = []
     for factor, field in FACTORS.items():
-        values = np.array([getattr(layer, field) for layer in report.layers], dtype=float)
+        layers = applicable(report, field)
+        values = np.array([getattr(layer, field) for layer in layers], dtype=float)
+        sensitivity = np.array([layer.sensitivity for layer in layers], dtype=float)
         rho, rho_ci, tau, tau_ci, note = correlate(values, sensitivity, resamples=resamples, seed=seed)
         results.append(
             FactorCorrelation(
@@ -84,16 +94,17 @@ def scatter(report: SensitivityReport, path) -> None:
     rows = -(-len(FACTORS) // SCATTER_COLUMNS)
     figure = new_figure(3.6 * SCATTER_COLUMNS, 3.1 * rows)
     panels = figure.subplots(rows, SCATTER_COLUMNS, squeeze=False).ravel()
-    sensitivity = [layer.sensitivity for layer in report.layers]
     for axis, (factor, field) in zip(panels, FACTORS.items()):
-        values = [getattr(layer, field) for layer in report.layers]
+        layers = applicable(report, field)
+        values = [getattr(layer, field) for layer in layers]
+        sensitivity = [layer.sensitivity for layer in layers]
         axis.scatter(values, sensitivity, s=18)
         if field == "depth":  # a small whole number: linear, integer ticks
             integer_ticks(axis, "x")
         else:
             axis.set_xscale("log")
             log_ticks(axis, "x")
-        if min(sensitivity) > 0:
+        if sensitivity and min(sensitivity) > 0:
             axis.set_yscale("log")
             log_ticks(axis, "y")
         row = correlations.get(factor)
