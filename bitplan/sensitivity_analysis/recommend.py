@@ -6,7 +6,8 @@
 3. the exact multiple-choice knapsack (``make_plan(objective="min-sensitivity")``) on the measured
    per-level scores, within the budget;
 4. ``refine_bits``: a local search on the real loss of the whole quantized model on the calibration
-   batches, from the knapsack plans and a few random plans at the budget (one-level raises and swaps).
+   batches, from the knapsack plans and a few random plans at the budget (single-weight changes,
+   swaps, and raises and lowerings paid for by several others; ``refine.py``).
 
 Which measure and refinement are the default was decided on evidence (docs/planning.md,
 "The recommended plan"; ``benchmarks/recommended_plan.py``).
@@ -84,6 +85,8 @@ def recommend_plan(
         refine: What the local search lowers on the calibration batches: ``metric`` (error rate for
             classification, loss for language models), ``loss``, ``kl`` or ``error``; None skips it.
         restarts: Seeded random plans at the budget the local search may also start from.
+        searches: How many of the best starts are searched from (the best end is kept).
+        candidates: Moves besides the single-weight changes tried per round, best predicted first.
         calibration, table: Reuse a loaded model and its per-level table (``methods_at_budget`` does,
             to make many plans from one measurement).
         plan_options: Further ``PlanRequest`` fields (``weight_only``, ``keep``, ``zero_point``, ...).
