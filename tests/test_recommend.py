@@ -259,13 +259,13 @@ def test_what_the_search_scores_is_what_eval_applies(granularity: str) -> None:
 
 def test_the_random_baseline_is_the_plan_command_s_r_plan(trained, tmp_path) -> None:
     """``methods_at_budget(...).plan("random", seed=s)`` (what pareto and the benchmark compare against) is
-    ``bitplan plan --factor F --strategy R --budget-avg-bits B --plan-seed s --weight-only``."""
+    ``bitplan plan --strategy R --budget-avg-bits B --plan-seed s --weight-only`` (with any --factor or none)."""
     calibration, _ = trained
     planner = MethodPlanner(profile=calibration.profile, levels=LEVELS, calibration=calibration,
                             plan_options={"weight_only": True})
-    for seed, factor in ((0, "A"), (3, "D")):  # R at a budget draws from the budget alone: any factor
+    for seed, factor in ((0, ["--factor", "A"]), (3, ["--factor", "D"]), (5, [])):  # R at a budget ranks by no factor
         out = tmp_path / f"r{seed}.json"
-        result = runner.invoke(app, ["plan", calibration.spec, "--factor", factor, "--strategy", "R", "--budget-avg-bits", "1.5",
+        result = runner.invoke(app, ["plan", calibration.spec, *factor, "--strategy", "R", "--budget-avg-bits", "1.5",
                                      "--plan-seed", str(seed), "--levels", "1,2,3,4,8", "--weight-only", "-o", str(out)])
         assert result.exit_code == 0, result.output
         assert load_plan(out).bits_by_weight() == planner.plan("random", BUDGET, seed=seed).bits_by_weight()
