@@ -1,26 +1,29 @@
 """Is the recommended plan better? Against 9 random plans and uniform at the same mean bits, on trained models.
 
-For each model (zoo digits_cnn, and ``planning_models.py:digits_mlp``, a model outside the zoo) and
-each training seed: train on digits (fp32, cached in ``--work``), then at each budget (weight-only,
-levels 1,2,3,4,8) make the plans of every candidate method from one calibration, apply each to the
-trained weights (post-training quantization, ``bitplan.apply``) and measure test accuracy and loss.
+For each model (zoo digits_cnn, and four models outside the zoo in ``planning_models.py``: a 6- and a
+10-layer MLP, a VGG-style CNN, a residual CNN with batch norm) and each training seed: train on digits
+(fp32, cached in ``--work``), then at each budget (weight-only, levels 1,2,3,4,8) make every candidate's
+plan from one calibration, and evaluate it exactly as ``bitplan eval --checkpoint RUN --plan PLAN``
+does (``bitplan.train.evaluate.Evaluator``: the plan applied to the trained weights by ``bitplan.apply``,
+post-training quantization, on the 360 test images).
 
-Candidates: the recommended pipeline's variants (KL or loss-delta per level; with or without the
-swap refinement), the one-width Fisher knapsack, first-last, and the baselines: uniform (the widest
-level within the budget: 1 bit here) and R at the budget with seeds 0..N−1.
+Candidates: ``recommended`` (``recommend_plan``'s defaults) and its variants (``VARIANTS``), the
+one-width Fisher knapsack, first-last, and the baselines: uniform (the widest level within the budget:
+1 bit here) and R at the budget with plan seeds 0..N−1 — the plans ``bitplan pareto --methods random``
+and ``bitplan plan --strategy R --budget-avg-bits B --plan-seed s --weight-only`` make.
 
-Prints, per model × seed × budget, each method's accuracy with a 95% Wilson interval, its mean bits,
-and how many of the random plans it beats; writes everything to ``--out`` (JSON).
+Prints per (model, budget) each method's mean accuracy over the checkpoints with a 95% t interval, and
+in how many cases it is more accurate than at least N−1 of the N random plans — strictly, and counting a
+random plan that is the very same plan as not against it; writes everything to ``--out`` (JSON).
 
-    python benchmarks/recommended_plan.py --seeds 0,1,2 --out /tmp/recommended_plan.json
+    python benchmarks/recommended_plan.py --seeds 0,1,2,3,4 --out /tmp/recommended_plan.json
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
+import statistics
 import subprocess
 import sys
 import time
@@ -29,134 +32,177 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-MODELS = ("zoo:digits_cnn", f"{HERE / 'planning_models.py'}:digits_mlp")
-TRAINING = {"zoo:digits_cnn": ["--epochs", "15"], "mlp": ["--epochs", "30", "--optimizer", "adamw", "--lr", "0.003"]}
-VARIANTS = {  # name -> recommend_plan(measure=..., refine=..., restarts=...)
-    "kl": ("kl", None, 0),
-    "loss-delta": ("loss-delta", None, 0),
-    "kl+search(loss)": ("kl", "loss", 0),
-    "kl+search(loss)+8": ("kl", "loss", 8),
-    "recommended": ("kl", "metric", 8),  # the default: the search lowers the calibration error rate
+ADAM = ["--epochs", "30", "--optimizer", "adamw", "--lr", "0.003"]
+MODELS = {  # name -> (model spec, training options)
+    "digits_cnn": ("zoo:digits_cnn", ["--epochs", "15"]),
+    "digits_mlp": (f"{HERE / 'planning_models.py'}:digits_mlp", ADAM),
+    "deep_mlp": (f"{HERE / 'planning_models.py'}:digits_deep_mlp", ADAM),
+    "vgg": (f"{HERE / 'planning_models.py'}:digits_vgg", ADAM),
+    "resnet_bn": (f"{HERE / 'planning_models.py'}:digits_resnet_bn", ADAM),
+    "resnet20": ("zoo:resnet20", ["--epochs", "6"]),  # a zoo model, but 20 layers: the search's cost grows with them
 }
+VARIANTS = {  # name -> recommend_plan options; "recommended" is the library's default
+    "recommended": {},
+    "kl knapsack": {"refine": None},
+    "kl+search(loss)": {"refine": "loss"},
+    "kl+search(kl)": {"refine": "kl"},
+    "kl+search(error)": {"refine": "error"},
+    "search x3": {"searches": 3},
+    "search x3 c64": {"searches": 3, "candidates": 64},
+    "loss search x3": {"refine": "loss", "searches": 3},
+    "search x8 r32": {"searches": 8, "restarts": 32},
+}
+BASELINES = ("fisher", "first-last", "uniform")
+LEVELS = (1, 2, 3, 4, 8)
 
 
-def wilson(correct: float, count: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion, in percent."""
-    p = correct / count
-    centre = (p + z * z / (2 * count)) / (1 + z * z / count)
-    half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
-    return 100 * (centre - half), 100 * (centre + half)
-
-
-def train(model: str, seed: int, work: Path) -> Path:
-    """Train ``model`` on digits at ``seed`` (fp32) unless already done; returns its seed folder."""
-    name = "digits_cnn" if model.startswith("zoo:") else "mlp"
+def train(name: str, seed: int, work: Path) -> Path:
+    """Train model ``name`` on digits at ``seed`` (fp32) unless already done; returns its seed folder."""
+    spec, options = MODELS[name]
     out = work / f"{name}-{seed}"
     if not any(out.glob("**/checkpoint.pt")):
-        args = TRAINING["zoo:digits_cnn" if model.startswith("zoo:") else "mlp"]
-        command = [sys.executable, "-m", "bitplan", "train", model, "--data", "digits", "--seeds", str(seed),
-                   "--threads", "1", "--no-progress", "--device", "cpu", "-o", str(out), *args]
+        command = [sys.executable, "-m", "bitplan", "train", spec, "--data", "digits", "--seeds", str(seed),
+                   "--threads", "1", "--no-progress", "--device", "cpu", "-o", str(out), *options]
         subprocess.run(command, check=True, capture_output=True)
-    return out
+    return next(out.glob("**/checkpoint.pt")).parent
 
 
-class TestSet:
-    """The trained model once; each plan applied to a copy and evaluated on the whole test split."""
-
-    def __init__(self, model: str, checkpoint: Path) -> None:
-        from bitplan.data import make_loader
-        from bitplan.train.weights import load_weights
-        from bitplan.train.config import TrainConfig
-        from bitplan.train.setup import build_run
-
-        setup = build_run(TrainConfig(model=model, data="digits", device="cpu"), device=torch.device("cpu"), sr_seed=0)
-        load_weights(setup.model, checkpoint, model)
-        self.setup = setup
-        self.loader = make_loader(setup.data.test, batch_size=512, shuffle=False, seed=0)
-        self.count = len(setup.data.test)
-
-    def evaluate(self, plan) -> dict:
-        from bitplan.qat import apply
-        from bitplan.train.loop import evaluate
-
-        net = copy.deepcopy(self.setup.model)
-        if plan is not None:
-            apply(net, plan, self.setup.example_inputs)
-        loss, accuracy = evaluate(net, self.loader, self.setup.data.task, self.setup.metric_name, torch.device("cpu"))
-        low, high = wilson(accuracy / 100 * self.count, self.count)
-        return {"accuracy": accuracy, "ci": [low, high], "loss": loss}
-
-
-def run_case(model: str, checkpoint: Path, budgets: list[float], random_plans: int, batches: int) -> list[dict]:
+def run_case(name: str, checkpoint: Path, budgets: list[float], random_plans: int, batches: int,
+             variants: list[str]) -> list[dict]:
+    """Every candidate's and every random plan's test accuracy for one trained model, at each budget."""
     from bitplan.sensitivity_analysis.at_budget import methods_at_budget
     from bitplan.sensitivity_analysis.per_level import measure_levels
     from bitplan.sensitivity_analysis.recommend import recommend_plan
+    from bitplan.train.evaluate import Evaluator
 
-    levels = (1, 2, 3, 4, 8)
+    spec = MODELS[name][0]
     started = time.perf_counter()
-    planner = methods_at_budget(
-        model, "digits", levels=levels, checkpoint=checkpoint, batches=batches, weight_only=True, device="cpu"
-    )
-    table = measure_levels(planner.calibration, list(levels))
-    measured_s = time.perf_counter() - started
-    tests = TestSet(model, checkpoint)
-    fp32 = tests.evaluate(None)
+    planner = methods_at_budget(spec, "digits", levels=LEVELS, checkpoint=checkpoint, batches=batches,
+                                weight_only=True, device="cpu")
+    table = measure_levels(planner.calibration, list(LEVELS))
+    measure_seconds = time.perf_counter() - started
+    tests = Evaluator.load(spec, "digits", checkpoint=checkpoint, device="cpu")  # what `bitplan eval` loads
+
+    def evaluate(plan) -> dict:
+        result = tests.evaluate(plan)
+        return {"accuracy": result.metric, "loss": result.loss, "correct": result.correct}
+
+    fp32 = evaluate(None)
     rows = []
     for budget_value in budgets:
         budget = {"kind": "avg_bits", "value": budget_value}
-        plans = {}
-        for name, (measure, refine, restarts) in VARIANTS.items():
+        plans, seconds = {}, {}
+        for variant in variants:
             began = time.perf_counter()
-            plans[name] = recommend_plan(
-                model, "digits", budget=budget, levels=levels, calibration=planner.calibration, table=table,
-                measure=measure, refine=refine, restarts=restarts, weight_only=True,
-            )
-            plans[name + "@s"] = time.perf_counter() - began
-        for method in ("fisher", "first-last", "uniform"):
+            plans[variant] = recommend_plan(spec, "digits", budget=budget, levels=LEVELS, calibration=planner.calibration,
+                                            table=table, weight_only=True, **VARIANTS[variant])
+            seconds[variant] = time.perf_counter() - began
+        for method in BASELINES:
             plans[method] = planner.plan(method, budget)
         randoms = [planner.plan("random", budget, seed=seed) for seed in range(random_plans)]
-        random_results = [tests.evaluate(plan) | {"avg_bits": plan.budget_reached} for plan in randoms]
+        random_results = [evaluate(plan) | {"avg_bits": plan.budget_reached} for plan in randoms]
         results = {}
-        for name, plan in plans.items():
-            if name.endswith("@s"):
-                continue
-            result = tests.evaluate(plan) | {"avg_bits": plan.budget_reached, "bits": list(plan.bits_by_name().values())}
-            result["beats_random"] = sum(result["accuracy"] > r["accuracy"] for r in random_results)
-            result["ties_random"] = sum(result["accuracy"] == r["accuracy"] for r in random_results)
-            result["same_plan_as_random"] = sum(plan.bits_by_name() == other.bits_by_name() for other in randoms)
-            result["beats_random_loss"] = sum(result["loss"] < r["loss"] for r in random_results)
-            result["seconds"] = plans.get(name + "@s")
-            results[name] = result
+        for method, plan in plans.items():
+            result = evaluate(plan) | {"avg_bits": plan.budget_reached, "bits": plan.bits_by_weight(),
+                                       "seconds": seconds.get(method)}
+            same = [plan.bits_by_weight() == other.bits_by_weight() for other in randoms]
+            result["beats_random"] = sum(result["correct"] > r["correct"] for r in random_results)
+            result["same_plan_as_random"] = sum(same)
+            result["beats_differing_random"] = sum(  # the random plans that differ from it and that it beats
+                result["correct"] > r["correct"] for r, equal in zip(random_results, same) if not equal
+            )
+            result["ties_random"] = sum(result["correct"] == r["correct"] for r in random_results)
+            result["within_budget"] = plan.budget_reached <= budget_value + 1e-9
+            if "measured" in (plan.source.model_dump() if plan.source else {}):
+                result["measured"] = plan.source.measured
+            results[method] = result
         rows.append({
-            "model": model, "checkpoint": str(checkpoint), "budget": budget_value, "fp32": fp32,
-            "measure_seconds": measured_s, "methods": results, "random": random_results,
+            "model": name, "spec": spec, "checkpoint": str(checkpoint), "budget": budget_value, "fp32": fp32,
+            "measure_seconds": measure_seconds, "methods": results, "random": random_results,
+            "distinct_random_plans": len({tuple(sorted(p.bits_by_weight().items())) for p in randoms}),
         })
     return rows
 
 
-def aggregate(rows: list[dict]) -> dict:
-    """(model, budget) -> method -> (mean accuracy, mean loss) over checkpoints, with the median random plan."""
-    import statistics
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student t interval (0 for one value)."""
+    from scipy import stats
 
-    table: dict = {}
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5)
+
+
+def is_win(result: dict, random_plans: int, counting_same: bool) -> bool:
+    """More accurate than at least N−1 of the N random plans (a random plan equal to it not counted against it)."""
+    beaten = result["beats_random"] + (result["same_plan_as_random"] if counting_same else 0)
+    return beaten >= random_plans - 1
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per (model, budget) and in total: each method's mean accuracy (95% t interval) and win counts."""
+    groups: dict[str, list[dict]] = {}
     for row in rows:
-        name = "digits_cnn" if row["model"].startswith("zoo:") else "digits_mlp"
-        methods = table.setdefault((name, row["budget"]), {})
-        median = statistics.median(r["accuracy"] for r in row["random"])
-        median_loss = statistics.median(r["loss"] for r in row["random"])
-        for method, result in [("fp32", row["fp32"]), ("random (median)", {"accuracy": median, "loss": median_loss}),
-                               *row["methods"].items()]:
-            methods.setdefault(method, []).append((result["accuracy"], result["loss"]))
-    return {
-        key: {method: (statistics.fmean(a for a, _ in v), statistics.fmean(l for _, l in v)) for method, v in methods.items()}
-        for key, methods in table.items()
-    }
+        groups.setdefault(f"{row['model']}@{row['budget']:g}", []).append(row)
+    groups["all"] = rows
+    summary = {}
+    for key, group in groups.items():
+        n = len(group[0]["random"])
+        columns = {
+            "fp32": [row["fp32"]["accuracy"] for row in group],
+            "random (median)": [statistics.median(r["accuracy"] for r in row["random"]) for row in group],
+            "random (best)": [max(r["accuracy"] for r in row["random"]) for row in group],
+        }
+        entry = {"cases": len(group), "distinct_random_plans": statistics.fmean(r["distinct_random_plans"] for r in group)}
+        for column, values in columns.items():
+            entry[column] = {"accuracy": t_interval(values)}
+        for method in group[0]["methods"]:
+            results = [row["methods"][method] for row in group]
+            entry[method] = {
+                "accuracy": t_interval([r["accuracy"] for r in results]),
+                "strict_wins": sum(is_win(r, n, False) for r in results),
+                "wins_counting_same_plan": sum(is_win(r, n, True) for r in results),
+                "beats_uniform": sum(
+                    r["correct"] > row["methods"]["uniform"]["correct"] for r, row in zip(results, group)
+                ),
+                "within_budget": sum(r["within_budget"] for r in results),
+                "seconds": statistics.fmean(r["seconds"] for r in results) if results[0]["seconds"] is not None else None,
+            }
+        summary[key] = entry
+    return summary
+
+
+def print_summary(summary: dict, methods: list[str]) -> None:
+    print("mean test accuracy % over checkpoints ± 95% t half-width; wins: cases more accurate than ≥ N−1 of N "
+          "random plans, strictly | counting an identical random plan as not against it; > U1: beats uniform 1-bit")
+    header = f"{'model@bits':<16} {'n':>2} {'R≠':>4} " + " ".join(f"{m[:17]:>17}" for m in methods)
+    print(header)
+    for key, entry in summary.items():
+        cells = []
+        for method in methods:
+            mean, half = entry[method]["accuracy"]
+            cells.append(f"{mean:6.1f}±{half:4.1f}" + (
+                f" {entry[method]['strict_wins']}|{entry[method]['wins_counting_same_plan']}"
+                if "strict_wins" in entry[method] else ""))
+        print(f"{key:<16} {entry['cases']:>2} {entry['distinct_random_plans']:>4.1f} " + " ".join(f"{c:>17}" for c in cells))
+    total = summary["all"]
+    print("\nin total (cases: strict wins | wins counting identical plans | beats uniform 1-bit | within budget; s/plan)")
+    for method in methods:
+        entry = total[method]
+        if "strict_wins" in entry:
+            seconds = f"{entry['seconds']:.1f} s" if entry["seconds"] is not None else ""
+            print(f"  {method:<20} {entry['strict_wins']:>3}/{total['cases']} {entry['wins_counting_same_plan']:>3}/"
+                  f"{total['cases']} {entry['beats_uniform']:>3}/{total['cases']} {entry['within_budget']:>3}/"
+                  f"{total['cases']}  {seconds}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help=f"of {', '.join(MODELS)}")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds per model")
     parser.add_argument("--budgets", default="1.25,1.5")
+    parser.add_argument("--variants", default="recommended,kl knapsack", help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--random-plans", type=int, default=9)
     parser.add_argument("--batches", type=int, default=8, help="calibration batches of 128 (digits has 12)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bitplan-recommended"))
@@ -164,54 +210,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     budgets = [float(b) for b in args.budgets.split(",")]
+    variants = [v.strip() for v in args.variants.split(",")]
+    started = time.perf_counter()
     rows = []
-    for model in MODELS:
+    for name in args.models.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            rows += run_case(model, train(model, seed, args.work), budgets, args.random_plans, args.batches)
-    print("accuracy on the digits test split (360 images) with 95% Wilson intervals; beats R = random plans with lower"
-          " accuracy, ties = equal accuracy, same = identical plans\n")
-    print(f"{'model':<12} {'ckpt':>4} {'budget':>6} {'method':<18} {'bits':>5} {'acc %':>6} {'95% CI':>13} {'loss':>7} "
-          f"{'beats R':>7} {'ties':>4} {'same':>4} {'R median':>8} {'R best':>6}")
-    for row in rows:
-        accs = sorted(r["accuracy"] for r in row["random"])
-        name = "digits_cnn" if row["model"].startswith("zoo:") else "digits_mlp"
-        for method, result in row["methods"].items():
-            print(f"{name:<12} {Path(row['checkpoint']).name[-1]:>4} {row['budget']:>6} {method:<18} "
-                  f"{result['avg_bits']:>5.3f} {result['accuracy']:>6.2f} "
-                  f"[{result['ci'][0]:5.1f},{result['ci'][1]:5.1f}] {result['loss']:>7.3f} "
-                  f"{result['beats_random']:>4}/{len(accs)} {result['ties_random']:>4} {result['same_plan_as_random']:>4} "
-                  f"{accs[len(accs) // 2]:>8.2f} {accs[-1]:>6.2f}")
-    summary = {}
-    for method in rows[0]["methods"]:
-        wins = [row["methods"][method]["beats_random"] >= len(row["random"]) - 1 for row in rows]
-        not_worse = [
-            row["methods"][method]["beats_random"] + row["methods"][method]["ties_random"] >= len(row["random"]) - 1
-            for row in rows
-        ]
-        beats_differing = [  # a random plan identical to this one cannot be beaten: it does not count against it
-            row["methods"][method]["beats_random"] + row["methods"][method]["same_plan_as_random"] >= len(row["random"]) - 1
-            for row in rows
-        ]
-        over_uniform = [row["methods"][method]["accuracy"] > row["methods"]["uniform"]["accuracy"] for row in rows]
-        summary[method] = {
-            "cases": len(rows), "beats_8_of_9": sum(wins), "beats_8_of_9_counting_same_plan": sum(beats_differing),
-            "at_least_ties_8_of_9": sum(not_worse),
-            "beats_uniform": sum(over_uniform),
-        }
-    print("\ncases where ≥ 8 of 9 random plans are: beaten | beaten or the same plan | beaten or tied;"
-          " and where uniform 1-bit is beaten")
-    for method, counts in summary.items():
-        n = counts["cases"]
-        print(f"{method:<18} {counts['beats_8_of_9']:>2}/{n}   {counts['beats_8_of_9_counting_same_plan']:>2}/{n}   "
-              f"{counts['at_least_ties_8_of_9']:>2}/{n}   {counts['beats_uniform']:>2}/{n}")
-    averages = aggregate(rows)
-    print("\nmean test accuracy (%) and loss over the checkpoints; random: the median plan of each checkpoint")
-    for (name, budget), methods in averages.items():
-        line = ", ".join(f"{method} {acc:.1f} ({loss:.2f})" for method, (acc, loss) in methods.items())
-        print(f"{name} at {budget} bits: {line}")
-    args.out.write_text(json.dumps({"rows": rows, "summary": summary, "averages": {
-        f"{name}@{budget}": methods for (name, budget), methods in averages.items()
-    }}, indent=1))
+            rows += run_case(name, train(name, seed, args.work), budgets, args.random_plans, args.batches, variants)
+    summary = summarize(rows)
+    print_summary(summary, ["fp32", "random (median)", "random (best)", *BASELINES, *variants])
+    seconds = time.perf_counter() - started
+    print(f"\n{seconds:.0f} s in all")
+    args.out.write_text(json.dumps({"rows": rows, "summary": summary, "seconds": seconds, "args": {
+        k: str(v) for k, v in vars(args).items()}}, indent=1))
     print(f"wrote {args.out}")
 
 

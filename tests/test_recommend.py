@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import re
 
 import pytest
@@ -23,9 +24,11 @@ from bitplan.plan.space import request_space
 from bitplan.plan.request import PlanRequest
 from bitplan.quant import uniform_quantize
 from bitplan.sensitivity_analysis.at_budget import MethodPlanner, parse_method
-from bitplan.sensitivity_analysis.calibration import calibrate
+from bitplan.plan.planner import plan_from_bits
+from bitplan.qat import apply
+from bitplan.sensitivity_analysis.calibration import calibrate, with_granularity
 from bitplan.sensitivity_analysis.per_level import OutputComparer, QuantizedWeights, measure_levels
-from bitplan.sensitivity_analysis.recommend import recommend_plan
+from bitplan.sensitivity_analysis.recommend import recommend_plan, search_starts
 from bitplan.sensitivity_analysis.refine import BudgetSpace, objective_key, refine_bits
 from bitplan.train.weights import load_weights
 
@@ -200,3 +203,63 @@ def test_data_that_does_not_fit_the_model_is_refused(tmp_path) -> None:
     assert result.exit_code == 2 and not out.exists(), result.output
     with pytest.raises(BitplanError):
         calibrate("zoo:transformer_lm", "digits", batches=1, batch_size=8, device="cpu")
+
+
+def test_the_recommended_plan_is_no_worse_on_calibration_than_any_start(trained) -> None:
+    """The local search keeps the best of its starts and only moves downhill: on the calibration batches
+    the plan's error (ties: loss) is no worse than either knapsack plan's or any random start's."""
+    calibration, _ = trained
+    budget = Budget(kind="avg_bits", value=2)  # room for many plans on a 5-layer model
+    request = PlanRequest.of(levels=LEVELS, budget=budget, weight_only=True)
+    table = measure_levels(calibration, list(LEVELS))
+    plan = recommend_plan(MODEL, "digits", budget=budget, levels=LEVELS, calibration=calibration, table=table,
+                          weight_only=True, restarts=4)
+    starts = search_starts(calibration, request, table, "kl", restarts=4)
+    assert len(starts) == 6 and len({tuple(sorted(s.items())) for s in starts}) > 2  # two knapsacks, 4 random
+    comparer, weights = OutputComparer(calibration), QuantizedWeights(calibration)
+    key = objective_key("error")
+    try:
+        scores = []
+        for bits in (*starts, plan.bits_by_weight()):
+            weights.set(bits)
+            scores.append(key(comparer.measure()))
+    finally:
+        weights.restore()
+    assert scores[-1] <= min(scores[:-1])
+    assert scores[-1][0] == pytest.approx(plan.source.measured["error_refined"])
+    assert plan.budget_reached <= 2
+
+
+@pytest.mark.parametrize("granularity", ["channel", "tensor"])
+def test_what_the_search_scores_is_what_eval_applies(granularity: str) -> None:
+    """A plan's weights set by the measuring code give the very logits of the plan applied by
+    ``bitplan.apply`` (what ``bitplan eval --plan`` runs), batch norm included, at either granularity."""
+    calibration = with_granularity(calibrate("zoo:resnet20", "digits", batches=1, batch_size=16, device="cpu"), granularity)
+    rng = random.Random(granularity)
+    bits = {target.weight: rng.choice(LEVELS) for target in calibration.targets}
+    plan = plan_from_bits(calibration.profile, bits, levels=LEVELS, weight_only=True, weight_granularity=granularity)
+    (inputs,), _ = calibration.batches[0]
+    weights = QuantizedWeights(calibration)
+    with torch.no_grad():
+        try:
+            weights.set(bits)
+            measured = calibration.net(inputs)
+        finally:
+            weights.restore()
+        applied = apply(copy.deepcopy(calibration.net), plan, (inputs[:1],)).eval()(inputs)
+    assert torch.equal(measured, applied)
+    assert len(set(bits.values())) > 2
+
+
+def test_the_random_baseline_is_the_plan_command_s_r_plan(trained, tmp_path) -> None:
+    """``methods_at_budget(...).plan("random", seed=s)`` (what pareto and the benchmark compare against) is
+    ``bitplan plan --strategy R --budget-avg-bits B --plan-seed s --weight-only`` (with any --factor or none)."""
+    calibration, _ = trained
+    planner = MethodPlanner(profile=calibration.profile, levels=LEVELS, calibration=calibration,
+                            plan_options={"weight_only": True})
+    for seed, factor in ((0, ["--factor", "A"]), (3, ["--factor", "D"]), (5, [])):  # R at a budget ranks by no factor
+        out = tmp_path / f"r{seed}.json"
+        result = runner.invoke(app, ["plan", calibration.spec, *factor, "--strategy", "R", "--budget-avg-bits", "1.5",
+                                     "--plan-seed", str(seed), "--levels", "1,2,3,4,8", "--weight-only", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert load_plan(out).bits_by_weight() == planner.plan("random", BUDGET, seed=seed).bits_by_weight()

@@ -7,7 +7,7 @@ everywhere: a run folder, a seed folder or a ``checkpoint.pt`` (``bitplan.export
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +139,17 @@ def applied_channel_dims(net: nn.Module, profile: ModelProfile, per_channel: boo
     granularity = WeightGranularity.channel if per_channel else WeightGranularity.tensor
     template = make_plan(profile, strategy="U", bits=(8, 8), weight_granularity=granularity, weight_only=True)
     return weight_channel_dims(net, template)
+
+
+def with_granularity(calibration: Calibration, granularity: WeightGranularity | str) -> Calibration:
+    """``calibration`` measuring weights as a plan of ``granularity`` applies them (itself when it already does).
+
+    A plan's weights are quantized per channel or per tensor; what measures and searches for it must
+    quantize them the same way, or it scores plans that ``bitplan eval --plan`` never runs.
+    """
+    per_channel = WeightGranularity(granularity) == WeightGranularity.channel
+    dims = applied_channel_dims(calibration.net, calibration.profile, per_channel)
+    return calibration if dims == calibration.channel_dims else replace(calibration, channel_dims=dims)
 
 
 def find_targets(model: nn.Module, profile: ModelProfile) -> list[Target]:

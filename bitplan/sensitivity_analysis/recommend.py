@@ -6,7 +6,8 @@
 3. the exact multiple-choice knapsack (``make_plan(objective="min-sensitivity")``) on the measured
    per-level scores, within the budget;
 4. ``refine_bits``: a local search on the real loss of the whole quantized model on the calibration
-   batches, from the knapsack plans and a few random plans at the budget (one-level raises and swaps).
+   batches, from the knapsack plans and a few random plans at the budget (single-weight changes,
+   swaps, and raises and lowerings paid for by several others; ``refine.py``).
 
 Which measure and refinement are the default was decided on evidence (docs/planning.md,
 "The recommended plan"; ``benchmarks/recommended_plan.py``).
@@ -23,9 +24,21 @@ from bitplan.plan.fill import random_levels
 from bitplan.plan.planner import plan_from_bits, resolve_levels
 from bitplan.plan.request import MeasuredScores
 from bitplan.plan.space import request_space
-from bitplan.sensitivity_analysis.calibration import DEFAULT_BATCH_SIZE, DEFAULT_BATCHES, Calibration, calibrate
+from bitplan.sensitivity_analysis.calibration import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCHES,
+    Calibration,
+    calibrate,
+    with_granularity,
+)
 from bitplan.sensitivity_analysis.per_level import LEVEL_MEASURES, LevelTable, measure_levels
-from bitplan.sensitivity_analysis.refine import REFINE_OBJECTIVES, BudgetSpace, refine_bits
+from bitplan.sensitivity_analysis.refine import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_SEARCHES,
+    REFINE_OBJECTIVES,
+    BudgetSpace,
+    refine_bits,
+)
 
 RECOMMENDED = "recommended"
 RECOMMENDED_MEASURE = "kl"
@@ -53,6 +66,8 @@ def recommend_plan(
     measure: str = RECOMMENDED_MEASURE,
     refine: str | None = RECOMMENDED_REFINE,
     restarts: int = DEFAULT_RESTARTS,
+    searches: int = DEFAULT_SEARCHES,
+    candidates: int = DEFAULT_CANDIDATES,
     calibration: Calibration | None = None,
     table: LevelTable | None = None,
     progress: bool = False,
@@ -70,6 +85,8 @@ def recommend_plan(
         refine: What the local search lowers on the calibration batches: ``metric`` (error rate for
             classification, loss for language models), ``loss``, ``kl`` or ``error``; None skips it.
         restarts: Seeded random plans at the budget the local search may also start from.
+        searches: How many of the best starts are searched from (the best end is kept).
+        candidates: Moves besides the single-weight changes tried per round, best predicted first.
         calibration, table: Reuse a loaded model and its per-level table (``methods_at_budget`` does,
             to make many plans from one measurement).
         plan_options: Further ``PlanRequest`` fields (``weight_only``, ``keep``, ``zero_point``, ...).
@@ -97,6 +114,9 @@ def recommend_plan(
     request = PlanRequest.of(budget=budget, levels=tuple(levels), model=calibration.spec, **plan_options)
     grid = request.zero_point or DEFAULT_ZERO_POINT
     space = request_space(calibration.profile, request)  # an unreachable budget fails before any measuring
+    applied = with_granularity(calibration, request.weight_granularity)  # measure as the plan will be applied
+    if applied is not calibration:
+        calibration, table = applied, None
     if table is None:
         table = measure_table(calibration, resolve_levels(request.bits, request.levels), request.zero_point, progress)
     scores = per_level_scores(calibration, table, measure)
@@ -120,16 +140,9 @@ def recommend_plan(
         values=space.terms.values,
         capacity=space.terms.capacity,
     )
-    starts = [_unit_bits(knapsack, space.assigned)]
-    for other in LEVEL_MEASURES:  # the other measure's knapsack plan
-        if other != measure:
-            plan = make_plan(calibration.profile, request, objective=Objective.min_sensitivity,
-                             scores=per_level_scores(calibration, table, other))
-            starts.append(_unit_bits(plan, space.assigned))
-    for restart in range(restarts):  # seeds apart from those R plans are usually drawn with
-        chosen = random_levels(space.terms.weights, space.terms.values, space.terms.capacity, RESTART_SEED + restart)
-        starts.append({unit.key: space.levels[level] for unit, level in zip(space.assigned, chosen)})
-    refined = refine_bits(calibration, starts, budget_space, scores.per_level, objective=refine, grid=grid)
+    starts = search_starts(calibration, request, table, measure, restarts)
+    refined = refine_bits(calibration, starts, budget_space, scores.per_level, objective=refine, grid=grid,
+                          searches=searches, candidates=candidates)
     measured = {
         "loss_fp32": table.baseline_loss,
         "loss_knapsack": refined.before[0],
@@ -148,6 +161,24 @@ def recommend_plan(
         **source,
     )
     return plan_from_bits(calibration.profile, refined.bits, request, scores=scores, factor="S", source=recorded)
+
+
+def search_starts(
+    calibration: Calibration, request: PlanRequest, table: LevelTable, measure: str, restarts: int
+) -> list[dict[str, int]]:
+    """Where the local search may start (weight FQN -> bits): the knapsack plan of ``measure`` first, that
+    of the other per-level measure, then ``restarts`` seeded random plans at the budget (seeds apart
+    from those R plans are usually drawn with)."""
+    space = request_space(calibration.profile, request)
+    starts = []
+    for each in (measure, *(other for other in LEVEL_MEASURES if other != measure)):
+        plan = make_plan(calibration.profile, request, objective=Objective.min_sensitivity,
+                         scores=per_level_scores(calibration, table, each))
+        starts.append(_unit_bits(plan, space.assigned))
+    for restart in range(restarts):
+        chosen = random_levels(space.terms.weights, space.terms.values, space.terms.capacity, RESTART_SEED + restart)
+        starts.append({unit.key: space.levels[level] for unit, level in zip(space.assigned, chosen)})
+    return starts
 
 
 def _unit_bits(plan: BitPlan, assigned) -> dict[str, int]:
