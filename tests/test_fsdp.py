@@ -126,7 +126,11 @@ def _worker(rank: int, world: int, folder: str, llama: str | None) -> None:
         start = dict(base.named_parameters())
         report[key + "-moved"] = max((fsdp_weights[name] - start[name]).abs().max().item() for name in fsdp_weights)
         # recomputing a checkpointed forward must not update the activation ranges a second time
-        report[key + "-observed"] = sorted({int(o.num_batches) for o in fsdp_model.modules() if hasattr(o, "num_batches")})
+        # (a lookup's slots observe nothing: its ids are no activation)
+        report[key + "-observed"] = sorted({
+            int(o.num_batches) for name, o in fsdp_model.named_modules() if hasattr(o, "num_batches")
+            and not isinstance(fsdp_model.get_submodule(name.split(".bitplan_observers")[0]), torch.nn.Embedding)
+        })
         # a sharded checkpoint now, and a fresh model resuming from it, must take the identical next step
         run = Path(folder) / key
         save_sharded(run, 5, fsdp_model, fsdp_optimizer, {})

@@ -88,7 +88,7 @@ def apply(
     kind = ForwardQuant(forward_quant)
     parameters = dict(model.named_parameters())
     for target in targets:
-        _attach(target, plan, runtime, kind, parameters)
+        _attach(target, plan, runtime, kind, parameters, model)
     return model
 
 
@@ -315,6 +315,12 @@ def _settings(plan: BitPlan, runtime: QuantRuntime, kind: ForwardQuant, cls: typ
     )
 
 
+def _owner(root: nn.Module, fqn: str) -> tuple[nn.Module, str]:
+    """The module that registers parameter ``fqn`` and its attribute name there."""
+    prefix, _, name = fqn.rpartition(".")
+    return (root.get_submodule(prefix) if prefix else root), name
+
+
 def _device_of(module: nn.Module) -> torch.device:
     for tensor in list(module.parameters()) + list(module.buffers()):
         return tensor.device
@@ -327,6 +333,7 @@ def _attach(
     runtime: QuantRuntime,
     kind: ForwardQuant,
     parameters: dict[str, nn.Parameter],
+    root: nn.Module,
 ) -> None:
     module = target.module
     cls = type(module)
@@ -356,7 +363,8 @@ def _attach(
     for suffix, bits in target.activation_entries.items():
         activation_slots[suffix] = Slot(slots, bits)
         slots += 1
-    scope = ScopeQuant(layer, weights, dict(weight_slots), activation_slots)
+    owners = {fqn: _owner(root, fqn) for fqn, _, _ in weights.values()}
+    scope = ScopeQuant(layer, weights, dict(weight_slots), activation_slots, owners)
     track_children(module, scope)
     observers = nn.ModuleList(ActivationObserver(persistent=False) for _ in range(2 * slots)).to(device)
     setattr(module, OBSERVERS, observers)

@@ -67,6 +67,9 @@ class ScopeQuant:
         weights: ``id(parameter)`` -> (FQN, parameter, bits), bits per matrix ``{e: bits}`` for the
             virtual layers ``FQN[e]`` of a stacked expert parameter.
         weight_slots: Weight FQN -> one slot per GEMM that reads it, in call order.
+        owners: Weight FQN -> (module that registers it, attribute). Each forward looks the weights
+            up there: FSDP2 replaces a parameter by its sharded, then unsharded, tensor, so the
+            objects ``weights`` was keyed by at ``apply`` time are not the ones a forward reads.
         activation_slots: Entry suffix (``attention_qk``, ``attention_av#2``, ``matmul``, ...) -> slot.
         child_depth: > 0 while a submodule's forward runs (its calls are not this module's GEMMs).
         hooks: Handles of the submodule hooks that maintain ``child_depth`` (removed by strip).
@@ -76,6 +79,7 @@ class ScopeQuant:
     weights: dict[int, tuple[str, nn.Parameter, int | dict[int, int]]]
     weight_slots: dict[str, list[Slot]]
     activation_slots: dict[str, Slot]
+    owners: dict[str, tuple[nn.Module, str]] = field(default_factory=dict)
     child_depth: int = 0
     hooks: list[Any] = field(default_factory=list)
 
@@ -104,6 +108,12 @@ class _ScopeMode(TorchFunctionMode):
         # quantized value) and weights computed from it (computed=True, quantized where a GEMM reads them)
         self.derived: dict[int, tuple[str, torch.Tensor, bool]] = {}
         self.bits = {fqn: bits for fqn, _, bits in scope.weights.values()}
+        self.weights = dict(scope.weights)  # id(tensor) -> (FQN, tensor, bits), as this forward reads them
+        for fqn, _, bits in scope.weights.values():
+            if fqn in scope.owners:
+                owner, attribute = scope.owners[fqn]
+                current = getattr(owner, attribute)
+                self.weights[id(current)] = (fqn, current, bits)
         self.calls: Counter[str] = Counter()
         # quantized operands this forward keeps for backward as codes (None: as autograd keeps them)
         self.keep = KeepCodes() if keeping_possible() else None
@@ -113,8 +123,8 @@ class _ScopeMode(TorchFunctionMode):
         """The planned weight FQN ``value`` is (or views), else None."""
         if not isinstance(value, torch.Tensor):
             return None
-        if id(value) in self.scope.weights:
-            return self.scope.weights[id(value)][0]
+        if id(value) in self.weights:
+            return self.weights[id(value)][0]
         entry = self.derived.get(id(value))
         return entry[0] if entry is not None and entry[1] is value else None
 
@@ -123,7 +133,7 @@ class _ScopeMode(TorchFunctionMode):
         return entry is not None and entry[1] is value and entry[2]
 
     def _weight_value(self, value: torch.Tensor) -> torch.Tensor:
-        planned = self.scope.weights.get(id(value))
+        planned = self.weights.get(id(value))
         if planned is None:
             if self._computed(value):  # the computed weight is what gets quantized
                 return _quantize_weight(self.scope.layer, value, self.bits[self._source(value)], self.keep)
