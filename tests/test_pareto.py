@@ -156,3 +156,19 @@ def test_intervals_and_the_count_against_random_by_hand(sweep) -> None:
     assert low == pytest.approx(70.279, abs=1e-3) and high == pytest.approx(79.193, abs=1e-3)
     [row] = against_random(made)
     assert (row.beats_metric, row.beats_loss, row.randoms) == (2, 2, 3)  # 75 > 60, 70 (not 80); loss 0.8 < 2.0, 1.0 (not 0.5)
+
+
+def test_a_perplexity_interval_never_reaches_below_one() -> None:
+    """Random plans' perplexities spread from 12.8 to 436 (as on the LM at 3 bits): mean − t·s/√n < 0."""
+    from bitplan.pareto.result import ParetoPoint
+    from bitplan.pareto.summary import group
+
+    values = [12.8, 14.0, 15.1, 17.9, 20.3, 25.6, 31.0, 60.2, 436.0]
+    points = [
+        ParetoPoint(method="random", budget=3.0, seed=None, plan_seed=s, avg_bits=2.9, mbit=1.0, bitops=1,
+                    metric=v, metric_name="perplexity", loss=1.0, status="ok", plan=f"plans/r{s}.json")
+        for s, v in enumerate(values)
+    ]
+    summary = group(points, points[0].metric_name)
+    mean = sum(values) / len(values)
+    assert summary.metric == pytest.approx(mean) and summary.low == 1.0 and summary.high > mean

@@ -3,7 +3,7 @@
 Intervals (docs/pareto.md):
 
 - several values (random plans of a budget, QAT seeds): the mean ± t₀.₉₇₅,ₙ₋₁ · s / √n (Student t),
-  an accuracy's clipped to [0, 100] %;
+  an accuracy's clipped to [0, 100] %, a perplexity's at 1 from below;
 - one accuracy: the Wilson score interval of correct / predictions, i.e. the uncertainty of the test
   set itself (on 360 test images one image is 0.28 points);
 - one perplexity: none (the test set holds tens of thousands of correlated tokens).
@@ -87,6 +87,8 @@ def group(points: list[ParetoPoint], metric_name: MetricName) -> Group:
         low, high = mean - half, mean + half
         if metric_name is MetricName.accuracy:  # an accuracy lies in [0, 100] %, and so does its mean
             low, high = max(low, 0.0), min(high, 100.0)
+        else:  # a perplexity, exp(cross-entropy ≥ 0), is at least 1 (a wide spread would reach below)
+            low = max(low, 1.0)
     elif len(values) == 1 and metric_name is MetricName.accuracy and ok[0].predictions:
         low, high = wilson(ok[0].correct or 0, ok[0].predictions)
     ordered = sorted(values, reverse=metric_name is MetricName.accuracy)  # best first
