@@ -117,7 +117,8 @@ def budgeted_bits(
         return [levels[level] for level in chosen]
     # units the factor cannot rank (tables read only by lookups, under A, F, D) take U's level at the
     # budget, paid from it; the ranked units share what is left, and what they cannot use raises the others
-    ranked = [i for i in range(len(assigned)) if i not in set(unranked)]
+    unranked_set = set(unranked)
+    ranked = [i for i in range(len(assigned)) if i not in unranked_set]
     chosen = [widest] * len(assigned)
     if ranked:
         weights = [terms.weights[i] for i in ranked]

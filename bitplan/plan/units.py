@@ -46,11 +46,6 @@ class PlanUnit:
     macs: int
     kept: bool = False
 
-    @property
-    def lookup_only(self) -> bool:
-        """Every use of the unit's weight is a table lookup (no GEMM reads it)."""
-        return all(layer.op.lookup for layer in self.layers)
-
 
 UNRANKED_BY_LOOKUP = frozenset({Factor.A, Factor.F, Factor.D})
 """Factors a lookup has no value for: it sums nothing (A), its rows are read unevenly (F), it starts a path (D)."""

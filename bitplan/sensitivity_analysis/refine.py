@@ -97,7 +97,7 @@ def refine_bits(
         return seen[plan]
 
     try:
-        scored = sorted(((score(bits), index) for index, bits in enumerate(starts)), key=lambda item: item[1])
+        scored = [(score(bits), index) for index, bits in enumerate(starts)]
         before = scored[0][0]
         ends = []
         for result, index in sorted(scored, key=lambda item: (key(item[0]), item[1]))[:searches]:
