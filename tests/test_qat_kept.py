@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,6 +92,41 @@ def test_linear_keeps_packed_codes_and_no_float_copy():
     assert kept.by_dtype == {"uint8": 1024, "float32": 8}
 
 
+@pytest.mark.parametrize("scoped", [False, True], ids=["layers", "scoped-attention"])
+def test_a_training_step_leaves_no_reference_cycles(scoped):
+    # A cycle through the hooks kept every quantized operand (X̂, its codes) alive until Python's cyclic
+    # collector ran: resnet20's resident memory grew from 0.8 to 2.7 GB in 15 steps. Reference counting
+    # alone must free a step's tensors.
+    torch.manual_seed(5)
+    if scoped:
+        model, x = SelfAttention(dim=16, heads=2), torch.randn(3, 6, 16)
+        plan = plan_for(model, (x,), default=4, include_activation_gemms=True, activation_bits=4, gradient_quant="sr")
+    else:
+        model, x = ConvNet(), torch.randn(6, 3, 5, 5)
+        plan = plan_for(model, (x,), activation_bits=8, gradient_bits=8, gradient_quant="sr")
+    apply(model, plan, (x,), seed=0)
+    model(x).square().mean().backward()  # first step: creates generators and observer state
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        model(x).square().mean().backward()
+        gc.collect()
+        # tensors, or bitplan's own objects (torch's pytree leaves a small cycle of its own per call)
+        left = [
+            type(thing).__name__
+            for thing in gc.garbage
+            if isinstance(thing, torch.Tensor) or type(thing).__module__.startswith("bitplan")
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if enabled:
+            gc.enable()
+    assert left == []
+
+
 def test_weight_changed_before_backward_is_refused():
     layer, x = nn.Linear(8, 4), torch.randn(5, 8, requires_grad=True)  # dX needs the quantized weight
     apply(layer, plan_for(layer, (x,), default=4, activation_bits=8, gradient_quant="none"), (x,))
@@ -109,7 +146,7 @@ def test_codes_decode_to_the_fake_quantized_tensor(bits, channel_dim):
         keep = KeepCodes()
         out = fake_quant_kept(x, bits, keep, channel_dim=channel_dim)
         assert torch.equal(out, fake_quant_ste(x, bits, channel_dim=channel_dim))
-        (_, codes), = keep._known.values()
+        codes, = keep.records()
         assert torch.equal(codes.decode(), out)
         assert codes.codes.numel() * codes.per_byte == x.numel()
         if channel_dim is None and x.numel() % 8 == 0:  # a flat view: codes below 5 bits share bytes
@@ -120,7 +157,7 @@ def test_non_contiguous_input_decodes_to_its_layout():
     x = torch.randn(2, 4, 3, 3).to(memory_format=torch.channels_last)
     keep = KeepCodes()
     out = fake_quant_kept(x, 4, keep)
-    (_, codes), = keep._known.values()
+    codes, = keep.records()
     decoded = codes.decode()
     assert decoded.stride() == out.stride() and torch.equal(decoded, out)
 

@@ -115,7 +115,7 @@ def test_compiled_kernels_equal_eager_bit_for_bit() -> None:
         with quant.kernel_policy(compile=True, min_numel=0, huge_page_min_bytes=0 if name == "luq" else None):
             compiled = call()
         assert torch.equal(compiled, eager), name
-    assert kernels.luq_levels in kernels._compiled_into and kernels.affine_stochastic not in kernels._compiled_into
+    assert kernels.luq in kernels._compiled_into and kernels.affine_stochastic not in kernels._compiled_into
 
 
 def test_huge_page_advice_covers_the_whole_2mib_pages_inside_the_buffer(monkeypatch: pytest.MonkeyPatch) -> None:

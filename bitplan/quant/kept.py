@@ -198,32 +198,47 @@ class KeepCodes(torch.autograd.graph.saved_tensors_hooks):
     """
 
     def __init__(self) -> None:
-        self._known: dict[int, tuple[Tensor, KeptCodes | Requantized]] = {}  # storage address -> (X̂, record)
-        self._outer: tuple[Callable, Callable] | None = None
-        super().__init__(self._pack, self._unpack)
+        # the hooks belong to a separate registry, not to this object: hooks that were bound methods
+        # of it would make a reference cycle, and every X̂ registered here would then live until
+        # Python's cyclic collector ran (hundreds of MB of float copies after a few training steps)
+        self._registry = _Registry()
+        super().__init__(self._registry.pack, _Registry.unpack)
 
     def add(self, out: Tensor, codes: KeptCodes | Requantized) -> None:
         """Keep ``out`` as ``codes`` when a GEMM inside this context saves it (``out`` stays referenced
         until the context is dropped, so its address is not reused meanwhile)."""
         if out.storage_offset() == 0 and out.untyped_storage().nbytes() == out.numel() * out.element_size():
-            self._known[out.untyped_storage().data_ptr()] = (out, codes)
+            self._registry.known[out.untyped_storage().data_ptr()] = (out, codes)
+
+    def records(self) -> list[KeptCodes | Requantized]:
+        """What was registered so far, in order."""
+        return [record for _, record in self._registry.known.values()]
 
     def __enter__(self) -> None:
         # private but stable since torch 2.0: the hooks this context sits on, to compose with them
-        self._outer = torch._C._autograd._top_saved_tensors_default_hooks(False)
+        self._registry.outer = torch._C._autograd._top_saved_tensors_default_hooks(False)
         super().__enter__()
 
-    def _pack(self, tensor: Tensor) -> Any:
-        known = self._known.get(tensor.untyped_storage().data_ptr()) if tensor.numel() else None
+
+class _Registry:
+    """What ``KeepCodes`` knows (storage address -> (X̂, record)) and its pack and unpack hooks."""
+
+    def __init__(self) -> None:
+        self.known: dict[int, tuple[Tensor, KeptCodes | Requantized]] = {}
+        self.outer: tuple[Callable, Callable] | None = None
+
+    def pack(self, tensor: Tensor) -> Any:
+        outer = self.outer
+        known = self.known.get(tensor.untyped_storage().data_ptr()) if tensor.numel() else None
         if known is None or known[0].dtype != tensor.dtype:
-            return ("tensor", self._outer[0](tensor) if self._outer else tensor, self._outer)
+            return ("tensor", outer[0](tensor) if outer else tensor, outer)
         codes = known[1]
-        parts = tuple(self._outer[0](part) for part in codes.tensors()) if self._outer else codes.tensors()
+        parts = tuple(outer[0](part) for part in codes.tensors()) if outer else codes.tensors()
         geometry = (tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset())
-        return ("codes", (codes, parts, geometry), self._outer)
+        return ("codes", (codes, parts, geometry), outer)
 
     @staticmethod
-    def _unpack(packed: Any) -> Tensor:
+    def unpack(packed: Any) -> Tensor:
         kind, value, outer = packed
         if kind == "tensor":
             return outer[1](value) if outer else value

@@ -406,7 +406,27 @@ def symmetric_nearest(x: Tensor, step: Tensor, qlim: Tensor) -> Tensor:
 
 LUQ_EXPONENTS = 8
 """LUQ magnitudes are α·2^k for k = 0..7 (3 exponent bits), plus 0."""
+LUQ_RANGE = 2.0 ** (LUQ_EXPONENTS - 1)
+"""max|x|/α: the largest LUQ magnitude is α·2^7."""
 _LUQ_SEARCH = (4, 2, 1)  # binary search over the 3 bits of k in 0..LUQ_EXPONENTS - 1
+
+
+def luq_alpha(x: Tensor) -> Tensor:
+    """LUQ's α = max|x|/2^7 in the compute dtype; 1 for an all-zero ``x`` (any α > 0 maps it to zeros).
+
+    max|x| comes from ``aminmax`` (no |x| temporary). A subnormal quotient is rounded; rounding it
+    up keeps every |x| within α·2^7.
+    """
+    low, high = torch.aminmax(x)
+    peak = torch.maximum(-low, high).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    alpha = torch.where(peak > 0, peak / LUQ_RANGE, torch.ones_like(peak))
+    return torch.where(alpha * LUQ_RANGE < peak, torch.nextafter(alpha, peak), alpha)
+
+
+def luq(x: Tensor, seeds: Tensor) -> Tensor:
+    """``luq_levels`` at ``luq_alpha(x)``: the range and the rounding in one call (one compiled graph,
+    so the reduction, the scalar arithmetic and the rounding cost one dispatch)."""
+    return luq_levels(x, luq_alpha(x), seeds)
 
 
 def luq_levels(x: Tensor, alpha: Tensor, seeds: Tensor) -> Tensor:
@@ -513,6 +533,6 @@ def integer_decode(packed: Tensor, scale: Tensor, zero_point: Tensor, per_byte: 
 
 
 _ELEMENTWISE = frozenset(
-    {affine_nearest, affine_stochastic, symmetric_nearest, luq_levels, integer_nearest, integer_stochastic}
+    {affine_nearest, affine_stochastic, symmetric_nearest, luq_levels, luq, integer_nearest, integer_stochastic}
 )
 """Recipes whose result has ``x``'s shape and dtype (the ones ``run`` may write into huge pages)."""

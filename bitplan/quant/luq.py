@@ -25,8 +25,6 @@ from bitplan.quant.kept import KeepCodes, KeptCodes, code_dtype, kept_ste, make_
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 from bitplan.quant.uniform import SCALE_FLOOR, check_float, compute_dtype
 
-LUQ_RANGE = 2.0 ** (kernels.LUQ_EXPONENTS - 1)
-"""max|x|/α: the largest FP4 magnitude is α·2^7."""
 
 SAWB_COEFFICIENTS: dict[int, tuple[float, float]] = {4: (12.1, 12.2)}
 """(c1, c2) of clip = c1·√mean(x²) − c2·mean|x| by bit-width: LUQ's 4-bit values."""
@@ -59,19 +57,8 @@ def luq_quantize(x: Tensor, *, generator: torch.Generator | None = None, samples
         return x.clone()
     with torch.no_grad():
         view = kernels.flat_view(x)
-        low, high = torch.aminmax(view)  # max|x| without an |x| temporary
-        peak = torch.maximum(-low, high).to(compute_dtype(x))
-        # An all-zero tensor has no scale: any α > 0 maps it to zeros.
-        alpha = torch.where(peak > 0, peak / LUQ_RANGE, torch.ones_like(peak))
-        # a subnormal quotient is rounded; rounding it up keeps every |x| within α·2^7
-        alpha = torch.where(alpha * LUQ_RANGE < peak, torch.nextafter(alpha, peak), alpha)
-        seeds = kernels.draw_seeds(samples, generator, x.device)
-        if view.dim() == 2 and kernels.compiles(kernels.luq_levels, view.view(-1)):
-            # compiled, LUQ's loop vectorises best flat (1.5× over [N/16, 16] rows): inductor computes
-            # the element index itself, so the lane trick of the eager path buys nothing (same noise)
-            out = kernels.run(kernels.luq_levels, view.view(-1), alpha, seeds)
-        else:
-            out = kernels.run(kernels.luq_levels, view, alpha, kernels.lane_seeds(seeds, view))
+        seeds = kernels.lane_seeds(kernels.draw_seeds(samples, generator, x.device), view)
+        out = kernels.run(kernels.luq, view, seeds)
     return out.view(x.shape)
 
 
