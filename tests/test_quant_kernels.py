@@ -32,16 +32,25 @@ def test_noise_streams_are_uncorrelated() -> None:
     assert abs(float(neighbours)) < 5 / math.sqrt(len(a)) and abs(float(across)) < 5 / math.sqrt(len(a))
 
 
-def test_lane_seeds_give_the_noise_of_the_plain_index() -> None:
-    """A [R, 16] view hashes 16·row XOR (lane XOR seed): the same bits as index XOR seed."""
+@pytest.mark.parametrize("width", kernels.ROW_WIDTHS)
+def test_lane_seeds_give_the_noise_of_the_plain_index(width: int) -> None:
+    """A [R, W] view hashes W·row XOR (lane XOR seed): the same bits as index XOR seed."""
     seeds = torch.tensor([12345, -7, 2**31 - 1], dtype=torch.int32)
-    flat = torch.empty(16 * 1000)
-    rows = flat.view(-1, 16)
+    flat = torch.empty(256 * 100)
+    rows = flat.view(-1, width)
     lanes = kernels.lane_seeds(seeds, rows)
-    assert lanes.shape == (3, 16) and kernels.lane_seeds(seeds, flat) is seeds
+    assert lanes.shape == (3, width) and kernels.lane_seeds(seeds, flat) is seeds
     for sample in range(3):
         plain = kernels.counter_uniform(flat, seeds[sample])
         assert torch.equal(kernels.counter_uniform(rows, lanes[sample]).view(-1), plain)
+
+
+def test_flat_view_takes_the_widest_row_that_divides() -> None:
+    assert kernels.flat_view(torch.empty(256 * 3)).shape == (3, 256)
+    assert kernels.flat_view(torch.empty(16 * 5)).shape == (5, 16)
+    assert kernels.flat_view(torch.empty(7, 3)).shape == (21,)
+    strided = torch.empty(8, 32).t()
+    assert kernels.flat_view(strided) is strided
 
 
 def test_seeds_follow_the_generator() -> None:

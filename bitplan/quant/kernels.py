@@ -40,7 +40,7 @@ from bitplan.quant.pages import empty_on_huge_pages
 _HASH_MULTIPLIER = 0x45D9F3B  # 32-bit integer hash constant (two xorshift-multiply rounds)
 _NOISE_BITS = 24  # uniform noise resolution: r = k · 2^-24, k in [0, 2^24)
 _MAX_NUMEL = 2**31 - 1  # the element index is hashed as int32
-NOISE_LANES = 16  # a [R, 16] view hashes index 16·row + lane, the lane part XORed into its seed beforehand
+ROW_WIDTHS = (256, 16)  # flat_view's row lengths, widest first: a [R, W] view hashes index W·row + lane
 
 Result = TypeVar("Result")
 
@@ -251,20 +251,23 @@ def _wants_compiled(x: Tensor, warm: bool) -> bool:
 
 
 def flat_view(x: Tensor) -> Tensor:
-    """``x`` as the tensor a per-tensor recipe runs on: [N/16, 16] or [N] when contiguous, else ``x``.
+    """``x`` as the tensor a per-tensor recipe runs on: [N/W, W] (W = 256 or 16) or [N] when contiguous, else ``x``.
 
-    A flat view lets one compiled kernel serve every shape. Rows of ``NOISE_LANES`` (16) elements,
-    when N allows, let the noise hash take its element index as 16·row + lane with the lane part
-    read from a 16-element vector (``lane_seeds``), instead of building an index vector per element
-    (which costs more than the rest of the rounding). Inside an outer ``torch.compile`` the tensor
+    A flat view lets one compiled kernel serve every shape. Rows of W elements (a power of two, the
+    widest of ``ROW_WIDTHS`` that divides N) let the noise hash take its element index as W·row + lane
+    with the lane part read from a W-element vector (``lane_seeds``), instead of building an index
+    vector per element (which costs more than the rest of the rounding); long rows also leave the
+    compiled loop's per-row work (scalar loads, a fused kernel's range arithmetic) to few elements'
+    worth of rows. Inside an outer ``torch.compile`` the tensor
     is kept as it is: there its memory layout may be channels-last (inductor's layout choice for
     convolutions), and a flat view in logical order would force a transposing copy (gathers, plus
     a second pass to transpose back). Results do not depend on the view: the noise hash is indexed
     by the logical element index either way.
     """
     if x.is_contiguous() and not torch.compiler.is_compiling():
-        if x.numel() % NOISE_LANES == 0:
-            return x.view(-1, NOISE_LANES)  # [N/16, 16]
+        for width in ROW_WIDTHS:
+            if x.numel() % width == 0:
+                return x.view(-1, width)  # [N/W, W]
         return x.reshape(-1)  # [N]
     return x
 
@@ -284,23 +287,25 @@ def draw_seeds(count: int, generator: torch.Generator | None, device: torch.devi
 
 
 def lane_seeds(seeds: Tensor, view: Tensor) -> Tensor:
-    """Seeds in the form ``counter_uniform`` hashes ``view`` fastest: [count, 16] for a [R, 16] view.
+    """Seeds in the form ``counter_uniform`` hashes ``view`` fastest: [count, W] for a [R, W] view.
 
-    For a [R, 16] tensor the element index is 16·row + lane; its low 4 bits are the lane, so
-    index XOR seed = 16·row XOR (lane XOR seed). Precomputing lane XOR seed (16 values) leaves the
-    kernel a scalar per row and one vector load, and gives exactly the noise of the plain index.
+    For a [R, W] tensor with W a power of two the element index is W·row + lane; its low bits are
+    the lane, so index XOR seed = W·row XOR (lane XOR seed). Precomputing lane XOR seed (W values)
+    leaves the kernel a scalar per row and one vector load, and gives exactly the noise of the plain
+    index.
 
     Args:
         seeds: [count] int32 from ``draw_seeds``.
         view: The tensor the recipe will run on.
 
     Returns:
-        [count, 16] int32 when ``view`` is [R, 16], else ``seeds`` unchanged ([count]).
+        [count, W] int32 when ``view`` is [R, W] with W one of ``ROW_WIDTHS``, else ``seeds``
+        unchanged ([count]).
     """
-    if view.dim() != 2 or view.shape[1] != NOISE_LANES:
+    if view.dim() != 2 or view.shape[1] not in ROW_WIDTHS:
         return seeds
-    lanes = torch.arange(NOISE_LANES, dtype=torch.int32, device=seeds.device)
-    return seeds[:, None].bitwise_xor(lanes)  # [count, 16]
+    lanes = torch.arange(view.shape[1], dtype=torch.int32, device=seeds.device)
+    return seeds[:, None].bitwise_xor(lanes)  # [count, W]
 
 
 def counter_uniform(like: Tensor, seed: Tensor) -> Tensor:
@@ -312,7 +317,7 @@ def counter_uniform(like: Tensor, seed: Tensor) -> Tensor:
 
     Args:
         like: Any tensor; only its shape and device are used.
-        seed: int32 scalar tensor (from ``draw_seeds``), or for a [R, 16] ``like`` the [16] row of
+        seed: int32 scalar tensor (from ``draw_seeds``), or for a [R, W] ``like`` the [W] row of
             ``lane_seeds`` (same noise, cheaper in a compiled kernel).
 
     Returns:
@@ -320,9 +325,9 @@ def counter_uniform(like: Tensor, seed: Tensor) -> Tensor:
     """
     if like.numel() > _MAX_NUMEL:
         raise ValueError(f"stochastic rounding supports tensors of up to 2^31 - 1 elements, got {like.numel()}.")
-    if seed.dim() == 1:  # like [R, 16], seed [16] = lane XOR seed
-        rows = torch.arange(like.shape[0], dtype=torch.int32, device=like.device).mul_(NOISE_LANES)
-        k = rows[:, None].bitwise_xor(seed)  # [R, 16]: (16·row + lane) XOR seed
+    if seed.dim() == 1:  # like [R, W], seed [W] = lane XOR seed
+        rows = torch.arange(like.shape[0], dtype=torch.int32, device=like.device).mul_(like.shape[1])
+        k = rows[:, None].bitwise_xor(seed)  # [R, W]: (W·row + lane) XOR seed
     else:
         k = torch.arange(like.numel(), dtype=torch.int32, device=like.device).view(like.shape)
         k.bitwise_xor_(seed)

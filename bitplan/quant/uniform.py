@@ -325,7 +325,7 @@ def _affine(
 ) -> _Affine:
     dtype = compute_dtype(x)
     if channel_dim is None:
-        view = kernels.flat_view(x)  # [N/16, 16] or [N] when contiguous: one compiled graph for every shape
+        view = kernels.flat_view(x)  # [N/W, W] or [N] when contiguous: one compiled graph for every shape
         low, high = _tensor_range(view, x_min, x_max)
         channels = None
     else:
