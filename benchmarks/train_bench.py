@@ -17,8 +17,9 @@ Each variant is used as a library user would: ``bitplan.apply`` and a plain loop
 it comes (``--keep-freed-memory`` calls ``bitplan.train.keep_freed_memory()`` first, as
 ``bitplan train`` does). Next to the step time: the bytes one training forward keeps for backward
 (``bitplan.qat.memory.kept_for_backward``: every storage once, parameters excluded; the model's
-forward, and with the loss) and the peak resident memory of a fresh process that builds the variant
-and runs three steps (``--no-rss`` skips those processes).
+forward, and with the loss) and, in a fresh process that builds the variant alone, the peak resident
+memory over its first three steps (kernel compiles included) and how much the resident memory grows
+over the ten steps after them (``--no-rss`` skips those processes).
 
 The limit. Fake quantization adds passes over memory that fp32 training does not make; a step
 cannot be faster than fp32 plus the time to move those bytes. Per step and quantized tensor T
@@ -48,10 +49,14 @@ quantizers inside real steps, before this file's last changes; load average 1–
   heap every step. With the thresholds raised (``MALLOC_TRIM_THRESHOLD_`` /
   ``MALLOC_MMAP_THRESHOLD_``) the faults vanish and the ratios drop (same session, interleaved): SR
   1.244 → 1.217, LUQ 1.370 → 1.279. ``bitplan train`` raises them itself
-  (``bitplan.train.keep_freed_memory``). Since quantized layers keep codes instead of float copies
-  (issue 20), a step keeps about as much as fp32 and the setting no longer matters much (see
-  docs/performance.md). Python-level overhead per quantizer call (checks, scalar range math,
-  autograd node) is ≈ 0.1 ms, ≈ 6 ms per step: small against the passes.
+  (``bitplan.train.keep_freed_memory``). It still matters with codes kept for backward: a
+  quantized step allocates and frees more than an fp32 one (the quantized copies the GEMMs read,
+  the decoded operands in backward), and glibc returns the freed top of its heap each time; 40 K
+  faults per step without it, none with it (issue 20; the allocator looked irrelevant for a while
+  only because a reference cycle, since fixed, kept every step's quantized tensors alive).
+  Python-level overhead per quantizer call (checks, scalar range math, autograd node) is ≈ 0.1 ms,
+  ≈ 6 ms per step: small against the passes. ``benchmarks/step_anatomy.py`` splits the step into its
+  parts and bounds it with stand-in kernels.
 
 Compiled (``--compile``): inside an outer ``torch.compile`` the quantizers used to flatten each
 activation in logical order while inductor stores convolution activations channels-last, so every
@@ -71,7 +76,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -209,23 +213,45 @@ def kept_megabytes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return {"kept_mb": model_only.total / 1e6, "kept_with_loss_mb": with_loss.total / 1e6}
 
 
-def peak_rss_megabytes(model_name: str, variant: str, args: argparse.Namespace) -> float:
-    """Peak resident MB of a fresh process that builds one variant and runs three steps."""
+RSS_STEPS = (3, 10)
+"""The RSS process's warm-up steps (compiles included), then the steps over which its growth is measured."""
+
+
+def rss_megabytes(model_name: str, variant: str, args: argparse.Namespace) -> dict[str, float]:
+    """Resident MB of a fresh process that builds one variant and trains it: the peak over its first
+    steps (kernel compiles included) and the growth over the steps after them (0 unless memory leaks)."""
     command = [sys.executable, __file__, "--rss-child", f"{model_name}:{variant}", "--threads", str(args.threads),
                "--device", args.device] + (["--keep-freed-memory"] if args.keep_freed_memory else [])
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return float(output.strip().splitlines()[-1])
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def rss_child(target: str, device: torch.device) -> None:
-    """``--rss-child MODEL:VARIANT``: build that variant alone, run three steps, print peak RSS in MB."""
+    """``--rss-child MODEL:VARIANT``: build that variant alone, train it, print its RSS figures as JSON."""
     model_name, variant = target.split(":")
     workload = WORKLOADS[model_name]
     runner, optimizer, _ = build_variants(workload, False, device, (variant,))[variant]
     x, y = batch_of(workload, device)
-    for _ in range(3):
+    warmup, measured = RSS_STEPS
+    for _ in range(warmup):
         step(runner, optimizer, x, y)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux reports KiB
+    peak = _memory_status("VmHWM")
+    before = _memory_status("VmRSS")
+    for _ in range(measured):
+        step(runner, optimizer, x, y)
+    print(json.dumps({"peak_rss_mb": peak, "rss_growth_mb": _memory_status("VmRSS") - before}))
+
+
+def _memory_status(field: str) -> float:
+    """MB of ``VmHWM`` (peak) or ``VmRSS`` (current) from ``/proc/self/status``.
+
+    Not ``getrusage``'s ``ru_maxrss``: that survives fork and exec, so a child started by a large
+    parent reports the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def copy_bandwidth(numel: int, device: torch.device, rounds: int = 20, pool_bytes: int = 1 << 27) -> float:
@@ -296,7 +322,7 @@ def run_model(model_name: str, args: argparse.Namespace, device: torch.device) -
     for name, row in eager.items():
         row["vs_eager_fp32"] = row["ratio"]
         row.update(kept_megabytes(variants[name][2], x, y))
-        row["peak_rss_mb"] = None if args.no_rss else peak_rss_megabytes(model_name, name, args)
+        row.update(dict.fromkeys(("peak_rss_mb", "rss_growth_mb")) if args.no_rss else rss_megabytes(model_name, name, args))
     for row in eager.values():
         row["kept_ratio"] = row["kept_mb"] / eager["fp32"]["kept_mb"]
     results = {"eager": with_limits(eager, variants, x, model_name, False)}
@@ -318,7 +344,8 @@ def render(model_name: str, results: dict) -> None:
     print(f"\n{model_name} ({workload.spec}), batch {workload.batch}")
     print(
         f"{'variant':<12} {'mode':<9} {'ms/step':>9} {'× fp32':>7} {'limit':>6} {'extra MB':>9} {'copy GB/s':>9} "
-        f"{'× eager fp32':>13} {'target':>7} {'kept MB':>8} {'× fp32':>7} {'+loss MB':>9} {'peak RSS MB':>12}"
+        f"{'× eager fp32':>13} {'target':>7} {'kept MB':>8} {'× fp32':>7} {'+loss MB':>9} {'peak RSS MB':>12} "
+        f"{'RSS +MB/10 steps':>16}"
     )
     for mode, table in results.items():
         for name, row in table.items():
@@ -327,7 +354,8 @@ def render(model_name: str, results: dict) -> None:
             memory = ""
             if "kept_mb" in row:
                 rss = f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-"
-                memory = f" {row['kept_mb']:8.1f} {row['kept_ratio']:7.3f} {row['kept_with_loss_mb']:9.1f} {rss:>12}"
+                growth = f"{row['rss_growth_mb']:.0f}" if row["rss_growth_mb"] is not None else "-"
+                memory = f" {row['kept_mb']:8.1f} {row['kept_ratio']:7.3f} {row['kept_with_loss_mb']:9.1f} {rss:>12} {growth:>16}"
             print(
                 f"{name:<12} {mode:<9} {row['median_ms']:9.1f} {row['ratio']:7.3f} {row['limit']:6.3f} "
                 f"{row['extra_bytes'] / 1e6:9.1f} {bandwidth:>9} {row['vs_eager_fp32']:13.3f} {target:>7}{memory}"
