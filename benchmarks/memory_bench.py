@@ -1,7 +1,10 @@
 """Bytes one training forward keeps for backward, fp32 against plans, by the layer type that keeps them.
 
-Models (the ``train_bench`` workloads): ``resnet20`` (batch 128), ``mobilenet_v2`` (32×32, batch 64),
-``transformer_lm`` (4 blocks, d_model 256, 128 tokens, batch 8), plus ``lstm2`` (2 layers, 35 tokens, vocabulary 2000, batch 20).
+Models: every zoo model (``MODELS``): the ``train_bench`` workloads ``resnet20`` (batch 128),
+``mobilenet_v2`` (32×32, batch 64) and ``transformer_lm`` (4 blocks, d_model 256, 128 tokens,
+batch 8), ``lstm2`` (2 layers, 35 tokens, vocabulary 2000, batch 20), ``alexnet_cifar``,
+``resnet_a``, ``resnet_d`` and ``resnet_f`` (CIFAR, batch 128), ``digits_cnn`` (8×8, batch 256) and
+``resnet50`` (224×224, batch 8).
 Plans, uniform over every planned GEMM, SR 8-bit gradients: ``W8A8`` and ``W4A4``; ``W4A4 floats``
 is the W4A4 plan with its operands kept as float copies (``bitplan.quant.kept.float_copies``: what
 quantized training kept before codes). Measured with ``bitplan.qat.memory.kept_for_backward``: every
@@ -30,7 +33,18 @@ from bitplan.quant.kept import float_copies
 from bitplan.spec import load_model, profile_spec
 from train_bench import WORKLOADS, Workload, batch_of, loss_of
 
-MODELS = {**WORKLOADS, "lstm2": Workload("zoo:lstm2?vocab=2000&seq_len=35", 20, True)}
+MODELS = {
+    **WORKLOADS,
+    "lstm2": Workload("zoo:lstm2?vocab=2000&seq_len=35", 20, True),
+    "alexnet_cifar": Workload("zoo:alexnet_cifar", 128),
+    "digits_cnn": Workload("zoo:digits_cnn", 256),
+    "resnet50": Workload("zoo:resnet50", 2),
+    "resnet_a": Workload("zoo:resnet_a", 128),
+    "resnet_d": Workload("zoo:resnet_d", 128),
+    "resnet_f": Workload("zoo:resnet_f", 128),
+}
+"""Every zoo model: the ``train_bench`` workloads, then the others at their default input size (CIFAR
+models at batch 128, digits at 256, resnet50 at 224×224 and batch 8)."""
 PLANS = {"W8A8": 8, "W4A4": 4}
 LOSS_ROW = "(loss)"
 

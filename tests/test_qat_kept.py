@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 import torch
@@ -125,6 +126,78 @@ def test_a_training_step_leaves_no_reference_cycles(scoped):
         if enabled:
             gc.enable()
     assert left == []
+
+
+def test_float_copies_die_with_the_forward_and_a_graph_without_backward_is_freed(monkeypatch):
+    # The saved-tensor records hold their pack hook until backward: a hook holding the registry kept
+    # every X̂ (the float copy the codes replace) alive until then. And a forward in grad mode never
+    # followed by backward (a validation loss without no_grad) must free its graph on its own.
+    torch.manual_seed(6)
+    model, x = ConvNet(), torch.randn(6, 3, 5, 5, requires_grad=True)
+    apply(model, plan_for(model, (x,), activation_bits=4, gradient_quant="none"), (x,))
+    registered: list[weakref.ref] = []
+    add = KeepCodes.add
+    monkeypatch.setattr(KeepCodes, "add", lambda self, out, codes: (registered.append(weakref.ref(out)), add(self, out, codes)))
+    enabled = gc.isenabled()
+    gc.disable()  # reference counting alone
+    try:
+        loss = model(x).square().mean()
+        assert registered and all(ref() is None for ref in registered)  # codes kept, no float copy
+        saved = [weakref.ref(tensor) for tensor in _saved_by_graph(loss)]
+        assert saved
+        del loss
+        assert all(ref() is None for ref in saved)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_an_output_saved_inside_the_hooks_is_freed_without_backward():
+    # exp saves its own output: held with its grad_fn by the pack hook, it would hold itself
+    x = torch.randn(1000, requires_grad=True)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with KeepCodes():
+            y = x.exp()
+        dead = weakref.ref(y)
+        del y
+        assert dead() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def test_measuring_a_forward_without_backward_frees_it():
+    x = torch.randn(1000, requires_grad=True)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        y, kept = kept_for_backward(nn.Identity(), lambda: x.exp())
+        assert kept.total == 4000  # exp keeps its output
+        dead = weakref.ref(y)
+        del y
+        assert dead() is None
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _saved_by_graph(output: torch.Tensor) -> list[torch.Tensor]:
+    """Tensors the autograd graph behind ``output`` hands to its nodes' backward (unpacked now)."""
+    tensors, stack, seen = [], [output.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        for name in dir(node):
+            if name.startswith("_saved_"):
+                value = getattr(node, name)
+                if isinstance(value, torch.Tensor) and value.numel() > 1:
+                    tensors.append(value)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return tensors
 
 
 def test_weight_changed_before_backward_is_refused():

@@ -65,7 +65,9 @@ def kept_for_backward(model: nn.Module, forward: Callable[[], Any]) -> tuple[Any
             kept.total += storage.nbytes()
             kept.by_module_type[stack[-1] if stack else "(outside modules)"] += storage.nbytes()
             kept.by_dtype[str(tensor.dtype).removeprefix("torch.")] += storage.nbytes()
-        return tensor
+        # detached: a saved output kept with its grad_fn is a cycle through C++ that no collector
+        # frees when the measured forward is not followed by backward (autograd restores the grad_fn)
+        return tensor.detach()
 
     def enter(module: nn.Module, args: Any) -> None:
         stack.append(names.get(module, type(module).__name__))

@@ -16,6 +16,8 @@ divides; otherwise one per byte. 16 bits and more keep the float copy (codes wou
 from __future__ import annotations
 
 import dataclasses
+import functools
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -198,11 +200,12 @@ class KeepCodes(torch.autograd.graph.saved_tensors_hooks):
     """
 
     def __init__(self) -> None:
-        # the hooks belong to a separate registry, not to this object: hooks that were bound methods
-        # of it would make a reference cycle, and every X̂ registered here would then live until
-        # Python's cyclic collector ran (hundreds of MB of float copies after a few training steps)
+        # The hooks reach the registry only through a weak reference. Every saved tensor's record in
+        # the autograd graph holds on to the pack hook until backward; a hook that held the registry
+        # would keep each registered X̂ (the float copy codes replace) alive until backward, and a hook
+        # that was a bound method of this object would make a reference cycle besides.
         self._registry = _Registry()
-        super().__init__(self._registry.pack, _Registry.unpack)
+        super().__init__(functools.partial(_pack, weakref.ref(self._registry)), _Registry.unpack)
 
     def add(self, out: Tensor, codes: KeptCodes | Requantized) -> None:
         """Keep ``out`` as ``codes`` when a GEMM inside this context saves it (``out`` stays referenced
@@ -220,6 +223,12 @@ class KeepCodes(torch.autograd.graph.saved_tensors_hooks):
         super().__enter__()
 
 
+def _pack(registry: weakref.ref[_Registry], tensor: Tensor) -> Any:
+    """The pack hook: ``registry``'s while it lives (pack runs only inside its context, where it does)."""
+    alive = registry()
+    return alive.pack(tensor) if alive is not None else ("tensor", tensor.detach(), None)
+
+
 class _Registry:
     """What ``KeepCodes`` knows (storage address -> (X̂, record)) and its pack and unpack hooks."""
 
@@ -231,7 +240,9 @@ class _Registry:
         outer = self.outer
         known = self.known.get(tensor.untyped_storage().data_ptr()) if tensor.numel() else None
         if known is None or known[0].dtype != tensor.dtype:
-            return ("tensor", outer[0](tensor) if outer else tensor, outer)
+            # detached: a saved output would otherwise hold its own grad_fn, a cycle through C++ that
+            # outlives a forward never followed by backward (unpack gets the grad_fn back from autograd)
+            return ("tensor", outer[0](tensor) if outer else tensor.detach(), outer)
         codes = known[1]
         parts = tuple(outer[0](part) for part in codes.tensors()) if outer else codes.tensors()
         geometry = (tuple(tensor.shape), tuple(tensor.stride()), tensor.storage_offset())
