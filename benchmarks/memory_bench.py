@@ -10,7 +10,10 @@ is the W4A4 plan with its operands kept as float copies (``bitplan.quant.kept.fl
 quantized training kept before codes). Measured with ``bitplan.qat.memory.kept_for_backward``: every
 storage once, parameters excluded, charged to the innermost module that first saved it. The model's
 forward is measured; the loss (cross entropy keeps its log-softmax, B·classes or B·T·vocab floats,
-the same in every column) is reported in its own row.
+the same in every column) is reported in its own row. Below it, measured from the other side: how much
+glibc's heap grew over the model's forward while its output was held (``heap_in_use``, the output
+left out), which is what the forward really keeps whatever keeps it (a batch that a layer saves as
+it came, e.g. the image under fp32, is counted above but was allocated before the forward).
 
     python benchmarks/memory_bench.py [--models resnet20,transformer_lm] [--out benchmarks/results/memory.json]
 """
@@ -28,7 +31,7 @@ import torch
 from bitplan.atomic import atomic_write_text
 from bitplan.plan import make_plan
 from bitplan.qat import apply
-from bitplan.qat.memory import KeptBytes, kept_for_backward
+from bitplan.qat.memory import KeptBytes, heap_in_use, kept_for_backward
 from bitplan.quant.kept import float_copies
 from bitplan.spec import load_model, profile_spec
 from train_bench import WORKLOADS, Workload, batch_of, loss_of
@@ -44,9 +47,12 @@ MODELS = {
     "resnet_f": Workload("zoo:resnet_f", 128),
 }
 """Every zoo model: the ``train_bench`` workloads, then the others at their default input size (CIFAR
-models at batch 128, digits at 256, resnet50 at 224×224 and batch 8)."""
+models at batch 128, digits at 256, resnet50 at 224×224 and batch 2)."""
 PLANS = {"W8A8": 8, "W4A4": 4}
 LOSS_ROW = "(loss)"
+HEAP_ROW = "(heap)"
+"""Not a layer: how much glibc's heap grew over the forward while its output was held (``heap_in_use``),
+the output itself left out: an independent measure of what the forward keeps."""
 
 
 def measure_model(workload: Workload) -> dict[str, KeptBytes]:
@@ -68,6 +74,12 @@ def measure_model(workload: Workload) -> dict[str, KeptBytes]:
         floats = float_copies() if name.endswith("floats") else nullcontext()
         with floats:
             _, kept = kept_for_backward(model, lambda: model(x))
+            del _
+            before = heap_in_use()
+            out = model(x)
+            if before is not None:
+                kept.by_module_type[HEAP_ROW] = heap_in_use() - before - out.untyped_storage().nbytes()
+            del out
             _, with_loss = kept_for_backward(model, lambda: loss_of(model(x), y))
         kept.by_module_type[LOSS_ROW] = with_loss.total - kept.total
         results[name] = kept
@@ -77,7 +89,7 @@ def measure_model(workload: Workload) -> dict[str, KeptBytes]:
 def render(model_name: str, results: dict[str, KeptBytes]) -> None:
     """One table: MB kept by layer type (rows) and plan (columns), totals and ratios to fp32."""
     columns = list(results)
-    rows = sorted({key for kept in results.values() for key in kept.by_module_type} - {LOSS_ROW},
+    rows = sorted({key for kept in results.values() for key in kept.by_module_type} - {LOSS_ROW, HEAP_ROW},
                   key=lambda key: -results["fp32"].by_module_type[key])
     print(f"\n{model_name} ({MODELS[model_name].spec}, batch {MODELS[model_name].batch}): MB kept for backward")
     print(f"| layer type | {' | '.join(columns)} |")
@@ -90,6 +102,9 @@ def render(model_name: str, results: dict[str, KeptBytes]) -> None:
     print(f"| {LOSS_ROW} | " + " | ".join(f"{value / 1e6:.2f}" for value in loss) + " |")
     with_loss = [results[c].total + value for c, value in zip(columns, loss)]
     print("| with loss × fp32 | " + " | ".join(f"{value / with_loss[0]:.3f}" for value in with_loss) + " |")
+    if all(HEAP_ROW in results[c].by_module_type for c in columns):
+        heap = [results[c].by_module_type[HEAP_ROW] for c in columns]
+        print("| heap growth over the forward (glibc) | " + " | ".join(f"{value / 1e6:.2f}" for value in heap) + " |")
 
 
 def main() -> None:

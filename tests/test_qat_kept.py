@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from bitplan.qat import apply, load_quant_state_dict, quant_runtime, quant_state_dict
-from bitplan.qat.memory import kept_for_backward
+from bitplan.qat.memory import heap_in_use, kept_for_backward
 from bitplan.quant import kernels
 from bitplan.quant.kept import KeepCodes, per_byte
 from bitplan.quant.uniform import fake_quant_kept, fake_quant_ste
@@ -181,6 +181,29 @@ def test_measuring_a_forward_without_backward_frees_it():
     finally:
         if enabled:
             gc.enable()
+
+
+@pytest.mark.skipif(heap_in_use() is None, reason="needs glibc 2.33+ (mallinfo2) to read the heap")
+@pytest.mark.parametrize("bits", [None, 8, 4], ids=["fp32", "w8a8", "w4a4"])
+def test_the_heap_grows_by_what_kept_for_backward_counts(bits):
+    # What the forward really holds (malloc'd bytes while its result is alive) against the saved-tensor
+    # count: the float copies that codes replace, kept alive by anything, would show as the difference.
+    torch.manual_seed(7)
+    model, x = ConvNet(width=16), torch.randn(2048, 3, 5, 5)
+    if bits is not None:
+        apply(model, plan_for(model, (x[:2],), default=bits, activation_bits=bits, gradient_quant="sr"), (x[:2],))
+
+    def forward() -> torch.Tensor:
+        return model(x * 1.0)  # an input made inside the forward: allocated and kept there
+
+    forward().sum().backward()  # first step: generators, observer state, kernels
+    _, kept = kept_for_backward(model, forward)
+    del _
+    before = heap_in_use()
+    out = forward()
+    grown = heap_in_use() - before - out.untyped_storage().nbytes()
+    assert kept.total > 3_000_000
+    assert abs(grown - kept.total) <= 0.02 * kept.total + 65536, (grown, kept.total)
 
 
 def _saved_by_graph(output: torch.Tensor) -> list[torch.Tensor]:
