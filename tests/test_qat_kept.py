@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -18,6 +19,18 @@ from bitplan.quant.kept import KeepCodes, per_byte
 from bitplan.quant.uniform import fake_quant_kept, fake_quant_ste
 from test_qat import ConvNet, plan_for
 from test_qat_scoped import SelfAttention
+
+
+@contextmanager
+def reference_counting_only():
+    """Python's cyclic collector off: what is freed inside was freed by reference counting."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def gradients(model: nn.Module, x: torch.Tensor, *, codes: bool, wrap=None) -> dict[str, torch.Tensor]:
@@ -108,23 +121,20 @@ def test_a_training_step_leaves_no_reference_cycles(scoped):
     apply(model, plan, (x,), seed=0)
     model(x).square().mean().backward()  # first step: creates generators and observer state
     gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        model(x).square().mean().backward()
-        gc.collect()
-        # tensors, or bitplan's own objects (torch's pytree leaves a small cycle of its own per call)
-        left = [
-            type(thing).__name__
-            for thing in gc.garbage
-            if isinstance(thing, torch.Tensor) or type(thing).__module__.startswith("bitplan")
-        ]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        if enabled:
-            gc.enable()
+    with reference_counting_only():
+        gc.set_debug(gc.DEBUG_SAVEALL)  # the collector run below keeps what it finds in gc.garbage
+        try:
+            model(x).square().mean().backward()
+            gc.collect()
+            # tensors, or bitplan's own objects (torch's pytree leaves a small cycle of its own per call)
+            left = [
+                type(thing).__name__
+                for thing in gc.garbage
+                if isinstance(thing, torch.Tensor) or type(thing).__module__.startswith("bitplan")
+            ]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
     assert left == []
 
 
@@ -138,49 +148,34 @@ def test_float_copies_die_with_the_forward_and_a_graph_without_backward_is_freed
     registered: list[weakref.ref] = []
     add = KeepCodes.add
     monkeypatch.setattr(KeepCodes, "add", lambda self, out, codes: (registered.append(weakref.ref(out)), add(self, out, codes)))
-    enabled = gc.isenabled()
-    gc.disable()  # reference counting alone
-    try:
+    with reference_counting_only():
         loss = model(x).square().mean()
         assert registered and all(ref() is None for ref in registered)  # codes kept, no float copy
         saved = [weakref.ref(tensor) for tensor in _saved_by_graph(loss)]
         assert saved
         del loss
         assert all(ref() is None for ref in saved)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def test_an_output_saved_inside_the_hooks_is_freed_without_backward():
     # exp saves its own output: held with its grad_fn by the pack hook, it would hold itself
     x = torch.randn(1000, requires_grad=True)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with reference_counting_only():
         with KeepCodes():
             y = x.exp()
         dead = weakref.ref(y)
         del y
         assert dead() is None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def test_measuring_a_forward_without_backward_frees_it():
     x = torch.randn(1000, requires_grad=True)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with reference_counting_only():
         y, kept = kept_for_backward(nn.Identity(), lambda: x.exp())
         assert kept.total == 4000  # exp keeps its output
         dead = weakref.ref(y)
         del y
         assert dead() is None
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @pytest.mark.skipif(heap_in_use() is None, reason="needs glibc 2.33+ (mallinfo2) to read the heap")
