@@ -106,6 +106,9 @@ class QuantizedRNN:
             out, state = torch.func.functional_call(self, weights, (x, hx))
         finally:
             self.bitplan_substituting = False
+            # functional_call puts the parameters back without refreshing the RNN's list of flattened
+            # weights, which would keep this call's quantized weights alive until the next call
+            self._init_flat_weights()
         if isinstance(out, PackedSequence):
             return out._replace(data=q.output(out.data)), state
         return q.output(out), state
