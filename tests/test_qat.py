@@ -199,10 +199,10 @@ def test_tensor_granularity_uses_one_range():
 
 
 class Recurrent(nn.Module):
-    def __init__(self, cell: type[nn.Module]) -> None:
+    def __init__(self, cell: type[nn.Module], width: int = 5) -> None:
         super().__init__()
-        self.rnn = cell(4, 5, num_layers=2, batch_first=True)
-        self.head = nn.Linear(5, 3)
+        self.rnn = cell(4, width, num_layers=2, batch_first=True)
+        self.head = nn.Linear(width, 3)
 
     def forward(self, x):  # x: [B, T, 4]
         return self.head(self.rnn(x)[0])

@@ -108,3 +108,17 @@ def test_activation_matmuls_and_raw_parameters_quantized_when_planned():
     assert model.proj.grad is not None and torch.isfinite(model.proj.grad).all()
     strip(model)
     assert type(model) is ManualAttention
+
+
+def test_quantizer_kernels_compile_inside_the_scope_mode(monkeypatch):
+    # The scope's torch-function mode was traced into the packing kernel of 4-bit codes, which then
+    # failed to compile and fell back to eager for the rest of the process.
+    from bitplan.quant import kernels
+
+    monkeypatch.setattr(kernels, "_failed", set())
+    torch.manual_seed(8)
+    model, x = SelfAttention(dim=16, heads=2), torch.randn(4, 16, 16)
+    apply(model, plan_for(model, (x,), default=4, include_activation_gemms=True, activation_bits=4), (x,))
+    with kernels.kernel_policy(min_numel=0, warm_min_numel=0):
+        model(x).sum().backward()
+    assert kernels._failed == set()

@@ -158,13 +158,10 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
     key = (recipe.__name__, x.dtype, x.device.type)
     if _wants_compiled(x, (*key, x.dim()) in _warm) and key not in _failed:
         try:
-            if recipe in _ELEMENTWISE and x.is_contiguous() and x.numel() * x.element_size() >= _policy.huge_page_min_bytes:
-                result = _compiled_writing_into(recipe)(empty_on_huge_pages(x), x, *args)
-            else:
-                compiled = _compiled.get(recipe)
-                if compiled is None:
-                    compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
-                result = compiled(x, *args)
+            # plain tensors in, plain out: a torch-function mode around the call (``qat.scoped``'s, a
+            # user's) has nothing to see in a kernel and would be traced into it
+            with torch._C.DisableTorchFunction():  # private but stable since torch 1.x; no public equivalent
+                result = _run_compiled(recipe, x, args)
         except Exception as error:  # compiling fails many ways (no C++ compiler, no triton); eager is always right
             _failed.add(key)
             warnings.warn(
@@ -178,6 +175,16 @@ def run(recipe: Callable[..., Result], x: Tensor, *args: object) -> Result:
             _warm.add((*key, x.dim()))
             return result
     return recipe(x, *args)
+
+
+def _run_compiled(recipe: Callable[..., Result], x: Tensor, args: tuple) -> Result:
+    """``recipe``'s compiled kernel on ``x``: writing into huge pages for a large elementwise result."""
+    if recipe in _ELEMENTWISE and x.is_contiguous() and x.numel() * x.element_size() >= _policy.huge_page_min_bytes:
+        return _compiled_writing_into(recipe)(empty_on_huge_pages(x), x, *args)
+    compiled = _compiled.get(recipe)
+    if compiled is None:
+        compiled = _compiled[recipe] = torch.compile(recipe, dynamic=True, fullgraph=True)
+    return compiled(x, *args)
 
 
 def _compiled_writing_into(recipe: Callable[..., Tensor]) -> Callable[..., Tensor]:
