@@ -258,18 +258,17 @@ def _wants_compiled(x: Tensor, warm: bool) -> bool:
 
 
 def flat_view(x: Tensor) -> Tensor:
-    """``x`` as the tensor a per-tensor recipe runs on: [N/W, W] (W = 256 or 16) or [N] when contiguous, else ``x``.
+    """``x`` as the tensor a per-tensor recipe runs on: [N/W, W] or [N] when contiguous, else ``x``.
 
     A flat view lets one compiled kernel serve every shape. Rows of W elements (a power of two, the
     widest of ``ROW_WIDTHS`` that divides N) let the noise hash take its element index as W·row + lane
     with the lane part read from a W-element vector (``lane_seeds``), instead of building an index
-    vector per element (which costs more than the rest of the rounding); long rows also leave the
-    compiled loop's per-row work (scalar loads, a fused kernel's range arithmetic) to few elements'
-    worth of rows. Inside an outer ``torch.compile`` the tensor
-    is kept as it is: there its memory layout may be channels-last (inductor's layout choice for
-    convolutions), and a flat view in logical order would force a transposing copy (gathers, plus
-    a second pass to transpose back). Results do not depend on the view: the noise hash is indexed
-    by the logical element index either way.
+    vector per element (which costs more than the rest of the rounding); long rows also make the
+    compiled loop's per-row work (scalar loads, a fused kernel's range arithmetic) rare. Inside an
+    outer ``torch.compile`` the tensor is kept as it is: there its memory layout may be channels-last
+    (inductor's layout choice for convolutions), and a flat view in logical order would force a
+    transposing copy (gathers, plus a second pass to transpose back). Results do not depend on the
+    view: the noise hash is indexed by the logical element index either way.
     """
     if x.is_contiguous() and not torch.compiler.is_compiling():
         for width in ROW_WIDTHS:
