@@ -15,9 +15,7 @@ forward really keeps; the two agree to within the tensors the forward received (
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from bitplan.libc import libc_function
 
 
 @dataclass
@@ -115,14 +115,7 @@ class _MallInfo2(ctypes.Structure):
 
 @functools.cache
 def _mallinfo2() -> Callable[[], _MallInfo2] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
-        return None
-    function.restype = _MallInfo2
-    return function
+    return libc_function("mallinfo2", (), _MallInfo2)  # None: not glibc, or glibc before 2.33
 
 
 def heap_in_use() -> int | None:

@@ -13,29 +13,21 @@ to the quantizers' own outputs only.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import sys
+from collections.abc import Callable
 from functools import cache
 
 import torch
 from torch import Tensor
+
+from bitplan.libc import libc_function
 
 HUGE_PAGE_BYTES = 2 << 20
 MADV_HUGEPAGE = 14  # linux/mman.h
 
 
 @cache
-def _madvise() -> object | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    except OSError:
-        return None
-    function = libc.madvise
-    function.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    function.restype = ctypes.c_int
-    return function
+def _madvise() -> Callable[..., int] | None:
+    return libc_function("madvise", (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int), ctypes.c_int)
 
 
 def empty_on_huge_pages(like: Tensor) -> Tensor:

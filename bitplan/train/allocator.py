@@ -17,9 +17,9 @@ exits, which is what a training process wants anyway. ``bitplan train`` calls it
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
-import sys
+
+from bitplan.libc import libc_function
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -37,14 +37,9 @@ def keep_freed_memory() -> bool:
         Whether both thresholds were set: False off Linux/glibc (other allocators keep their own
         policy) or when the C library refuses them.
     """
-    if not sys.platform.startswith("linux"):
+    mallopt = libc_function("mallopt", (ctypes.c_int, ctypes.c_int), ctypes.c_int)
+    if mallopt is None:  # not Linux, or a C library without mallopt (musl)
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     trim = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     mmap = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     return bool(trim and mmap)
