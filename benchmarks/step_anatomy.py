@@ -42,20 +42,26 @@ PARTS = {
 }
 
 
+KEPT = (kernels.affine_nearest_kept, kernels.integer_nearest_kept, kernels.symmetric_nearest_kept)
+"""Recipes returning (X̂, codes)."""
+DECODES = (kernels.affine_decode, kernels.integer_decode)
+"""Recipes returning X̂ from codes; their last argument is X̂'s dtype."""
+
+
 def copies(recipe: Callable, x: torch.Tensor, *args: object) -> object:
     """A stand-in result of ``recipe`` with the sizes it writes (uint8 codes where it makes codes)."""
-    if recipe in (kernels.affine_nearest_kept, kernels.integer_nearest_kept, kernels.symmetric_nearest_kept):
+    if recipe in KEPT:
         return x.clone(), torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-    if recipe in (kernels.affine_decode, kernels.integer_decode):
+    if recipe in DECODES:
         return torch.empty(x.shape, dtype=args[-1], device=x.device).copy_(x)
     return x.clone()
 
 
 def no_copies(recipe: Callable, x: torch.Tensor, *args: object) -> object:
     """A stand-in result of ``recipe`` that moves no data (an uninitialised decode, the input itself)."""
-    if recipe in (kernels.affine_nearest_kept, kernels.integer_nearest_kept, kernels.symmetric_nearest_kept):
+    if recipe in KEPT:
         return x, torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-    if recipe in (kernels.affine_decode, kernels.integer_decode):
+    if recipe in DECODES:
         return torch.empty(x.shape, dtype=args[-1], device=x.device)
     return x
 

@@ -224,9 +224,8 @@ class KeepCodes(torch.autograd.graph.saved_tensors_hooks):
 
 
 def _pack(registry: weakref.ref[_Registry], tensor: Tensor) -> Any:
-    """The pack hook: ``registry``'s while it lives (pack runs only inside its context, where it does)."""
-    alive = registry()
-    return alive.pack(tensor) if alive is not None else ("tensor", tensor.detach(), None)
+    """The pack hook: ``registry``'s (pack runs only inside its ``KeepCodes`` context, which holds it)."""
+    return registry().pack(tensor)
 
 
 class _Registry:
