@@ -361,6 +361,11 @@ def _round_stochastic_(v: Tensor, seeds: Tensor) -> Tensor:
     return low.add_(count)
 
 
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 for float64 tensors, float32 for every other floating dtype."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 # --- recipes -------------------------------------------------------------------------------
 # x: the quantized tensor (any float dtype, a canonical view); other tensors are in the compute
 # dtype (float32, or float64 for float64 x) and broadcast against x.
@@ -398,7 +403,7 @@ def abs_moments(x: Tensor) -> Tensor:
     The sums accumulate in float64: compiled and eager code sum in different orders, and float64
     makes their float32 results agree (short of a one-in-10^9 tie), besides being accurate.
     """
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    dtype = compute_dtype(x)
     moments = torch.stack(
         [
             torch.linalg.vector_norm(x, float("inf"), dtype=torch.float64),
@@ -429,7 +434,7 @@ def luq_alpha(x: Tensor) -> Tensor:
     up keeps every |x| within α·2^7.
     """
     low, high = torch.aminmax(x)
-    peak = torch.maximum(-low, high).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    peak = torch.maximum(-low, high).to(compute_dtype(x))
     alpha = torch.where(peak > 0, peak / LUQ_RANGE, torch.ones_like(peak))
     return torch.where(alpha * LUQ_RANGE < peak, torch.nextafter(alpha, peak), alpha)
 

@@ -22,8 +22,9 @@ from torch.autograd.function import FunctionCtx
 
 from bitplan.quant import kernels
 from bitplan.quant.kept import KeepCodes, KeptCodes, code_dtype, kept_ste, make_codes, per_byte
+from bitplan.quant.kernels import compute_dtype
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
-from bitplan.quant.uniform import SCALE_FLOOR, check_float, compute_dtype
+from bitplan.quant.uniform import SCALE_FLOOR, check_float
 
 
 SAWB_COEFFICIENTS: dict[int, tuple[float, float]] = {4: (12.1, 12.2)}

@@ -33,6 +33,7 @@ from torch.autograd.function import FunctionCtx
 
 from bitplan.choices import ZeroPoint
 from bitplan.quant import kernels
+from bitplan.quant.kernels import compute_dtype
 from bitplan.quant.kept import KeepCodes, KeptCodes, code_dtype, kept_ste, make_codes, per_byte
 from bitplan.quant.options import FULL_PRECISION_BITS, check_bits, check_samples
 
@@ -51,11 +52,6 @@ class _Affine:
     scale: Tensor  # like low
     qmax: Tensor  # [], compute dtype
     zero_point: Tensor | None = None  # integer grid only: the zero point's code, like low
-
-
-def compute_dtype(x: Tensor) -> torch.dtype:
-    """float64 for float64 tensors, float32 for every other floating dtype."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def check_float(x: Tensor, name: str = "x") -> None:
