@@ -68,7 +68,14 @@ def test_r_at_a_budget_is_random_and_within_one_step(budget: float, seed: int) -
         low = max(level for level in LOW_BITS if level <= budget)
         step = LOW_BITS[LOW_BITS.index(low) + 1] - low if low < LOW_BITS[-1] else 0
         assert budget - step <= plan.estimates.avg_bits <= budget
-    assert plans[0].bits_by_name() != plans[1].bits_by_name()  # 20 layers: two seeds never draw the same plan
+    # random: near the top budget few layers can drop, and two seeds may draw the same plan (7.25 bits,
+    # seeds 219 and 220 do); no plan is drawn by over 6 % of seeds here, so eight alike is ~1e-9
+    drawn = {
+        tuple(sorted(make_plan(RESNET20, factor="A", strategy="R", levels=LOW_BITS, seed=s,
+                               budget=Budget(kind="avg_bits", value=budget)).bits_by_name().items()))
+        for s in range(seed, seed + 8)
+    }
+    assert len(drawn) > 1
     assert plans[0] == make_plan(
         RESNET20, factor="A", strategy="R", levels=LOW_BITS, seed=seed, budget=Budget(kind="avg_bits", value=budget)
     )
